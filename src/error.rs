@@ -113,6 +113,34 @@ pub enum Error {
         problem: String,
     },
 
+    /// The engine created a container without a security setting that was asked for (a
+    /// capability drop, no-new-privileges, the user); no job runs in such a container.
+    #[error("container {container}: the engine did not apply {what}; refusing to run a job in it")]
+    NotApplied {
+        /// The container's name.
+        container: String,
+        /// The settings that did not take.
+        what: String,
+    },
+
+    /// A job printed a line longer than the configured maximum; it was stopped instead of letting
+    /// memory grow without bound.
+    #[error("the job printed a line longer than {limit} bytes; raise the maximum line size if that is expected")]
+    LineTooLong {
+        /// The maximum line size in bytes.
+        limit: usize,
+    },
+
+    /// A cancelled job's processes could not be confirmed gone: the kill inside the container
+    /// failed (the engine went away, or the image has no `/bin/sh`).
+    #[error("cancel job {job}: {detail}")]
+    KillFailed {
+        /// The job's id.
+        job: String,
+        /// What went wrong, with the kill's own words.
+        detail: String,
+    },
+
     /// A local file operation failed (credentials file, session directory, workspace).
     #[error("{context}: {source}")]
     Io {
@@ -139,6 +167,9 @@ impl Error {
             Error::Cancelled(_) => "CANCELLED",
             Error::Protocol { .. } => "PROTOCOL",
             Error::InvalidConfig { .. } => "INVALID_CONFIG",
+            Error::NotApplied { .. } => "NOT_APPLIED",
+            Error::LineTooLong { .. } => "LINE_TOO_LONG",
+            Error::KillFailed { .. } => "KILL_FAILED",
             Error::Io { .. } => "IO",
         }
     }

@@ -1,0 +1,394 @@
+//! What runs inside the container for one herdctl job: the argv and the stdin of the exec.
+//!
+//! herdctl has two runtimes. The CLI runtime runs `claude -p` with flags derived from the agent; the
+//! SDK runtime calls the Agent SDK's `query()`. In a container both become one exec whose stdin
+//! carries everything that is large or private (the prompt; for the SDK, the whole options object),
+//! so nothing depends on a shell, no argument nears the kernel's 128 KiB limit, and no secret sits
+//! on a command line where `ps` on the host would show it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::{Error, Result};
+
+/// The in-container program of the SDK strategy: reads `{prompt, sdkOptions}` on stdin, runs the
+/// globally installed Agent SDK's `query()`, prints each message as a JSON line. Passed to
+/// `node --input-type=module -e`, so the image needs node and the SDK, not herdctl's wrapper file.
+pub const SDK_RUNNER: &str = include_str!("sdk-runner.mjs");
+
+/// The fields of herdctl's resolved agent that shape an invocation (snake_case, as herdctl's
+/// `ResolvedAgent` has them). Unknown fields are ignored: herdctl's agent carries many more.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AgentSpec {
+    /// The agent's name.
+    pub name: String,
+    /// The agent's fleet-qualified name; the container label and the session directory use it.
+    #[serde(rename = "qualifiedName")]
+    pub qualified_name: Option<String>,
+    /// The model, passed as `--model`.
+    pub model: Option<String>,
+    /// `--permission-mode`; herdctl defaults to `acceptEdits`.
+    pub permission_mode: Option<String>,
+    /// Replaces Claude Code's system prompt.
+    pub system_prompt: Option<String>,
+    /// Tools allowed without asking.
+    pub allowed_tools: Vec<String>,
+    /// Tools refused.
+    pub denied_tools: Vec<String>,
+    /// The set of built-in tools (`--tools`).
+    pub tools: Option<Vec<String>>,
+    /// Which settings files Claude Code loads.
+    pub setting_sources: Option<Vec<String>>,
+    /// MCP servers in herdctl's agent format (`url`, or `command` + `args` + `env`). Their config
+    /// reaches claude through a private file, never argv.
+    pub mcp_servers: BTreeMap<String, McpServer>,
+    /// Turn limit of the SDK runtime.
+    pub max_turns: Option<u32>,
+    /// herdctl's session block; only its `max_turns` is read.
+    pub session: Option<SessionSpec>,
+    /// The agent's working directory on the host: a path, or `{root}`.
+    pub working_directory: Option<Value>,
+}
+
+/// herdctl's agent `session` block, as far as invocations read it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SessionSpec {
+    /// Fallback turn limit when the agent sets none.
+    pub max_turns: Option<u32>,
+}
+
+/// One MCP server in herdctl's agent format.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct McpServer {
+    /// An HTTP server's address.
+    pub url: Option<String>,
+    /// A process server's command.
+    pub command: Option<String>,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its environment (may hold secrets: it travels on stdin, never in argv).
+    pub env: BTreeMap<String, String>,
+}
+
+/// The per-job part of herdctl's `RuntimeExecuteOptions`.
+#[derive(Debug, Clone, Default)]
+pub struct JobInput {
+    /// The prompt, any size.
+    pub prompt: String,
+    /// A session id to resume.
+    pub resume: Option<String>,
+    /// Fork the resumed session instead of continuing it.
+    pub fork: bool,
+    /// Text appended to the system prompt.
+    pub system_prompt_append: Option<String>,
+    /// Ask for partial (streaming) assistant messages.
+    pub include_partial_messages: bool,
+}
+
+/// Which of herdctl's runtimes a job wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// `claude -p --output-format stream-json --verbose`.
+    Cli,
+    /// The Agent SDK's `query()`, through [`SDK_RUNNER`].
+    Sdk,
+}
+
+impl Strategy {
+    /// Parses `cli` or `sdk` (herdctl's `runtime` values).
+    pub fn parse(s: &str) -> Result<Strategy> {
+        match s {
+            "cli" => Ok(Strategy::Cli),
+            "sdk" => Ok(Strategy::Sdk),
+            other => Err(Error::invalid(
+                "runtime",
+                format!("{other:?} is not a supported runtime; expected \"cli\" or \"sdk\""),
+            )),
+        }
+    }
+}
+
+/// The exec of one job: argv (no shell involved) and the bytes to write on stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Everything large or private.
+    pub stdin: Vec<u8>,
+}
+
+const DEFAULT_PERMISSION_MODE: &str = "acceptEdits";
+
+/// Builds the exec for one job of `agent` with the given strategy.
+///
+/// ```
+/// use herdctl_container::invocation::{build, AgentSpec, JobInput, Strategy};
+/// let agent = AgentSpec { model: Some("sonnet".into()), ..Default::default() };
+/// let job = JobInput { prompt: "hi".into(), ..Default::default() };
+/// let inv = build(Strategy::Cli, &agent, &job);
+/// assert_eq!(inv.argv[..2], ["claude", "-p"]);
+/// assert_eq!(inv.stdin, b"hi");
+/// ```
+pub fn build(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocation {
+    match strategy {
+        Strategy::Cli => cli(agent, job),
+        Strategy::Sdk => sdk(agent, job),
+    }
+}
+
+fn cli(agent: &AgentSpec, job: &JobInput) -> Invocation {
+    let mut argv: Vec<String> = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
+        .map(String::from)
+        .to_vec();
+    let mut flag = |name: &str, value: String| {
+        argv.push(name.to_string());
+        argv.push(value);
+    };
+    flag(
+        "--permission-mode",
+        agent
+            .permission_mode
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PERMISSION_MODE.into()),
+    );
+    if let Some(model) = &agent.model {
+        flag("--model", model.clone());
+    }
+    if let Some(system_prompt) = &agent.system_prompt {
+        flag("--system-prompt", system_prompt.clone());
+    }
+    if let Some(append) = &job.system_prompt_append {
+        flag("--append-system-prompt", append.clone());
+    }
+    // Comma-separated: a space-separated list would swallow the arguments after it.
+    if !agent.allowed_tools.is_empty() {
+        flag("--allowedTools", agent.allowed_tools.join(","));
+    }
+    if !agent.denied_tools.is_empty() {
+        flag("--disallowedTools", agent.denied_tools.join(","));
+    }
+    if let Some(tools) = &agent.tools {
+        flag("--tools", tools.join(","));
+    }
+    if let Some(sources) = &agent.setting_sources {
+        flag("--setting-sources", sources.join(","));
+    }
+    if let Some(resume) = &job.resume {
+        flag("--resume", resume.clone());
+    }
+    if job.fork {
+        argv.push("--fork-session".into());
+    }
+    if job.include_partial_messages {
+        argv.push("--include-partial-messages".into());
+    }
+    if agent.mcp_servers.is_empty() {
+        return Invocation {
+            argv,
+            stdin: job.prompt.as_bytes().to_vec(),
+        };
+    }
+    // MCP server env often holds tokens, and argv is visible to `ps` on the host. So the config
+    // travels on stdin ahead of the prompt; a shell copies exactly its length into a private file
+    // and hands claude the path (`dd bs=1` because `head -c` may read past the count on a pipe).
+    let config = json!({ "mcpServers": mcp_servers(agent) }).to_string();
+    let mut wrapped: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        MCP_CONFIG_SHIM.into(),
+        "sh".into(),
+        config.len().to_string(),
+    ];
+    wrapped.extend(argv);
+    let mut stdin = config.into_bytes();
+    stdin.extend_from_slice(job.prompt.as_bytes());
+    Invocation {
+        argv: wrapped,
+        stdin,
+    }
+}
+
+/// `sh -c` program: `$1` bytes of stdin are the MCP config; the rest of argv is claude's.
+const MCP_CONFIG_SHIM: &str = r#"umask 077; f=$(mktemp) || exit 125; dd bs=1 count="$1" of="$f" 2>/dev/null; shift; "$@" --mcp-config "$f"; rc=$?; rm -f "$f"; exit $rc"#;
+
+fn sdk(agent: &AgentSpec, job: &JobInput) -> Invocation {
+    let mut options = Map::new();
+    options.insert(
+        "permissionMode".into(),
+        agent
+            .permission_mode
+            .as_deref()
+            .unwrap_or(DEFAULT_PERMISSION_MODE)
+            .into(),
+    );
+    if !agent.allowed_tools.is_empty() {
+        options.insert("allowedTools".into(), json!(agent.allowed_tools));
+    }
+    if !agent.denied_tools.is_empty() {
+        options.insert("disallowedTools".into(), json!(agent.denied_tools));
+    }
+    if let Some(tools) = &agent.tools {
+        options.insert("tools".into(), json!(tools));
+    }
+    let system_prompt = match (&agent.system_prompt, &job.system_prompt_append) {
+        (Some(custom), Some(append)) => json!(format!("{custom}\n\n{append}")),
+        (Some(custom), None) => json!(custom),
+        (None, Some(append)) => json!({"type": "preset", "preset": "claude_code", "append": append}),
+        (None, None) => json!({"type": "preset", "preset": "claude_code"}),
+    };
+    options.insert("systemPrompt".into(), system_prompt);
+    // herdctl's rule: explicit sources win; an agent with a working directory loads the project's
+    // settings; a standalone one loads none.
+    let sources = match (&agent.setting_sources, &agent.working_directory) {
+        (Some(s), _) => json!(s),
+        (None, Some(_)) => json!(["project"]),
+        (None, None) => json!([]),
+    };
+    options.insert("settingSources".into(), sources);
+    options.insert("mcpServers".into(), Value::Object(mcp_servers(agent)));
+    if let Some(turns) = agent.max_turns.or(agent.session.as_ref().and_then(|s| s.max_turns)) {
+        options.insert("maxTurns".into(), json!(turns));
+    }
+    if let Some(resume) = &job.resume {
+        options.insert("resume".into(), json!(resume));
+    }
+    if job.fork {
+        options.insert("forkSession".into(), json!(true));
+    }
+    if let Some(model) = &agent.model {
+        options.insert("model".into(), json!(model));
+    }
+    if job.include_partial_messages {
+        options.insert("includePartialMessages".into(), json!(true));
+    }
+    // The workspace is always mounted here, whatever the host path.
+    options.insert("cwd".into(), json!(crate::paths::CONTAINER_WORKSPACE));
+    let payload = json!({ "prompt": job.prompt, "sdkOptions": options });
+    Invocation {
+        argv: ["node", "--input-type=module", "-e", SDK_RUNNER]
+            .map(String::from)
+            .to_vec(),
+        stdin: payload.to_string().into_bytes(),
+    }
+}
+
+fn mcp_servers(agent: &AgentSpec) -> Map<String, Value> {
+    agent
+        .mcp_servers
+        .iter()
+        .map(|(name, s)| {
+            let mut m = Map::new();
+            if let Some(url) = &s.url {
+                m.insert("type".into(), json!("http"));
+                m.insert("url".into(), json!(url));
+            }
+            if let Some(command) = &s.command {
+                m.insert("command".into(), json!(command));
+            }
+            if !s.args.is_empty() {
+                m.insert("args".into(), json!(s.args));
+            }
+            if !s.env.is_empty() {
+                m.insert("env".into(), json!(s.env));
+            }
+            (name.clone(), Value::Object(m))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(json: Value) -> AgentSpec {
+        serde_json::from_value(json).expect("test agents are valid")
+    }
+
+    #[test]
+    fn cli_flags_follow_herdctl() {
+        let a = agent(json!({
+            "name": "a", "model": "opus", "system_prompt": "be brief",
+            "allowed_tools": ["Read", "Bash(git *)"], "denied_tools": ["Write"],
+            "tools": ["Read"], "setting_sources": ["project", "local"],
+            "some_field_herdctl_has": 1
+        }));
+        let job = JobInput {
+            prompt: "do $1234 `x` \"y\"".into(),
+            resume: Some("s1".into()),
+            fork: true,
+            system_prompt_append: Some("more".into()),
+            include_partial_messages: true,
+        };
+        let inv = build(Strategy::Cli, &a, &job);
+        assert_eq!(
+            inv.argv,
+            [
+                "claude", "-p", "--output-format", "stream-json", "--verbose",
+                "--permission-mode", "acceptEdits", "--model", "opus",
+                "--system-prompt", "be brief", "--append-system-prompt", "more",
+                "--allowedTools", "Read,Bash(git *)", "--disallowedTools", "Write",
+                "--tools", "Read", "--setting-sources", "project,local",
+                "--resume", "s1", "--fork-session", "--include-partial-messages"
+            ]
+        );
+        assert_eq!(inv.stdin, job.prompt.as_bytes());
+    }
+
+    #[test]
+    fn mcp_config_never_rides_on_argv() {
+        let a = agent(json!({
+            "name": "a",
+            "mcp_servers": {"gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": "ghp_secret"}}}
+        }));
+        let job = JobInput { prompt: "hi".into(), ..Default::default() };
+        let inv = build(Strategy::Cli, &a, &job);
+        assert!(inv.argv.iter().all(|a| !a.contains("ghp_secret")));
+        assert_eq!(inv.argv[..2], ["sh", "-c"]);
+        let len: usize = inv.argv[4].parse().unwrap();
+        let config: Value = serde_json::from_slice(&inv.stdin[..len]).unwrap();
+        assert_eq!(config["mcpServers"]["gh"]["env"]["GITHUB_TOKEN"], "ghp_secret");
+        assert_eq!(&inv.stdin[len..], b"hi");
+        assert_eq!(inv.argv[5], "claude");
+    }
+
+    #[test]
+    fn sdk_options_travel_on_stdin() {
+        let a = agent(json!({
+            "name": "a", "working_directory": {"root": "/host/repo"},
+            "session": {"max_turns": 7},
+            "mcp_servers": {"web": {"url": "http://127.0.0.1:1/mcp"}}
+        }));
+        let job = JobInput {
+            prompt: "p".into(),
+            system_prompt_append: Some("extra".into()),
+            include_partial_messages: true,
+            ..Default::default()
+        };
+        let inv = build(Strategy::Sdk, &a, &job);
+        assert_eq!(inv.argv[..3], ["node", "--input-type=module", "-e"]);
+        let payload: Value = serde_json::from_slice(&inv.stdin).unwrap();
+        assert_eq!(payload["prompt"], "p");
+        let o = &payload["sdkOptions"];
+        assert_eq!(o["cwd"], "/workspace");
+        assert_eq!(o["settingSources"], json!(["project"]));
+        assert_eq!(o["maxTurns"], 7);
+        assert_eq!(o["permissionMode"], "acceptEdits");
+        assert_eq!(o["includePartialMessages"], true);
+        assert_eq!(o["systemPrompt"], json!({"type": "preset", "preset": "claude_code", "append": "extra"}));
+        assert_eq!(o["mcpServers"]["web"], json!({"type": "http", "url": "http://127.0.0.1:1/mcp"}));
+    }
+
+    #[test]
+    fn unknown_runtime_names_the_field() {
+        let e = Strategy::parse("docker").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid runtime: \"docker\" is not a supported runtime; expected \"cli\" or \"sdk\""
+        );
+    }
+}

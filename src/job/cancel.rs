@@ -1,0 +1,130 @@
+//! Cancelling a running job from any thread.
+//!
+//! No engine API kills an exec, and an exec'd process outlives the connection that started it. So a
+//! cancel kills the job's processes itself: an ephemeral job's whole container (nothing else runs
+//! there), or, in a persistent container shared with other jobs, exactly the processes of this job,
+//! found by a marker in their environment (see `kill.sh`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::engine::{Engine, ExecAbort, ExecSpec};
+use crate::labels::Mode;
+use crate::{Error, Result};
+
+/// The environment variable that marks every process of a job (inherited by its children).
+pub(crate) const JOB_MARKER: &str = "HERDCTL_JOB_ID";
+
+const KILL_SCRIPT: &str = include_str!("kill.sh");
+
+/// Why a job was stopped before it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    Cancelled,
+    TimedOut(Duration),
+    /// The job's output broke a limit (a line too long): it is stopped, the outcome says why.
+    OutputLimit,
+}
+
+/// Cancels one job. Cheap to clone and `Send`: hand it to the thread that decides to cancel.
+#[derive(Clone, Debug)]
+pub struct Canceller {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    reason: Mutex<Option<StopReason>>,
+    engine: Engine,
+    container_id: String,
+    mode: Mode,
+    job_id: String,
+    user: String,
+    abort: ExecAbort,
+}
+
+impl Canceller {
+    pub(crate) fn new(
+        engine: Engine,
+        container_id: String,
+        mode: Mode,
+        job_id: String,
+        user: String,
+        abort: ExecAbort,
+    ) -> Canceller {
+        Canceller {
+            inner: Arc::new(Inner {
+                reason: Mutex::new(None),
+                engine,
+                container_id,
+                mode,
+                job_id,
+                user,
+                abort,
+            }),
+        }
+    }
+
+    /// Stops the job: within about a second and a half no process it started remains, and its
+    /// outcome is [`crate::Outcome::Cancelled`]. Calling it again, or after the job ended, does
+    /// nothing. Blocks while the processes are killed.
+    ///
+    /// An error means the processes could not be confirmed gone (the engine went away, or the
+    /// image has no `/bin/sh` for the kill); the job's stream is closed all the same.
+    pub fn cancel(&self) -> Result<()> {
+        self.stop(StopReason::Cancelled)
+    }
+
+    pub(crate) fn reason(&self) -> Option<StopReason> {
+        *self.inner.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn stop(&self, reason: StopReason) -> Result<()> {
+        {
+            let mut current = self.inner.reason.lock().unwrap_or_else(|p| p.into_inner());
+            if current.is_some() {
+                return Ok(());
+            }
+            *current = Some(reason);
+        }
+        let killed = match self.inner.mode {
+            // Nothing but this job runs in an ephemeral container: kill all of it at once.
+            Mode::Ephemeral => self
+                .inner
+                .engine
+                .kill_container(&self.inner.container_id, "KILL")
+                .map(|_| ()),
+            Mode::Persistent => self.kill_job_processes(),
+        };
+        if killed.is_err() {
+            // The processes may live on, but the caller gets its stream back now.
+            self.inner.abort.abort();
+        }
+        killed
+    }
+
+    fn kill_job_processes(&self) -> Result<()> {
+        let mut spec = ExecSpec::new(["sh", "-c", KILL_SCRIPT, "sh", &self.inner.job_id]);
+        // The job's own uid may signal its processes and read their environment; root without
+        // capabilities could do neither for another uid.
+        spec.user = Some(self.inner.user.clone());
+        let out = self
+            .inner
+            .engine
+            .exec_run(&self.inner.container_id, &spec, b"")
+            .map_err(|e| Error::KillFailed {
+                job: self.inner.job_id.clone(),
+                detail: e.to_string(),
+            })?;
+        match out.exit_code {
+            Some(0) => Ok(()),
+            code => Err(Error::KillFailed {
+                job: self.inner.job_id.clone(),
+                detail: format!(
+                    "the kill script ended with {code:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            }),
+        }
+    }
+}

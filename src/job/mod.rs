@@ -1,0 +1,286 @@
+//! One job: a command running in an agent's container, its output as lines, its end as an
+//! [`Outcome`].
+//!
+//! The flow is one way: [`crate::Runner::start`] acquires the container and starts the exec, the
+//! caller pulls lines with [`Job::next_line`] (no thread of ours sits between the socket and the
+//! caller), and [`Job::finish`] works out the outcome, releases the container and applies retention.
+
+mod cancel;
+mod lines;
+mod outcome;
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use cancel::Canceller;
+pub(crate) use cancel::{StopReason, JOB_MARKER};
+pub use outcome::{JobReport, Outcome, Timings};
+
+use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
+use crate::labels::Mode;
+use crate::lifecycle::Lease;
+use crate::redact::Redactor;
+use crate::{Error, Result};
+use lines::{LineTooLong, Lines, Tail};
+
+/// How much of stderr a report keeps.
+const STDERR_TAIL: usize = 8 * 1024;
+/// How long an exit code may stay unknown (`ExitCode: null`) after the stream ended before the
+/// job is reported as failed; the engine normally fills it within milliseconds.
+const EXIT_CODE_GRACE: Duration = Duration::from_secs(2);
+
+/// A running job. Pull its stdout with [`Job::next_line`], then call [`Job::finish`].
+///
+/// Dropping a job without finishing it cancels it and releases its container.
+pub struct Job {
+    engine: Engine,
+    exec_id: String,
+    output: ExecOutput,
+    lines: Lines,
+    stderr: Tail,
+    redactor: Redactor,
+    writer: Option<JoinHandle<()>>,
+    canceller: Canceller,
+    /// Dropping it tells the deadline watchdog that the job is over.
+    _watchdog: Option<mpsc::Sender<()>>,
+    started: Instant,
+    timings: Timings,
+    warnings: Vec<String>,
+    /// Set when the output ended: `None` for a clean end of stream.
+    ended: Option<Option<Error>>,
+    lease: Option<Lease>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("exec_id", &self.exec_id)
+            .field("container", &self.lease.as_ref().map(|l| l.name()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runner hands over to a job once its exec is open.
+pub(crate) struct Started {
+    pub engine: Engine,
+    pub exec_id: String,
+    pub input: ExecInput,
+    pub output: ExecOutput,
+    pub stdin: Vec<u8>,
+    pub canceller: Canceller,
+    pub redactor: Redactor,
+    pub deadline: Option<Duration>,
+    pub max_line: usize,
+    pub started: Instant,
+    pub timings: Timings,
+    pub warnings: Vec<String>,
+    pub lease: Lease,
+}
+
+impl Job {
+    pub(crate) fn new(s: Started) -> Job {
+        let writer = spawn_writer(s.input, s.stdin);
+        let watchdog = s.deadline.map(|after| spawn_watchdog(s.canceller.clone(), after));
+        Job {
+            engine: s.engine,
+            exec_id: s.exec_id,
+            output: s.output,
+            lines: Lines::new(s.max_line),
+            stderr: Tail::new(STDERR_TAIL),
+            redactor: s.redactor,
+            writer: Some(writer),
+            canceller: s.canceller,
+            _watchdog: watchdog,
+            started: s.started,
+            timings: s.timings,
+            warnings: s.warnings,
+            ended: None,
+            lease: Some(s.lease),
+        }
+    }
+
+    /// The next line of the job's stdout, without its newline; `None` once the output ended (the
+    /// report then says how). Blocks until a whole line arrived; there is no idle timeout, since an
+    /// agent may think for minutes without printing (give the job a deadline instead).
+    ///
+    /// Lines are bytes: an agent prints UTF-8 JSON, but a broken tool may print anything.
+    pub fn next_line(&mut self) -> Option<&[u8]> {
+        loop {
+            if self.ended.is_some() {
+                return None;
+            }
+            match self.lines.next_range() {
+                Ok(Some(range)) => return Some(self.lines.get(range)),
+                Ok(None) => {}
+                Err(LineTooLong) => {
+                    self.end_with_limit();
+                    return None;
+                }
+            }
+            match self.output.next_chunk() {
+                Ok(Some((stream, data))) => {
+                    if self.timings.first_byte.is_none() {
+                        self.timings.first_byte = Some(self.started.elapsed());
+                    }
+                    match stream {
+                        Stream::Stdout => self.lines.push(data),
+                        Stream::Stderr => self.stderr.push(data),
+                    }
+                }
+                Ok(None) => {
+                    self.ended = Some(None);
+                    self.timings.end = Some(self.started.elapsed());
+                    return self.lines.finish();
+                }
+                Err(e) => {
+                    self.ended = Some(Some(e));
+                    self.timings.end = Some(self.started.elapsed());
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// A handle that cancels this job from another thread.
+    pub fn canceller(&self) -> Canceller {
+        self.canceller.clone()
+    }
+
+    /// Waits for the job to end, works out how it ended, releases its container (an ephemeral one
+    /// is stopped and kept for inspection) and applies retention.
+    ///
+    /// Called before the output ended, it cancels the job: a caller that stops reading does not
+    /// want the rest (this is what herdctl's `return()` on the message iterator means).
+    pub fn finish(mut self) -> JobReport {
+        if self.ended.is_none() {
+            let _ = self.canceller.cancel();
+            while self.next_line().is_some() {}
+        }
+        self.conclude()
+    }
+
+    fn end_with_limit(&mut self) {
+        let _ = self.canceller.stop(StopReason::OutputLimit);
+        self.ended = Some(Some(Error::LineTooLong {
+            limit: self.lines.max_line(),
+        }));
+        self.timings.end = Some(self.started.elapsed());
+    }
+
+    fn conclude(&mut self) -> JobReport {
+        if let Some(writer) = self.writer.take() {
+            // The writer ends when stdin is written or the connection is gone; the stream has
+            // ended, so the second is certain.
+            let _ = writer.join();
+        }
+        let lease = self.lease.take().expect("conclude runs once, from finish or drop");
+        let stream_error = self.ended.take().flatten();
+        let outcome = match (self.canceller.reason(), stream_error) {
+            (Some(StopReason::Cancelled), _) => Outcome::Cancelled,
+            (Some(StopReason::TimedOut(after)), _) => Outcome::TimedOut(after),
+            (_, Some(e)) => Outcome::Failed(e),
+            (Some(StopReason::OutputLimit), None) => Outcome::Failed(Error::LineTooLong {
+                limit: self.lines.max_line(),
+            }),
+            (None, None) => self.exit_outcome(&lease),
+        };
+        let release_started = Instant::now();
+        self.warnings.extend(lease.release());
+        self.timings.release = Some(release_started.elapsed());
+        JobReport {
+            outcome,
+            container_id: lease.id().to_string(),
+            container_name: lease.name().to_string(),
+            stderr_tail: self.redactor.redact(&self.stderr.text()).into_owned(),
+            timings: self.timings.clone(),
+            warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+
+    /// The outcome of an exec whose stream ended by itself.
+    fn exit_outcome(&self, lease: &Lease) -> Outcome {
+        let give_up = Instant::now() + EXIT_CODE_GRACE;
+        loop {
+            let exit = match self.engine.exec_inspect(&self.exec_id) {
+                Ok(i) => i.exit_code,
+                Err(e) => return Outcome::Failed(e),
+            };
+            // The container first: when it died, the exec's code says less than the container's.
+            let container = match self.engine.inspect_container(lease.id()) {
+                Ok(c) => c,
+                Err(e) => return Outcome::Failed(e),
+            };
+            if !container.state.running {
+                let code = container.state.exit_code;
+                return Outcome::ContainerDied {
+                    exit_code: code,
+                    oom_killed: container.state.oom_killed
+                        || (code == Some(137) && container.host_config.memory > 0),
+                };
+            }
+            match exit {
+                Some(code @ (126 | 127)) => return Outcome::CommandNotFound { code },
+                Some(137) => {
+                    return Outcome::Killed {
+                        code: 137,
+                        oom: container.state.oom_killed,
+                    }
+                }
+                Some(code) => return Outcome::Exited(code),
+                None if Instant::now() >= give_up => {
+                    return Outcome::Failed(Error::Protocol {
+                        call: format!("GET /exec/{}/json", self.exec_id),
+                        detail: format!(
+                            "the exit code was still unknown {EXIT_CODE_GRACE:?} after the output ended"
+                        ),
+                    })
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if self.lease.is_some() {
+            if self.ended.is_none() {
+                let _ = self.canceller.cancel();
+                while self.next_line().is_some() {}
+            }
+            let _ = self.conclude();
+        }
+    }
+}
+
+/// Writes the job's stdin on its own thread, then half-closes it: a process may print before it
+/// has read all its input, and with both directions on one thread an 8 MiB prompt would deadlock
+/// against a full output pipe.
+fn spawn_writer(mut input: ExecInput, stdin: Vec<u8>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("herdctl-job-stdin".into())
+        .spawn(move || {
+            // A failed write means the process exited or the job was cancelled; the outcome is
+            // read from the engine, not from here.
+            if input.write_all(&stdin).is_ok() {
+                let _ = input.close();
+            }
+        })
+        .expect("spawning a thread fails only when the process is out of threads or memory")
+}
+
+fn spawn_watchdog(canceller: Canceller, after: Duration) -> mpsc::Sender<()> {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("herdctl-job-deadline".into())
+        .spawn(move || {
+            // The job drops the sender when it ends: Disconnected means "over, stand down".
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(after) {
+                let _ = canceller.stop(StopReason::TimedOut(after));
+            }
+        })
+        .expect("spawning a thread fails only when the process is out of threads or memory");
+    tx
+}

@@ -1,0 +1,262 @@
+//! Which container a job gets, and what happens to it after the job.
+//!
+//! Ephemeral: a fresh container per job, stopped (not removed) after it so a failed job can be
+//! inspected. Persistent: one container per agent and config hash under a deterministic name, so
+//! every runner, in this process or another, and after a restart, finds the same one; when two race
+//! to create it, the engine's 409 tells the loser to use the winner's. A container that was created
+//! but failed to start is removed: it would only confuse the next look.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::engine::{ContainerInspect, StartOutcome};
+use crate::labels::{self, Mode};
+use crate::runner::{PullPolicy, Shared};
+use crate::{plan, retention, Error, Result};
+
+/// What a job needs from the lifecycle.
+pub(crate) struct Request<'a> {
+    pub agent: &'a str,
+    pub sanitized_agent: &'a str,
+    pub mode: Mode,
+    pub config_hash: &'a str,
+    pub image: &'a str,
+    pub body: Value,
+    pub keep: usize,
+}
+
+/// A container a job holds. While a lease lives, this process's retention will not remove the
+/// container; [`Lease::release`] ends the job's use of it.
+pub(crate) struct Lease {
+    shared: Arc<Shared>,
+    id: String,
+    name: String,
+    agent: String,
+    mode: Mode,
+    keep: usize,
+}
+
+/// A lease and what getting it cost.
+pub(crate) struct Acquired {
+    pub lease: Lease,
+    pub create: Option<Duration>,
+    pub start: Option<Duration>,
+    pub warnings: Vec<String>,
+}
+
+impl Lease {
+    fn new(shared: &Arc<Shared>, id: String, name: String, req: &Request<'_>) -> Lease {
+        shared.hold(&id);
+        Lease {
+            shared: shared.clone(),
+            id,
+            name,
+            agent: req.agent.to_string(),
+            mode: req.mode,
+            keep: req.keep,
+        }
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Ends the job's use: stops an ephemeral container, then applies retention to the agent.
+    /// Failures here do not change the job's outcome; they come back as warnings.
+    pub(crate) fn release(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let engine = &self.shared.engine;
+        if self.mode == Mode::Ephemeral {
+            // PID 1 is an init that forwards SIGTERM to `sleep`, so this returns in milliseconds;
+            // the timeout is only a bound for a misbehaving image.
+            if let Err(e) = engine.stop_container(&self.id, 2) {
+                warnings.push(format!("stop container {}: {e}", self.name));
+            }
+        }
+        self.shared.release(&self.id);
+        match retention::prune(&self.shared, &self.agent, self.keep) {
+            Ok(report) => warnings.extend(report.warnings),
+            Err(e) => warnings.push(format!("retention for agent {}: {e}", self.agent)),
+        }
+        warnings
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Idempotent: release() may already have let go.
+        self.shared.release(&self.id);
+    }
+}
+
+/// Gets the container for a job: a new one for an ephemeral job, the agent's current one for a
+/// persistent job (started if it was stopped, created if there is none).
+pub(crate) fn acquire(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquired> {
+    if shared.options.pull == PullPolicy::Always {
+        pull(shared, req.image)?;
+    }
+    match req.mode {
+        Mode::Ephemeral => {
+            let name = labels::ephemeral_name(req.sanitized_agent, labels::now_ms());
+            create_and_start(shared, req, &name)
+        }
+        Mode::Persistent => acquire_persistent(shared, req),
+    }
+}
+
+fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquired> {
+    let name = labels::persistent_name(req.sanitized_agent, req.config_hash);
+    // Each turn either returns or saw the container vanish or appear under it (another process's
+    // retention or create); three turns settle any such race.
+    for _ in 0..3 {
+        match shared.engine.inspect_container(&name) {
+            Ok(found) => {
+                check_ours(&found, req)?;
+                let lease = Lease::new(shared, found.id.clone(), name.clone(), req);
+                if found.state.running {
+                    return Ok(Acquired {
+                        lease,
+                        create: None,
+                        start: None,
+                        warnings: Vec::new(),
+                    });
+                }
+                let t = Instant::now();
+                match shared.engine.start_container(&found.id) {
+                    Ok(_) => {
+                        return Ok(Acquired {
+                            lease,
+                            create: None,
+                            start: Some(t.elapsed()),
+                            warnings: Vec::new(),
+                        })
+                    }
+                    Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(Error::NotFound { .. }) => match create_and_start(shared, req, &name) {
+                Ok(acquired) => {
+                    stop_idle_superseded(shared, req);
+                    return Ok(acquired);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Conflict {
+        call: format!("acquire persistent container {name}"),
+        message: "it kept appearing and disappearing while this job tried to use it; another process is removing it".into(),
+    })
+}
+
+/// A container under our deterministic name that is not this agent's (a user's, or one from a
+/// hash collision) must not run the job.
+fn check_ours(found: &ContainerInspect, req: &Request<'_>) -> Result<()> {
+    let l = &found.config.labels;
+    let ours = l.get(labels::MANAGED).map(String::as_str) == Some("1")
+        && l.get(labels::AGENT).map(String::as_str) == Some(req.agent)
+        && l.get(labels::CONFIG_HASH).map(String::as_str) == Some(req.config_hash);
+    if ours {
+        Ok(())
+    } else {
+        Err(Error::Conflict {
+            call: format!("acquire persistent container {}", found.name),
+            message: format!(
+                "a container with that name exists but is not agent {}'s container for this config; remove or rename it",
+                req.agent
+            ),
+        })
+    }
+}
+
+fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Result<Acquired> {
+    let t = Instant::now();
+    let id = match shared.engine.create_container(name, &req.body) {
+        Err(Error::NotFound { .. }) if shared.options.pull == PullPolicy::IfMissing => {
+            pull(shared, req.image)?;
+            shared.engine.create_container(name, &req.body)
+        }
+        other => other,
+    }
+    .map_err(|e| image_hint(e, req.image))?;
+    let create = t.elapsed();
+    let lease = Lease::new(shared, id.clone(), name.to_string(), req);
+    let mut warnings = Vec::new();
+    let verified = shared
+        .engine
+        .inspect_container(&id)
+        .and_then(|got| plan::verify(&req.body, &got));
+    let t = Instant::now();
+    let started = verified.and_then(|w| {
+        warnings = w;
+        shared.engine.start_container(&id)
+    });
+    match started {
+        Ok(StartOutcome::Started) | Ok(StartOutcome::AlreadyRunning) => Ok(Acquired {
+            lease,
+            create: Some(create),
+            start: Some(t.elapsed()),
+            warnings,
+        }),
+        Err(e) => {
+            // Nobody can use a container that never started; keeping it would only confuse.
+            let _ = shared.engine.remove_container(&id, true);
+            Err(e)
+        }
+    }
+}
+
+fn pull(shared: &Arc<Shared>, image: &str) -> Result<()> {
+    shared.engine.image_pull(image, &mut |_| {})
+}
+
+/// The engine's 404 on create means the image is missing: say which and how to get it.
+fn image_hint(e: Error, image: &str) -> Error {
+    match e {
+        Error::NotFound { call, .. } => Error::NotFound {
+            call,
+            kind: "image",
+            name: image.to_string(),
+            hint: format!(
+                "; build it (docker build -t {image} .) or pull it (docker pull {image}), or use pull policy if-missing"
+            ),
+        },
+        other => other,
+    }
+}
+
+/// After a config change the agent's old persistent container would run forever (retention never
+/// removes a running container). Stop the ones with no job in them (only PID 1 and its `sleep`);
+/// retention then removes them like any stopped container.
+fn stop_idle_superseded(shared: &Arc<Shared>, req: &Request<'_>) {
+    let filters = [
+        (labels::MANAGED, Some("1")),
+        (labels::AGENT, Some(req.agent)),
+        (labels::MODE, Some(Mode::Persistent.as_str())),
+    ];
+    let Ok(found) = shared.engine.list_containers(&filters, false) else {
+        return;
+    };
+    for c in found {
+        let current = c.labels.get(labels::CONFIG_HASH).map(String::as_str) == Some(req.config_hash);
+        if current || shared.is_held(&c.id) {
+            continue;
+        }
+        let idle = shared
+            .engine
+            .container_top(&c.id)
+            .is_ok_and(|top| top.processes.len() <= 2);
+        if idle {
+            let _ = shared.engine.stop_container(&c.id, 2);
+        }
+    }
+}

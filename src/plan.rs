@@ -1,0 +1,141 @@
+//! The container's create body: the config and the mount plan turned into what the engine is
+//! asked for, with this project's security defaults, and the check that the engine did it.
+//!
+//! Defaults the runner adds (not the config): an init as PID 1 (signals are forwarded, so a stop
+//! takes milliseconds instead of the stop timeout that `sleep` as PID 1 would wait out), all
+//! capabilities dropped, no-new-privileges, swap equal to memory (no extra swap), a pids limit.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::DockerConfig;
+use crate::engine::ContainerInspect;
+use crate::paths::{MountPlan, CONTAINER_HOME, CONTAINER_WORKSPACE};
+use crate::{Error, Result};
+
+/// The pids limit when the config sets none: room for Claude Code's tools (node, git, ripgrep,
+/// shells, MCP servers) while stopping a fork bomb.
+pub const DEFAULT_PIDS_LIMIT: u64 = 1024;
+
+/// What PID 1's child runs: a process that waits forever, so jobs can exec into the container.
+/// `sleep infinity` exists in busybox and coreutils; the image's entrypoint still runs first.
+const KEEPALIVE: [&str; 2] = ["sleep", "infinity"];
+
+/// The create body for one container.
+///
+/// No environment value goes in here: `docker inspect` shows create-time env to anyone who may
+/// talk to the engine, and a name-based guess at which values are secret misses `DATABASE_URL`.
+/// Every configured env entry and every credential is given to each exec instead.
+pub(crate) fn create_body(
+    config: &DockerConfig,
+    mounts: &MountPlan,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<Value> {
+    let mut host = Map::new();
+    host.insert("Mounts".into(), json!(mounts.engine_mounts()));
+    host.insert("Memory".into(), json!(config.memory_bytes));
+    host.insert("MemorySwap".into(), json!(config.memory_bytes));
+    host.insert(
+        "PidsLimit".into(),
+        json!(config.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT)),
+    );
+    host.insert("CapDrop".into(), json!(["ALL"]));
+    host.insert("SecurityOpt".into(), json!(["no-new-privileges"]));
+    host.insert("NetworkMode".into(), json!(config.network.as_str()));
+    host.insert("Init".into(), json!(true));
+    if let Some(v) = config.cpu_shares {
+        host.insert("CpuShares".into(), json!(v));
+    }
+    if let Some(v) = config.cpu_period {
+        host.insert("CpuPeriod".into(), json!(v));
+    }
+    if let Some(v) = config.cpu_quota {
+        host.insert("CpuQuota".into(), json!(v));
+    }
+    if !config.tmpfs.is_empty() {
+        let tmpfs: Map<String, Value> = config
+            .tmpfs
+            .iter()
+            .map(|t| (t.path.clone(), json!(t.options.clone().unwrap_or_default())))
+            .collect();
+        host.insert("Tmpfs".into(), Value::Object(tmpfs));
+    }
+    let mut exposed = Map::new();
+    if !config.ports.is_empty() {
+        let mut bindings = Map::new();
+        for p in &config.ports {
+            let key = format!("{}/tcp", p.container_port);
+            exposed.insert(key.clone(), json!({}));
+            bindings
+                .entry(key)
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+                .expect("inserted as an array just above")
+                .push(json!({"HostPort": p.host_port.to_string()}));
+        }
+        host.insert("PortBindings".into(), Value::Object(bindings));
+    }
+    let mut host = Value::Object(host);
+    if let Some(over) = &config.host_config_override {
+        host = crate::config::merge_host_config(&host, over, config.allow_unsafe_host_config)?;
+    }
+    Ok(json!({
+        "Image": config.image,
+        "Cmd": KEEPALIVE,
+        "User": config.user.to_string(),
+        "Env": [format!("HOME={CONTAINER_HOME}")],
+        "WorkingDir": CONTAINER_WORKSPACE,
+        "Labels": labels,
+        "ExposedPorts": exposed,
+        "HostConfig": host,
+    }))
+}
+
+/// Compares what the engine applied with what was asked. Security settings that did not take
+/// are errors (the container must not run a job); limits that did not take are warnings.
+pub(crate) fn verify(asked: &Value, got: &ContainerInspect) -> Result<Vec<String>> {
+    let want = &asked["HostConfig"];
+    let have = &got.host_config;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    if want["CapDrop"] == json!(["ALL"])
+        && !have.cap_drop.iter().any(|c| c.eq_ignore_ascii_case("ALL"))
+    {
+        problems.push("CapDrop ALL".to_string());
+    }
+    if want["SecurityOpt"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|v| v == "no-new-privileges"))
+        && !have
+            .security_opt
+            .iter()
+            .any(|o| o.starts_with("no-new-privileges"))
+    {
+        problems.push("no-new-privileges".to_string());
+    }
+    let want_user = asked["User"].as_str().unwrap_or_default();
+    if got.config.user != want_user {
+        problems.push(format!("user {want_user} (got {:?})", got.config.user));
+    }
+    if let Some(m) = want["Memory"].as_i64() {
+        if have.memory != m {
+            warnings.push(format!("memory limit {m} was applied as {}", have.memory));
+        }
+    }
+    if let Some(m) = want["MemorySwap"].as_i64() {
+        if have.memory_swap != m {
+            warnings.push(format!("swap limit {m} was applied as {}", have.memory_swap));
+        }
+    }
+    if let Some(p) = want["PidsLimit"].as_i64() {
+        if have.pids_limit.unwrap_or(0) != p {
+            warnings.push(format!("pids limit {p} was applied as {:?}", have.pids_limit));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::NotApplied {
+            container: got.name.trim_start_matches('/').to_string(),
+            what: problems.join(", "),
+        });
+    }
+    Ok(warnings)
+}

@@ -1,0 +1,222 @@
+//! Which containers retention removes: the pure choice, with no engine calls.
+//!
+//! The rule (from the design seed): keep the newest `keep` containers of each agent, by creation
+//! time; of the older ones remove those that are stopped and not used by an in-flight job. A running
+//! container is never removed, even past the limit: it may be another process's job, and the next
+//! prune after it stops will take it. Agents are compared by their exact label value, so agent
+//! `foo` never touches agent `foo-bar`'s containers (herdctl's name-prefix filter did).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::engine::{ContainerSummary, RemoveOutcome};
+use crate::labels;
+use crate::runner::Shared;
+use crate::{Error, Result};
+
+/// A container in state `created` this young may be another process's, between its create and
+/// its start: treat it as running.
+const STARTING_GRACE: Duration = Duration::from_secs(300);
+
+/// One container as retention sees it: what the list call and this process know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The engine's container id.
+    pub id: String,
+    /// The agent's qualified name (the `dev.herdctl.agent` label).
+    pub agent: String,
+    /// Creation time in unix milliseconds (the `dev.herdctl.created` label).
+    pub created_ms: u64,
+    /// Whether the engine reports it running (or restarting, or paused): such a container is kept.
+    pub running: bool,
+    /// Whether a job of this process is using it right now: such a container is kept.
+    pub in_use: bool,
+}
+
+/// The ids to remove so that each agent keeps at most `keep` containers, oldest first.
+///
+/// Ties in creation time are broken by id, so two processes looking at the same list choose the
+/// same containers (both then try to remove them; the loser sees "already gone", which is fine).
+///
+/// ```
+/// use herdctl_container::retention::{choose_removals, Candidate};
+/// let c = |id: &str, t| Candidate { id: id.into(), agent: "a".into(), created_ms: t, running: false, in_use: false };
+/// let all = [c("old", 1), c("mid", 2), c("new", 3)];
+/// assert_eq!(choose_removals(&all, 2), vec!["old".to_string()]);
+/// ```
+pub fn choose_removals(candidates: &[Candidate], keep: usize) -> Vec<String> {
+    let mut by_agent: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+    for c in candidates {
+        by_agent.entry(c.agent.as_str()).or_default().push(c);
+    }
+    let mut removals = Vec::new();
+    for (_, mut group) in by_agent {
+        if group.len() <= keep {
+            continue;
+        }
+        // Newest first; the first `keep` stay whatever their state.
+        group.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| b.id.cmp(&a.id)));
+        removals.extend(
+            group[keep..]
+                .iter()
+                .filter(|c| !c.running && !c.in_use)
+                .map(|c| c.id.clone()),
+        );
+    }
+    removals
+}
+
+/// The ids a garbage collection removes: every stopped, unused container of an agent that is not in
+/// `live_agents`, plus what [`choose_removals`] picks for the live ones.
+pub fn choose_gc(candidates: &[Candidate], live_agents: &[String], keep: usize) -> Vec<String> {
+    let (live, gone): (Vec<Candidate>, Vec<Candidate>) = candidates
+        .iter()
+        .cloned()
+        .partition(|c| live_agents.iter().any(|a| a == &c.agent));
+    let mut removals: Vec<String> = gone
+        .into_iter()
+        .filter(|c| !c.running && !c.in_use)
+        .map(|c| c.id)
+        .collect();
+    removals.extend(choose_removals(&live, keep));
+    removals
+}
+
+/// What a prune or a gc did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Ids of the containers removed.
+    pub removed: Vec<String>,
+    /// Containers that were chosen but could not be removed (started meanwhile, engine errors).
+    pub warnings: Vec<String>,
+}
+
+/// Applies [`choose_removals`] to one agent: one list call, then one remove per victim.
+pub(crate) fn prune(shared: &Shared, agent: &str, keep: usize) -> Result<PruneReport> {
+    let filters = [(labels::MANAGED, Some("1")), (labels::AGENT, Some(agent))];
+    let found = shared.engine.list_containers(&filters, true)?;
+    let candidates = candidates(shared, &found);
+    Ok(remove_all(shared, choose_removals(&candidates, keep)))
+}
+
+/// Applies [`choose_gc`] to every container this project made: one list call for all agents.
+pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result<PruneReport> {
+    let found = shared
+        .engine
+        .list_containers(&[(labels::MANAGED, Some("1"))], true)?;
+    let candidates = candidates(shared, &found);
+    Ok(remove_all(shared, choose_gc(&candidates, live_agents, keep)))
+}
+
+fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {
+    let now_ms = labels::now_ms();
+    found
+        .iter()
+        .filter_map(|c| {
+            let agent = c.labels.get(labels::AGENT)?.clone();
+            // The label is ours and exact; the engine's own `Created` (seconds) is the fallback
+            // for a container whose label was tampered with.
+            let created_ms = c
+                .labels
+                .get(labels::CREATED)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(c.created.max(0) as u64 * 1000);
+            let starting = c.state == "created"
+                && now_ms.saturating_sub(created_ms) < STARTING_GRACE.as_millis() as u64;
+            Some(Candidate {
+                id: c.id.clone(),
+                agent,
+                created_ms,
+                running: matches!(c.state.as_str(), "running" | "restarting" | "paused") || starting,
+                in_use: shared.is_held(&c.id),
+            })
+        })
+        .collect()
+}
+
+fn remove_all(shared: &Shared, ids: Vec<String>) -> PruneReport {
+    let mut report = PruneReport::default();
+    for id in ids {
+        // Never forced: a container that started since the list answers 409 and stays.
+        match shared.engine.remove_container(&id, false) {
+            Ok(RemoveOutcome::Removed) => report.removed.push(id),
+            Ok(RemoveOutcome::Gone) => {}
+            Err(Error::Conflict { .. }) => {}
+            Err(e) => report.warnings.push(format!("remove container {id}: {e}")),
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: &str, agent: &str, t: u64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            agent: agent.into(),
+            created_ms: t,
+            running: false,
+            in_use: false,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_per_agent() {
+        let all: Vec<_> = (0..8).map(|i| c(&format!("c{i}"), "a", i)).collect();
+        let mut got = choose_removals(&all, 3);
+        got.sort();
+        assert_eq!(got, ["c0", "c1", "c2", "c3", "c4"]);
+    }
+
+    #[test]
+    fn never_removes_running_or_in_use() {
+        let mut all: Vec<_> = (0..5).map(|i| c(&format!("c{i}"), "a", i)).collect();
+        all[0].running = true;
+        all[1].in_use = true;
+        let mut got = choose_removals(&all, 1);
+        got.sort();
+        assert_eq!(got, ["c2", "c3"]);
+    }
+
+    #[test]
+    fn running_containers_count_towards_the_limit() {
+        // The newest is running: it is one of the `keep`, so the older stopped one goes.
+        let mut all = vec![c("old", "a", 1), c("new", "a", 2)];
+        all[1].running = true;
+        assert_eq!(choose_removals(&all, 1), ["old"]);
+    }
+
+    #[test]
+    fn agents_with_a_common_prefix_are_separate() {
+        let all = vec![c("f1", "foo", 1), c("f2", "foo", 2), c("b1", "foo-bar", 0)];
+        assert_eq!(choose_removals(&all, 1), ["f1"]);
+    }
+
+    #[test]
+    fn ties_are_broken_by_id() {
+        let all = vec![c("b", "a", 1), c("a", "a", 1), c("c", "a", 1)];
+        assert_eq!(choose_removals(&all, 2), ["a"]);
+    }
+
+    #[test]
+    fn keep_zero_removes_every_stopped_one() {
+        let all = vec![c("x", "a", 1), c("y", "a", 2)];
+        assert_eq!(choose_removals(&all, 0).len(), 2);
+    }
+
+    #[test]
+    fn gc_removes_gone_agents_and_applies_the_limit() {
+        let mut all = vec![
+            c("g1", "gone", 1),
+            c("g2", "gone", 2),
+            c("l1", "live", 1),
+            c("l2", "live", 2),
+        ];
+        all[1].running = true;
+        let mut got = choose_gc(&all, &["live".to_string()], 1);
+        got.sort();
+        assert_eq!(got, ["g1", "l1"]);
+    }
+}
