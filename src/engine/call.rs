@@ -1,0 +1,394 @@
+//! One API call: take a pooled connection (or open one), write the request, read the head, hand
+//! the body out as it arrives, and put the connection back only once its body was read to the end.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::errors::{answer_error, connect_error, is_version_mismatch, wire_error, Meaning};
+use super::http::{Framing, Head, Wire, WireError};
+use super::transport::{write_request, Conn, ReqBody, Timed, WriteError};
+use super::Engine;
+use crate::{Error, Result};
+
+/// Idle connections kept for reuse; more concurrent calls than this open fresh ones.
+pub(crate) const POOL_SIZE: usize = 8;
+/// Buffer of a response reader; larger reads bypass it.
+const READ_BUFFER: usize = 16 * 1024;
+/// A JSON answer larger than this is refused (a container list of thousands is a few MiB).
+pub(crate) const JSON_LIMIT: usize = 64 * 1024 * 1024;
+/// An error answer is read up to this size; its message is what matters.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// One line of a progress stream longer than this is not a progress line.
+const LINE_LIMIT: usize = 1024 * 1024;
+
+/// How long a call may take, connect to last byte.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// [`super::EngineOptions::call_timeout`].
+    Default,
+    /// No deadline: long-blocking calls (wait, pull, import, an exec stream after its head).
+    Unlimited,
+    /// This budget.
+    After(Duration),
+}
+
+/// A request, before the API version is put in front of its path.
+pub(crate) struct Req<'a> {
+    pub method: &'static str,
+    /// The path with its query, without `/v1.NN`.
+    pub path: String,
+    pub body: ReqBody<'a>,
+    pub deadline: Deadline,
+    /// False only for the calls that negotiate the version (`/_ping`, `/version`).
+    pub versioned: bool,
+    /// Ask for a protocol upgrade (the exec hijack).
+    pub upgrade: bool,
+    /// How errors name the call, when the method and path say too little (`pull image X`).
+    pub call: Option<String>,
+}
+
+impl<'a> Req<'a> {
+    /// A versioned request without a body, with the default deadline.
+    pub fn new(method: &'static str, path: impl Into<String>) -> Req<'a> {
+        Req {
+            method,
+            path: path.into(),
+            body: ReqBody::Empty,
+            deadline: Deadline::Default,
+            versioned: true,
+            upgrade: false,
+            call: None,
+        }
+    }
+
+    /// Named this way in errors.
+    pub fn call(mut self, call: String) -> Req<'a> {
+        self.call = Some(call);
+        self
+    }
+
+    /// With a JSON body.
+    pub fn json(mut self, value: &impl serde::Serialize) -> Result<Req<'a>> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Protocol {
+            call: call_name(self.method, &self.path),
+            detail: format!("cannot encode the request body: {e}"),
+        })?;
+        self.body = ReqBody::Json(bytes);
+        Ok(self)
+    }
+
+    /// With this deadline.
+    pub fn deadline(mut self, deadline: Deadline) -> Req<'a> {
+        self.deadline = deadline;
+        self
+    }
+}
+
+/// `POST /containers/abc/start`: the method and the path without its query, as errors name a call.
+pub(crate) fn call_name(method: &str, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    format!("{method} {path}")
+}
+
+enum Body {
+    Live {
+        wire: Wire<Timed>,
+        framing: Framing,
+        keep_alive: bool,
+    },
+    Buffered {
+        bytes: Vec<u8>,
+        at: usize,
+    },
+    Released,
+}
+
+/// The answer to a call; its body streams from the socket.
+pub(crate) struct Response {
+    pub head: Head,
+    call: String,
+    engine: Engine,
+    budget: Option<Duration>,
+    body: Body,
+}
+
+impl Response {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    /// The call, as errors name it.
+    pub fn call(&self) -> &str {
+        &self.call
+    }
+
+    /// Reads body bytes; 0 at its end. The connection goes back to the pool at the end.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<usize> {
+        match &mut self.body {
+            Body::Released => Ok(0),
+            Body::Buffered { bytes, at } => {
+                let n = out.len().min(bytes.len() - *at);
+                out[..n].copy_from_slice(&bytes[*at..*at + n]);
+                *at += n;
+                Ok(n)
+            }
+            Body::Live {
+                wire,
+                framing,
+                keep_alive,
+            } => {
+                let n = wire.read_body(framing, out).map_err(|e| {
+                    wire_error(&self.call, &self.engine.inner.opts.host, e, self.budget)
+                })?;
+                if *framing == Framing::Done {
+                    let reusable = *keep_alive && !wire.has_buffered();
+                    if let Body::Live { wire, .. } =
+                        std::mem::replace(&mut self.body, Body::Released)
+                    {
+                        if reusable {
+                            self.engine.checkin(wire.into_parts().0.conn);
+                        }
+                    }
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// The whole body, refused past `limit` bytes.
+    pub fn bytes(mut self, limit: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let n = self.read(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            if out.len() + n > limit {
+                return Err(Error::Protocol {
+                    call: self.call.clone(),
+                    detail: format!("answer larger than {limit} bytes"),
+                });
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: DeserializeOwned>(self) -> Result<T> {
+        let call = self.call.clone();
+        let bytes = self.bytes(JSON_LIMIT)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Protocol {
+            call,
+            detail: format!("unexpected JSON in the answer: {e}"),
+        })
+    }
+
+    /// Reads the body to its end and drops it, so the connection can be reused.
+    pub fn finish(mut self) -> Result<()> {
+        let mut buf = vec![0u8; READ_BUFFER];
+        while self.read(&mut buf)? > 0 {}
+        Ok(())
+    }
+
+    /// The error for this (non-2xx) answer about `name`, given the endpoint's status table.
+    pub fn error(self, name: &str, table: &[(u16, Meaning)]) -> Error {
+        let status = self.status();
+        let call = self.call.clone();
+        match self.bytes(ERROR_BODY_LIMIT) {
+            Ok(body) => answer_error(&call, name, status, &body, table),
+            // A body too big or cut short still has a status worth reporting.
+            Err(_) => answer_error(&call, name, status, b"", table),
+        }
+    }
+
+    /// Calls `f` with each non-empty line of the body (a progress stream of JSON lines).
+    pub fn for_each_line(&mut self, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let n = self.read(&mut buf)?;
+            if n == 0 {
+                let line = pending.trim_ascii();
+                return if line.is_empty() { Ok(()) } else { f(line) };
+            }
+            pending.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let Some(i) = pending[start..].iter().position(|&b| b == b'\n') {
+                let line = pending[start..start + i].trim_ascii();
+                if !line.is_empty() {
+                    f(line)?;
+                }
+                start += i + 1;
+            }
+            pending.drain(..start);
+            if pending.len() > LINE_LIMIT {
+                return Err(Error::Protocol {
+                    call: self.call.clone(),
+                    detail: format!(
+                        "a line of the progress stream is longer than {LINE_LIMIT} bytes"
+                    ),
+                });
+            }
+        }
+    }
+
+    /// The raw connection after a `101` (or `200`) answer to an upgrade, and the bytes already
+    /// read past the head, which belong to the stream. The call's deadline is lifted.
+    pub fn into_upgraded(self) -> Result<(Conn, Vec<u8>)> {
+        match self.body {
+            Body::Live { wire, .. } => {
+                let (timed, rest) = wire.into_parts();
+                let conn = timed.conn;
+                conn.set_read_timeout(None)
+                    .and_then(|()| conn.set_write_timeout(None))
+                    .map_err(|e| {
+                        wire_error(
+                            &self.call,
+                            &self.engine.inner.opts.host,
+                            WireError::Io(e),
+                            None,
+                        )
+                    })?;
+                Ok((conn, rest))
+            }
+            _ => Err(Error::Protocol {
+                call: self.call,
+                detail: "the upgraded connection is gone".to_string(),
+            }),
+        }
+    }
+}
+
+impl Engine {
+    /// An idle pooled connection that is still open, or a new one; and whether it was pooled.
+    fn checkout(&self) -> Result<(Conn, bool)> {
+        loop {
+            let pooled = self.pool().pop();
+            match pooled {
+                Some(mut conn) => {
+                    if conn.is_reusable() {
+                        return Ok((conn, true));
+                    }
+                }
+                None => break,
+            }
+        }
+        let opts = &self.inner.opts;
+        let conn = Conn::open(&opts.host, opts.connect_timeout)
+            .map_err(|e| connect_error(&opts.host, e, opts.connect_timeout))?;
+        Ok((conn, false))
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut pool = self.pool();
+        if pool.len() < POOL_SIZE {
+            pool.push(conn);
+        }
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        // A panic elsewhere while holding the lock leaves a plain Vec of sockets: still usable.
+        self.inner.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a request and reads the answer's head. A `400 client version is too new/old`
+    /// renegotiates the version once and sends again (when the body can be sent again).
+    pub(crate) fn send(&self, mut req: Req<'_>) -> Result<Response> {
+        let call = req
+            .call
+            .clone()
+            .unwrap_or_else(|| call_name(req.method, &req.path));
+        let host = &self.inner.opts.host;
+        let budget = match req.deadline {
+            Deadline::Default => Some(self.inner.opts.call_timeout),
+            Deadline::Unlimited => None,
+            Deadline::After(d) => Some(d),
+        };
+        let deadline = budget.map(|b| Instant::now() + b);
+        let mut renegotiated = false;
+        loop {
+            let (conn, reused) = self.checkout()?;
+            let timed = Timed::new(conn, deadline)
+                .map_err(|e| wire_error(&call, host, WireError::Io(e), budget))?;
+            let mut wire = Wire::new(timed, READ_BUFFER);
+            let target = if req.versioned {
+                format!("/v{}{}", self.api_version(), req.path)
+            } else {
+                req.path.clone()
+            };
+            let upgrade: &[(&str, &str)] = if req.upgrade {
+                &[("Connection", "Upgrade"), ("Upgrade", "tcp")]
+            } else {
+                &[]
+            };
+            let written = write_request(
+                wire.inner_mut(),
+                req.method,
+                &target,
+                host,
+                upgrade,
+                &mut req.body,
+            )
+            .and_then(|()| wire.inner_mut().flush().map_err(WriteError::Socket));
+            let write_failure = match written {
+                Ok(()) => None,
+                Err(WriteError::Source(e)) => {
+                    return Err(Error::io(format!("{call}: read the request body"), e));
+                }
+                Err(WriteError::Socket(_)) if reused && req.body.replayable() => continue,
+                // The engine may have answered early (an import it refused) and closed: its
+                // answer says more than the broken pipe.
+                Err(WriteError::Socket(e)) => Some(e),
+            };
+            let head = match wire.read_head() {
+                Ok(head) => head,
+                Err(WireError::Closed { any_bytes: false }) if reused && req.body.replayable() => {
+                    continue
+                }
+                Err(e) => {
+                    let e = write_failure.map(WireError::Io).unwrap_or(e);
+                    return Err(wire_error(&call, host, e, budget));
+                }
+            };
+            let framing = Framing::of(&head, req.method == "HEAD")
+                .map_err(|e| wire_error(&call, host, e, budget))?;
+            let keep_alive = head.keep_alive() && write_failure.is_none() && !req.upgrade;
+            let response = Response {
+                head,
+                call: call.clone(),
+                engine: self.clone(),
+                budget,
+                body: Body::Live {
+                    wire,
+                    framing,
+                    keep_alive,
+                },
+            };
+            if response.status() != 400 || !req.versioned || renegotiated {
+                return Ok(response);
+            }
+            // A 400 body is small: buffer it to look for a version mismatch.
+            let head = response.head.clone();
+            let bytes = response.bytes(ERROR_BODY_LIMIT)?;
+            if !is_version_mismatch(400, &bytes) {
+                return Ok(Response {
+                    head,
+                    call,
+                    engine: self.clone(),
+                    budget,
+                    body: Body::Buffered { bytes, at: 0 },
+                });
+            }
+            renegotiated = true;
+            let before = self.inner.minor.load(std::sync::atomic::Ordering::Relaxed);
+            let after = self.negotiate()?;
+            if after == before || !req.body.replayable() {
+                return Err(self.unsupported_version());
+            }
+        }
+    }
+}

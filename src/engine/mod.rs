@@ -1,0 +1,321 @@
+//! A blocking Docker Engine API client: no async runtime, one hand-written HTTP/1.1 path over a
+//! unix socket (or plain TCP), keep-alive reuse for ordinary calls, and the exec hijack on the same
+//! path.
+//!
+//! ```no_run
+//! use herdctl_container::engine::{Engine, ExecSpec};
+//! # fn main() -> herdctl_container::Result<()> {
+//! let engine = Engine::connect()?; // DOCKER_HOST, else /var/run/docker.sock
+//! println!("engine API {}", engine.api_version());
+//! let spec = ExecSpec::new(["echo", "hi"]);
+//! let out = engine.exec_run("my-container", &spec, b"")?;
+//! assert_eq!(out.stdout, b"hi\n");
+//! # Ok(()) }
+//! ```
+//!
+//! Every call returns when it is done or when its deadline passes
+//! ([`EngineOptions::call_timeout`]); calls that block by nature (wait, pull, import, an exec's
+//! output) have no deadline unless the caller gives one. Errors are [`crate::Error`]s that name
+//! the call and carry the daemon's own words.
+
+mod call;
+mod container_models;
+mod containers;
+mod errors;
+mod exec;
+mod frames;
+mod hijack;
+mod http;
+mod images;
+mod system;
+mod transport;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+pub use container_models::{
+    ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerState, ContainerSummary,
+    MountPoint, ProcessList,
+};
+pub use containers::{
+    KillOutcome, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus, Waiter,
+};
+pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
+pub use frames::Stream;
+pub use images::{ImageConfig, ImageInfo, PullProgress};
+pub use system::{EngineInfo, EngineVersion};
+pub use transport::Host;
+
+use call::Req;
+use transport::Conn;
+
+/// The oldest API version this client speaks: Docker 20.10 and Podman 4 answer 1.41.
+pub const CLIENT_MIN_API: u32 = 41;
+/// The newest API version this client speaks. Newer daemons (Docker 29 accepts 1.44 and up) are
+/// asked for this one.
+pub const CLIENT_MAX_API: u32 = 47;
+
+/// How to reach the engine and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where the engine listens. Default: `unix:///var/run/docker.sock`.
+    pub host: Host,
+    /// How long a TCP connect may take (a unix connect succeeds or fails at once). Default: 5 s.
+    pub connect_timeout: Duration,
+    /// The deadline of each ordinary call, from connect to the last byte of the answer. Calls
+    /// that block by nature (wait, pull, import, an exec's output) have none unless given one.
+    /// Default: 60 s.
+    pub call_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            host: Host::Unix(PathBuf::from("/var/run/docker.sock")),
+            connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl EngineOptions {
+    /// The defaults, with the host from `DOCKER_HOST` when it is set and not empty.
+    pub fn from_env() -> crate::Result<EngineOptions> {
+        let mut opts = EngineOptions::default();
+        if let Some(value) = std::env::var_os("DOCKER_HOST") {
+            let value = value
+                .into_string()
+                .map_err(|_| crate::Error::invalid("DOCKER_HOST", "not valid UTF-8"))?;
+            if !value.is_empty() {
+                opts.host = Host::parse(&value)?;
+            }
+        }
+        Ok(opts)
+    }
+}
+
+/// A handle on one Docker engine. Cheap to clone (clones share one pool of idle connections),
+/// `Send` and `Sync`: use it from any thread.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: EngineOptions,
+    /// The negotiated minor version (the major is 1).
+    minor: AtomicU32,
+    pool: Mutex<Vec<Conn>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("host", &self.inner.opts.host)
+            .field("api_version", &self.api_version())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Connects to the engine named by `DOCKER_HOST` (`unix://PATH` or `tcp://HOST:PORT`), else to
+    /// `/var/run/docker.sock`, and negotiates the API version.
+    pub fn connect() -> crate::Result<Engine> {
+        Engine::with_options(EngineOptions::from_env()?)
+    }
+
+    /// Connects to the engine on this unix socket, with default timeouts.
+    pub fn unix(path: impl Into<PathBuf>) -> crate::Result<Engine> {
+        Engine::with_options(EngineOptions {
+            host: Host::Unix(path.into()),
+            ..EngineOptions::default()
+        })
+    }
+
+    /// Connects with these options: pings the engine and negotiates the API version, so an engine
+    /// that is absent or too old is reported here, not at the first real call.
+    pub fn with_options(opts: EngineOptions) -> crate::Result<Engine> {
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                opts,
+                minor: AtomicU32::new(CLIENT_MAX_API),
+                pool: Mutex::new(Vec::new()),
+            }),
+        };
+        engine.negotiate()?;
+        Ok(engine)
+    }
+
+    /// The API version in use, like `1.41`: the lower of the daemon's and [`CLIENT_MAX_API`].
+    pub fn api_version(&self) -> String {
+        format!("1.{}", self.inner.minor.load(Ordering::Relaxed))
+    }
+
+    /// Where this engine listens.
+    pub fn host(&self) -> &Host {
+        &self.inner.opts.host
+    }
+
+    /// The options this engine was made with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.opts
+    }
+
+    /// Pings, reads the daemon's version from the `API-Version` header (or `/version`), and picks
+    /// the version to speak. Returns the minor version picked.
+    fn negotiate(&self) -> crate::Result<u32> {
+        let mut req = Req::new("GET", "/_ping");
+        req.versioned = false;
+        let response = self.send(req)?;
+        if response.status() != 200 {
+            return Err(response.error("", &[]));
+        }
+        let header = response.head.header("api-version").map(str::to_string);
+        let call = response.call().to_string();
+        response.finish()?;
+        let daemon = match header {
+            Some(v) => parse_minor(&v).ok_or_else(|| crate::Error::Protocol {
+                call,
+                detail: format!("API-Version header {v:?} is not 1.NN"),
+            })?,
+            None => {
+                let v = self.raw_version()?;
+                parse_minor(&v.api_version).ok_or_else(|| crate::Error::Protocol {
+                    call: "GET /version".to_string(),
+                    detail: format!("ApiVersion {:?} is not 1.NN", v.api_version),
+                })?
+            }
+        };
+        if daemon < CLIENT_MIN_API {
+            return Err(self.unsupported_version());
+        }
+        let chosen = daemon.min(CLIENT_MAX_API);
+        self.inner.minor.store(chosen, Ordering::Relaxed);
+        Ok(chosen)
+    }
+
+    /// The error for a daemon whose range does not meet ours, with both ranges.
+    fn unsupported_version(&self) -> crate::Error {
+        let (engine_min, engine_max) = match self.raw_version() {
+            Ok(v) => (
+                v.min_api_version.unwrap_or_else(|| "unknown".into()),
+                v.api_version,
+            ),
+            Err(_) => ("unknown".into(), "unknown".into()),
+        };
+        crate::Error::UnsupportedApiVersion {
+            engine_min,
+            engine_max,
+            client_min: format!("1.{CLIENT_MIN_API}"),
+            client_max: format!("1.{CLIENT_MAX_API}"),
+        }
+    }
+
+    fn raw_version(&self) -> crate::Result<EngineVersion> {
+        let mut req = Req::new("GET", "/version");
+        req.versioned = false;
+        let response = self.send(req)?;
+        if response.status() != 200 {
+            return Err(response.error("", &[]));
+        }
+        response.json()
+    }
+}
+
+/// `1.41` -> 41; other majors are not spoken.
+fn parse_minor(v: &str) -> Option<u32> {
+    let (major, minor) = v.trim().split_once('.')?;
+    if major != "1" {
+        return None;
+    }
+    minor.parse().ok()
+}
+
+/// Deserializes `null` as the type's default: the engine sends `null` for empty lists and maps.
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Checks a container or exec name or id before it goes into a path: `[A-Za-z0-9][A-Za-z0-9_.-]*`,
+/// with an optional leading `/` (as the engine lists names).
+pub(crate) fn check_id(field: &str, value: &str) -> crate::Result<()> {
+    let name = value.strip_prefix('/').unwrap_or(value);
+    let ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(
+            field,
+            format!("{value:?} is not a name or id; expected letters, digits, '_', '.' or '-'"),
+        ))
+    }
+}
+
+/// Checks an image reference before it goes into a path or query: `[A-Za-z0-9._/:@-]`, not
+/// starting with `/` and without `..`.
+pub(crate) fn check_image(field: &str, value: &str) -> crate::Result<()> {
+    let ok = !value.is_empty()
+        && !value.starts_with('/')
+        && !value.contains("..")
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/:@-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(
+            field,
+            format!("{value:?} is not an image reference; expected like 'name:tag' or 'host:port/name:tag'"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_minor("1.41"), Some(41));
+        assert_eq!(parse_minor(" 1.47 "), Some(47));
+        assert_eq!(parse_minor("2.0"), None);
+        assert_eq!(parse_minor("141"), None);
+        assert_eq!(parse_minor("1.x"), None);
+    }
+
+    #[test]
+    fn ids_and_images_are_checked_before_they_reach_a_path() {
+        assert!(check_id("container", "herdctl-agent_1.x-2").is_ok());
+        assert!(check_id("container", "/herdctl-agent").is_ok());
+        for bad in ["", "/", "../images/x", "a/b", "a?b", "-x", "a b"] {
+            let e = check_id("container", bad).unwrap_err();
+            assert!(e.to_string().starts_with("invalid container: "), "{e}");
+        }
+        assert!(check_image("image", "127.0.0.1:5000/herdctl/runtime:latest").is_ok());
+        assert!(check_image("image", "busybox@sha256:abc").is_ok());
+        for bad in ["", "/abs", "a/../b", "a b", "a?x=1"] {
+            assert!(check_image("image", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn engine_is_send_sync_and_cheap_to_clone() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Engine>();
+        assert!(std::mem::size_of::<Engine>() <= 8);
+    }
+}
