@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// The in-container program of the SDK strategy: reads `{prompt, sdkOptions}` on stdin, runs the
 /// globally installed Agent SDK's `query()`, prints each message as a JSON line. Passed to
 /// `node --input-type=module -e`, so the image needs node and the SDK, not herdctl's wrapper file.
-pub const SDK_RUNNER: &str = include_str!("sdk-runner.mjs");
+pub const SDK_RUNNER: &str = include_str!("assets/sdk-runner.mjs");
 
 /// The fields of herdctl's resolved agent that shape an invocation (snake_case, as herdctl's
 /// `ResolvedAgent` has them). Unknown fields are ignored: herdctl's agent carries many more.

@@ -21,8 +21,6 @@ pub const MODE: &str = "dev.herdctl.mode";
 pub const CONFIG_HASH: &str = "dev.herdctl.config-hash";
 /// Creation time in unix milliseconds; retention orders by it.
 pub const CREATED: &str = "dev.herdctl.created";
-/// The prefix no user label may use.
-pub const RESERVED_PREFIX: &str = "dev.herdctl.";
 
 /// Whether a container is fresh per job or reused across jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,7 +10,40 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod config;
+mod credentials;
 pub mod engine;
 mod error;
+mod hash;
+pub mod invocation;
+mod job;
+mod labels;
+mod lifecycle;
+mod paths;
+mod plan;
+mod redact;
+pub mod retention;
+mod runner;
 
+pub use config::{
+    format_memory, host_user, merge_host_config, parse_memory_to_bytes, parse_port_binding,
+    parse_tmpfs_mount, parse_user, parse_volume_mount, process_user, resolve_docker_config,
+    resolve_layered, AccessMode, DockerConfig, DockerLayers, NetworkMode, PortBinding, TmpfsMount,
+    UserSpec, VolumeMount, AGENT_FIELDS, DEFAULT_CPU_SHARES, DEFAULT_DOCKER_IMAGE,
+    DEFAULT_MAX_CONTAINERS, DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_LIMIT, DEFAULT_NON_ROOT_USER,
+    DEFAULT_PIDS_LIMIT, MIN_MEMORY_BYTES,
+};
+pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
+pub use engine::Engine;
 pub use error::{Error, Result};
+pub use job::{Canceller, Job, JobReport, Outcome, Timings};
+pub use labels::Mode;
+pub use retention::PruneReport;
+pub use runner::{JobSpec, ManagedContainer, PullPolicy, Runner, RunnerOptions};
+pub use hash::{canonical_json, config_hash, hash_value};
+pub use paths::{
+    normalize_path, sanitize_agent_name, translate_json_paths, workspace_root, Direction, Mount,
+    MountPlan, MountRequest, MountRole, PathMap, SessionLayout, CONTAINER_CREDENTIALS_FILE,
+    CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
+};
+pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};

@@ -75,8 +75,8 @@ pub(crate) fn create_body(
         host.insert("PortBindings".into(), Value::Object(bindings));
     }
     let mut host = Value::Object(host);
-    if let Some(over) = &config.host_config_override {
-        host = crate::config::merge_host_config(&host, over, config.allow_unsafe_host_config)?;
+    if config.host_config_override.is_some() {
+        host = crate::config::merge_host_config(&host, config)?;
     }
     Ok(json!({
         "Image": config.image,

@@ -227,11 +227,13 @@ impl Runner {
         };
 
         let job_id = labels::ephemeral_name("job", labels::now_ms());
+        // Redact the values of configured env entries whose names look secret; the credentials'
+        // own values are always redacted.
+        let redactor = credentials.redactor().with_env(&spec.config.env);
         let mut env = spec.config.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
         env.extend(credentials.exec_env());
         env.extend(spec.env.iter().cloned());
         env.push(format!("{JOB_MARKER}={job_id}"));
-        let redactor = credentials.redactor().with_env(env.iter().map(String::as_str));
         let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
         exec.env = env;
         exec.user = Some(spec.config.user.to_string());
@@ -253,14 +255,23 @@ impl Runner {
             }
         };
         timings.exec_start = Some(t.elapsed());
-        let (input, output) = stream.split();
+        let parts = stream
+            .split()
+            .and_then(|(input, output)| Ok((output.abort_handle()?, input, output)));
+        let (abort, input, output) = match parts {
+            Ok(parts) => parts,
+            Err(e) => {
+                lease.release();
+                return Err(e);
+            }
+        };
         let canceller = Canceller::new(
             shared.engine.clone(),
             lease.id().to_string(),
             mode,
             job_id,
             spec.config.user.to_string(),
-            output.abort_handle(),
+            abort,
         );
         Ok(Job::new(Started {
             engine: shared.engine.clone(),

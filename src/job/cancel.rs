@@ -117,11 +117,11 @@ impl Canceller {
                 detail: e.to_string(),
             })?;
         match out.exit_code {
-            Some(0) => Ok(()),
+            0 => Ok(()),
             code => Err(Error::KillFailed {
                 job: self.inner.job_id.clone(),
                 detail: format!(
-                    "the kill script ended with {code:?}: {}",
+                    "the kill script exited with {code}: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
                 ),
             }),

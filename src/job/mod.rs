@@ -19,10 +19,9 @@ pub(crate) use cancel::{StopReason, JOB_MARKER};
 pub use outcome::{JobReport, Outcome, Timings};
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
-use crate::labels::Mode;
 use crate::lifecycle::Lease;
 use crate::redact::Redactor;
-use crate::{Error, Result};
+use crate::Error;
 use lines::{LineTooLong, Lines, Tail};
 
 /// How much of stderr a report keeps.
@@ -215,9 +214,9 @@ impl Job {
             if !container.state.running {
                 let code = container.state.exit_code;
                 return Outcome::ContainerDied {
-                    exit_code: code,
+                    exit_code: Some(code),
                     oom_killed: container.state.oom_killed
-                        || (code == Some(137) && container.host_config.memory > 0),
+                        || (code == 137 && container.host_config.memory > 0),
                 };
             }
             match exit {

@@ -1,0 +1,451 @@
+//! One `docker:` block as written: every field `None` unless the block sets it, read from either
+//! the YAML snake_case shape or herdctl's resolved camelCase shape; then resolution with defaults.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::parse::{
+    container_path, memory_bytes, parse_user, port_binding, quote, tmpfs_mount, volume_from_parts,
+    volume_mount,
+};
+use super::*;
+use crate::{Error, Result};
+
+/// Every field: its YAML name (used in errors) and the keys that spell it.
+const FIELDS: &[(&str, &[&str])] = &[
+    ("enabled", &["enabled"]),
+    ("ephemeral", &["ephemeral"]),
+    ("image", &["image"]),
+    ("base_image", &["base_image", "baseImage"]),
+    ("network", &["network"]),
+    ("memory", &["memory", "memoryBytes", "memory_bytes"]),
+    ("cpu_shares", &["cpu_shares", "cpuShares"]),
+    ("cpu_period", &["cpu_period", "cpuPeriod"]),
+    ("cpu_quota", &["cpu_quota", "cpuQuota"]),
+    ("user", &["user"]),
+    ("max_containers", &["max_containers", "maxContainers"]),
+    ("volumes", &["volumes"]),
+    ("workspace_mode", &["workspace_mode", "workspaceMode"]),
+    ("env", &["env"]),
+    ("ports", &["ports"]),
+    ("tmpfs", &["tmpfs"]),
+    ("pids_limit", &["pids_limit", "pidsLimit"]),
+    ("labels", &["labels"]),
+    ("host_config", &["host_config", "hostConfigOverride"]),
+    (
+        "allow_unsafe_host_config",
+        &["allow_unsafe_host_config", "allowUnsafeHostConfig"],
+    ),
+];
+
+/// The YAML name of the field a key spells, if any.
+pub(crate) fn field_of_key(key: &str) -> Option<&'static str> {
+    FIELDS
+        .iter()
+        .find(|(_, keys)| keys.contains(&key))
+        .map(|(name, _)| *name)
+}
+
+/// A partial docker block. See the module docs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct DockerInput {
+    pub enabled: Option<bool>,
+    pub ephemeral: Option<bool>,
+    /// `image`, else `base_image`, of this block.
+    pub image: Option<String>,
+    pub network: Option<NetworkMode>,
+    pub memory_bytes: Option<u64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_quota: Option<u64>,
+    pub user: Option<UserSpec>,
+    pub max_containers: Option<u32>,
+    pub volumes: Option<Vec<VolumeMount>>,
+    pub workspace_mode: Option<AccessMode>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub ports: Option<Vec<PortBinding>>,
+    pub tmpfs: Option<Vec<TmpfsMount>>,
+    pub pids_limit: Option<u64>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub host_config: Option<Map<String, Value>>,
+    pub allow_unsafe_host_config: Option<bool>,
+}
+
+impl DockerInput {
+    /// Reads a block. `null` is an empty block; unknown keys are errors (they are typos, or
+    /// options this library does not apply). A `null` field counts as unset.
+    pub fn from_value(value: &Value) -> Result<DockerInput> {
+        let map = match value {
+            Value::Null => return Ok(DockerInput::default()),
+            Value::Object(m) => m,
+            other => {
+                return Err(Error::invalid(
+                    "docker",
+                    format!("expected a map of docker options, got {}", describe(other)),
+                ))
+            }
+        };
+        let mut by_field: BTreeMap<&'static str, (&str, &Value)> = BTreeMap::new();
+        for (key, v) in map {
+            let Some(field) = field_of_key(key) else {
+                let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+                return Err(Error::invalid(
+                    format!("docker.{key}"),
+                    format!("unknown field; expected one of {}", known.join(", ")),
+                ));
+            };
+            if v.is_null() {
+                continue;
+            }
+            if let Some((other, _)) = by_field.insert(field, (key, v)) {
+                return Err(Error::invalid(
+                    format!("docker.{field}"),
+                    format!("set twice, as \"{other}\" and as \"{key}\"; keep one"),
+                ));
+            }
+        }
+        let mut d = DockerInput::default();
+        for (field, (key, v)) in by_field {
+            let name = format!("docker.{field}");
+            let f = name.as_str();
+            match field {
+                "enabled" => d.enabled = Some(boolean(f, v)?),
+                "ephemeral" => d.ephemeral = Some(boolean(f, v)?),
+                "image" => d.image = Some(image(f, v)?),
+                "base_image" => {
+                    // herdctl: `image ?? base_image`.
+                    let img = image(f, v)?;
+                    d.image.get_or_insert(img);
+                }
+                "network" => d.network = Some(network(f, v)?),
+                "memory" => d.memory_bytes = Some(memory(f, key, v)?),
+                "cpu_shares" => d.cpu_shares = Some(positive(f, v)?),
+                "cpu_period" => d.cpu_period = Some(positive(f, v)?),
+                "cpu_quota" => d.cpu_quota = Some(positive(f, v)?),
+                "user" => d.user = Some(user(v)?),
+                "max_containers" => {
+                    let n = positive(f, v)?;
+                    d.max_containers = Some(u32::try_from(n).map_err(|_| {
+                        Error::invalid(f, format!("{n} is too large; expected at most {}", u32::MAX))
+                    })?)
+                }
+                "volumes" => d.volumes = Some(list(f, v, volume)?),
+                "workspace_mode" => d.workspace_mode = Some(access_mode(f, v)?),
+                "env" => d.env = Some(env(v)?),
+                "ports" => d.ports = Some(list(f, v, port)?),
+                "tmpfs" => d.tmpfs = Some(list(f, v, tmpfs)?),
+                "pids_limit" => d.pids_limit = Some(positive(f, v)?),
+                "labels" => d.labels = Some(labels(v)?),
+                "host_config" => match v {
+                    Value::Object(m) => d.host_config = Some(m.clone()),
+                    other => {
+                        return Err(Error::invalid(
+                            f,
+                            format!("expected a map of engine HostConfig fields, got {}", describe(other)),
+                        ))
+                    }
+                },
+                "allow_unsafe_host_config" => d.allow_unsafe_host_config = Some(boolean(f, v)?),
+                // Cannot happen: `field` comes from FIELDS, and every name there has an arm.
+                _ => return Err(Error::invalid(f, "unhandled field")),
+            }
+        }
+        Ok(d)
+    }
+
+    /// Applies defaults and the checks that involve several fields.
+    pub fn resolve(self) -> Result<DockerConfig> {
+        let memory_bytes = self.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
+        if memory_bytes < MIN_MEMORY_BYTES {
+            return Err(Error::invalid(
+                "docker.memory",
+                format!(
+                    "{} is below the engine's minimum of 6 MiB; expected at least \"6m\"",
+                    quote(&format_memory(memory_bytes))
+                ),
+            ));
+        }
+        if let Some(p) = self.cpu_period {
+            if !(1000..=1_000_000).contains(&p) {
+                return Err(Error::invalid(
+                    "docker.cpu_period",
+                    format!("{p} is out of range; expected microseconds from 1000 to 1000000"),
+                ));
+            }
+        }
+        if let Some(q) = self.cpu_quota {
+            if q < 1000 {
+                return Err(Error::invalid(
+                    "docker.cpu_quota",
+                    format!("{q} is below the engine's minimum; expected at least 1000 microseconds"),
+                ));
+            }
+        }
+        let volumes = self.volumes.unwrap_or_default();
+        let tmpfs = self.tmpfs.unwrap_or_default();
+        // No two user mounts at one container path (the engine would refuse at create).
+        let mut targets: BTreeMap<&str, String> = BTreeMap::new();
+        let named = volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("docker.volumes[{i}]"), v.container_path.as_str()))
+            .chain(
+                tmpfs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("docker.tmpfs[{i}]"), t.path.as_str())),
+            );
+        for (field, target) in named {
+            if let Some(first) = targets.get(target) {
+                return Err(Error::invalid(
+                    &field,
+                    format!("container path {target} is already used by {first}; give each mount its own path"),
+                ));
+            }
+            targets.insert(target, field);
+        }
+        let allow = self.allow_unsafe_host_config.unwrap_or(false);
+        if let Some(hc) = &self.host_config {
+            super::host_config::check_override(hc, allow)?;
+        }
+        Ok(DockerConfig {
+            enabled: self.enabled.unwrap_or(false),
+            ephemeral: self.ephemeral.unwrap_or(true),
+            image: self.image.unwrap_or_else(|| DEFAULT_DOCKER_IMAGE.to_string()),
+            network: self.network.unwrap_or(NetworkMode::Bridge),
+            memory_bytes,
+            cpu_shares: self.cpu_shares,
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            user: self.user.unwrap_or_else(host_user),
+            max_containers: self.max_containers.unwrap_or(DEFAULT_MAX_CONTAINERS),
+            volumes,
+            workspace_mode: self.workspace_mode.unwrap_or(AccessMode::Rw),
+            env: self.env.unwrap_or_default(),
+            ports: self.ports.unwrap_or_default(),
+            tmpfs,
+            pids_limit: self.pids_limit,
+            labels: self.labels.unwrap_or_default(),
+            host_config_override: self.host_config.map(Value::Object),
+            allow_unsafe_host_config: allow,
+        })
+    }
+}
+
+/// A value for an error message: strings quoted and cut, other scalars as written, containers by
+/// kind. Never call it on a value that may be secret.
+pub(crate) fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => quote(s),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a map".into(),
+        other => other.to_string(),
+    }
+}
+
+fn boolean(f: &str, v: &Value) -> Result<bool> {
+    v.as_bool().ok_or_else(|| {
+        Error::invalid(f, format!("expected true or false, got {}", describe(v)))
+    })
+}
+
+fn positive(f: &str, v: &Value) -> Result<u64> {
+    match v.as_u64() {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(Error::invalid(
+            f,
+            format!("expected a positive integer, got {}", describe(v)),
+        )),
+    }
+}
+
+fn string<'v>(f: &str, v: &'v Value, what: &str) -> Result<&'v str> {
+    v.as_str()
+        .ok_or_else(|| Error::invalid(f, format!("expected {what}, got {}", describe(v))))
+}
+
+fn image(f: &str, v: &Value) -> Result<String> {
+    let s = string(f, v, "an image reference like \"herdctl/runtime:latest\"")?;
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            f,
+            format!("{} is not an image reference; expected like \"herdctl/runtime:latest\"", quote(s)),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn network(f: &str, v: &Value) -> Result<NetworkMode> {
+    match v.as_str() {
+        Some("none") => Ok(NetworkMode::None),
+        Some("bridge") => Ok(NetworkMode::Bridge),
+        Some("host") => Ok(NetworkMode::Host),
+        _ => Err(Error::invalid(
+            f,
+            format!("{} is not a network mode; expected \"none\", \"bridge\" or \"host\"", describe(v)),
+        )),
+    }
+}
+
+fn access_mode(f: &str, v: &Value) -> Result<AccessMode> {
+    match v.as_str() {
+        Some("ro") => Ok(AccessMode::Ro),
+        Some("rw") => Ok(AccessMode::Rw),
+        _ => Err(Error::invalid(
+            f,
+            format!("{} is not a mount mode; expected \"ro\" or \"rw\"", describe(v)),
+        )),
+    }
+}
+
+fn memory(f: &str, key: &str, v: &Value) -> Result<u64> {
+    match v {
+        Value::String(s) if key == "memory" => memory_bytes(f, s),
+        Value::Number(n) => n.as_u64().ok_or_else(|| {
+            Error::invalid(f, format!("{n} is not a size; expected a whole number of bytes or a string like \"2g\""))
+        }),
+        other => Err(Error::invalid(
+            f,
+            format!("expected a size like \"2g\" or a number of bytes, got {}", describe(other)),
+        )),
+    }
+}
+
+fn user(v: &Value) -> Result<UserSpec> {
+    match v {
+        Value::String(s) => parse_user(s),
+        Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(uid) => Ok(UserSpec { uid, gid: None }),
+            None => parse_user(&n.to_string()),
+        },
+        other => Err(Error::invalid(
+            "docker.user",
+            format!("expected \"UID\" or \"UID:GID\", got {}", describe(other)),
+        )),
+    }
+}
+
+fn list<T>(f: &str, v: &Value, item: fn(&str, &Value) -> Result<T>) -> Result<Vec<T>> {
+    let items = v
+        .as_array()
+        .ok_or_else(|| Error::invalid(f, format!("expected a list, got {}", describe(v))))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| item(&format!("{f}[{i}]"), x))
+        .collect()
+}
+
+fn volume(f: &str, v: &Value) -> Result<VolumeMount> {
+    match v {
+        Value::String(s) => volume_mount(f, s),
+        Value::Object(m) => {
+            let part = |k: &str| m.get(k).and_then(Value::as_str);
+            match (part("hostPath"), part("containerPath")) {
+                (Some(h), Some(c)) => {
+                    let mode = part("mode").unwrap_or("rw");
+                    volume_from_parts(f, &format!("{h}:{c}:{mode}"), h, c, mode)
+                }
+                _ => Err(Error::invalid(
+                    f,
+                    "expected \"/HOST:/CONTAINER[:ro|rw]\" or {hostPath, containerPath, mode}",
+                )),
+            }
+        }
+        other => Err(Error::invalid(
+            f,
+            format!("expected \"/HOST:/CONTAINER[:ro|rw]\", got {}", describe(other)),
+        )),
+    }
+}
+
+fn port(f: &str, v: &Value) -> Result<PortBinding> {
+    match v {
+        Value::String(s) => port_binding(f, s),
+        Value::Number(n) => port_binding(f, &n.to_string()),
+        Value::Object(m) => {
+            let p = |k: &str| m.get(k).map(|x| x.to_string()).unwrap_or_default();
+            port_binding(f, &format!("{}:{}", p("hostPort"), p("containerPort")))
+        }
+        other => Err(Error::invalid(
+            f,
+            format!("expected \"HOST:CONTAINER\" or \"PORT\", got {}", describe(other)),
+        )),
+    }
+}
+
+fn tmpfs(f: &str, v: &Value) -> Result<TmpfsMount> {
+    match v {
+        Value::String(s) => tmpfs_mount(f, s),
+        Value::Object(m) => {
+            let path = m.get("path").and_then(Value::as_str).ok_or_else(|| {
+                Error::invalid(f, "expected \"/PATH[:OPTIONS]\" or {path, options}")
+            })?;
+            let options = match m.get("options") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(o)) => (!o.is_empty()).then(|| o.clone()),
+                Some(other) => {
+                    return Err(Error::invalid(
+                        f,
+                        format!("options: expected a string like \"size=100m\", got {}", describe(other)),
+                    ))
+                }
+            };
+            let path = container_path(f, path, path, "\"/PATH\" or \"/PATH:OPTIONS\"")?;
+            Ok(TmpfsMount { path, options })
+        }
+        other => Err(Error::invalid(
+            f,
+            format!("expected \"/PATH[:OPTIONS]\", got {}", describe(other)),
+        )),
+    }
+}
+
+/// Env names and values. Values are never shown in errors: they may be secrets.
+fn env(v: &Value) -> Result<BTreeMap<String, String>> {
+    let m = v.as_object().ok_or_else(|| {
+        Error::invalid("docker.env", format!("expected a map of NAME: value, got {}", describe(v)))
+    })?;
+    let mut out = BTreeMap::new();
+    for (k, val) in m {
+        let f = format!("docker.env.{k}");
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(Error::invalid(
+                "docker.env",
+                format!("{} is not a variable name; expected a name without '=' or NUL", quote(k)),
+            ));
+        }
+        match val {
+            Value::String(s) if !s.contains('\0') => {
+                out.insert(k.clone(), s.clone());
+            }
+            Value::String(_) => {
+                return Err(Error::invalid(f, "the value contains a NUL byte, which env cannot carry"))
+            }
+            _ => return Err(Error::invalid(f, "expected a string value (quote numbers and booleans)")),
+        }
+    }
+    Ok(out)
+}
+
+fn labels(v: &Value) -> Result<BTreeMap<String, String>> {
+    let m = v.as_object().ok_or_else(|| {
+        Error::invalid("docker.labels", format!("expected a map of key: value, got {}", describe(v)))
+    })?;
+    let mut out = BTreeMap::new();
+    for (k, val) in m {
+        let f = format!("docker.labels.{k}");
+        if k.is_empty() || k.to_ascii_lowercase().starts_with("dev.herdctl.") {
+            return Err(Error::invalid(
+                f,
+                "label keys may not be empty or use the dev.herdctl. prefix, which the runner owns",
+            ));
+        }
+        let s = val.as_str().ok_or_else(|| {
+            Error::invalid(&f, format!("expected a string value, got {}", describe(val)))
+        })?;
+        out.insert(k.clone(), s.to_string());
+    }
+    Ok(out)
+}

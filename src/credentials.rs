@@ -1,0 +1,295 @@
+//! Which Claude credentials a job gets, and how they reach the container without leaking.
+//!
+//! Order (the seed's): `ANTHROPIC_API_KEY` / `CLAUDE_CODE_OAUTH_TOKEN` from the environment, given
+//! to each exec (never to the container's create config, which `docker inspect` shows, and never on
+//! a command line); else the Claude credentials file (`$CLAUDE_CONFIG_DIR/.credentials.json`, else
+//! `$HOME/.claude/.credentials.json`), of which a sanitised copy (no refresh token) is mounted
+//! read-only at [`CONTAINER_CREDENTIALS_FILE`](crate::CONTAINER_CREDENTIALS_FILE).
+//!
+//! Resolve once per job: a token refreshed on the host then reaches a reused container, because
+//! [`Credentials::write_container_copy`] rewrites the copy the container already has mounted.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::config::UserSpec;
+use crate::redact::Redactor;
+use crate::{Error, Result};
+
+/// The env variables that carry credentials, in the order they are looked up.
+pub const CREDENTIAL_ENV_VARS: [&str; 2] = ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"];
+
+/// The fields of `claudeAiOauth` copied into the container's credentials file. A list of what
+/// may go rather than of what may not, so a secret field added to the file later stays out.
+const OAUTH_FIELDS_KEPT: [&str; 4] = ["accessToken", "expiresAt", "scopes", "subscriptionType"];
+
+/// The sanitised copy is padded with spaces (valid trailing JSON whitespace) to a multiple of
+/// this, so rewrites of a token of similar length keep the same size; see `write_in_place`.
+const COPY_BLOCK: usize = 4096;
+
+/// Where a job's credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The named variables of the environment (or of the map passed to
+    /// [`Credentials::resolve`]).
+    Env(Vec<String>),
+    /// The Claude credentials file at this host path.
+    File(PathBuf),
+}
+
+/// The credentials of one job. `Debug` shows where they come from, never a value.
+#[derive(Clone)]
+pub struct Credentials {
+    source: CredentialSource,
+    /// `(name, value)` for the env source.
+    env: Vec<(String, String)>,
+    /// The sanitised `{"claudeAiOauth": {...}}` for the file source.
+    sanitised: Option<Value>,
+    expires_at_ms: Option<u64>,
+    redactor: Redactor,
+}
+
+impl Credentials {
+    /// Resolves credentials through `lookup` (an env lookup: `|k| std::env::var(k).ok()`, or a
+    /// map's `get`): the variables of [`CREDENTIAL_ENV_VARS`] that are set and non-empty, else the
+    /// credentials file found through `CLAUDE_CONFIG_DIR` or `HOME`.
+    ///
+    /// Errors: [`Error::InvalidConfig`] (field `credentials`) when nothing is found or the file has
+    /// no access token; [`Error::Io`] when the file exists but cannot be read. No error shows a
+    /// secret.
+    pub fn resolve(lookup: impl Fn(&str) -> Option<String>) -> Result<Credentials> {
+        let env: Vec<(String, String)> = CREDENTIAL_ENV_VARS
+            .iter()
+            .filter_map(|k| lookup(k).filter(|v| !v.is_empty()).map(|v| (k.to_string(), v)))
+            .collect();
+        if !env.is_empty() {
+            return Ok(Credentials {
+                source: CredentialSource::Env(env.iter().map(|(k, _)| k.clone()).collect()),
+                redactor: Redactor::new(env.iter().map(|(_, v)| v)),
+                env,
+                sanitised: None,
+                expires_at_ms: None,
+            });
+        }
+        let path = match (
+            lookup("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty()),
+            lookup("HOME").filter(|v| !v.is_empty()),
+        ) {
+            (Some(dir), _) => Path::new(&dir).join(".credentials.json"),
+            (None, Some(home)) => Path::new(&home).join(".claude").join(".credentials.json"),
+            (None, None) => {
+                return Err(Error::invalid(
+                    "credentials",
+                    "no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN is set, and neither CLAUDE_CONFIG_DIR nor HOME points at a credentials file; set one of them or log in with 'claude'",
+                ))
+            }
+        };
+        Credentials::from_file(&path)
+    }
+
+    /// [`Credentials::resolve`] over this process's environment.
+    pub fn from_process_env() -> Result<Credentials> {
+        Credentials::resolve(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the Claude credentials file at `path` (`{"claudeAiOauth": {"accessToken": ...}}`).
+    pub fn from_file(path: &Path) -> Result<Credentials> {
+        let shown = path.display();
+        let text = match fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::invalid(
+                    "credentials",
+                    format!("no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN is set and there is no credentials file at {shown}; set one of them or log in with 'claude'"),
+                ))
+            }
+            Err(e) => return Err(Error::io(format!("read credentials file {shown}"), e)),
+        };
+        // serde_json's syntax errors carry a position, never the text.
+        let doc: Value = serde_json::from_slice(&text).map_err(|e| {
+            Error::invalid(
+                "credentials",
+                format!(
+                    "{shown} is not valid JSON (line {} column {}); log in again with 'claude'",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        let oauth = doc
+            .get("claudeAiOauth")
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "credentials",
+                    format!("{shown} has no \"claudeAiOauth\" object; log in again with 'claude'"),
+                )
+            })?;
+        let access = oauth
+            .get("accessToken")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "credentials",
+                    format!("{shown} has no \"claudeAiOauth.accessToken\"; log in again with 'claude'"),
+                )
+            })?;
+        let kept: Map<String, Value> = OAUTH_FIELDS_KEPT
+            .iter()
+            .filter_map(|k| oauth.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        let mut secrets = vec![access.to_string()];
+        if let Some(refresh) = oauth.get("refreshToken").and_then(Value::as_str) {
+            secrets.push(refresh.to_string());
+        }
+        let mut sanitised = Map::new();
+        sanitised.insert("claudeAiOauth".into(), Value::Object(kept));
+        Ok(Credentials {
+            source: CredentialSource::File(path.to_path_buf()),
+            env: Vec::new(),
+            expires_at_ms: oauth.get("expiresAt").and_then(Value::as_u64),
+            sanitised: Some(Value::Object(sanitised)),
+            redactor: Redactor::new(secrets),
+        })
+    }
+
+    /// Where these credentials come from.
+    pub fn source(&self) -> &CredentialSource {
+        &self.source
+    }
+
+    /// The `KEY=value` entries to give each exec (empty for the file source). Never put them in a
+    /// container's create config or on a command line.
+    pub fn exec_env(&self) -> Vec<String> {
+        self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// A redactor holding every secret value of these credentials (env values, and the access and
+    /// refresh tokens of the file). Extend it with [`Redactor::with_env`] for the config's env.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// When the file's access token expires, in unix milliseconds, if the file says.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.expires_at_ms
+    }
+
+    /// Where [`Credentials::write_container_copy`] puts the copy for `agent`:
+    /// `<state_dir>/docker-credentials/<sanitised agent>/.credentials.json`.
+    pub fn container_copy_path(state_dir: &Path, agent: &str) -> PathBuf {
+        state_dir
+            .join("docker-credentials")
+            .join(crate::paths::sanitize_agent_name(agent))
+            .join(".credentials.json")
+    }
+
+    /// For the file source, writes the sanitised copy (no refresh token; only the fields the
+    /// container needs) for `agent` under `state_dir` and returns its path, to be mounted
+    /// read-only at [`CONTAINER_CREDENTIALS_FILE`](crate::CONTAINER_CREDENTIALS_FILE). `None` for
+    /// the env source (nothing to mount). `owner` is the container user, who must be able to read
+    /// the file.
+    ///
+    /// Why the copy is rewritten in place rather than renamed over: the engine bind-mounts a single
+    /// file by its inode, so a container keeps seeing the old inode after a rename and would never
+    /// get a refreshed token. Mounting the directory instead would need a directory of its own in
+    /// the container, but Claude Code reads the file inside `~/.claude`, which must stay writable.
+    /// So the same inode is rewritten, and only when the content changed. To keep a concurrent
+    /// reader from seeing a half file, the content is padded with JSON whitespace to a multiple of
+    /// 4 KiB: a new token of similar length overwrites the old bytes in one write of the same size,
+    /// and the file never passes through an empty or shorter state.
+    ///
+    /// Permissions: the directories are created mode 0700 (owned by this process), which keeps
+    /// other host users out. The file is mode 0600 and, when this process is root, owned by
+    /// `owner`. When this process is not root and `owner` is another uid, the file is made 0644
+    /// (the container user could not read it otherwise; the 0700 directories still keep host
+    /// users out).
+    pub fn write_container_copy(
+        &self,
+        state_dir: &Path,
+        agent: &str,
+        owner: UserSpec,
+    ) -> Result<Option<PathBuf>> {
+        let Some(sanitised) = &self.sanitised else {
+            return Ok(None);
+        };
+        let path = Credentials::container_copy_path(state_dir, agent);
+        let dir = path.parent().unwrap_or(state_dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let mut content = sanitised.to_string().into_bytes();
+        content.push(b'\n');
+        let padded = content.len().div_ceil(COPY_BLOCK) * COPY_BLOCK;
+        content.resize(padded, b' ');
+        write_in_place(&path, &content)?;
+
+        let me = crate::config::process_user();
+        let i_am_root = me.is_some_and(|u| u.is_root());
+        let mode = if i_am_root || me.is_some_and(|u| u.uid == owner.uid) {
+            0o600
+        } else {
+            0o644
+        };
+        if i_am_root {
+            std::os::unix::fs::chown(&path, Some(owner.uid), owner.gid)
+                .map_err(|e| Error::io(format!("chown {}", path.display()), e))?;
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        Ok(Some(path))
+    }
+}
+
+/// Rewrites `path` to hold exactly `content`, keeping its inode (see
+/// [`Credentials::write_container_copy`]). Creates it (mode 0600) when missing.
+fn write_in_place(path: &Path, content: &[u8]) -> Result<()> {
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(mut f) => {
+            let mut old = Vec::new();
+            f.read_to_end(&mut old).map_err(|e| Error::io(ctx("read"), e))?;
+            if old == content {
+                return Ok(());
+            }
+            f.write_all_at(content, 0)
+                .map_err(|e| Error::io(ctx("write"), e))?;
+            if old.len() > content.len() {
+                f.set_len(content.len() as u64)
+                    .map_err(|e| Error::io(ctx("truncate"), e))?;
+            }
+            f.sync_data().map_err(|e| Error::io(ctx("sync"), e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io(ctx("create"), e))?;
+            f.write_all(content).map_err(|e| Error::io(ctx("write"), e))?;
+            f.sync_data().map_err(|e| Error::io(ctx("sync"), e))
+        }
+        Err(e) => Err(Error::io(ctx("open"), e)),
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("source", &self.source)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! The config hash that decides whether a persistent container still fits its agent's config.
+//!
+//! Why SHA-256 and not a quicker hash: the label `dev.herdctl.config-hash` is readable by anyone
+//! who can list containers, and the hashed input includes env values that may be secrets. With an
+//! invertible hash like FNV-1a, someone who knows every other input can walk the hash back to the
+//! state around a short secret and solve for it; SHA-256 leaves only guessing. Env values are also
+//! hashed on their own first, so the canonical text below never holds a secret in the clear. Why
+//! not std's `DefaultHasher`: its output may change between Rust releases, and the hash must match
+//! across processes, restarts and builds. Why hand-written: a 60-line, test-vector-checked function
+//! is cheaper than a dependency.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::DockerConfig;
+use crate::paths::MountPlan;
+
+/// Bumped when the meaning of the hashed input changes, so old persistent containers are replaced.
+const SCHEME: u64 = 1;
+
+/// A stable hash (16 hex characters, 64 bits of SHA-256) of everything in `config` and `plan` that
+/// shapes a container: image, network, memory, CPU, pids, user, ephemeral, env names and values
+/// (values only through their own SHA-256), ports, tmpfs, labels, the host config override and its
+/// allow flag, and every mount (source, target, read-only). Not hashed: `enabled` and
+/// `max_containers`, which change nothing inside a container.
+///
+/// The same inputs give the same hash in every process, on every run and with every Rust release.
+/// A runner that adds create-time settings of its own can fold them in with [`hash_value`] over a
+/// JSON value holding this hash and those settings.
+pub fn config_hash(config: &DockerConfig, plan: &MountPlan) -> String {
+    let env: Map<String, Value> = config
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(sha256_hex(v.as_bytes()))))
+        .collect();
+    let mounts: Vec<Value> = plan
+        .mounts()
+        .iter()
+        .map(|m| json!([m.source, m.target, m.read_only]))
+        .collect();
+    let shape = json!({
+        "scheme": SCHEME,
+        "image": config.image,
+        "network": config.network.as_str(),
+        "memoryBytes": config.memory_bytes,
+        "cpuShares": config.cpu_shares,
+        "cpuPeriod": config.cpu_period,
+        "cpuQuota": config.cpu_quota,
+        "pidsLimit": config.pids_limit,
+        "user": config.user.to_string(),
+        "ephemeral": config.ephemeral,
+        "env": env,
+        "ports": config.ports.iter().map(|p| json!([p.host_port, p.container_port])).collect::<Vec<_>>(),
+        "tmpfs": config.tmpfs.iter().map(|t| json!([t.path, t.options])).collect::<Vec<_>>(),
+        "labels": config.labels,
+        "hostConfigOverride": config.host_config_override,
+        "allowUnsafeHostConfig": config.allow_unsafe_host_config,
+        "mounts": mounts,
+    });
+    hash_value(&shape)
+}
+
+/// 16 hex characters of the SHA-256 of [`canonical_json`] of `value`.
+pub fn hash_value(value: &Value) -> String {
+    let mut hex = sha256_hex(canonical_json(value).as_bytes());
+    hex.truncate(16);
+    hex
+}
+
+/// JSON text with object keys sorted by their bytes at every level and no insignificant
+/// whitespace: the same value always gives the same text, whatever order its maps were built in
+/// (serde_json's `preserve_order` feature, enabled by any crate in the build, would otherwise keep
+/// insertion order).
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        // Scalars have one serde_json spelling (integers as digits, floats through ryu).
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// SHA-256 of `data` as 64 lower-case hex characters.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    let mut s = String::with_capacity(64);
+    for b in sha256(data) {
+        // Cannot fail: writing to a String.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// SHA-256 (FIPS 180-4) of `data`.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    // Padding: 0x80, zeros to 56 mod 64, then the bit length as a big-endian u64.
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
+    for block in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, word) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

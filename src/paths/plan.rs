@@ -1,0 +1,242 @@
+//! The mount plan of a job: what is bind-mounted where, checked against the host's file system.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::{
+    normalize_path, sanitize_agent_name, PathMap, CONTAINER_CREDENTIALS_FILE, CONTAINER_SESSION_DIR,
+    CONTAINER_WORKSPACE,
+};
+use crate::config::{process_user, DockerConfig};
+use crate::credentials::Credentials;
+use crate::{Error, Result};
+
+/// How session directories are laid out under `<stateDir>/docker-sessions/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionLayout {
+    /// `<stateDir>/docker-sessions/<sanitised agent>/`: one agent cannot read another's
+    /// transcripts. The default.
+    #[default]
+    PerAgent,
+    /// `<stateDir>/docker-sessions/` shared by all agents, where herdctl's existing session
+    /// discovery looks.
+    Flat,
+}
+
+/// What a mount is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountRole {
+    /// The agent's working directory at `/workspace`.
+    Workspace,
+    /// The agent's session directory at [`CONTAINER_SESSION_DIR`].
+    Sessions,
+    /// The sanitised credentials file at [`CONTAINER_CREDENTIALS_FILE`], read-only.
+    Credentials,
+    /// `docker.volumes[i]`.
+    Volume(usize),
+}
+
+/// One bind mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The normalised host path.
+    pub source: String,
+    /// The normalised container path.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// What it is for.
+    pub role: MountRole,
+}
+
+impl Mount {
+    /// The engine's `HostConfig.Mounts` entry. Always `Mounts`, never `Binds`: with `Binds` the
+    /// engine silently creates a missing host directory owned by root; `Mounts` fails instead.
+    pub fn to_engine(&self) -> Value {
+        json!({"Type": "bind", "Source": self.source, "Target": self.target, "ReadOnly": self.read_only})
+    }
+}
+
+/// What [`MountPlan::build`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct MountRequest<'a> {
+    /// The agent's resolved docker config (volumes, workspace mode, user).
+    pub config: &'a DockerConfig,
+    /// The workspace on the host: an absolute path (see [`crate::workspace_root`]).
+    pub workspace: &'a str,
+    /// herdctl's state directory (`.herdctl`), absolute.
+    pub state_dir: &'a str,
+    /// The agent's qualified name.
+    pub agent: &'a str,
+    /// Per-agent or flat session directories.
+    pub layout: SessionLayout,
+    /// This job's credentials; for the file source, the sanitised copy is (re)written and mounted.
+    pub credentials: Option<&'a Credentials>,
+}
+
+/// The bind mounts of a job, in order: workspace, session directory, credentials (file source
+/// only), then `docker.volumes`. Build it for every job: that rewrites the credentials copy, so a
+/// token refreshed on the host reaches a reused container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    mounts: Vec<Mount>,
+    session_dir: String,
+}
+
+impl MountPlan {
+    /// Checks and prepares the host side: the workspace and every volume's host path must exist
+    /// (an error names the field and the path); the session directory is created (mode 0700) when
+    /// missing and, when this process is root, given to the container user; the credentials copy
+    /// is written.
+    pub fn build(req: &MountRequest<'_>) -> Result<MountPlan> {
+        let config = req.config;
+        let workspace = normalize_path(req.workspace).ok_or_else(|| {
+            Error::invalid(
+                "working_directory",
+                format!("{} is not an absolute path; expected a path starting with /", crate::config::quote(req.workspace)),
+            )
+        })?;
+        must_be_dir("working_directory", &workspace)?;
+        let state_dir = normalize_path(req.state_dir).ok_or_else(|| {
+            Error::invalid(
+                "state_dir",
+                format!("{} is not an absolute path; expected a path starting with /", crate::config::quote(req.state_dir)),
+            )
+        })?;
+
+        let sessions_root = format!("{state_dir}/docker-sessions");
+        let session_dir = match req.layout {
+            SessionLayout::PerAgent => format!("{sessions_root}/{}", sanitize_agent_name(req.agent)),
+            SessionLayout::Flat => sessions_root,
+        };
+        prepare_session_dir(&session_dir, config)?;
+
+        let mut mounts = vec![
+            Mount {
+                source: workspace,
+                target: CONTAINER_WORKSPACE.into(),
+                read_only: config.workspace_mode.is_read_only(),
+                role: MountRole::Workspace,
+            },
+            Mount {
+                source: session_dir.clone(),
+                target: CONTAINER_SESSION_DIR.into(),
+                read_only: false,
+                role: MountRole::Sessions,
+            },
+        ];
+        if let Some(creds) = req.credentials {
+            if let Some(copy) = creds.write_container_copy(Path::new(&state_dir), req.agent, config.user)? {
+                mounts.push(Mount {
+                    source: copy.to_string_lossy().into_owned(),
+                    target: CONTAINER_CREDENTIALS_FILE.into(),
+                    read_only: true,
+                    role: MountRole::Credentials,
+                });
+            }
+        }
+        for (i, v) in config.volumes.iter().enumerate() {
+            let field = format!("docker.volumes[{i}]");
+            fs::metadata(&v.host_path).map_err(|e| {
+                Error::invalid(
+                    &field,
+                    format!(
+                        "host path {} cannot be used ({}); create it first (the engine refuses a missing source)",
+                        v.host_path,
+                        io_reason(&e)
+                    ),
+                )
+            })?;
+            mounts.push(Mount {
+                source: v.host_path.clone(),
+                target: v.container_path.clone(),
+                read_only: v.mode.is_read_only(),
+                role: MountRole::Volume(i),
+            });
+        }
+        Ok(MountPlan {
+            mounts,
+            session_dir,
+        })
+    }
+
+    /// The mounts, in order.
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
+    /// The engine's `HostConfig.Mounts` array.
+    pub fn engine_mounts(&self) -> Vec<Value> {
+        self.mounts.iter().map(Mount::to_engine).collect()
+    }
+
+    /// The host session directory (where herdctl finds the transcripts).
+    pub fn session_dir(&self) -> &str {
+        &self.session_dir
+    }
+
+    /// Host/container path translation over the directory mounts (the credentials file is left
+    /// out: nothing the host needs lives behind it).
+    pub fn path_map(&self) -> PathMap {
+        PathMap::new(
+            self.mounts
+                .iter()
+                .filter(|m| m.role != MountRole::Credentials)
+                .map(|m| (m.source.as_str(), m.target.as_str())),
+        )
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "it does not exist".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn must_be_dir(field: &str, path: &str) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::invalid(field, format!("{path} is not a directory"))),
+        Err(e) => Err(Error::invalid(
+            field,
+            format!("{path} cannot be used ({}); create it or fix the path", io_reason(&e)),
+        )),
+    }
+}
+
+/// Creates the session directory (0700) and makes sure the container user can write it.
+fn prepare_session_dir(dir: &str, config: &DockerConfig) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("create session directory {dir}"), e))?;
+    let meta = fs::metadata(dir).map_err(|e| Error::io(format!("stat session directory {dir}"), e))?;
+    let user = config.user;
+    if user.is_root() || meta.uid() == user.uid {
+        return Ok(());
+    }
+    if process_user().is_some_and(|u| u.is_root()) {
+        return std::os::unix::fs::chown(dir, Some(user.uid), user.gid)
+            .map_err(|e| Error::io(format!("give session directory {dir} to uid {}", user.uid), e));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "docker.user",
+        format!(
+            "the container runs as uid {}, which cannot write the session directory {dir} (owned by uid {}); run herdctl as that user or as root, or leave docker.user unset",
+            user.uid,
+            meta.uid()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Removing known secret values from text before it leaves the library.
+//!
+//! Every piece of text that can carry a secret (an error message with the engine's words, a
+//! stderr tail, a log line, a job's output when asked) passes through a [`Redactor`] built from the
+//! job's credentials and the env values whose names look secret.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// What a secret is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Values shorter than this are not treated as secrets: replacing every `1` or `on` in a job's
+/// output would garble it while protecting nothing worth the name.
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// True when an env variable's name says its value is secret: it contains `TOKEN`, `KEY`,
+/// `SECRET`, `PASSWORD`, `PASSWD` or `CREDENTIAL`, in any case.
+///
+/// ```
+/// use herdctl_container::is_secret_name;
+/// assert!(is_secret_name("GITHUB_TOKEN") && is_secret_name("anthropic_api_key"));
+/// assert!(!is_secret_name("HOME"));
+/// ```
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// Replaces every occurrence of every known secret in a text with [`REDACTED`].
+///
+/// Cheap to clone (the secrets are shared behind an `Arc`) and `Send + Sync`, so one redactor can
+/// serve every thread of a job. Overlapping and adjacent occurrences become one `[REDACTED]`, so
+/// no fragment of a secret survives next to the marker. `Debug` shows only how many secrets it
+/// holds.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// Distinct secrets, longest first, each at least [`MIN_SECRET_LEN`] bytes.
+    secrets: Arc<[Box<[u8]>]>,
+}
+
+impl Redactor {
+    /// A redactor for `secrets`. Empty and short values ([`MIN_SECRET_LEN`]) are skipped.
+    pub fn new<I, S>(secrets: I) -> Redactor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut list: Vec<Box<[u8]>> = secrets
+            .into_iter()
+            .filter(|s| s.as_ref().len() >= MIN_SECRET_LEN)
+            .map(|s| s.as_ref().as_bytes().into())
+            .collect();
+        list.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        list.dedup();
+        Redactor {
+            secrets: list.into(),
+        }
+    }
+
+    /// This redactor's secrets plus `more`.
+    pub fn with_secrets<I, S>(&self, more: I) -> Redactor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mine = self
+            .secrets
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned());
+        let more: Vec<String> = more.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        Redactor::new(mine.chain(more))
+    }
+
+    /// This redactor's secrets plus the values of those `env` entries whose names look secret
+    /// ([`is_secret_name`]).
+    pub fn with_env<'a, I>(&self, env: I) -> Redactor
+    where
+        I: IntoIterator<Item = (&'a String, &'a String)>,
+    {
+        self.with_secrets(
+            env.into_iter()
+                .filter(|(k, _)| is_secret_name(k))
+                .map(|(_, v)| v.as_str()),
+        )
+    }
+
+    /// How many distinct secrets it holds.
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// True when it holds no secret (and so changes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// `text` with every secret replaced; borrowed unchanged when none occurs.
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        match self.redact_bytes(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            // Cannot fail: secrets are whole UTF-8 strings, so every replaced range of valid UTF-8
+            // text starts and ends on character boundaries, and the marker is ASCII.
+            Cow::Owned(v) => Cow::Owned(
+                String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
+            ),
+        }
+    }
+
+    /// Like [`Redactor::redact`], for bytes that may not be UTF-8 (a raw stderr tail).
+    pub fn redact_bytes<'t>(&self, text: &'t [u8]) -> Cow<'t, [u8]> {
+        let ranges = self.ranges(text);
+        if ranges.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in ranges {
+            out.extend_from_slice(&text[at..start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            at = end;
+        }
+        out.extend_from_slice(&text[at..]);
+        Cow::Owned(out)
+    }
+
+    /// Every occurrence of every secret as merged, sorted, non-overlapping byte ranges.
+    fn ranges(&self, text: &[u8]) -> Vec<(usize, usize)> {
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        for secret in self.secrets.iter() {
+            let n = secret.len();
+            if n > text.len() {
+                continue;
+            }
+            let first = secret[0];
+            let mut i = 0;
+            while i + n <= text.len() {
+                match text[i..=text.len() - n].iter().position(|&b| b == first) {
+                    Some(off) => i += off,
+                    None => break,
+                }
+                if &text[i..i + n] == &secret[..] {
+                    hits.push((i, i + n));
+                }
+                i += 1;
+            }
+        }
+        hits.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(hits.len());
+        for (s, e) in hits {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(secrets: &[&str], text: &str) -> String {
+        Redactor::new(secrets).redact(text).into_owned()
+    }
+
+    #[test]
+    fn replaces_every_occurrence() {
+        assert_eq!(r(&["s3cr3t"], "a s3cr3t b s3cr3t"), "a [REDACTED] b [REDACTED]");
+        assert_eq!(r(&["s3cr3t"], "s3cr3t"), "[REDACTED]");
+        assert_eq!(r(&["s3cr3t"], "s3cr3t at start"), "[REDACTED] at start");
+        assert_eq!(r(&["s3cr3t"], "at end s3cr3t"), "at end [REDACTED]");
+        assert_eq!(r(&["s3cr3t"], "s3cr3ts3cr3t"), "[REDACTED]");
+    }
+
+    #[test]
+    fn overlapping_secrets_leave_no_fragment() {
+        // "abcdef" and "defghi" overlap in "abcdefghi": all of it goes.
+        assert_eq!(r(&["abcdef", "defghi"], "x abcdefghi y"), "x [REDACTED] y");
+        // One secret inside another.
+        assert_eq!(r(&["tokenvalue", "kenv"], "[tokenvalue] [kenv]"), "[[REDACTED]] [[REDACTED]]");
+        // Self-overlap: "aaaa" in "aaaaaa".
+        assert_eq!(r(&["aaaa"], "baaaaaab"), "b[REDACTED]b");
+    }
+
+    #[test]
+    fn no_secret_is_unchanged_and_borrowed() {
+        let red = Redactor::new(["s3cr3t"]);
+        assert!(matches!(red.redact("nothing here"), Cow::Borrowed("nothing here")));
+        assert!(matches!(Redactor::default().redact("x"), Cow::Borrowed("x")));
+        assert_eq!(r(&["s3cr3t"], ""), "");
+        assert_eq!(r(&["s3cr3t"], "s3cr3"), "s3cr3");
+    }
+
+    #[test]
+    fn short_and_empty_values_are_not_secrets() {
+        let red = Redactor::new(["", "1", "abc"]);
+        assert!(red.is_empty());
+        assert_eq!(red.redact("1 abc"), "1 abc");
+    }
+
+    #[test]
+    fn multibyte_text_stays_valid() {
+        assert_eq!(r(&["пароль-1"], "ключ: пароль-1!"), "ключ: [REDACTED]!");
+        let bytes = Redactor::new(["s3cr3t"]).redact_bytes(b"\xff s3cr3t \xfe").into_owned();
+        assert_eq!(bytes, b"\xff [REDACTED] \xfe");
+    }
+
+    #[test]
+    fn env_values_with_secret_names() {
+        let env: std::collections::BTreeMap<String, String> = [
+            ("GITHUB_TOKEN", "ghp_abcdef"),
+            ("DB_PASSWORD", "hunter22"),
+            ("HOME", "/home/claude"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let red = Redactor::new(["sk-ant-1234"]).with_env(&env);
+        assert_eq!(red.len(), 3);
+        assert_eq!(
+            red.redact("ghp_abcdef hunter22 /home/claude sk-ant-1234"),
+            "[REDACTED] [REDACTED] /home/claude [REDACTED]"
+        );
+        assert!(is_secret_name("aws_secret_access_key"));
+        assert!(is_secret_name("MY_CREDENTIALS"));
+        assert!(!is_secret_name("PATH"));
+    }
+
+    #[test]
+    fn debug_does_not_show_secrets() {
+        let red = Redactor::new(["s3cr3t-value"]);
+        let d = format!("{red:?}");
+        assert_eq!(d, "Redactor { secrets: 1 }");
+    }
+
+    #[test]
+    fn usable_from_many_threads() {
+        let red = Redactor::new(["s3cr3t"]);
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let red = red.clone();
+                std::thread::spawn(move || red.redact(&format!("{i} s3cr3t")).into_owned())
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), format!("{i} [REDACTED]"));
+        }
+    }
+
+    /// Property: over generated texts and secrets, no secret survives, and text without secrets
+    /// comes back unchanged.
+    #[test]
+    fn no_secret_survives_generated_texts() {
+        let mut x: u64 = 7;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3_000 {
+            let alpha = b"abc";
+            let gen = |n: usize, next: &mut dyn FnMut() -> u64| -> String {
+                (0..n).map(|_| alpha[(next() % 3) as usize] as char).collect()
+            };
+            let s1 = gen(4 + (next() % 3) as usize, &mut next);
+            let s2 = gen(4 + (next() % 3) as usize, &mut next);
+            let text = gen((next() % 40) as usize, &mut next);
+            let red = Redactor::new([&s1, &s2]);
+            let out = red.redact(&text).into_owned();
+            // Remove the markers, then check no secret remains in any piece between them.
+            for piece in out.split(REDACTED) {
+                assert!(!piece.contains(&s1) && !piece.contains(&s2), "{text} -> {out}");
+            }
+            if !text.contains(&s1) && !text.contains(&s2) {
+                assert_eq!(out, text);
+            }
+        }
+    }
+}
