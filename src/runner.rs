@@ -74,8 +74,9 @@ pub struct JobSpec {
     pub working_dir: Option<String>,
     /// Cancel the job when it runs longer than this. Default: none.
     pub deadline: Option<Duration>,
-    /// The credentials; `None` resolves them from this process's environment (env var first,
-    /// then the Claude credentials file) at the job's start, so a refreshed token is picked up.
+    /// The credentials; `None` discovers them in this process's environment (env var first, then
+    /// the Claude credentials file) at the job's start, so a refreshed token is picked up, and
+    /// runs without any when none are configured.
     pub credentials: Option<Credentials>,
 }
 
@@ -157,7 +158,11 @@ impl Shared {
 
 impl Runner {
     /// A runner over `engine`, keeping its files under `options.state_dir`.
-    pub fn new(engine: Engine, options: RunnerOptions) -> Result<Runner> {
+    pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
+        // Mount sources must be absolute; a relative state directory means "from here".
+        options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
+            Error::io(format!("resolve state directory {}", options.state_dir.display()), e)
+        })?;
         std::fs::create_dir_all(&options.state_dir).map_err(|e| {
             Error::io(
                 format!("create state directory {}", options.state_dir.display()),
@@ -186,7 +191,7 @@ impl Runner {
         let shared = &self.shared;
         let credentials = match spec.credentials {
             Some(c) => c,
-            None => Credentials::from_process_env()?,
+            None => Credentials::discover(|k| std::env::var(k).ok())?,
         };
         let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
         let mounts = MountPlan::build(&MountRequest {

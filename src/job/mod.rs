@@ -222,10 +222,9 @@ impl Job {
             match exit {
                 Some(code @ (126 | 127)) => return Outcome::CommandNotFound { code },
                 Some(137) => {
-                    return Outcome::Killed {
-                        code: 137,
-                        oom: container.state.oom_killed,
-                    }
+                    let oom = container.state.oom_killed
+                        || (container.host_config.memory > 0 && self.oom_flag_arrives(lease));
+                    return Outcome::Killed { code: 137, oom };
                 }
                 Some(code) => return Outcome::Exited(code),
                 None if Instant::now() >= give_up => {
@@ -239,6 +238,22 @@ impl Job {
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+    }
+}
+
+impl Job {
+    /// The engine sets `State.OOMKilled` when the kernel's OOM event reaches it, which can be a
+    /// few milliseconds after the killed process's stream ended. Look again briefly.
+    fn oom_flag_arrives(&self, lease: &Lease) -> bool {
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(25));
+            match self.engine.inspect_container(lease.id()) {
+                Ok(c) if c.state.oom_killed => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }
 
