@@ -263,6 +263,20 @@ impl Response {
     }
 }
 
+/// Whether a failure before any answer byte looks like a connection the engine had closed.
+fn is_stale(e: &WireError) -> bool {
+    match e {
+        WireError::Closed { .. } => true,
+        WireError::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        ),
+        WireError::Malformed(_) => false,
+    }
+}
+
 impl Engine {
     /// An idle pooled connection that is still open, or a new one; and whether it was pooled.
     fn checkout(&self) -> Result<(Conn, bool)> {
@@ -346,7 +360,10 @@ impl Engine {
             };
             let head = match wire.read_head() {
                 Ok(head) => head,
-                Err(WireError::Closed { any_bytes: false }) if reused && req.body.replayable() => {
+                // A pooled connection the engine closed just as we sent: try a fresh one.
+                Err(e)
+                    if reused && req.body.replayable() && !wire.received_any() && is_stale(&e) =>
+                {
                     continue
                 }
                 Err(e) => {

@@ -170,6 +170,8 @@ pub(crate) struct Wire<R> {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
+    /// Whether any byte has arrived since this reader was made.
+    received: bool,
 }
 
 impl<R: Read> Wire<R> {
@@ -180,12 +182,19 @@ impl<R: Read> Wire<R> {
             buf: vec![0; capacity.max(1024)],
             pos: 0,
             end: 0,
+            received: false,
         }
     }
 
     /// The byte source, for writing requests and setting deadlines.
     pub fn inner_mut(&mut self) -> &mut R {
         &mut self.inner
+    }
+
+    /// Whether any byte has arrived on this reader (a failure before that may be a stale
+    /// keep-alive connection, worth one more try on a fresh one).
+    pub fn received_any(&self) -> bool {
+        self.received
     }
 
     /// Whether bytes past the last response are buffered (then the connection is not reusable).
@@ -221,6 +230,7 @@ impl<R: Read> Wire<R> {
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(n) => {
                     self.end += n;
+                    self.received |= n > 0;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -314,7 +324,10 @@ impl<R: Read> Wire<R> {
                 // Large reads bypass the buffer: one copy less for streamed bodies.
                 loop {
                     match self.inner.read(&mut out[..want]) {
-                        Ok(n) => return Ok(n),
+                        Ok(n) => {
+                            self.received |= n > 0;
+                            return Ok(n);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(WireError::Io(e)),
                     }
