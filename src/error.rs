@@ -123,6 +123,18 @@ pub enum Error {
         what: String,
     },
 
+    /// The container stopped before the job could run in it: the image's entrypoint failed, or
+    /// it has no `sleep` to keep the container up.
+    #[error("container {container} stopped right after it started (exit {exit_code}){output}; check the image's entrypoint and that it has `sleep`")]
+    ContainerExited {
+        /// The container's name.
+        container: String,
+        /// Its exit code.
+        exit_code: i64,
+        /// The end of its output, starting with ": ", or empty.
+        output: String,
+    },
+
     /// A job printed a line longer than the configured maximum; it was stopped instead of letting
     /// memory grow without bound.
     #[error("the job printed a line longer than {limit} bytes; raise the maximum line size if that is expected")]
@@ -169,6 +181,7 @@ impl Error {
             Error::InvalidConfig { .. } => "INVALID_CONFIG",
             Error::NotApplied { .. } => "NOT_APPLIED",
             Error::LineTooLong { .. } => "LINE_TOO_LONG",
+            Error::ContainerExited { .. } => "CONTAINER_EXITED",
             Error::KillFailed { .. } => "KILL_FAILED",
             Error::Io { .. } => "IO",
         }

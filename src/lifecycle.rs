@@ -36,6 +36,8 @@ pub(crate) struct Lease {
     agent: String,
     mode: Mode,
     keep: usize,
+    /// This acquire created the container (so no earlier job's state is in it).
+    created: bool,
 }
 
 /// A lease and what getting it cost.
@@ -47,7 +49,13 @@ pub(crate) struct Acquired {
 }
 
 impl Lease {
-    fn new(shared: &Arc<Shared>, id: String, name: String, req: &Request<'_>) -> Lease {
+    fn new(
+        shared: &Arc<Shared>,
+        id: String,
+        name: String,
+        req: &Request<'_>,
+        created: bool,
+    ) -> Lease {
         shared.hold(&id);
         Lease {
             shared: shared.clone(),
@@ -56,6 +64,7 @@ impl Lease {
             agent: req.agent.to_string(),
             mode: req.mode,
             keep: req.keep,
+            created,
         }
     }
 
@@ -118,7 +127,7 @@ fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
         match shared.engine.inspect_container(&name) {
             Ok(found) => {
                 check_ours(&found, req)?;
-                let lease = Lease::new(shared, found.id.clone(), name.clone(), req);
+                let lease = Lease::new(shared, found.id.clone(), name.clone(), req, false);
                 if found.state.running {
                     return Ok(Acquired {
                         lease,
@@ -189,7 +198,7 @@ fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Resu
     }
     .map_err(|e| image_hint(e, req.image))?;
     let create = t.elapsed();
-    let lease = Lease::new(shared, id.clone(), name.to_string(), req);
+    let lease = Lease::new(shared, id.clone(), name.to_string(), req, true);
     let mut warnings = Vec::new();
     let verified = shared
         .engine
@@ -212,6 +221,42 @@ fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Resu
             let _ = shared.engine.remove_container(&id, true);
             Err(e)
         }
+    }
+}
+
+/// An exec refused with 409 means the container is not running: it stopped right after it
+/// started (a broken entrypoint, no `sleep`), or it was stopped under us. Say so with its exit
+/// code and last output, and remove it when this job created it: like a container that failed to
+/// start, it is of no use, and no earlier job's state is lost.
+pub(crate) fn explain_exec_failure(shared: &Arc<Shared>, lease: &Lease, e: Error) -> Error {
+    if !matches!(e, Error::Conflict { .. }) {
+        return e;
+    }
+    let Ok(found) = shared.engine.inspect_container(lease.id()) else {
+        return e;
+    };
+    if found.state.running {
+        return e;
+    }
+    let output: Vec<u8> = shared
+        .engine
+        .container_logs(lease.id(), true, true, Some(5))
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|(_, bytes)| bytes)
+        .collect();
+    let output = String::from_utf8_lossy(&output).trim().to_string();
+    if lease.created {
+        let _ = shared.engine.remove_container(lease.id(), true);
+    }
+    Error::ContainerExited {
+        container: lease.name().to_string(),
+        exit_code: found.state.exit_code,
+        output: if output.is_empty() {
+            String::new()
+        } else {
+            format!(": {output}")
+        },
     }
 }
 

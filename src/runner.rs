@@ -254,6 +254,7 @@ impl Runner {
         let (stream, exec_id) = match opened {
             Ok(o) => o,
             Err(e) => {
+                let e = lifecycle::explain_exec_failure(shared, &lease, e);
                 // The job never ran: give the container back the way a finished job would.
                 lease.release();
                 return Err(e);

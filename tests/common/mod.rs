@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod fake;
+pub mod fleet;
 pub mod tar;
 
 use std::collections::BTreeMap;
