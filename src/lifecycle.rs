@@ -16,6 +16,9 @@ use crate::labels::{self, Mode};
 use crate::runner::{PullPolicy, Shared};
 use crate::{plan, retention, Error, Result};
 
+/// How long a persistent acquire may chase a container that others are creating or removing.
+const RACE_BUDGET: Duration = Duration::from_secs(30);
+
 /// What a job needs from the lifecycle.
 pub(crate) struct Request<'a> {
     pub agent: &'a str,
@@ -121,9 +124,13 @@ pub(crate) fn acquire(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
 
 fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquired> {
     let name = labels::persistent_name(req.sanitized_agent, req.config_hash);
-    // Each turn either returns or saw the container vanish or appear under it (another process's
-    // retention or create); three turns settle any such race.
-    for _ in 0..3 {
+    // Each turn either returns or saw the container vanish or appear under it. The common case
+    // is a race of creators: the engine reserves the name at once (the losers get 409) but
+    // answers 404 to an inspect until the winner's create has finished, so the losers wait a
+    // little and look again. Bounded, so a container that keeps vanishing is an error.
+    let give_up = Instant::now() + RACE_BUDGET;
+    let mut pause = Duration::from_millis(10);
+    while Instant::now() < give_up {
         match shared.engine.inspect_container(&name) {
             Ok(found) => {
                 check_ours(&found, req)?;
@@ -155,7 +162,10 @@ fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
                     stop_idle_superseded(shared, req);
                     return Ok(acquired);
                 }
-                Err(Error::Conflict { .. }) => continue,
+                Err(Error::Conflict { .. }) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
                 Err(e) => return Err(e),
             },
             Err(e) => return Err(e),
@@ -163,7 +173,7 @@ fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
     }
     Err(Error::Conflict {
         call: format!("acquire persistent container {name}"),
-        message: "it kept appearing and disappearing while this job tried to use it; another process is removing it".into(),
+        message: format!("it kept appearing and disappearing for {RACE_BUDGET:?} while this job tried to use it; another process is removing it"),
     })
 }
 

@@ -385,4 +385,46 @@ impl Engine {
             _ => Err(response.error(id, CONTAINER_404)),
         }
     }
+
+    /// The container's memory use as its cgroup counts it (one sample, no streaming).
+    ///
+    /// `max_usage` (cgroup v1 only) reaching `limit` is how a kill of an exec'd process is told
+    /// to be an OOM kill while the container runs on: the engine sets `State.OOMKilled` only when
+    /// the container itself stops.
+    pub fn container_memory(&self, id: &str) -> Result<MemoryStats> {
+        check_id("container", id)?;
+        let path = format!("/containers/{id}/stats?stream=false&one-shot=true");
+        let response = self.send(Req::new("GET", path))?;
+        match response.status() {
+            200 => {
+                #[derive(serde::Deserialize)]
+                struct Stats {
+                    #[serde(default)]
+                    memory_stats: MemoryStats,
+                }
+                let bytes = response.bytes(JSON_LIMIT)?;
+                serde_json::from_slice::<Stats>(&bytes)
+                    .map(|s| s.memory_stats)
+                    .map_err(|e| Error::Protocol {
+                        call: format!("GET /containers/{id}/stats"),
+                        detail: format!("unexpected JSON in the answer: {e}"),
+                    })
+            }
+            _ => Err(response.error(id, CONTAINER_404)),
+        }
+    }
+}
+
+/// A container's memory counters (only the fields we read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct MemoryStats {
+    /// Bytes in use now.
+    #[serde(default)]
+    pub usage: u64,
+    /// The most ever in use (cgroup v1; absent on v2).
+    #[serde(default)]
+    pub max_usage: Option<u64>,
+    /// The limit the cgroup enforces.
+    #[serde(default)]
+    pub limit: u64,
 }

@@ -75,6 +75,11 @@ impl Canceller {
         self.stop(StopReason::Cancelled)
     }
 
+    /// Closes the job's output stream, so a reader blocked on it returns at once.
+    pub(crate) fn abort_stream(&self) {
+        self.inner.abort.abort();
+    }
+
     pub(crate) fn reason(&self) -> Option<StopReason> {
         *self.inner.reason.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -88,12 +93,16 @@ impl Canceller {
             *current = Some(reason);
         }
         let killed = match self.inner.mode {
-            // Nothing but this job runs in an ephemeral container: kill all of it at once.
-            Mode::Ephemeral => self
-                .inner
-                .engine
-                .kill_container(&self.inner.container_id, "KILL")
-                .map(|_| ()),
+            // Nothing but this job runs in an ephemeral container: kill all of it at once. A
+            // SIGKILLed job prints nothing more, so close the stream first: the engine does not
+            // finish a kill while output it still has to copy to an unread socket piles up.
+            Mode::Ephemeral => {
+                self.inner.abort.abort();
+                self.inner
+                    .engine
+                    .kill_container(&self.inner.container_id, "KILL")
+                    .map(|_| ())
+            }
             Mode::Persistent => self.kill_job_processes(),
         };
         if killed.is_err() {

@@ -153,14 +153,23 @@ impl Job {
     /// Called before the output ended, it cancels the job: a caller that stops reading does not
     /// want the rest (this is what herdctl's `return()` on the message iterator means).
     pub fn finish(mut self) -> JobReport {
-        if self.ended.is_none() {
-            let _ = self.canceller.cancel();
-            while self.next_line().is_some() {}
-        }
+        self.abandon();
         self.conclude()
     }
 
+    /// Stops a job whose output nobody will read. The stream is closed first: a process that
+    /// floods its output would otherwise block on the full pipe, and the engine does not finish
+    /// a kill while the process's output is still being copied.
+    fn abandon(&mut self) {
+        if self.ended.is_none() {
+            self.canceller.abort_stream();
+            let _ = self.canceller.cancel();
+            while self.next_line().is_some() {}
+        }
+    }
+
     fn end_with_limit(&mut self) {
+        self.canceller.abort_stream();
         let _ = self.canceller.stop(StopReason::OutputLimit);
         self.ended = Some(Some(Error::LineTooLong {
             limit: self.lines.max_line(),
@@ -223,7 +232,7 @@ impl Job {
                 Some(code @ (126 | 127)) => return Outcome::CommandNotFound { code },
                 Some(137) => {
                     let oom = container.state.oom_killed
-                        || (container.host_config.memory > 0 && self.oom_flag_arrives(lease));
+                        || (container.host_config.memory > 0 && self.hit_memory_limit(lease));
                     return Outcome::Killed { code: 137, oom };
                 }
                 Some(code) => return Outcome::Exited(code),
@@ -242,28 +251,21 @@ impl Job {
 }
 
 impl Job {
-    /// The engine sets `State.OOMKilled` when the kernel's OOM event reaches it, which can be a
-    /// few milliseconds after the killed process's stream ended. Look again briefly.
-    fn oom_flag_arrives(&self, lease: &Lease) -> bool {
-        for _ in 0..10 {
-            std::thread::sleep(Duration::from_millis(25));
-            match self.engine.inspect_container(lease.id()) {
-                Ok(c) if c.state.oom_killed => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        false
+    /// Whether a SIGKILLed exec hit the memory limit. The engine sets `State.OOMKilled` only
+    /// when the container itself stops, so for an exec the cgroup's peak usage is the witness:
+    /// it reaches the limit only when the kernel had to reclaim or kill (cgroup v1; on v2 the
+    /// engine reports no peak and the outcome stays "most likely OOM").
+    fn hit_memory_limit(&self, lease: &Lease) -> bool {
+        self.engine
+            .container_memory(lease.id())
+            .is_ok_and(|m| m.limit > 0 && m.max_usage.is_some_and(|peak| peak >= m.limit))
     }
 }
 
 impl Drop for Job {
     fn drop(&mut self) {
         if self.lease.is_some() {
-            if self.ended.is_none() {
-                let _ = self.canceller.cancel();
-                while self.next_line().is_some() {}
-            }
+            self.abandon();
             let _ = self.conclude();
         }
     }

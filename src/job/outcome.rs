@@ -55,7 +55,7 @@ impl Outcome {
             Outcome::Exited(0) => "exited with code 0".into(),
             Outcome::Exited(code) => format!("exited with code {code}"),
             Outcome::CommandNotFound { code: 126 } => {
-                "the command could not be executed (exit 126: not executable)".into()
+                "the command could not be run in the container (exit 126: not found or not executable)".into()
             }
             Outcome::CommandNotFound { code } => {
                 format!("the command was not found in the container (exit {code})")

@@ -1,0 +1,236 @@
+//! Running one job: output, input, exit, cancel, deadline and death, against the real engine.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fleet::{sha256_hex, Fleet};
+use herdctl_container::{Credentials, Outcome};
+use serde_json::json;
+
+/// The command lines of every process in the container.
+fn processes(fleet: &Fleet, container: &str) -> Vec<String> {
+    let top = fleet.runner.engine().container_top(container).expect("top");
+    top.column("CMD").into_iter().map(String::from).collect()
+}
+
+#[test]
+fn exit_codes_are_reported_exactly() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("exit");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let outcome = |argv: &[&str]| fleet.run(fleet.job(&agent, &config, argv.to_vec())).1.outcome;
+    assert!(matches!(outcome(&["true"]), Outcome::Exited(0)));
+    assert!(matches!(outcome(&["sh", "-c", "exit 3"]), Outcome::Exited(3)));
+    // The shell says 127; the engine says 126 when the runtime cannot find the program.
+    assert!(matches!(
+        outcome(&["sh", "-c", "no-such-program"]),
+        Outcome::CommandNotFound { code: 127 }
+    ));
+    assert!(matches!(
+        outcome(&["no-such-program"]),
+        Outcome::CommandNotFound { code: 126 }
+    ));
+}
+
+#[test]
+fn stdout_lines_arrive_whole_and_stderr_is_kept_apart() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("lines");
+    let config = fleet.config(json!({}));
+    // A 200 KB JSON line spans many frames of the multiplexed stream; stderr is interleaved.
+    let script = r#"node -e '
+        const big = JSON.stringify({type: "assistant", text: "é".repeat(100000)});
+        process.stderr.write("warming up\n");
+        process.stdout.write(big + "\n");
+        process.stderr.write("done\n");
+        process.stdout.write("{\"type\":\"result\"}");
+    '"#;
+    let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", script]));
+    assert!(report.outcome.success(), "{}", report.outcome.describe());
+    assert_eq!(lines.len(), 2);
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["text"].as_str().unwrap().chars().count(), 100_000);
+    assert_eq!(lines[1], r#"{"type":"result"}"#, "a last line without newline is kept");
+    assert_eq!(report.stderr_tail, "warming up\ndone\n");
+    assert!(report.timings.first_byte.is_some() && report.timings.end.is_some());
+}
+
+#[test]
+fn an_8_mib_prompt_arrives_byte_identical() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("prompt");
+    let config = fleet.config(json!({}));
+    let piece = "Fix $1234 and `rm -rf /` in \"quotes\" and 'single' \\ back\nnew line ünïcödé 😀 \t tab\n";
+    let mut prompt = String::new();
+    while prompt.len() < 8 << 20 {
+        prompt.push_str(piece);
+    }
+    let mut spec = fleet.job(&agent, &config, ["sh", "-c", "sha256sum | cut -c1-64; echo done"]);
+    spec.stdin = prompt.clone().into_bytes();
+    let (lines, report) = fleet.run(spec);
+    assert!(report.outcome.success(), "{}", report.outcome.describe());
+    assert_eq!(lines, [sha256_hex(prompt.as_bytes()), "done".to_string()]);
+}
+
+#[test]
+fn a_line_past_the_limit_ends_the_job_with_a_clear_error() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("longline");
+    let config = fleet.config(json!({}));
+    let engine = fleet.runner.engine().clone();
+    let mut options = herdctl_container::RunnerOptions::new(fleet.state.path());
+    options.max_line_bytes = 1 << 20;
+    let runner = herdctl_container::Runner::new(engine, options).unwrap();
+    // 4 MiB without a newline, then it would go on forever.
+    let spec = fleet.job(&agent, &config, ["sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' x; sleep 600"]);
+    let started = Instant::now();
+    let (_, report) = common::fleet::run_on(&runner, spec);
+    match &report.outcome {
+        Outcome::Failed(e) => assert_eq!(e.code(), "LINE_TOO_LONG", "{e}"),
+        other => panic!("expected a line-too-long failure, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "the job was stopped, not waited out");
+}
+
+#[test]
+fn a_killed_container_fails_the_job_within_a_second() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("killed");
+    let config = fleet.config(json!({}));
+    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"])).unwrap();
+    assert_eq!(job.next_line(), Some(&b"up"[..]));
+    let container = job_container(&fleet, &agent);
+    let killed_at = Instant::now();
+    fleet.runner.engine().kill_container(&container, "KILL").unwrap();
+    assert_eq!(job.next_line(), None);
+    let report = job.finish();
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(1), "the job noticed after {took:?}");
+    match report.outcome {
+        Outcome::ContainerDied { exit_code, oom_killed } => {
+            assert_eq!(exit_code, Some(137));
+            // 137 with a memory limit counts as a likely OOM only when the engine does not say
+            // otherwise; docker says it was not.
+            let _ = oom_killed;
+        }
+        other => panic!("expected ContainerDied, got {other:?}"),
+    }
+}
+
+#[test]
+fn running_out_of_memory_is_reported_as_oom() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("oom");
+    let config = fleet.config(json!({ "memory": "48m" }));
+    let eat = "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1));";
+    let (_, report) = fleet.run(fleet.job(&agent, &config, ["node", "-e", eat]));
+    match report.outcome {
+        Outcome::Killed { code: 137, oom: true } | Outcome::ContainerDied { oom_killed: true, .. } => {}
+        other => panic!("expected an OOM report, got {other:?}"),
+    }
+}
+
+/// The id of the agent's only container.
+fn job_container(fleet: &Fleet, agent: &str) -> String {
+    let found = fleet.containers(agent);
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].id.clone()
+}
+
+#[test]
+fn cancel_kills_exactly_the_jobs_processes_in_a_shared_container() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("cancel");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut other = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "echo ok; exec sleep 1003"])).unwrap();
+    assert_eq!(other.next_line(), Some(&b"ok"[..]));
+    // A job with a child, an orphaned grandchild that cleared its environment, and a shell that
+    // ignores SIGTERM.
+    let script = "trap '' TERM; sleep 1000 & (env -i sleep 1001 &); echo started; sleep 1002; echo never";
+    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", script])).unwrap();
+    assert_eq!(job.next_line(), Some(&b"started"[..]));
+    let container = job_container(&fleet, &agent);
+    let before = processes(&fleet, &container);
+    for p in ["sleep 1000", "sleep 1001", "sleep 1002", "sleep 1003"] {
+        assert!(before.iter().any(|c| c == p), "{p} not running: {before:?}");
+    }
+
+    let canceller = job.canceller();
+    let asked = Instant::now();
+    canceller.cancel().unwrap();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+    let after = processes(&fleet, &container);
+    for p in ["sleep 1000", "sleep 1001", "sleep 1002"] {
+        assert!(!after.iter().any(|c| c == p), "{p} survived the cancel: {after:?}");
+    }
+    assert!(after.iter().any(|c| c == "sleep 1003"), "the other job was killed: {after:?}");
+    assert_eq!(job.next_line(), None);
+    assert!(matches!(job.finish().outcome, Outcome::Cancelled));
+
+    other.canceller().cancel().unwrap();
+    assert!(matches!(other.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn cancelling_an_ephemeral_job_stops_its_container() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("cancel-eph");
+    let config = fleet.config(json!({}));
+    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"])).unwrap();
+    assert_eq!(job.next_line(), Some(&b"up"[..]));
+    let canceller = job.canceller();
+    let t = std::thread::spawn(move || canceller.cancel());
+    assert_eq!(job.next_line(), None);
+    t.join().unwrap().unwrap();
+    let report = job.finish();
+    assert!(matches!(report.outcome, Outcome::Cancelled));
+    let c = &fleet.containers(&agent)[0];
+    assert_eq!(c.state, "exited", "kept for inspection, stopped");
+}
+
+#[test]
+fn finishing_early_cancels_the_job() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("early");
+    let config = fleet.config(json!({}));
+    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "while :; do echo tick; sleep 0.05; done"])).unwrap();
+    assert_eq!(job.next_line(), Some(&b"tick"[..]));
+    let t = Instant::now();
+    let report = job.finish();
+    assert!(matches!(report.outcome, Outcome::Cancelled));
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_deadline_times_the_job_out() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("deadline");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut spec = fleet.job(&agent, &config, ["sleep", "600"]);
+    spec.deadline = Some(Duration::from_millis(500));
+    let t = Instant::now();
+    let (_, report) = fleet.run(spec);
+    assert!(matches!(report.outcome, Outcome::TimedOut(d) if d == Duration::from_millis(500)));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let container = job_container(&fleet, &agent);
+    assert!(!processes(&fleet, &container).iter().any(|c| c == "sleep 600"));
+}
+
+#[test]
+fn secrets_are_redacted_from_the_stderr_tail_and_env_values_reach_the_exec() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("redact");
+    let config = fleet.config(json!({ "env": { "GITHUB_TOKEN": "ghp_abcdefgh12345", "MODE": "plain" } }));
+    let mut spec = fleet.job(&agent, &config, ["sh", "-c", "echo \"$ANTHROPIC_API_KEY $GITHUB_TOKEN $MODE\" >&2; exit 1"]);
+    spec.credentials = Some(
+        Credentials::resolve(|k| (k == "ANTHROPIC_API_KEY").then(|| "sk-ant-redact-me-123".to_string())).unwrap(),
+    );
+    let (_, report) = fleet.run(spec);
+    assert!(matches!(report.outcome, Outcome::Exited(1)));
+    assert_eq!(report.stderr_tail, "[REDACTED] [REDACTED] plain\n");
+    let c = fleet.runner.engine().inspect_container(&report.container_id).unwrap();
+    let env = c.config.env.join(" ");
+    assert!(!env.contains("ghp_abcdefgh12345") && !env.contains("sk-ant"), "{env}");
+}
