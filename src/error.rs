@@ -167,12 +167,19 @@ mod tests {
     #[test]
     fn error_stays_small() {
         // Results of this type travel through every call; keep them cheap to move.
-        assert!(std::mem::size_of::<Error>() <= 112, "{}", std::mem::size_of::<Error>());
+        assert!(
+            std::mem::size_of::<Error>() <= 112,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
     }
 
     #[test]
     fn invalid_config_names_field() {
-        let e = Error::invalid("docker.memory", "\"1x\" is not a size; expected like \"2g\"");
+        let e = Error::invalid(
+            "docker.memory",
+            "\"1x\" is not a size; expected like \"2g\"",
+        );
         assert_eq!(
             e.to_string(),
             "invalid docker.memory: \"1x\" is not a size; expected like \"2g\""

@@ -25,11 +25,11 @@ use crate::Result;
 
 pub use host_config::merge_host_config;
 pub use layer::{resolve_layered, DockerLayers, AGENT_FIELDS};
+pub(crate) use parse::quote;
 pub use parse::{
     format_memory, host_user, parse_memory_to_bytes, parse_port_binding, parse_tmpfs_mount,
     parse_user, parse_volume_mount, process_user,
 };
-pub(crate) use parse::quote;
 
 /// The image used when the config names none: herdctl's runtime image, built locally by its users.
 pub const DEFAULT_DOCKER_IMAGE: &str = "herdctl/runtime:latest";
