@@ -40,6 +40,9 @@ pub enum CredentialSource {
     Env(Vec<String>),
     /// The Claude credentials file at this host path.
     File(PathBuf),
+    /// Nothing is configured: the job runs without credentials (a command that needs none, or an
+    /// agent that will report its own login error).
+    None,
 }
 
 /// The credentials of one job. `Debug` shows where they come from, never a value.
@@ -99,6 +102,37 @@ impl Credentials {
     /// [`Credentials::resolve`] over this process's environment.
     pub fn from_process_env() -> Result<Credentials> {
         Credentials::resolve(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`Credentials::resolve`], but when nothing at all is configured (no variable set, no
+    /// credentials file) the answer is [`Credentials::none`] instead of an error. A configured
+    /// source that is broken (a file without a token) is still an error. The runner uses this:
+    /// not every job needs credentials.
+    pub fn discover(lookup: impl Fn(&str) -> Option<String>) -> Result<Credentials> {
+        let env_set = CREDENTIAL_ENV_VARS
+            .iter()
+            .any(|k| lookup(k).is_some_and(|v| !v.is_empty()));
+        let file = match lookup("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => Some(Path::new(&dir).join(".credentials.json")),
+            None => lookup("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| Path::new(&home).join(".claude").join(".credentials.json")),
+        };
+        if !env_set && !file.is_some_and(|f| f.exists()) {
+            return Ok(Credentials::none());
+        }
+        Credentials::resolve(lookup)
+    }
+
+    /// No credentials: nothing to give the exec, nothing to mount, nothing to redact.
+    pub fn none() -> Credentials {
+        Credentials {
+            source: CredentialSource::None,
+            env: Vec::new(),
+            sanitised: None,
+            expires_at_ms: None,
+            redactor: Redactor::new(Vec::<String>::new()),
+        }
     }
 
     /// Reads the Claude credentials file at `path` (`{"claudeAiOauth": {"accessToken": ...}}`).

@@ -311,3 +311,22 @@ fn debug_never_shows_secrets() {
     assert!(!d.contains("sk-ant-api-secret"), "{d}");
     assert!(d.contains("ANTHROPIC_API_KEY"), "{d}");
 }
+
+#[test]
+fn discover_allows_nothing_but_not_a_broken_file() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap().to_string();
+    let c = Credentials::discover(env(&[("HOME", &h)])).unwrap();
+    assert_eq!(c.source(), &CredentialSource::None);
+    assert!(c.exec_env().is_empty() && c.redactor().is_empty());
+    assert_eq!(c.write_container_copy(home.path(), "a", DEFAULT_NON_ROOT_USER).unwrap(), None);
+    assert_eq!(Credentials::discover(env(&[])).unwrap().source(), &CredentialSource::None);
+
+    fs::create_dir(home.path().join(".claude")).unwrap();
+    fs::write(home.path().join(".claude/.credentials.json"), "{}").unwrap();
+    let e = Credentials::discover(env(&[("HOME", &h)])).unwrap_err().to_string();
+    assert!(e.contains("has no \"claudeAiOauth\" object"), "{e}");
+
+    let c = Credentials::discover(env(&[("HOME", &h), ("ANTHROPIC_API_KEY", "sk-1234")])).unwrap();
+    assert_eq!(c.exec_env(), ["ANTHROPIC_API_KEY=sk-1234"]);
+}
