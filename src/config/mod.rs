@@ -274,6 +274,10 @@ impl TryFrom<serde_json::Value> for DockerConfig {
 /// allowed), in the YAML snake_case shape or the resolved camelCase shape. `null` gives every
 /// default. Use [`resolve_layered`] when the fleet's and the agent's blocks are at hand separately.
 ///
+/// In the camelCase shape every field counts as written, `user` included: herdctl's own resolver
+/// fills `user` with its process's uid:gid, which is `"0:0"` when herdctl runs as root. To get the
+/// non-root default in that case, pass the YAML block (`agent.docker`) rather than the resolved one.
+///
 /// ```
 /// let c = herdctl_container::resolve_docker_config(&serde_json::json!({
 ///     "enabled": true, "memory": "512m", "network": "none", "user": "1000:1000"

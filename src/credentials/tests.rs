@@ -319,12 +319,21 @@ fn discover_allows_nothing_but_not_a_broken_file() {
     let c = Credentials::discover(env(&[("HOME", &h)])).unwrap();
     assert_eq!(c.source(), &CredentialSource::None);
     assert!(c.exec_env().is_empty() && c.redactor().is_empty());
-    assert_eq!(c.write_container_copy(home.path(), "a", DEFAULT_NON_ROOT_USER).unwrap(), None);
-    assert_eq!(Credentials::discover(env(&[])).unwrap().source(), &CredentialSource::None);
+    assert_eq!(
+        c.write_container_copy(home.path(), "a", DEFAULT_NON_ROOT_USER)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        Credentials::discover(env(&[])).unwrap().source(),
+        &CredentialSource::None
+    );
 
     fs::create_dir(home.path().join(".claude")).unwrap();
     fs::write(home.path().join(".claude/.credentials.json"), "{}").unwrap();
-    let e = Credentials::discover(env(&[("HOME", &h)])).unwrap_err().to_string();
+    let e = Credentials::discover(env(&[("HOME", &h)]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("has no \"claudeAiOauth\" object"), "{e}");
 
     let c = Credentials::discover(env(&[("HOME", &h), ("ANTHROPIC_API_KEY", "sk-1234")])).unwrap();

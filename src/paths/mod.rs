@@ -1,7 +1,7 @@
 //! Where things live: the container's fixed paths, agent names made safe for names and
 //! directories, and the mount plan of a job (workspace, session directory, credentials, volumes).
 //!
-//! Path translation between host and container lives in [`translate`](self) ([`PathMap`]).
+//! Path translation between host and container: [`PathMap`] and [`translate_json_paths`].
 
 mod plan;
 mod translate;
