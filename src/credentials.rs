@@ -68,7 +68,11 @@ impl Credentials {
     pub fn resolve(lookup: impl Fn(&str) -> Option<String>) -> Result<Credentials> {
         let env: Vec<(String, String)> = CREDENTIAL_ENV_VARS
             .iter()
-            .filter_map(|k| lookup(k).filter(|v| !v.is_empty()).map(|v| (k.to_string(), v)))
+            .filter_map(|k| {
+                lookup(k)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (k.to_string(), v))
+            })
             .collect();
         if !env.is_empty() {
             return Ok(Credentials {
@@ -171,7 +175,9 @@ impl Credentials {
             .ok_or_else(|| {
                 Error::invalid(
                     "credentials",
-                    format!("{shown} has no \"claudeAiOauth.accessToken\"; log in again with 'claude'"),
+                    format!(
+                        "{shown} has no \"claudeAiOauth.accessToken\"; log in again with 'claude'"
+                    ),
                 )
             })?;
         let kept: Map<String, Value> = OAUTH_FIELDS_KEPT
@@ -290,7 +296,8 @@ fn write_in_place(path: &Path, content: &[u8]) -> Result<()> {
     match fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(mut f) => {
             let mut old = Vec::new();
-            f.read_to_end(&mut old).map_err(|e| Error::io(ctx("read"), e))?;
+            f.read_to_end(&mut old)
+                .map_err(|e| Error::io(ctx("read"), e))?;
             if old == content {
                 return Ok(());
             }
@@ -309,7 +316,8 @@ fn write_in_place(path: &Path, content: &[u8]) -> Result<()> {
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| Error::io(ctx("create"), e))?;
-            f.write_all(content).map_err(|e| Error::io(ctx("write"), e))?;
+            f.write_all(content)
+                .map_err(|e| Error::io(ctx("write"), e))?;
             f.sync_data().map_err(|e| Error::io(ctx("sync"), e))
         }
         Err(e) => Err(Error::io(ctx("open"), e)),

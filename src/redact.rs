@@ -105,7 +105,8 @@ impl Redactor {
             // Cannot fail: secrets are whole UTF-8 strings, so every replaced range of valid UTF-8
             // text starts and ends on character boundaries, and the marker is ASCII.
             Cow::Owned(v) => Cow::Owned(
-                String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
+                String::from_utf8(v)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
             ),
         }
     }
@@ -142,7 +143,7 @@ impl Redactor {
                     Some(off) => i += off,
                     None => break,
                 }
-                if &text[i..i + n] == &secret[..] {
+                if text[i..i + n] == secret[..] {
                     hits.push((i, i + n));
                 }
                 i += 1;
@@ -178,7 +179,10 @@ mod tests {
 
     #[test]
     fn replaces_every_occurrence() {
-        assert_eq!(r(&["s3cr3t"], "a s3cr3t b s3cr3t"), "a [REDACTED] b [REDACTED]");
+        assert_eq!(
+            r(&["s3cr3t"], "a s3cr3t b s3cr3t"),
+            "a [REDACTED] b [REDACTED]"
+        );
         assert_eq!(r(&["s3cr3t"], "s3cr3t"), "[REDACTED]");
         assert_eq!(r(&["s3cr3t"], "s3cr3t at start"), "[REDACTED] at start");
         assert_eq!(r(&["s3cr3t"], "at end s3cr3t"), "at end [REDACTED]");
@@ -190,7 +194,10 @@ mod tests {
         // "abcdef" and "defghi" overlap in "abcdefghi": all of it goes.
         assert_eq!(r(&["abcdef", "defghi"], "x abcdefghi y"), "x [REDACTED] y");
         // One secret inside another.
-        assert_eq!(r(&["tokenvalue", "kenv"], "[tokenvalue] [kenv]"), "[[REDACTED]] [[REDACTED]]");
+        assert_eq!(
+            r(&["tokenvalue", "kenv"], "[tokenvalue] [kenv]"),
+            "[[REDACTED]] [[REDACTED]]"
+        );
         // Self-overlap: "aaaa" in "aaaaaa".
         assert_eq!(r(&["aaaa"], "baaaaaab"), "b[REDACTED]b");
     }
@@ -198,8 +205,14 @@ mod tests {
     #[test]
     fn no_secret_is_unchanged_and_borrowed() {
         let red = Redactor::new(["s3cr3t"]);
-        assert!(matches!(red.redact("nothing here"), Cow::Borrowed("nothing here")));
-        assert!(matches!(Redactor::default().redact("x"), Cow::Borrowed("x")));
+        assert!(matches!(
+            red.redact("nothing here"),
+            Cow::Borrowed("nothing here")
+        ));
+        assert!(matches!(
+            Redactor::default().redact("x"),
+            Cow::Borrowed("x")
+        ));
         assert_eq!(r(&["s3cr3t"], ""), "");
         assert_eq!(r(&["s3cr3t"], "s3cr3"), "s3cr3");
     }
@@ -214,7 +227,9 @@ mod tests {
     #[test]
     fn multibyte_text_stays_valid() {
         assert_eq!(r(&["пароль-1"], "ключ: пароль-1!"), "ключ: [REDACTED]!");
-        let bytes = Redactor::new(["s3cr3t"]).redact_bytes(b"\xff s3cr3t \xfe").into_owned();
+        let bytes = Redactor::new(["s3cr3t"])
+            .redact_bytes(b"\xff s3cr3t \xfe")
+            .into_owned();
         assert_eq!(bytes, b"\xff [REDACTED] \xfe");
     }
 
@@ -274,7 +289,9 @@ mod tests {
         for _ in 0..3_000 {
             let alpha = b"abc";
             let gen = |n: usize, next: &mut dyn FnMut() -> u64| -> String {
-                (0..n).map(|_| alpha[(next() % 3) as usize] as char).collect()
+                (0..n)
+                    .map(|_| alpha[(next() % 3) as usize] as char)
+                    .collect()
             };
             let s1 = gen(4 + (next() % 3) as usize, &mut next);
             let s2 = gen(4 + (next() % 3) as usize, &mut next);
@@ -283,7 +300,10 @@ mod tests {
             let out = red.redact(&text).into_owned();
             // Remove the markers, then check no secret remains in any piece between them.
             for piece in out.split(REDACTED) {
-                assert!(!piece.contains(&s1) && !piece.contains(&s2), "{text} -> {out}");
+                assert!(
+                    !piece.contains(&s1) && !piece.contains(&s2),
+                    "{text} -> {out}"
+                );
             }
             if !text.contains(&s1) && !text.contains(&s2) {
                 assert_eq!(out, text);

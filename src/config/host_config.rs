@@ -121,13 +121,22 @@ pub(crate) fn check_override(over: &Map<String, Value>, allow: bool) -> Result<(
 ///   host namespaces, devices, masked paths and unconfined profiles are refused.
 pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Value> {
     let mut out = generated.as_object().cloned().ok_or_else(|| {
-        Error::invalid("HostConfig", "the generated HostConfig is not a JSON object")
+        Error::invalid(
+            "HostConfig",
+            "the generated HostConfig is not a JSON object",
+        )
     })?;
     let Some(over) = config.host_config_override.as_ref() else {
         return Ok(Value::Object(out));
     };
     let over = over.as_object().ok_or_else(|| {
-        Error::invalid(PREFIX, format!("expected a map of engine HostConfig fields, got {}", describe(over)))
+        Error::invalid(
+            PREFIX,
+            format!(
+                "expected a map of engine HostConfig fields, got {}",
+                describe(over)
+            ),
+        )
     })?;
     let allow = config.allow_unsafe_host_config;
     check_override(over, allow)?;
@@ -150,7 +159,10 @@ pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Val
                     if mounts.iter().any(|g| target(g) == t) {
                         return Err(Error::invalid(
                             format!("{PREFIX}.Mounts[{i}]"),
-                            format!("Target {} is already mounted by the runner; use another path", t.unwrap_or_default()),
+                            format!(
+                                "Target {} is already mounted by the runner; use another path",
+                                t.unwrap_or_default()
+                            ),
                         ));
                     }
                     mounts.push(m.clone());
@@ -246,7 +258,10 @@ mod tests {
         ] {
             let e = config(hc.clone(), false).unwrap_err().to_string();
             assert!(e.starts_with("invalid docker.host_config."), "{hc}: {e}");
-            assert!(e.contains("set docker.allow_unsafe_host_config: true"), "{hc}: {e}");
+            assert!(
+                e.contains("set docker.allow_unsafe_host_config: true"),
+                "{hc}: {e}"
+            );
             assert!(merged(hc, true).is_ok());
         }
         assert_eq!(
@@ -254,7 +269,11 @@ mod tests {
             "invalid docker.host_config.Privileged: true loosens the container's security; set docker.allow_unsafe_host_config: true in the fleet config to allow it"
         );
         // Harmless values of the same keys pass.
-        assert!(merged(json!({"Privileged": false, "CapAdd": [], "PidMode": ""}), false).is_ok());
+        assert!(merged(
+            json!({"Privileged": false, "CapAdd": [], "PidMode": ""}),
+            false
+        )
+        .is_ok());
     }
 
     #[test]
@@ -263,16 +282,29 @@ mod tests {
         c.host_config_override = Some(json!({"Privileged": true}));
         assert!(merge_host_config(&generated(), &c).is_err());
         c.allow_unsafe_host_config = true;
-        assert_eq!(merge_host_config(&generated(), &c).unwrap()["Privileged"], true);
+        assert_eq!(
+            merge_host_config(&generated(), &c).unwrap()["Privileged"],
+            true
+        );
     }
 
     #[test]
     fn security_lists_are_joined() {
-        let m = merged(json!({"SecurityOpt": ["seccomp=/p.json"], "CapDrop": ["NET_RAW"]}), false).unwrap();
-        assert_eq!(m["SecurityOpt"], json!(["no-new-privileges", "seccomp=/p.json"]));
+        let m = merged(
+            json!({"SecurityOpt": ["seccomp=/p.json"], "CapDrop": ["NET_RAW"]}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            m["SecurityOpt"],
+            json!(["no-new-privileges", "seccomp=/p.json"])
+        );
         assert_eq!(m["CapDrop"], json!(["ALL", "NET_RAW"]));
         // An empty CapDrop cannot bring capabilities back.
-        assert_eq!(merged(json!({"CapDrop": []}), false).unwrap()["CapDrop"], json!(["ALL"]));
+        assert_eq!(
+            merged(json!({"CapDrop": []}), false).unwrap()["CapDrop"],
+            json!(["ALL"])
+        );
         // Allowed removal of no-new-privileges.
         let m = merged(json!({"SecurityOpt": ["no-new-privileges:false"]}), true).unwrap();
         assert_eq!(m["SecurityOpt"], json!(["no-new-privileges:false"]));
@@ -291,7 +323,14 @@ mod tests {
             .iter()
             .map(|m| m["Target"].as_str().unwrap())
             .collect();
-        assert_eq!(targets, ["/workspace", "/home/claude/.claude/projects/-workspace", "/cache"]);
+        assert_eq!(
+            targets,
+            [
+                "/workspace",
+                "/home/claude/.claude/projects/-workspace",
+                "/cache"
+            ]
+        );
         for hc in [
             json!({"Mounts": [{"Type": "bind", "Source": "/x", "Target": "/workspace"}]}),
             json!({"Mounts": [{"Type": "bind", "Source": "/x", "Target": "/workspace/sub"}]}),
@@ -306,8 +345,15 @@ mod tests {
         // A target the runner mounts outside the reserved paths (say a user volume) is refused at
         // merge time.
         let mut g = generated();
-        g["Mounts"].as_array_mut().unwrap().push(json!({"Type": "bind", "Source": "/d", "Target": "/data"}));
-        let c = config(json!({"Mounts": [{"Type": "tmpfs", "Target": "/data/"}]}), false).unwrap();
+        g["Mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Type": "bind", "Source": "/d", "Target": "/data"}));
+        let c = config(
+            json!({"Mounts": [{"Type": "tmpfs", "Target": "/data/"}]}),
+            false,
+        )
+        .unwrap();
         assert_eq!(
             merge_host_config(&g, &c).unwrap_err().to_string(),
             "invalid docker.host_config.Mounts[0]: Target /data is already mounted by the runner; use another path"
@@ -317,7 +363,10 @@ mod tests {
     #[test]
     fn memory_override_keeps_no_extra_swap() {
         let m = merged(json!({"Memory": 536870912}), false).unwrap();
-        assert_eq!((m["Memory"].clone(), m["MemorySwap"].clone()), (json!(536870912), json!(536870912)));
+        assert_eq!(
+            (m["Memory"].clone(), m["MemorySwap"].clone()),
+            (json!(536870912), json!(536870912))
+        );
         let m = merged(json!({"Memory": 536870912, "MemorySwap": -1}), false).unwrap();
         assert_eq!(m["MemorySwap"], -1);
     }

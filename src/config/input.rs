@@ -127,7 +127,10 @@ impl DockerInput {
                 "max_containers" => {
                     let n = positive(f, v)?;
                     d.max_containers = Some(u32::try_from(n).map_err(|_| {
-                        Error::invalid(f, format!("{n} is too large; expected at most {}", u32::MAX))
+                        Error::invalid(
+                            f,
+                            format!("{n} is too large; expected at most {}", u32::MAX),
+                        )
                     })?)
                 }
                 "volumes" => d.volumes = Some(list(f, v, volume)?),
@@ -142,7 +145,10 @@ impl DockerInput {
                     other => {
                         return Err(Error::invalid(
                             f,
-                            format!("expected a map of engine HostConfig fields, got {}", describe(other)),
+                            format!(
+                                "expected a map of engine HostConfig fields, got {}",
+                                describe(other)
+                            ),
                         ))
                     }
                 },
@@ -178,7 +184,9 @@ impl DockerInput {
             if q < 1000 {
                 return Err(Error::invalid(
                     "docker.cpu_quota",
-                    format!("{q} is below the engine's minimum; expected at least 1000 microseconds"),
+                    format!(
+                        "{q} is below the engine's minimum; expected at least 1000 microseconds"
+                    ),
                 ));
             }
         }
@@ -212,7 +220,9 @@ impl DockerInput {
         Ok(DockerConfig {
             enabled: self.enabled.unwrap_or(false),
             ephemeral: self.ephemeral.unwrap_or(true),
-            image: self.image.unwrap_or_else(|| DEFAULT_DOCKER_IMAGE.to_string()),
+            image: self
+                .image
+                .unwrap_or_else(|| DEFAULT_DOCKER_IMAGE.to_string()),
             network: self.network.unwrap_or(NetworkMode::Bridge),
             memory_bytes,
             cpu_shares: self.cpu_shares,
@@ -245,9 +255,8 @@ pub(crate) fn describe(v: &Value) -> String {
 }
 
 fn boolean(f: &str, v: &Value) -> Result<bool> {
-    v.as_bool().ok_or_else(|| {
-        Error::invalid(f, format!("expected true or false, got {}", describe(v)))
-    })
+    v.as_bool()
+        .ok_or_else(|| Error::invalid(f, format!("expected true or false, got {}", describe(v))))
 }
 
 fn positive(f: &str, v: &Value) -> Result<u64> {
@@ -270,7 +279,10 @@ fn image(f: &str, v: &Value) -> Result<String> {
     if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(
             f,
-            format!("{} is not an image reference; expected like \"herdctl/runtime:latest\"", quote(s)),
+            format!(
+                "{} is not an image reference; expected like \"herdctl/runtime:latest\"",
+                quote(s)
+            ),
         ));
     }
     Ok(s.to_string())
@@ -283,7 +295,10 @@ fn network(f: &str, v: &Value) -> Result<NetworkMode> {
         Some("host") => Ok(NetworkMode::Host),
         _ => Err(Error::invalid(
             f,
-            format!("{} is not a network mode; expected \"none\", \"bridge\" or \"host\"", describe(v)),
+            format!(
+                "{} is not a network mode; expected \"none\", \"bridge\" or \"host\"",
+                describe(v)
+            ),
         )),
     }
 }
@@ -294,7 +309,10 @@ fn access_mode(f: &str, v: &Value) -> Result<AccessMode> {
         Some("rw") => Ok(AccessMode::Rw),
         _ => Err(Error::invalid(
             f,
-            format!("{} is not a mount mode; expected \"ro\" or \"rw\"", describe(v)),
+            format!(
+                "{} is not a mount mode; expected \"ro\" or \"rw\"",
+                describe(v)
+            ),
         )),
     }
 }
@@ -303,11 +321,19 @@ fn memory(f: &str, key: &str, v: &Value) -> Result<u64> {
     match v {
         Value::String(s) if key == "memory" => memory_bytes(f, s),
         Value::Number(n) => n.as_u64().ok_or_else(|| {
-            Error::invalid(f, format!("{n} is not a size; expected a whole number of bytes or a string like \"2g\""))
+            Error::invalid(
+                f,
+                format!(
+                    "{n} is not a size; expected a whole number of bytes or a string like \"2g\""
+                ),
+            )
         }),
         other => Err(Error::invalid(
             f,
-            format!("expected a size like \"2g\" or a number of bytes, got {}", describe(other)),
+            format!(
+                "expected a size like \"2g\" or a number of bytes, got {}",
+                describe(other)
+            ),
         )),
     }
 }
@@ -355,7 +381,10 @@ fn volume(f: &str, v: &Value) -> Result<VolumeMount> {
         }
         other => Err(Error::invalid(
             f,
-            format!("expected \"/HOST:/CONTAINER[:ro|rw]\", got {}", describe(other)),
+            format!(
+                "expected \"/HOST:/CONTAINER[:ro|rw]\", got {}",
+                describe(other)
+            ),
         )),
     }
 }
@@ -370,7 +399,10 @@ fn port(f: &str, v: &Value) -> Result<PortBinding> {
         }
         other => Err(Error::invalid(
             f,
-            format!("expected \"HOST:CONTAINER\" or \"PORT\", got {}", describe(other)),
+            format!(
+                "expected \"HOST:CONTAINER\" or \"PORT\", got {}",
+                describe(other)
+            ),
         )),
     }
 }
@@ -388,7 +420,10 @@ fn tmpfs(f: &str, v: &Value) -> Result<TmpfsMount> {
                 Some(other) => {
                     return Err(Error::invalid(
                         f,
-                        format!("options: expected a string like \"size=100m\", got {}", describe(other)),
+                        format!(
+                            "options: expected a string like \"size=100m\", got {}",
+                            describe(other)
+                        ),
                     ))
                 }
             };
@@ -405,7 +440,10 @@ fn tmpfs(f: &str, v: &Value) -> Result<TmpfsMount> {
 /// Env names and values. Values are never shown in errors: they may be secrets.
 fn env(v: &Value) -> Result<BTreeMap<String, String>> {
     let m = v.as_object().ok_or_else(|| {
-        Error::invalid("docker.env", format!("expected a map of NAME: value, got {}", describe(v)))
+        Error::invalid(
+            "docker.env",
+            format!("expected a map of NAME: value, got {}", describe(v)),
+        )
     })?;
     let mut out = BTreeMap::new();
     for (k, val) in m {
@@ -413,7 +451,10 @@ fn env(v: &Value) -> Result<BTreeMap<String, String>> {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(Error::invalid(
                 "docker.env",
-                format!("{} is not a variable name; expected a name without '=' or NUL", quote(k)),
+                format!(
+                    "{} is not a variable name; expected a name without '=' or NUL",
+                    quote(k)
+                ),
             ));
         }
         match val {
@@ -421,9 +462,17 @@ fn env(v: &Value) -> Result<BTreeMap<String, String>> {
                 out.insert(k.clone(), s.clone());
             }
             Value::String(_) => {
-                return Err(Error::invalid(f, "the value contains a NUL byte, which env cannot carry"))
+                return Err(Error::invalid(
+                    f,
+                    "the value contains a NUL byte, which env cannot carry",
+                ))
             }
-            _ => return Err(Error::invalid(f, "expected a string value (quote numbers and booleans)")),
+            _ => {
+                return Err(Error::invalid(
+                    f,
+                    "expected a string value (quote numbers and booleans)",
+                ))
+            }
         }
     }
     Ok(out)
@@ -431,7 +480,10 @@ fn env(v: &Value) -> Result<BTreeMap<String, String>> {
 
 fn labels(v: &Value) -> Result<BTreeMap<String, String>> {
     let m = v.as_object().ok_or_else(|| {
-        Error::invalid("docker.labels", format!("expected a map of key: value, got {}", describe(v)))
+        Error::invalid(
+            "docker.labels",
+            format!("expected a map of key: value, got {}", describe(v)),
+        )
     })?;
     let mut out = BTreeMap::new();
     for (k, val) in m {
@@ -443,7 +495,10 @@ fn labels(v: &Value) -> Result<BTreeMap<String, String>> {
             ));
         }
         let s = val.as_str().ok_or_else(|| {
-            Error::invalid(&f, format!("expected a string value, got {}", describe(val)))
+            Error::invalid(
+                &f,
+                format!("expected a string value, got {}", describe(val)),
+            )
         })?;
         out.insert(k.clone(), s.to_string());
     }

@@ -160,7 +160,12 @@ fn loosens(field: &str, asks: impl fmt::Display, gives: impl fmt::Display, how: 
 /// Applies the agent's block over the fleet's, refusing anything that loosens.
 fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
     if agent.enabled == Some(false) && fleet.enabled == Some(true) {
-        return Err(loosens("enabled", "false", "true", "it may enable Docker, not disable it"));
+        return Err(loosens(
+            "enabled",
+            "false",
+            "true",
+            "it may enable Docker, not disable it",
+        ));
     }
     fleet.enabled = agent.enabled.or(fleet.enabled);
     // Reuse is a speed trade, not a permission: the container has the same shape either way, and
@@ -170,14 +175,24 @@ fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
     if let Some(n) = agent.network {
         let gives = fleet.network.unwrap_or(NetworkMode::Bridge);
         if n > gives {
-            return Err(loosens("network", quote_str(n.as_str()), quote_str(gives.as_str()), "host, then bridge, then none"));
+            return Err(loosens(
+                "network",
+                quote_str(n.as_str()),
+                quote_str(gives.as_str()),
+                "host, then bridge, then none",
+            ));
         }
         fleet.network = Some(n);
     }
     if let Some(m) = agent.memory_bytes {
         let gives = fleet.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
         if m > gives {
-            return Err(loosens("memory", format_memory(m), format_memory(gives), "less memory"));
+            return Err(loosens(
+                "memory",
+                format_memory(m),
+                format_memory(gives),
+                "less memory",
+            ));
         }
         fleet.memory_bytes = Some(m);
     }
@@ -196,7 +211,11 @@ fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
             let fp = fleet.cpu_period.unwrap_or(100_000);
             let (q, p) = (quota.unwrap_or(fq), period.unwrap_or(100_000));
             if u128::from(q) * u128::from(fp) > u128::from(fq) * u128::from(p) {
-                let field = if agent.cpu_quota.is_some() { "cpu_quota" } else { "cpu_period" };
+                let field = if agent.cpu_quota.is_some() {
+                    "cpu_quota"
+                } else {
+                    "cpu_period"
+                };
                 return Err(loosens(
                     field,
                     format!("{q}/{p} µs of CPU"),
@@ -218,7 +237,12 @@ fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
     if let Some(m) = agent.workspace_mode {
         let gives = fleet.workspace_mode.unwrap_or(AccessMode::Rw);
         if m > gives {
-            return Err(loosens("workspace_mode", quote_str(m.as_str()), quote_str(gives.as_str()), "rw to ro"));
+            return Err(loosens(
+                "workspace_mode",
+                quote_str(m.as_str()),
+                quote_str(gives.as_str()),
+                "rw to ro",
+            ));
         }
         fleet.workspace_mode = Some(m);
     }
@@ -350,8 +374,18 @@ mod tests {
         assert_eq!(c.max_containers, 1);
         assert!(c.enabled && !c.ephemeral);
         // Bridge is tighter than host; equal is fine.
-        assert_eq!(layered(fleet.clone(), json!({"network": "bridge"})).unwrap().network, NetworkMode::Bridge);
-        assert_eq!(layered(fleet, json!({"memory": "4g"})).unwrap().memory_bytes, 4 << 30);
+        assert_eq!(
+            layered(fleet.clone(), json!({"network": "bridge"}))
+                .unwrap()
+                .network,
+            NetworkMode::Bridge
+        );
+        assert_eq!(
+            layered(fleet, json!({"memory": "4g"}))
+                .unwrap()
+                .memory_bytes,
+            4 << 30
+        );
     }
 
     #[test]
@@ -371,14 +405,17 @@ mod tests {
             (json!({"workspace_mode": "rw"}), "workspace_mode"),
             (json!({"cpu_quota": 60000}), "cpu_quota"),
             (json!({"cpu_period": 50000}), "cpu_period"), // 50000/50000 = 1 CPU > 0.5
-            (json!({"cpu_shares": 2048}), "cpu_shares"),   // above the engine's default weight
+            (json!({"cpu_shares": 2048}), "cpu_shares"),  // above the engine's default weight
             (json!({"pids_limit": 100000}), "pids_limit"), // above the runner's default
             (json!({"max_containers": 6}), "max_containers"),
             (json!({"tmpfs": ["/tmp:size=10g"]}), "tmpfs[0]"),
             (json!({"labels": {"team": "b"}}), "labels.team"),
         ] {
             let e = err(layered(fleet.clone(), agent.clone()));
-            assert!(e.starts_with(&format!("invalid docker.{field}: ")), "{agent}: {e}");
+            assert!(
+                e.starts_with(&format!("invalid docker.{field}: ")),
+                "{agent}: {e}"
+            );
         }
         // No fleet memory means the default 2g is what the fleet gives.
         assert!(err(layered(json!({}), json!({"memory": "3g"}))).contains("the 2g the fleet gives"));
@@ -402,7 +439,10 @@ mod tests {
         assert_eq!(c.env.get("B").map(String::as_str), Some("3"));
         assert_eq!(c.volumes.len(), 1);
         assert_eq!(c.volumes[0].host_path, "/b");
-        assert_eq!(c.host_config_override, Some(json!({"ShmSize": 2, "Init": true})));
+        assert_eq!(
+            c.host_config_override,
+            Some(json!({"ShmSize": 2, "Init": true}))
+        );
         // The entry's limits bound the agent.
         let agent = json!({"memory": "2g"});
         let e = resolve_layered(&DockerLayers {
@@ -423,7 +463,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("invalid docker.memory: \"lots\" is not a size"), "{e}");
+        assert!(
+            e.starts_with("invalid docker.memory: \"lots\" is not a size"),
+            "{e}"
+        );
         assert!(e.ends_with("(in the agent's own config)"), "{e}");
         let e = resolve_layered(&DockerLayers {
             fleet_agent: Some(&json!({"network": "wide"})),

@@ -25,11 +25,11 @@ use crate::Result;
 
 pub use host_config::merge_host_config;
 pub use layer::{resolve_layered, DockerLayers, AGENT_FIELDS};
+pub(crate) use parse::quote;
 pub use parse::{
     format_memory, host_user, parse_memory_to_bytes, parse_port_binding, parse_tmpfs_mount,
     parse_user, parse_volume_mount, process_user,
 };
-pub(crate) use parse::quote;
 
 /// The image used when the config names none: herdctl's runtime image, built locally by its users.
 pub const DEFAULT_DOCKER_IMAGE: &str = "herdctl/runtime:latest";
@@ -273,6 +273,10 @@ impl TryFrom<serde_json::Value> for DockerConfig {
 /// herdctl's `resolveDockerConfig`: resolves one docker block that the fleet owns (all fields
 /// allowed), in the YAML snake_case shape or the resolved camelCase shape. `null` gives every
 /// default. Use [`resolve_layered`] when the fleet's and the agent's blocks are at hand separately.
+///
+/// In the camelCase shape every field counts as written, `user` included: herdctl's own resolver
+/// fills `user` with its process's uid:gid, which is `"0:0"` when herdctl runs as root. To get the
+/// non-root default in that case, pass the YAML block (`agent.docker`) rather than the resolved one.
 ///
 /// ```
 /// let c = herdctl_container::resolve_docker_config(&serde_json::json!({

@@ -22,13 +22,19 @@ fn defaults_match_herdctl() {
         assert_eq!(c.workspace_mode, AccessMode::Rw);
         assert_eq!(c.user, host_user());
         assert!(!c.user.is_root());
-        assert_eq!((c.cpu_shares, c.cpu_period, c.cpu_quota, c.pids_limit), (None, None, None, None));
+        assert_eq!(
+            (c.cpu_shares, c.cpu_period, c.cpu_quota, c.pids_limit),
+            (None, None, None, None)
+        );
         assert!(c.host_config_override.is_none());
         assert!(c.volumes.is_empty() && c.ports.is_empty() && c.tmpfs.is_empty());
         assert!(c.env.is_empty() && c.labels.is_empty());
         assert!(!c.allow_unsafe_host_config);
     }
-    assert_eq!(parse_memory_to_bytes(DEFAULT_MEMORY_LIMIT).unwrap(), DEFAULT_MEMORY_BYTES);
+    assert_eq!(
+        parse_memory_to_bytes(DEFAULT_MEMORY_LIMIT).unwrap(),
+        DEFAULT_MEMORY_BYTES
+    );
 }
 
 #[test]
@@ -46,20 +52,43 @@ fn yaml_shape_resolves_every_field() {
     assert_eq!(c.image, "old:1");
     assert_eq!(c.network, NetworkMode::None);
     assert_eq!(c.memory_bytes, 1610612736);
-    assert_eq!((c.cpu_shares, c.cpu_period, c.cpu_quota), (Some(512), Some(100000), Some(50000)));
-    assert!(c.user.is_root(), "root only when written explicitly, and then honoured");
+    assert_eq!(
+        (c.cpu_shares, c.cpu_period, c.cpu_quota),
+        (Some(512), Some(100000), Some(50000))
+    );
+    assert!(
+        c.user.is_root(),
+        "root only when written explicitly, and then honoured"
+    );
     assert_eq!(c.max_containers, 2);
     assert_eq!(c.volumes[0].mode, AccessMode::Ro);
     assert_eq!(c.volumes[1].container_path, "/y");
-    assert_eq!(c.ports[1], PortBinding { host_port: 3000, container_port: 3000 });
+    assert_eq!(
+        c.ports[1],
+        PortBinding {
+            host_port: 3000,
+            container_port: 3000
+        }
+    );
     assert_eq!(c.tmpfs[0].options.as_deref(), Some("size=100m"));
     assert_eq!(c.pids_limit, Some(64));
     assert_eq!(c.host_config_override, Some(json!({"ShmSize": 1})));
     // image wins over base_image, as in herdctl.
-    assert_eq!(resolve(json!({"image": "new:2", "base_image": "old:1"})).unwrap().image, "new:2");
+    assert_eq!(
+        resolve(json!({"image": "new:2", "base_image": "old:1"}))
+            .unwrap()
+            .image,
+        "new:2"
+    );
     // A numeric user (YAML `user: 1000`) and a numeric memory (bytes).
     let c = resolve(json!({"user": 1000, "memory": 8388608})).unwrap();
-    assert_eq!(c.user, UserSpec { uid: 1000, gid: None });
+    assert_eq!(
+        c.user,
+        UserSpec {
+            uid: 1000,
+            gid: None
+        }
+    );
     assert_eq!(c.memory_bytes, 8 << 20);
 }
 
@@ -81,9 +110,28 @@ fn camel_case_shape_resolves_and_round_trips() {
     let c = resolve(herdctl_resolved()).unwrap();
     assert_eq!(c.memory_bytes, 2 << 30);
     assert_eq!(c.cpu_shares, Some(512));
-    assert_eq!(c.volumes[0], VolumeMount { host_path: "/data".into(), container_path: "/data".into(), mode: AccessMode::Ro });
-    assert_eq!(c.ports[0], PortBinding { host_port: 8080, container_port: 80 });
-    assert_eq!(c.tmpfs[1], TmpfsMount { path: "/run".into(), options: None });
+    assert_eq!(
+        c.volumes[0],
+        VolumeMount {
+            host_path: "/data".into(),
+            container_path: "/data".into(),
+            mode: AccessMode::Ro
+        }
+    );
+    assert_eq!(
+        c.ports[0],
+        PortBinding {
+            host_port: 8080,
+            container_port: 80
+        }
+    );
+    assert_eq!(
+        c.tmpfs[1],
+        TmpfsMount {
+            path: "/run".into(),
+            options: None
+        }
+    );
     assert_eq!(c.host_config_override, Some(json!({"ShmSize": 1})));
 
     // Serialises to herdctl's shape, and deserialises back to the same value.
@@ -94,8 +142,12 @@ fn camel_case_shape_resolves_and_round_trips() {
     let back: DockerConfig = serde_json::from_value(out).unwrap();
     assert_eq!(back, c);
     // Deserialising goes through the same validation.
-    let bad: std::result::Result<DockerConfig, _> = serde_json::from_value(json!({"memoryBytes": 5}));
-    assert!(bad.unwrap_err().to_string().starts_with("invalid docker.memory"));
+    let bad: std::result::Result<DockerConfig, _> =
+        serde_json::from_value(json!({"memoryBytes": 5}));
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .starts_with("invalid docker.memory"));
 }
 
 #[test]
@@ -108,7 +160,10 @@ fn unknown_and_doubled_fields() {
         err(json!({"memory": "2g", "memoryBytes": 5})),
         "invalid docker.memory: set twice, as \"memory\" and as \"memoryBytes\"; keep one"
     );
-    assert_eq!(err(json!([1])), "invalid docker: expected a map of docker options, got a list");
+    assert_eq!(
+        err(json!([1])),
+        "invalid docker: expected a map of docker options, got a list"
+    );
 }
 
 #[test]
@@ -171,12 +226,18 @@ fn invalid_values_name_field_value_and_form() {
 fn env_values_never_appear_in_errors() {
     let e = err(json!({"env": {"API_TOKEN": "sk-very-secret\u{0}"}}));
     assert!(!e.contains("sk-very-secret"), "{e}");
-    assert_eq!(e, "invalid docker.env.API_TOKEN: the value contains a NUL byte, which env cannot carry");
+    assert_eq!(
+        e,
+        "invalid docker.env.API_TOKEN: the value contains a NUL byte, which env cannot carry"
+    );
 }
 
 #[test]
 fn env_splits_secret_names_into_exec_env() {
-    let c = resolve(json!({"env": {"GITHUB_TOKEN": "ghp_1", "LANG": "C.UTF-8", "DB_PASSWORD": "pw12"}})).unwrap();
+    let c = resolve(
+        json!({"env": {"GITHUB_TOKEN": "ghp_1", "LANG": "C.UTF-8", "DB_PASSWORD": "pw12"}}),
+    )
+    .unwrap();
     assert_eq!(c.create_env(), ["LANG=C.UTF-8"]);
     assert_eq!(c.exec_env(), ["DB_PASSWORD=pw12", "GITHUB_TOKEN=ghp_1"]);
 }

@@ -1,7 +1,7 @@
 //! Where things live: the container's fixed paths, agent names made safe for names and
 //! directories, and the mount plan of a job (workspace, session directory, credentials, volumes).
 //!
-//! Path translation between host and container lives in [`translate`](self) ([`PathMap`]).
+//! Path translation between host and container: [`PathMap`] and [`translate_json_paths`].
 
 mod plan;
 mod translate;
@@ -96,7 +96,7 @@ pub fn normalize_path(path: &str) -> Option<String> {
 /// ```
 /// use herdctl_container::sanitize_agent_name;
 /// assert_eq!(sanitize_agent_name("fleet.sub.agent-1"), "fleet.sub.agent-1");
-/// assert_eq!(sanitize_agent_name("my agent"), "my-agent-c59dbb51a1");
+/// assert_eq!(sanitize_agent_name("my agent"), "my-agent-8cae0b6284");
 /// ```
 pub fn sanitize_agent_name(qualified: &str) -> String {
     const MAX: usize = 64;
@@ -195,11 +195,17 @@ mod tests {
     #[test]
     fn reserved_paths() {
         assert_eq!(reserved_conflict("/workspace/x"), Some("/workspace"));
-        assert_eq!(reserved_conflict("/home/claude"), Some(CONTAINER_SESSION_DIR));
+        assert_eq!(
+            reserved_conflict("/home/claude"),
+            Some(CONTAINER_SESSION_DIR)
+        );
         assert_eq!(reserved_conflict("/"), Some("/workspace"));
         assert_eq!(reserved_conflict("/home/claude/.cache"), None);
         assert_eq!(reserved_conflict("/workspace2"), None);
-        assert_eq!(reserved_role(CONTAINER_CREDENTIALS_FILE), "the credentials file");
+        assert_eq!(
+            reserved_role(CONTAINER_CREDENTIALS_FILE),
+            "the credentials file"
+        );
     }
 
     #[test]
@@ -227,17 +233,25 @@ mod tests {
         let mut seen = std::collections::HashMap::new();
         let mut x: u64 = 42;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let len = (x >> 60) as usize;
             let name: String = (0..len)
                 .map(|i| alphabet[((x >> (i * 4)) % alphabet.len() as u64) as usize])
                 .collect();
             let s = sanitize_agent_name(&name);
-            assert!(s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)), "{s}");
+            assert!(
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+                "{s}"
+            );
             assert!(!s.is_empty() && !s.starts_with('.'), "{name:?} -> {s}");
             let valid = !name.is_empty()
                 && !name.starts_with('.')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if valid {
                 assert_eq!(s, name);
             }
@@ -251,7 +265,10 @@ mod tests {
     #[test]
     fn workspace_roots() {
         assert_eq!(workspace_root(&json!("/srv/ws/")).unwrap(), "/srv/ws");
-        assert_eq!(workspace_root(&json!({"root": "/srv/ws"})).unwrap(), "/srv/ws");
+        assert_eq!(
+            workspace_root(&json!({"root": "/srv/ws"})).unwrap(),
+            "/srv/ws"
+        );
         assert_eq!(
             workspace_root(&json!("ws")).unwrap_err().to_string(),
             "invalid working_directory: \"ws\" is not an absolute path; expected a path starting with /"

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::{
-    normalize_path, sanitize_agent_name, PathMap, CONTAINER_CREDENTIALS_FILE, CONTAINER_SESSION_DIR,
-    CONTAINER_WORKSPACE,
+    normalize_path, sanitize_agent_name, PathMap, CONTAINER_CREDENTIALS_FILE,
+    CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
 use crate::config::{process_user, DockerConfig};
 use crate::credentials::Credentials;
@@ -96,20 +96,28 @@ impl MountPlan {
         let workspace = normalize_path(req.workspace).ok_or_else(|| {
             Error::invalid(
                 "working_directory",
-                format!("{} is not an absolute path; expected a path starting with /", crate::config::quote(req.workspace)),
+                format!(
+                    "{} is not an absolute path; expected a path starting with /",
+                    crate::config::quote(req.workspace)
+                ),
             )
         })?;
         must_be_dir("working_directory", &workspace)?;
         let state_dir = normalize_path(req.state_dir).ok_or_else(|| {
             Error::invalid(
                 "state_dir",
-                format!("{} is not an absolute path; expected a path starting with /", crate::config::quote(req.state_dir)),
+                format!(
+                    "{} is not an absolute path; expected a path starting with /",
+                    crate::config::quote(req.state_dir)
+                ),
             )
         })?;
 
         let sessions_root = format!("{state_dir}/docker-sessions");
         let session_dir = match req.layout {
-            SessionLayout::PerAgent => format!("{sessions_root}/{}", sanitize_agent_name(req.agent)),
+            SessionLayout::PerAgent => {
+                format!("{sessions_root}/{}", sanitize_agent_name(req.agent))
+            }
             SessionLayout::Flat => sessions_root,
         };
         prepare_session_dir(&session_dir, config)?;
@@ -129,7 +137,9 @@ impl MountPlan {
             },
         ];
         if let Some(creds) = req.credentials {
-            if let Some(copy) = creds.write_container_copy(Path::new(&state_dir), req.agent, config.user)? {
+            if let Some(copy) =
+                creds.write_container_copy(Path::new(&state_dir), req.agent, config.user)?
+            {
                 mounts.push(Mount {
                     source: copy.to_string_lossy().into_owned(),
                     target: CONTAINER_CREDENTIALS_FILE.into(),
@@ -161,6 +171,15 @@ impl MountPlan {
             mounts,
             session_dir,
         })
+    }
+
+    /// A plan of the given mounts, without touching the file system (for hash tests).
+    #[cfg(test)]
+    pub(crate) fn from_mounts(mounts: Vec<Mount>) -> MountPlan {
+        MountPlan {
+            mounts,
+            session_dir: String::new(),
+        }
     }
 
     /// The mounts, in order.
@@ -204,7 +223,10 @@ fn must_be_dir(field: &str, path: &str) -> Result<()> {
         Ok(_) => Err(Error::invalid(field, format!("{path} is not a directory"))),
         Err(e) => Err(Error::invalid(
             field,
-            format!("{path} cannot be used ({}); create it or fix the path", io_reason(&e)),
+            format!(
+                "{path} cannot be used ({}); create it or fix the path",
+                io_reason(&e)
+            ),
         )),
     }
 }
@@ -216,14 +238,19 @@ fn prepare_session_dir(dir: &str, config: &DockerConfig) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| Error::io(format!("create session directory {dir}"), e))?;
-    let meta = fs::metadata(dir).map_err(|e| Error::io(format!("stat session directory {dir}"), e))?;
+    let meta =
+        fs::metadata(dir).map_err(|e| Error::io(format!("stat session directory {dir}"), e))?;
     let user = config.user;
     if user.is_root() || meta.uid() == user.uid {
         return Ok(());
     }
     if process_user().is_some_and(|u| u.is_root()) {
-        return std::os::unix::fs::chown(dir, Some(user.uid), user.gid)
-            .map_err(|e| Error::io(format!("give session directory {dir} to uid {}", user.uid), e));
+        return std::os::unix::fs::chown(dir, Some(user.uid), user.gid).map_err(|e| {
+            Error::io(
+                format!("give session directory {dir} to uid {}", user.uid),
+                e,
+            )
+        });
     }
     if meta.mode() & 0o002 != 0 {
         return Ok(());

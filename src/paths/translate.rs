@@ -35,8 +35,10 @@ impl PathMap {
             .into_iter()
             .filter_map(|(h, c)| Some((normalize_path(h)?, normalize_path(c)?)))
             .collect();
-        let mut by_container: Vec<(String, String)> =
-            by_host.iter().map(|(h, c)| (c.clone(), h.clone())).collect();
+        let mut by_container: Vec<(String, String)> = by_host
+            .iter()
+            .map(|(h, c)| (c.clone(), h.clone()))
+            .collect();
         // Longest root first; ties in a stable order so the choice never depends on input order.
         let order = |a: &(String, String), b: &(String, String)| {
             b.0.len().cmp(&a.0.len()).then_with(|| a.cmp(b))
@@ -130,7 +132,10 @@ mod tests {
     fn map() -> PathMap {
         PathMap::new([
             ("/srv/ws", "/workspace"),
-            ("/state/docker-sessions/a", "/home/claude/.claude/projects/-workspace"),
+            (
+                "/state/docker-sessions/a",
+                "/home/claude/.claude/projects/-workspace",
+            ),
             ("/data", "/workspace-data"),
             ("/cache", "/workspace/.cache"),
         ])
@@ -140,12 +145,16 @@ mod tests {
     fn both_ways() {
         let m = map();
         assert_eq!(m.to_host("/workspace").as_deref(), Some("/srv/ws"));
-        assert_eq!(m.to_host("/workspace/a/b.txt").as_deref(), Some("/srv/ws/a/b.txt"));
+        assert_eq!(
+            m.to_host("/workspace/a/b.txt").as_deref(),
+            Some("/srv/ws/a/b.txt")
+        );
         assert_eq!(m.to_host("/workspace-data/x").as_deref(), Some("/data/x"));
         assert_eq!(m.to_container("/srv/ws/a").as_deref(), Some("/workspace/a"));
         assert_eq!(m.to_container("/srv/ws/").as_deref(), Some("/workspace"));
         assert_eq!(
-            m.to_container("/state/docker-sessions/a/s1.jsonl").as_deref(),
+            m.to_container("/state/docker-sessions/a/s1.jsonl")
+                .as_deref(),
             Some("/home/claude/.claude/projects/-workspace/s1.jsonl")
         );
     }
@@ -161,11 +170,20 @@ mod tests {
     #[test]
     fn longest_mount_wins() {
         let m = map();
-        assert_eq!(m.to_host("/workspace/.cache/x").as_deref(), Some("/cache/x"));
-        assert_eq!(m.to_host("/workspace/.cachex").as_deref(), Some("/srv/ws/.cachex"));
+        assert_eq!(
+            m.to_host("/workspace/.cache/x").as_deref(),
+            Some("/cache/x")
+        );
+        assert_eq!(
+            m.to_host("/workspace/.cachex").as_deref(),
+            Some("/srv/ws/.cachex")
+        );
         // Input order does not matter.
         let rev = PathMap::new([("/cache", "/workspace/.cache"), ("/srv/ws", "/workspace")]);
-        assert_eq!(rev.to_host("/workspace/.cache/x").as_deref(), Some("/cache/x"));
+        assert_eq!(
+            rev.to_host("/workspace/.cache/x").as_deref(),
+            Some("/cache/x")
+        );
     }
 
     #[test]
@@ -205,12 +223,21 @@ mod tests {
         });
         assert_eq!(translate_json_paths(&mut msg, &m, Direction::ToHost), 3);
         assert_eq!(msg["cwd"], "/srv/ws");
-        assert_eq!(msg["message"]["content"][0]["input"]["file_path"], "/srv/ws/src/a.rs");
-        assert_eq!(msg["message"]["content"][0]["input"]["pattern"], "/srv/ws/**");
+        assert_eq!(
+            msg["message"]["content"][0]["input"]["file_path"],
+            "/srv/ws/src/a.rs"
+        );
+        assert_eq!(
+            msg["message"]["content"][0]["input"]["pattern"],
+            "/srv/ws/**"
+        );
         assert_eq!(msg["message"]["content"][1]["text"], "/workspace/a\nmore");
         assert_eq!(msg["message"]["content"][2]["text"], "see /workspace/a");
         assert_eq!(msg["/workspace/key"], "/usr/bin/node");
-        assert_eq!(translate_json_paths(&mut msg, &m, Direction::ToContainer), 3);
+        assert_eq!(
+            translate_json_paths(&mut msg, &m, Direction::ToContainer),
+            3
+        );
         assert_eq!(msg["cwd"], "/workspace");
     }
 
@@ -219,34 +246,54 @@ mod tests {
     /// ever lands outside the root it was mapped to, whatever `..` the input holds.
     #[test]
     fn round_trips_over_generated_paths() {
-        let m = PathMap::new([("/h/ws", "/workspace"), ("/h/data", "/mnt/data"), ("/s", "/home/claude/s")]);
+        let m = PathMap::new([
+            ("/h/ws", "/workspace"),
+            ("/h/data", "/mnt/data"),
+            ("/s", "/home/claude/s"),
+        ]);
         let roots_host = ["/h/ws", "/h/data", "/s"];
         let roots_container = ["/workspace", "/mnt/data", "/home/claude/s"];
         let parts = ["a", "b", "..", ".", "", "workspace", "ws", "c.txt", "..."];
         let mut x: u64 = 1;
         let mut checked = 0;
         for i in 0..30_000usize {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let n = (x >> 59) as usize % 7;
-            let tail: Vec<&str> = (0..n).map(|k| parts[((x >> (k * 5)) % parts.len() as u64) as usize]).collect();
+            let tail: Vec<&str> = (0..n)
+                .map(|k| parts[((x >> (k * 5)) % parts.len() as u64) as usize])
+                .collect();
             let tail = tail.join("/");
             let r = i % 3;
             let host = format!("{}/{tail}", roots_host[r]);
             let container = format!("{}/{tail}", roots_container[r]);
             if let Some(c) = m.to_container(&host) {
-                assert!(roots_container.iter().any(|root| is_within(&c, root)), "{host} -> {c}");
+                assert!(
+                    roots_container.iter().any(|root| is_within(&c, root)),
+                    "{host} -> {c}"
+                );
                 assert_eq!(m.to_host(&c), normalize_path(&host), "{host} -> {c}");
                 checked += 1;
             } else {
                 let n = normalize_path(&host).unwrap();
-                assert!(!roots_host.iter().any(|root| is_within(&n, root)), "{host} should map");
+                assert!(
+                    !roots_host.iter().any(|root| is_within(&n, root)),
+                    "{host} should map"
+                );
             }
             if let Some(h) = m.to_host(&container) {
-                assert!(roots_host.iter().any(|root| is_within(&h, root)), "{container} -> {h}");
+                assert!(
+                    roots_host.iter().any(|root| is_within(&h, root)),
+                    "{container} -> {h}"
+                );
                 assert_eq!(m.to_container(&h), normalize_path(&container));
             } else {
                 let n = normalize_path(&container).unwrap();
-                assert!(!roots_container.iter().any(|root| is_within(&n, root)), "{container} should map");
+                assert!(
+                    !roots_container.iter().any(|root| is_within(&n, root)),
+                    "{container} should map"
+                );
             }
         }
         assert!(checked > 10_000);

@@ -1,1 +1,211 @@
 use super::*;
+use crate::config::resolve_docker_config;
+use serde_json::json;
+
+struct Dirs {
+    _root: tempfile::TempDir,
+    ws: String,
+    state: String,
+    data: String,
+}
+
+fn dirs() -> Dirs {
+    let root = tempfile::tempdir().unwrap();
+    let p = |s: &str| {
+        let d = root.path().join(s);
+        fs::create_dir_all(&d).unwrap();
+        d.to_str().unwrap().to_string()
+    };
+    Dirs {
+        ws: p("ws"),
+        state: p("state"),
+        data: p("data"),
+        _root: root,
+    }
+}
+
+fn config(v: serde_json::Value) -> DockerConfig {
+    resolve_docker_config(&v).unwrap()
+}
+
+fn build(
+    d: &Dirs,
+    config: &DockerConfig,
+    layout: SessionLayout,
+    creds: Option<&Credentials>,
+) -> Result<MountPlan> {
+    MountPlan::build(&MountRequest {
+        config,
+        workspace: &d.ws,
+        state_dir: &d.state,
+        agent: "fleet.agent",
+        layout,
+        credentials: creds,
+    })
+}
+
+#[test]
+fn plan_has_workspace_sessions_and_volumes() {
+    let d = dirs();
+    let c = config(
+        json!({"workspace_mode": "ro", "volumes": [format!("{}:/data:ro", d.data), format!("{}/:/more", d.data)]}),
+    );
+    let plan = build(&d, &c, SessionLayout::PerAgent, None).unwrap();
+    let session = format!("{}/docker-sessions/fleet.agent", d.state);
+    assert_eq!(plan.session_dir(), session);
+    assert_eq!(
+        plan.engine_mounts(),
+        vec![
+            json!({"Type": "bind", "Source": d.ws, "Target": "/workspace", "ReadOnly": true}),
+            json!({"Type": "bind", "Source": session, "Target": "/home/claude/.claude/projects/-workspace", "ReadOnly": false}),
+            json!({"Type": "bind", "Source": d.data, "Target": "/data", "ReadOnly": true}),
+            json!({"Type": "bind", "Source": d.data, "Target": "/more", "ReadOnly": false}),
+        ]
+    );
+    assert_eq!(plan.mounts()[3].role, MountRole::Volume(1));
+    let meta = fs::metadata(&session).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.mode() & 0o777, 0o700);
+    // Building again (the next job) is fine and gives the same plan.
+    assert_eq!(build(&d, &c, SessionLayout::PerAgent, None).unwrap(), plan);
+}
+
+#[test]
+fn flat_layout_shares_one_directory() {
+    let d = dirs();
+    let c = config(json!({}));
+    let plan = build(&d, &c, SessionLayout::Flat, None).unwrap();
+    assert_eq!(plan.session_dir(), format!("{}/docker-sessions", d.state));
+}
+
+#[test]
+fn agents_in_different_sub_fleets_get_different_session_dirs() {
+    let d = dirs();
+    let c = config(json!({}));
+    let dir_of = |agent: &str| {
+        MountPlan::build(&MountRequest {
+            config: &c,
+            workspace: &d.ws,
+            state_dir: &d.state,
+            agent,
+            layout: SessionLayout::PerAgent,
+            credentials: None,
+        })
+        .unwrap()
+        .session_dir()
+        .to_string()
+    };
+    assert_ne!(dir_of("a.x"), dir_of("b.x"));
+    assert_ne!(dir_of("a b"), dir_of("a-b"));
+    assert!(dir_of("..").starts_with(&format!("{}/docker-sessions/", d.state)));
+}
+
+#[test]
+fn session_dir_is_given_to_the_container_user() {
+    let d = dirs();
+    let c = config(json!({"user": "4321:4321"}));
+    let result = build(&d, &c, SessionLayout::PerAgent, None);
+    if process_user().unwrap().is_root() {
+        let plan = result.unwrap();
+        let meta = fs::metadata(plan.session_dir()).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4321, 4321));
+    } else {
+        let e = result.unwrap_err().to_string();
+        assert!(e.starts_with("invalid docker.user: the container runs as uid 4321, which cannot write the session directory"), "{e}");
+    }
+}
+
+#[test]
+fn missing_host_paths_are_errors() {
+    let d = dirs();
+    let c =
+        config(json!({"volumes": [format!("{}:/data", d.data), format!("{}/nope:/nope", d.data)]}));
+    assert_eq!(
+        build(&d, &c, SessionLayout::PerAgent, None).unwrap_err().to_string(),
+        format!("invalid docker.volumes[1]: host path {}/nope cannot be used (it does not exist); create it first (the engine refuses a missing source)", d.data)
+    );
+    let c = config(json!({}));
+    let req = |ws: &str| {
+        MountPlan::build(&MountRequest {
+            config: &c,
+            workspace: ws,
+            state_dir: &d.state,
+            agent: "a",
+            layout: SessionLayout::PerAgent,
+            credentials: None,
+        })
+        .unwrap_err()
+        .to_string()
+    };
+    let missing = format!("{}/missing", d.ws);
+    assert_eq!(req(&missing), format!("invalid working_directory: {missing} cannot be used (it does not exist); create it or fix the path"));
+    assert_eq!(req("rel/ws"), "invalid working_directory: \"rel/ws\" is not an absolute path; expected a path starting with /");
+    let file = format!("{}/f", d.ws);
+    fs::write(&file, "x").unwrap();
+    assert_eq!(
+        req(&file),
+        format!("invalid working_directory: {file} is not a directory")
+    );
+}
+
+#[test]
+fn credentials_file_is_mounted_read_only() {
+    let d = dirs();
+    let home = tempfile::tempdir().unwrap();
+    fs::create_dir(home.path().join(".claude")).unwrap();
+    fs::write(
+        home.path().join(".claude/.credentials.json"),
+        r#"{"claudeAiOauth": {"accessToken": "tok-1234", "refreshToken": "ref-5678"}}"#,
+    )
+    .unwrap();
+    let h = home.path().to_str().unwrap().to_string();
+    let creds = Credentials::resolve(|k| (k == "HOME").then(|| h.clone())).unwrap();
+    let c = config(json!({}));
+    let plan = build(&d, &c, SessionLayout::PerAgent, Some(&creds)).unwrap();
+    let m = &plan.mounts()[2];
+    assert_eq!(m.role, MountRole::Credentials);
+    assert_eq!(m.target, CONTAINER_CREDENTIALS_FILE);
+    assert!(m.read_only);
+    assert_eq!(
+        m.source,
+        format!(
+            "{}/docker-credentials/fleet.agent/.credentials.json",
+            d.state
+        )
+    );
+    let text = fs::read_to_string(&m.source).unwrap();
+    assert!(text.contains("tok-1234") && !text.contains("ref-5678"));
+    // The credentials mount is not part of path translation.
+    assert_eq!(plan.path_map().to_host(CONTAINER_CREDENTIALS_FILE), None);
+
+    let env_creds =
+        Credentials::resolve(|k| (k == "ANTHROPIC_API_KEY").then(|| "sk-1234".to_string()))
+            .unwrap();
+    let plan = build(&d, &c, SessionLayout::PerAgent, Some(&env_creds)).unwrap();
+    assert!(plan
+        .mounts()
+        .iter()
+        .all(|m| m.role != MountRole::Credentials));
+}
+
+#[test]
+fn path_map_of_a_plan() {
+    let d = dirs();
+    let c = config(json!({"volumes": [format!("{}:/data", d.data)]}));
+    let plan = build(&d, &c, SessionLayout::PerAgent, None).unwrap();
+    let map = plan.path_map();
+    assert_eq!(
+        map.to_host("/workspace/src/x.rs"),
+        Some(format!("{}/src/x.rs", d.ws))
+    );
+    assert_eq!(map.to_host("/data/f"), Some(format!("{}/f", d.data)));
+    assert_eq!(
+        map.to_host("/home/claude/.claude/projects/-workspace/s.jsonl"),
+        Some(format!("{}/docker-sessions/fleet.agent/s.jsonl", d.state))
+    );
+    assert_eq!(
+        map.to_container(&format!("{}/a", d.ws)).as_deref(),
+        Some("/workspace/a")
+    );
+    assert_eq!(map.to_host("/etc/passwd"), None);
+}
