@@ -15,7 +15,7 @@ use napi_derive::napi;
 use crate::buffer::{Capacity, StreamError};
 use crate::stream::MessageStream;
 
-/// Knobs of [`_test_stream`]; every field is optional.
+/// Knobs of `_testStream`; every field is optional.
 #[napi(object)]
 #[derive(Default)]
 pub struct TestStreamOptions {
