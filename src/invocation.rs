@@ -142,9 +142,15 @@ pub fn build(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocatio
 }
 
 fn cli(agent: &AgentSpec, job: &JobInput) -> Invocation {
-    let mut argv: Vec<String> = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
-        .map(String::from)
-        .to_vec();
+    let mut argv: Vec<String> = [
+        "claude",
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut flag = |name: &str, value: String| {
         argv.push(name.to_string());
         argv.push(value);
@@ -238,7 +244,9 @@ fn sdk(agent: &AgentSpec, job: &JobInput) -> Invocation {
     let system_prompt = match (&agent.system_prompt, &job.system_prompt_append) {
         (Some(custom), Some(append)) => json!(format!("{custom}\n\n{append}")),
         (Some(custom), None) => json!(custom),
-        (None, Some(append)) => json!({"type": "preset", "preset": "claude_code", "append": append}),
+        (None, Some(append)) => {
+            json!({"type": "preset", "preset": "claude_code", "append": append})
+        }
         (None, None) => json!({"type": "preset", "preset": "claude_code"}),
     };
     options.insert("systemPrompt".into(), system_prompt);
@@ -251,7 +259,10 @@ fn sdk(agent: &AgentSpec, job: &JobInput) -> Invocation {
     };
     options.insert("settingSources".into(), sources);
     options.insert("mcpServers".into(), Value::Object(mcp_servers(agent)));
-    if let Some(turns) = agent.max_turns.or(agent.session.as_ref().and_then(|s| s.max_turns)) {
+    if let Some(turns) = agent
+        .max_turns
+        .or(agent.session.as_ref().and_then(|s| s.max_turns))
+    {
         options.insert("maxTurns".into(), json!(turns));
     }
     if let Some(resume) = &job.resume {
@@ -328,12 +339,31 @@ mod tests {
         assert_eq!(
             inv.argv,
             [
-                "claude", "-p", "--output-format", "stream-json", "--verbose",
-                "--permission-mode", "acceptEdits", "--model", "opus",
-                "--system-prompt", "be brief", "--append-system-prompt", "more",
-                "--allowedTools", "Read,Bash(git *)", "--disallowedTools", "Write",
-                "--tools", "Read", "--setting-sources", "project,local",
-                "--resume", "s1", "--fork-session", "--include-partial-messages"
+                "claude",
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+                "--model",
+                "opus",
+                "--system-prompt",
+                "be brief",
+                "--append-system-prompt",
+                "more",
+                "--allowedTools",
+                "Read,Bash(git *)",
+                "--disallowedTools",
+                "Write",
+                "--tools",
+                "Read",
+                "--setting-sources",
+                "project,local",
+                "--resume",
+                "s1",
+                "--fork-session",
+                "--include-partial-messages"
             ]
         );
         assert_eq!(inv.stdin, job.prompt.as_bytes());
@@ -345,13 +375,19 @@ mod tests {
             "name": "a",
             "mcp_servers": {"gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": "ghp_secret"}}}
         }));
-        let job = JobInput { prompt: "hi".into(), ..Default::default() };
+        let job = JobInput {
+            prompt: "hi".into(),
+            ..Default::default()
+        };
         let inv = build(Strategy::Cli, &a, &job);
         assert!(inv.argv.iter().all(|a| !a.contains("ghp_secret")));
         assert_eq!(inv.argv[..2], ["sh", "-c"]);
         let len: usize = inv.argv[4].parse().unwrap();
         let config: Value = serde_json::from_slice(&inv.stdin[..len]).unwrap();
-        assert_eq!(config["mcpServers"]["gh"]["env"]["GITHUB_TOKEN"], "ghp_secret");
+        assert_eq!(
+            config["mcpServers"]["gh"]["env"]["GITHUB_TOKEN"],
+            "ghp_secret"
+        );
         assert_eq!(&inv.stdin[len..], b"hi");
         assert_eq!(inv.argv[5], "claude");
     }
@@ -379,8 +415,14 @@ mod tests {
         assert_eq!(o["maxTurns"], 7);
         assert_eq!(o["permissionMode"], "acceptEdits");
         assert_eq!(o["includePartialMessages"], true);
-        assert_eq!(o["systemPrompt"], json!({"type": "preset", "preset": "claude_code", "append": "extra"}));
-        assert_eq!(o["mcpServers"]["web"], json!({"type": "http", "url": "http://127.0.0.1:1/mcp"}));
+        assert_eq!(
+            o["systemPrompt"],
+            json!({"type": "preset", "preset": "claude_code", "append": "extra"})
+        );
+        assert_eq!(
+            o["mcpServers"]["web"],
+            json!({"type": "http", "url": "http://127.0.0.1:1/mcp"})
+        );
     }
 
     #[test]

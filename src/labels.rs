@@ -4,8 +4,8 @@
 //! matches agent `foo-bar`'s containers. Names only keep herdctl's `herdctl-<agent>-` prefix so that
 //! people reading `docker ps` know what they see.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

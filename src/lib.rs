@@ -36,14 +36,14 @@ pub use config::{
 pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
 pub use error::{Error, Result};
+pub use hash::{canonical_json, config_hash, hash_value};
 pub use job::{Canceller, Job, JobReport, Outcome, Timings};
 pub use labels::Mode;
-pub use retention::PruneReport;
-pub use runner::{JobSpec, ManagedContainer, PullPolicy, Runner, RunnerOptions};
-pub use hash::{canonical_json, config_hash, hash_value};
 pub use paths::{
     normalize_path, sanitize_agent_name, translate_json_paths, workspace_root, Direction, Mount,
     MountPlan, MountRequest, MountRole, PathMap, SessionLayout, CONTAINER_CREDENTIALS_FILE,
     CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
+pub use retention::PruneReport;
+pub use runner::{JobSpec, ManagedContainer, PullPolicy, Runner, RunnerOptions};

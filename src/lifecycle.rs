@@ -302,7 +302,8 @@ fn stop_idle_superseded(shared: &Arc<Shared>, req: &Request<'_>) {
         return;
     };
     for c in found {
-        let current = c.labels.get(labels::CONFIG_HASH).map(String::as_str) == Some(req.config_hash);
+        let current =
+            c.labels.get(labels::CONFIG_HASH).map(String::as_str) == Some(req.config_hash);
         if current || shared.is_held(&c.id) {
             continue;
         }

@@ -141,10 +141,16 @@ impl Flags {
     /// Refuses leftovers, so a typo is an error instead of a silently ignored flag.
     fn done(&self) -> Result<(), Error> {
         if let Some((name, _)) = self.pairs.first() {
-            return Err(Error::invalid(format!("--{name}"), "is not a flag of this command"));
+            return Err(Error::invalid(
+                format!("--{name}"),
+                "is not a flag of this command",
+            ));
         }
         if let Some(name) = self.switches.first() {
-            return Err(Error::invalid(format!("--{name}"), "is not a flag of this command"));
+            return Err(Error::invalid(
+                format!("--{name}"),
+                "is not a flag of this command",
+            ));
         }
         Ok(())
     }
@@ -168,7 +174,10 @@ fn run(flags: &mut Flags) -> Result<ExitCode, Error> {
         None => Value::Object(Map::new()),
     };
     let Value::Object(block) = &mut docker else {
-        return Err(Error::invalid("--config", "expected a JSON object (a docker: block)"));
+        return Err(Error::invalid(
+            "--config",
+            "expected a JSON object (a docker: block)",
+        ));
     };
     for (flag, field) in [
         ("image", "image"),
@@ -234,7 +243,9 @@ fn run(flags: &mut Flags) -> Result<ExitCode, Error> {
             );
             match other {
                 Outcome::Killed { code, .. } => exit_code(code),
-                Outcome::ContainerDied { exit_code: Some(c), .. } => exit_code(c),
+                Outcome::ContainerDied {
+                    exit_code: Some(c), ..
+                } => exit_code(c),
                 Outcome::TimedOut(_) => ExitCode::from(124),
                 Outcome::Cancelled => ExitCode::from(130),
                 _ => ExitCode::from(1),
@@ -260,7 +271,10 @@ fn ps(flags: &mut Flags) -> Result<ExitCode, Error> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<12}  {:<10}  {:<10}  {:<24}  NAME", "ID", "MODE", "STATE", "AGENT");
+    println!(
+        "{:<12}  {:<10}  {:<10}  {:<24}  NAME",
+        "ID", "MODE", "STATE", "AGENT"
+    );
     for c in found {
         println!(
             "{:<12}  {:<10}  {:<10}  {:<24}  {}",
@@ -313,7 +327,12 @@ fn doctor(flags: &mut Flags) -> Result<ExitCode, Error> {
     flags.done()?;
     let engine = Engine::connect()?;
     let version = engine.version()?;
-    println!("engine:       {} (API {}, using {})", version.version, version.api_version, engine.api_version());
+    println!(
+        "engine:       {} (API {}, using {})",
+        version.version,
+        version.api_version,
+        engine.api_version()
+    );
     let Some(image) = image else {
         println!("hardening:    pass --image IMAGE to start a probe container and check it");
         return Ok(ExitCode::SUCCESS);
@@ -321,15 +340,22 @@ fn doctor(flags: &mut Flags) -> Result<ExitCode, Error> {
     let runner = Runner::new(engine, RunnerOptions::new(&state_dir))?;
     let workspace = state_dir.join("workspace");
     std::fs::create_dir_all(&workspace).map_err(|e| Error::io("create the probe workspace", e))?;
-    let config = resolve_docker_config(&json!({"image": image, "network": "none", "max_containers": 1}))?;
+    let config =
+        resolve_docker_config(&json!({"image": image, "network": "none", "max_containers": 1}))?;
     let spec = JobSpec::new(
         "herdctl-doctor",
         config,
         workspace.to_string_lossy(),
-        ["sh", "-c", "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"],
+        [
+            "sh",
+            "-c",
+            "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+        ],
     );
     let mut lines = Vec::new();
-    let report = runner.run(spec, |l| lines.push(String::from_utf8_lossy(l).into_owned()))?;
+    let report = runner.run(spec, |l| {
+        lines.push(String::from_utf8_lossy(l).into_owned())
+    })?;
     for l in &lines {
         println!("probe:        {l}");
     }

@@ -123,12 +123,18 @@ pub(crate) fn verify(asked: &Value, got: &ContainerInspect) -> Result<Vec<String
     }
     if let Some(m) = want["MemorySwap"].as_i64() {
         if have.memory_swap != m {
-            warnings.push(format!("swap limit {m} was applied as {}", have.memory_swap));
+            warnings.push(format!(
+                "swap limit {m} was applied as {}",
+                have.memory_swap
+            ));
         }
     }
     if let Some(p) = want["PidsLimit"].as_i64() {
         if have.pids_limit.unwrap_or(0) != p {
-            warnings.push(format!("pids limit {p} was applied as {:?}", have.pids_limit));
+            warnings.push(format!(
+                "pids limit {p} was applied as {:?}",
+                have.pids_limit
+            ));
         }
     }
     if !problems.is_empty() {

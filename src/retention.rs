@@ -55,7 +55,11 @@ pub fn choose_removals(candidates: &[Candidate], keep: usize) -> Vec<String> {
             continue;
         }
         // Newest first; the first `keep` stay whatever their state.
-        group.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| b.id.cmp(&a.id)));
+        group.sort_by(|a, b| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         removals.extend(
             group[keep..]
                 .iter()
@@ -105,7 +109,10 @@ pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result
         .engine
         .list_containers(&[(labels::MANAGED, Some("1"))], true)?;
     let candidates = candidates(shared, &found);
-    Ok(remove_all(shared, choose_gc(&candidates, live_agents, keep)))
+    Ok(remove_all(
+        shared,
+        choose_gc(&candidates, live_agents, keep),
+    ))
 }
 
 fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {
@@ -127,7 +134,8 @@ fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {
                 id: c.id.clone(),
                 agent,
                 created_ms,
-                running: matches!(c.state.as_str(), "running" | "restarting" | "paused") || starting,
+                running: matches!(c.state.as_str(), "running" | "restarting" | "paused")
+                    || starting,
                 in_use: shared.is_held(&c.id),
             })
         })

@@ -11,7 +11,9 @@ use crate::engine::{Engine, ExecSpec};
 use crate::job::{Canceller, Job, JobReport, Started, Timings, JOB_MARKER};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Request};
-use crate::paths::{sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE};
+use crate::paths::{
+    sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
+};
 use crate::retention::{self, PruneReport};
 use crate::{plan, Error, Result};
 
@@ -161,7 +163,10 @@ impl Runner {
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
         // Mount sources must be absolute; a relative state directory means "from here".
         options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
-            Error::io(format!("resolve state directory {}", options.state_dir.display()), e)
+            Error::io(
+                format!("resolve state directory {}", options.state_dir.display()),
+                e,
+            )
         })?;
         std::fs::create_dir_all(&options.state_dir).map_err(|e| {
             Error::io(
@@ -208,8 +213,13 @@ impl Runner {
         } else {
             Mode::Persistent
         };
-        let labels =
-            labels::container_labels(&spec.agent, mode, &hash, labels::now_ms(), &spec.config.labels);
+        let labels = labels::container_labels(
+            &spec.agent,
+            mode,
+            &hash,
+            labels::now_ms(),
+            &spec.config.labels,
+        );
         let body = plan::create_body(&spec.config, &mounts, &labels)?;
         let sanitized = sanitize_agent_name(&spec.agent);
         let acquired = lifecycle::acquire(
@@ -235,14 +245,22 @@ impl Runner {
         // Redact the values of configured env entries whose names look secret; the credentials'
         // own values are always redacted.
         let redactor = credentials.redactor().with_env(&spec.config.env);
-        let mut env = spec.config.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+        let mut env = spec
+            .config
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>();
         env.extend(credentials.exec_env());
         env.extend(spec.env.iter().cloned());
         env.push(format!("{JOB_MARKER}={job_id}"));
         let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
         exec.env = env;
         exec.user = Some(spec.config.user.to_string());
-        exec.working_dir = Some(spec.working_dir.unwrap_or_else(|| CONTAINER_WORKSPACE.into()));
+        exec.working_dir = Some(
+            spec.working_dir
+                .unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
+        );
         exec.attach_stdin = true;
 
         let lease = acquired.lease;
@@ -328,16 +346,28 @@ impl Runner {
             .list_containers(&filters, true)?
             .into_iter()
             .map(|c| ManagedContainer {
-                name: c.names.first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                name: c
+                    .names
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
                 agent: c.labels.get(labels::AGENT).cloned().unwrap_or_default(),
                 mode: c.labels.get(labels::MODE).cloned().unwrap_or_default(),
-                config_hash: c.labels.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
-                created_ms: c.labels.get(labels::CREATED).and_then(|v| v.parse().ok()).unwrap_or(0),
+                config_hash: c
+                    .labels
+                    .get(labels::CONFIG_HASH)
+                    .cloned()
+                    .unwrap_or_default(),
+                created_ms: c
+                    .labels
+                    .get(labels::CREATED)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
                 state: c.state,
                 id: c.id,
             })
             .collect();
-        found.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        found.sort_by_key(|c| std::cmp::Reverse(c.created_ms));
         Ok(found)
     }
 }

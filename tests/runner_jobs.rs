@@ -19,9 +19,17 @@ fn exit_codes_are_reported_exactly() {
     let fleet = Fleet::new();
     let agent = fleet.agent("exit");
     let config = fleet.config(json!({ "ephemeral": false }));
-    let outcome = |argv: &[&str]| fleet.run(fleet.job(&agent, &config, argv.to_vec())).1.outcome;
+    let outcome = |argv: &[&str]| {
+        fleet
+            .run(fleet.job(&agent, &config, argv.to_vec()))
+            .1
+            .outcome
+    };
     assert!(matches!(outcome(&["true"]), Outcome::Exited(0)));
-    assert!(matches!(outcome(&["sh", "-c", "exit 3"]), Outcome::Exited(3)));
+    assert!(matches!(
+        outcome(&["sh", "-c", "exit 3"]),
+        Outcome::Exited(3)
+    ));
     // The shell says 127; the engine says 126 when the runtime cannot find the program.
     assert!(matches!(
         outcome(&["sh", "-c", "no-such-program"]),
@@ -51,7 +59,10 @@ fn stdout_lines_arrive_whole_and_stderr_is_kept_apart() {
     assert_eq!(lines.len(), 2);
     let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(first["text"].as_str().unwrap().chars().count(), 100_000);
-    assert_eq!(lines[1], r#"{"type":"result"}"#, "a last line without newline is kept");
+    assert_eq!(
+        lines[1], r#"{"type":"result"}"#,
+        "a last line without newline is kept"
+    );
     assert_eq!(report.stderr_tail, "warming up\ndone\n");
     assert!(report.timings.first_byte.is_some() && report.timings.end.is_some());
 }
@@ -61,12 +72,17 @@ fn an_8_mib_prompt_arrives_byte_identical() {
     let fleet = Fleet::new();
     let agent = fleet.agent("prompt");
     let config = fleet.config(json!({}));
-    let piece = "Fix $1234 and `rm -rf /` in \"quotes\" and 'single' \\ back\nnew line ünïcödé 😀 \t tab\n";
+    let piece =
+        "Fix $1234 and `rm -rf /` in \"quotes\" and 'single' \\ back\nnew line ünïcödé 😀 \t tab\n";
     let mut prompt = String::new();
     while prompt.len() < 8 << 20 {
         prompt.push_str(piece);
     }
-    let mut spec = fleet.job(&agent, &config, ["sh", "-c", "sha256sum | cut -c1-64; echo done"]);
+    let mut spec = fleet.job(
+        &agent,
+        &config,
+        ["sh", "-c", "sha256sum | cut -c1-64; echo done"],
+    );
     spec.stdin = prompt.clone().into_bytes();
     let (lines, report) = fleet.run(spec);
     assert!(report.outcome.success(), "{}", report.outcome.describe());
@@ -83,14 +99,25 @@ fn a_line_past_the_limit_ends_the_job_with_a_clear_error() {
     options.max_line_bytes = 1 << 20;
     let runner = herdctl_container::Runner::new(engine, options).unwrap();
     // 4 MiB without a newline, then it would go on forever.
-    let spec = fleet.job(&agent, &config, ["sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' x; sleep 600"]);
+    let spec = fleet.job(
+        &agent,
+        &config,
+        [
+            "sh",
+            "-c",
+            "head -c 4194304 /dev/zero | tr '\\0' x; sleep 600",
+        ],
+    );
     let started = Instant::now();
     let (_, report) = common::fleet::run_on(&runner, spec);
     match &report.outcome {
         Outcome::Failed(e) => assert_eq!(e.code(), "LINE_TOO_LONG", "{e}"),
         other => panic!("expected a line-too-long failure, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(10), "the job was stopped, not waited out");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the job was stopped, not waited out"
+    );
 }
 
 #[test]
@@ -98,17 +125,30 @@ fn a_killed_container_fails_the_job_within_a_second() {
     let fleet = Fleet::new();
     let agent = fleet.agent("killed");
     let config = fleet.config(json!({}));
-    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"])).unwrap();
+    let mut job = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"]))
+        .unwrap();
     assert_eq!(job.next_line(), Some(&b"up"[..]));
     let container = job_container(&fleet, &agent);
     let killed_at = Instant::now();
-    fleet.runner.engine().kill_container(&container, "KILL").unwrap();
+    fleet
+        .runner
+        .engine()
+        .kill_container(&container, "KILL")
+        .unwrap();
     assert_eq!(job.next_line(), None);
     let report = job.finish();
     let took = killed_at.elapsed();
-    assert!(took < Duration::from_secs(1), "the job noticed after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the job noticed after {took:?}"
+    );
     match report.outcome {
-        Outcome::ContainerDied { exit_code, oom_killed } => {
+        Outcome::ContainerDied {
+            exit_code,
+            oom_killed,
+        } => {
             assert_eq!(exit_code, Some(137));
             // 137 with a memory limit counts as a likely OOM only when the engine does not say
             // otherwise; docker says it was not.
@@ -126,7 +166,13 @@ fn running_out_of_memory_is_reported_as_oom() {
     let eat = "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1));";
     let (_, report) = fleet.run(fleet.job(&agent, &config, ["node", "-e", eat]));
     match report.outcome {
-        Outcome::Killed { code: 137, oom: true } | Outcome::ContainerDied { oom_killed: true, .. } => {}
+        Outcome::Killed {
+            code: 137,
+            oom: true,
+        }
+        | Outcome::ContainerDied {
+            oom_killed: true, ..
+        } => {}
         other => panic!("expected an OOM report, got {other:?}"),
     }
 }
@@ -143,12 +189,19 @@ fn cancel_kills_exactly_the_jobs_processes_in_a_shared_container() {
     let fleet = Fleet::new();
     let agent = fleet.agent("cancel");
     let config = fleet.config(json!({ "ephemeral": false }));
-    let mut other = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "echo ok; exec sleep 1003"])).unwrap();
+    let mut other = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", "echo ok; exec sleep 1003"]))
+        .unwrap();
     assert_eq!(other.next_line(), Some(&b"ok"[..]));
     // A job with a child, an orphaned grandchild that cleared its environment, and a shell that
     // ignores SIGTERM.
-    let script = "trap '' TERM; sleep 1000 & (env -i sleep 1001 &); echo started; sleep 1002; echo never";
-    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", script])).unwrap();
+    let script =
+        "trap '' TERM; sleep 1000 & (env -i sleep 1001 &); echo started; sleep 1002; echo never";
+    let mut job = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", script]))
+        .unwrap();
     assert_eq!(job.next_line(), Some(&b"started"[..]));
     let container = job_container(&fleet, &agent);
     let before = processes(&fleet, &container);
@@ -163,9 +216,15 @@ fn cancel_kills_exactly_the_jobs_processes_in_a_shared_container() {
     assert!(took < Duration::from_secs(2), "cancel took {took:?}");
     let after = processes(&fleet, &container);
     for p in ["sleep 1000", "sleep 1001", "sleep 1002"] {
-        assert!(!after.iter().any(|c| c == p), "{p} survived the cancel: {after:?}");
+        assert!(
+            !after.iter().any(|c| c == p),
+            "{p} survived the cancel: {after:?}"
+        );
     }
-    assert!(after.iter().any(|c| c == "sleep 1003"), "the other job was killed: {after:?}");
+    assert!(
+        after.iter().any(|c| c == "sleep 1003"),
+        "the other job was killed: {after:?}"
+    );
     assert_eq!(job.next_line(), None);
     assert!(matches!(job.finish().outcome, Outcome::Cancelled));
 
@@ -178,7 +237,10 @@ fn cancelling_an_ephemeral_job_stops_its_container() {
     let fleet = Fleet::new();
     let agent = fleet.agent("cancel-eph");
     let config = fleet.config(json!({}));
-    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"])).unwrap();
+    let mut job = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"]))
+        .unwrap();
     assert_eq!(job.next_line(), Some(&b"up"[..]));
     let canceller = job.canceller();
     let t = std::thread::spawn(move || canceller.cancel());
@@ -195,7 +257,14 @@ fn finishing_early_cancels_the_job() {
     let fleet = Fleet::new();
     let agent = fleet.agent("early");
     let config = fleet.config(json!({}));
-    let mut job = fleet.runner.start(fleet.job(&agent, &config, ["sh", "-c", "while :; do echo tick; sleep 0.05; done"])).unwrap();
+    let mut job = fleet
+        .runner
+        .start(fleet.job(
+            &agent,
+            &config,
+            ["sh", "-c", "while :; do echo tick; sleep 0.05; done"],
+        ))
+        .unwrap();
     assert_eq!(job.next_line(), Some(&b"tick"[..]));
     let t = Instant::now();
     let report = job.finish();
@@ -215,22 +284,43 @@ fn a_deadline_times_the_job_out() {
     assert!(matches!(report.outcome, Outcome::TimedOut(d) if d == Duration::from_millis(500)));
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     let container = job_container(&fleet, &agent);
-    assert!(!processes(&fleet, &container).iter().any(|c| c == "sleep 600"));
+    assert!(!processes(&fleet, &container)
+        .iter()
+        .any(|c| c == "sleep 600"));
 }
 
 #[test]
 fn secrets_are_redacted_from_the_stderr_tail_and_env_values_reach_the_exec() {
     let fleet = Fleet::new();
     let agent = fleet.agent("redact");
-    let config = fleet.config(json!({ "env": { "GITHUB_TOKEN": "ghp_abcdefgh12345", "MODE": "plain" } }));
-    let mut spec = fleet.job(&agent, &config, ["sh", "-c", "echo \"$ANTHROPIC_API_KEY $GITHUB_TOKEN $MODE\" >&2; exit 1"]);
+    let config =
+        fleet.config(json!({ "env": { "GITHUB_TOKEN": "ghp_abcdefgh12345", "MODE": "plain" } }));
+    let mut spec = fleet.job(
+        &agent,
+        &config,
+        [
+            "sh",
+            "-c",
+            "echo \"$ANTHROPIC_API_KEY $GITHUB_TOKEN $MODE\" >&2; exit 1",
+        ],
+    );
     spec.credentials = Some(
-        Credentials::resolve(|k| (k == "ANTHROPIC_API_KEY").then(|| "sk-ant-redact-me-123".to_string())).unwrap(),
+        Credentials::resolve(|k| {
+            (k == "ANTHROPIC_API_KEY").then(|| "sk-ant-redact-me-123".to_string())
+        })
+        .unwrap(),
     );
     let (_, report) = fleet.run(spec);
     assert!(matches!(report.outcome, Outcome::Exited(1)));
     assert_eq!(report.stderr_tail, "[REDACTED] [REDACTED] plain\n");
-    let c = fleet.runner.engine().inspect_container(&report.container_id).unwrap();
+    let c = fleet
+        .runner
+        .engine()
+        .inspect_container(&report.container_id)
+        .unwrap();
     let env = c.config.env.join(" ");
-    assert!(!env.contains("ghp_abcdefgh12345") && !env.contains("sk-ant"), "{env}");
+    assert!(
+        !env.contains("ghp_abcdefgh12345") && !env.contains("sk-ant"),
+        "{env}"
+    );
 }

@@ -24,7 +24,14 @@ fn ephemeral_containers_are_kept_stopped_and_retention_keeps_the_newest() {
     }
     let left = fleet.containers(&agent);
     let left_names: Vec<&str> = left.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(left_names, names[5..].iter().rev().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        left_names,
+        names[5..]
+            .iter()
+            .rev()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
     assert!(left.iter().all(|c| c.state == "exited"), "{left:?}");
     assert!(left.iter().all(|c| c.mode == "ephemeral"));
 }
@@ -44,7 +51,11 @@ fn retention_of_foo_never_touches_foo_bar() {
     assert_eq!(report.removed.len(), 1);
     assert!(fleet.containers(&foo).is_empty());
     let bars = fleet.containers(&foo_bar);
-    assert_eq!(bars.len(), 2, "foo's prune removed foo-bar's containers: {bars:?}");
+    assert_eq!(
+        bars.len(),
+        2,
+        "foo's prune removed foo-bar's containers: {bars:?}"
+    );
     fleet.runner.prune(&foo_bar, 0).unwrap();
 }
 
@@ -56,14 +67,23 @@ fn persistent_container_is_reused_across_runner_instances() {
     let (_, first) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", "echo one > /tmp/mark"]));
     assert!(first.outcome.success(), "{}", first.outcome.describe());
     let second_runner = fleet.second_runner();
-    let (lines, second) = run_on(&second_runner, fleet.job(&agent, &config, ["cat", "/tmp/mark"]));
+    let (lines, second) = run_on(
+        &second_runner,
+        fleet.job(&agent, &config, ["cat", "/tmp/mark"]),
+    );
     assert!(second.outcome.success(), "{}", second.outcome.describe());
     assert_eq!(second.container_id, first.container_id);
     assert_eq!(lines, ["one"]);
-    assert_eq!(second.timings.create, None, "a reused container is not created again");
+    assert_eq!(
+        second.timings.create, None,
+        "a reused container is not created again"
+    );
     let all = fleet.containers(&agent);
     assert_eq!(all.len(), 1);
-    assert_eq!(all[0].state, "running", "a persistent container keeps running between jobs");
+    assert_eq!(
+        all[0].state, "running",
+        "a persistent container keeps running between jobs"
+    );
 }
 
 #[test]
@@ -72,7 +92,11 @@ fn a_stopped_persistent_container_is_started_again() {
     let agent = fleet.agent("restart");
     let config = fleet.config(json!({ "ephemeral": false }));
     let (_, first) = fleet.run(fleet.job(&agent, &config, ["true"]));
-    fleet.runner.engine().stop_container(&first.container_id, 1).unwrap();
+    fleet
+        .runner
+        .engine()
+        .stop_container(&first.container_id, 1)
+        .unwrap();
     let (_, second) = fleet.run(fleet.job(&agent, &config, ["true"]));
     assert!(second.outcome.success(), "{}", second.outcome.describe());
     assert_eq!(second.container_id, first.container_id);
@@ -85,7 +109,15 @@ fn persistent_container_is_reused_across_processes() {
     let agent = fleet.agent("procs");
     let run_cli = || {
         let out = Command::new(env!("CARGO_BIN_EXE_herdctl-container"))
-            .args(["run", "--agent", &agent, "--image", common::IMAGE, "--network", "none"])
+            .args([
+                "run",
+                "--agent",
+                &agent,
+                "--image",
+                common::IMAGE,
+                "--network",
+                "none",
+            ])
             .args(["--memory", "256m", "--persistent", "--state-dir"])
             .arg(fleet.state.path())
             .arg("--workspace")
@@ -93,7 +125,11 @@ fn persistent_container_is_reused_across_processes() {
             .args(["--", "sh", "-c", "hostname"])
             .output()
             .expect("run the CLI");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let first = run_cli();
@@ -155,7 +191,11 @@ fn gc_removes_containers_of_agents_that_are_gone() {
     let gone = fleet.agent("gone");
     let config = fleet.config(json!({}));
     for agent in [&live, &gone] {
-        assert!(fleet.run(fleet.job(agent, &config, ["true"])).1.outcome.success());
+        assert!(fleet
+            .run(fleet.job(agent, &config, ["true"]))
+            .1
+            .outcome
+            .success());
     }
     // Other tests' agents run at the same time: gc with every other agent counted as live.
     let mut keep_alive: Vec<String> = fleet
@@ -178,11 +218,20 @@ fn a_missing_image_is_a_clear_error() {
     let fleet = Fleet::new();
     let agent = fleet.agent("noimage");
     let config = fleet.config(json!({ "image": "herdctl-test/absent:never" }));
-    let err = fleet.runner.start(fleet.job(&agent, &config, ["true"])).unwrap_err();
+    let err = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["true"]))
+        .unwrap_err();
     assert_eq!(err.code(), "NOT_FOUND");
     let text = err.to_string();
-    assert!(text.contains("no such image herdctl-test/absent:never"), "{text}");
-    assert!(text.contains("docker build -t herdctl-test/absent:never"), "{text}");
+    assert!(
+        text.contains("no such image herdctl-test/absent:never"),
+        "{text}"
+    );
+    assert!(
+        text.contains("docker build -t herdctl-test/absent:never"),
+        "{text}"
+    );
     assert!(fleet.containers(&agent).is_empty());
 }
 
@@ -195,16 +244,30 @@ fn a_container_that_fails_to_start_fails_the_job_and_is_removed() {
     let tag = common::unique("nosleep");
     let image = format!("herdctl-test/nosleep:{tag}");
     live.engine
-        .image_import(common::tar::busybox_rootfs(), "herdctl-test/nosleep", &tag, &[])
+        .image_import(
+            common::tar::busybox_rootfs(),
+            "herdctl-test/nosleep",
+            &tag,
+            &[],
+        )
         .unwrap();
     live.track_image(&image);
     let config = fleet.config(json!({ "image": image }));
-    let err = fleet.runner.start(fleet.job(&agent, &config, ["true"])).unwrap_err();
+    let err = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["true"]))
+        .unwrap_err();
     assert_eq!(err.code(), "CONTAINER_EXITED", "{err}");
     let text = err.to_string();
     assert!(text.contains("exit 127"), "{text}");
-    assert!(text.contains("sleep"), "the container's own words are kept: {text}");
-    assert!(fleet.containers(&agent).is_empty(), "the failed container was kept");
+    assert!(
+        text.contains("sleep"),
+        "the container's own words are kept: {text}"
+    );
+    assert!(
+        fleet.containers(&agent).is_empty(),
+        "the failed container was kept"
+    );
 }
 
 #[test]
@@ -212,7 +275,15 @@ fn security_defaults_are_applied_and_no_credential_is_in_the_container_config() 
     let fleet = Fleet::new();
     let agent = fleet.agent("sec");
     let config = fleet.config(json!({ "pids_limit": 200, "user": "1234:2345" }));
-    let mut spec = fleet.job(&agent, &config, ["sh", "-c", "id -u; test -n \"$ANTHROPIC_API_KEY\" && echo has-key"]);
+    let mut spec = fleet.job(
+        &agent,
+        &config,
+        [
+            "sh",
+            "-c",
+            "id -u; test -n \"$ANTHROPIC_API_KEY\" && echo has-key",
+        ],
+    );
     spec.credentials = Some(
         herdctl_container::Credentials::resolve(|k| {
             (k == "ANTHROPIC_API_KEY").then(|| "sk-ant-test-secret-value".to_string())
@@ -222,10 +293,18 @@ fn security_defaults_are_applied_and_no_credential_is_in_the_container_config() 
     let (lines, report) = fleet.run(spec);
     assert!(report.outcome.success(), "{}", report.outcome.describe());
     assert_eq!(lines, ["1234", "has-key"]);
-    let c = fleet.runner.engine().inspect_container(&report.container_id).unwrap();
+    let c = fleet
+        .runner
+        .engine()
+        .inspect_container(&report.container_id)
+        .unwrap();
     assert_eq!(c.config.user, "1234:2345");
     assert_eq!(c.host_config.cap_drop, ["ALL"]);
-    assert!(c.host_config.security_opt.iter().any(|o| o == "no-new-privileges"));
+    assert!(c
+        .host_config
+        .security_opt
+        .iter()
+        .any(|o| o == "no-new-privileges"));
     assert_eq!(c.host_config.memory, 256 << 20);
     assert_eq!(c.host_config.memory_swap, 256 << 20);
     assert_eq!(c.host_config.pids_limit, Some(200));
@@ -234,7 +313,10 @@ fn security_defaults_are_applied_and_no_credential_is_in_the_container_config() 
     assert_eq!(c.config.labels["dev.herdctl.agent"], agent);
     assert_eq!(c.config.labels["dev.herdctl.managed"], "1");
     let everything = serde_json::to_string(&c.config.env).unwrap();
-    assert!(!everything.contains("sk-ant-test-secret-value"), "{everything}");
+    assert!(
+        !everything.contains("sk-ant-test-secret-value"),
+        "{everything}"
+    );
     let labels = serde_json::to_string(&c.config.labels).unwrap();
     assert!(!labels.contains("sk-ant"), "{labels}");
     assert!(matches!(report.outcome, Outcome::Exited(0)));

@@ -42,7 +42,8 @@ pub use container_models::{
     MountPoint, ProcessList,
 };
 pub use containers::{
-    KillOutcome, MemoryStats, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus, Waiter,
+    KillOutcome, MemoryStats, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus,
+    Waiter,
 };
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
 pub use frames::Stream;

@@ -148,7 +148,11 @@ mod tests {
             lines.push(&text.as_bytes()[split..]);
             got.extend(collect(&mut lines));
             got.push(String::from_utf8(lines.finish().unwrap().to_vec()).unwrap());
-            assert_eq!(got, ["{\"a\":\"é€😀\"}", "{\"b\":2}", "", "last"], "split at {split}");
+            assert_eq!(
+                got,
+                ["{\"a\":\"é€😀\"}", "{\"b\":2}", "", "last"],
+                "split at {split}"
+            );
         }
     }
 
@@ -179,7 +183,11 @@ mod tests {
             lines.push(b"\n");
             assert!(lines.next_range().unwrap().is_some());
         }
-        assert!(lines.buf.capacity() <= 128 * 1024, "{}", lines.buf.capacity());
+        assert!(
+            lines.buf.capacity() <= 128 * 1024,
+            "{}",
+            lines.buf.capacity()
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub(crate) struct Started {
 impl Job {
     pub(crate) fn new(s: Started) -> Job {
         let writer = spawn_writer(s.input, s.stdin);
-        let watchdog = s.deadline.map(|after| spawn_watchdog(s.canceller.clone(), after));
+        let watchdog = s
+            .deadline
+            .map(|after| spawn_watchdog(s.canceller.clone(), after));
         Job {
             engine: s.engine,
             exec_id: s.exec_id,
@@ -183,7 +185,10 @@ impl Job {
             // ended, so the second is certain.
             let _ = writer.join();
         }
-        let lease = self.lease.take().expect("conclude runs once, from finish or drop");
+        let lease = self
+            .lease
+            .take()
+            .expect("conclude runs once, from finish or drop");
         let stream_error = self.ended.take().flatten();
         let outcome = match (self.canceller.reason(), stream_error) {
             (Some(StopReason::Cancelled), _) => Outcome::Cancelled,

@@ -99,7 +99,9 @@ impl Fleet {
 pub fn run_on(runner: &Runner, spec: JobSpec) -> (Vec<String>, JobReport) {
     let mut lines = Vec::new();
     let report = runner
-        .run(spec, |l| lines.push(String::from_utf8_lossy(l).into_owned()))
+        .run(spec, |l| {
+            lines.push(String::from_utf8_lossy(l).into_owned())
+        })
         .unwrap_or_else(|e| panic!("start job: {e}"));
     (lines, report)
 }
