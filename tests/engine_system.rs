@@ -140,3 +140,22 @@ fn docker_host_from_the_environment_is_honoured() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn one_engine_serves_many_threads_through_its_pool() {
+    let live = Live::new();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let engine = live.engine.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    engine.ping().unwrap();
+                    assert!(!engine.version().unwrap().api_version.is_empty());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
