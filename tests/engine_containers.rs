@@ -251,7 +251,7 @@ fn a_missing_image_is_not_found_naming_it() {
 #[test]
 fn wait_begun_before_start_sees_the_exit_code() {
     let live = Live::new();
-    let (code, id) = live.run_to_exit("echo out; echo err >&2; echo out2; exit 3");
+    let (code, id) = live.run_to_exit("echo err >&2; sleep 0.1; echo out; echo out2; exit 3");
     assert_eq!(code, 3);
     let info = live.engine.inspect_container(&id).unwrap();
     assert_eq!(
@@ -285,6 +285,7 @@ fn wait_begun_before_start_sees_the_exit_code() {
     };
     assert_eq!(joined(Stream::Stdout), b"out\nout2\n");
     assert_eq!(joined(Stream::Stderr), b"err\n");
+    // tail counts lines of both streams before choosing one: the last line overall is out2.
     let tail = live
         .engine
         .container_logs(&id, true, false, Some(1))

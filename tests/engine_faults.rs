@@ -289,3 +289,21 @@ fn an_in_band_pull_error_fails_the_pull_naming_the_image() {
         "pull image 127.0.0.1:5000/x: the engine answered 200: manifest unknown"
     );
 }
+
+#[test]
+fn a_tcp_engine_speaks_the_same_http() {
+    // The real engine here listens on its unix socket only; this fake proves the tcp:// path.
+    let addr = common::fake::start_tcp(|req| match req.path.as_str() {
+        "/_ping" => Reply::Bytes(ping("1.44")),
+        "/v1.44/info" => Reply::Bytes(json(200, r#"{"Name":"over-tcp"}"#)),
+        _ => Reply::Close(json(404, "{}")),
+    });
+    let host = Host::parse(&format!("tcp://{addr}")).unwrap();
+    let engine = Engine::with_options(EngineOptions {
+        host,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    assert_eq!(engine.api_version(), "1.44");
+    assert_eq!(engine.info().unwrap().name, "over-tcp");
+}

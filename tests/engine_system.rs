@@ -104,3 +104,58 @@ fn a_socket_we_may_not_open_says_permission_denied() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// DOCKER_HOST is read from the environment, which tests share: so this test runs itself again
+/// with DOCKER_HOST pointing at a socket that does not exist.
+#[test]
+fn docker_host_from_the_environment_is_honoured() {
+    if let Some(path) = std::env::var_os("HERDCTL_TEST_DOCKER_HOST_PATH") {
+        let err = Engine::connect().unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "cannot reach the Docker engine at {}: ",
+                path.to_string_lossy()
+            )),
+            "{err}"
+        );
+        println!("checked-docker-host");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elsewhere.sock");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "docker_host_from_the_environment_is_honoured",
+            "--nocapture",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", path.display()))
+        .env("HERDCTL_TEST_DOCKER_HOST_PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("checked-docker-host"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn one_engine_serves_many_threads_through_its_pool() {
+    let live = Live::new();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let engine = live.engine.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    engine.ping().unwrap();
+                    assert!(!engine.version().unwrap().api_version.is_empty());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

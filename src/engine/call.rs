@@ -373,7 +373,11 @@ impl Engine {
             };
             let framing = Framing::of(&head, req.method == "HEAD")
                 .map_err(|e| wire_error(&call, host, e, budget))?;
-            let keep_alive = head.keep_alive() && write_failure.is_none() && !req.upgrade;
+            // A body that ends with the connection leaves nothing to reuse.
+            let keep_alive = head.keep_alive()
+                && framing != Framing::Close
+                && write_failure.is_none()
+                && !req.upgrade;
             let response = Response {
                 head,
                 call: call.clone(),
@@ -403,8 +407,19 @@ impl Engine {
             renegotiated = true;
             let before = self.inner.minor.load(std::sync::atomic::Ordering::Relaxed);
             let after = self.negotiate()?;
-            if after == before || !req.body.replayable() {
+            if after == before {
                 return Err(self.unsupported_version());
+            }
+            if !req.body.replayable() {
+                // The streamed body is spent; the next call will use the new version.
+                return Err(Error::Api {
+                    call,
+                    status: 400,
+                    message: format!(
+                        "{}; switched to API 1.{after}, try again",
+                        super::errors::engine_message(&bytes)
+                    ),
+                });
             }
         }
     }

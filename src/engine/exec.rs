@@ -201,7 +201,8 @@ impl ExecStream {
 /// process reads EOF and its output keeps flowing.
 ///
 /// A write fails with `BrokenPipe` once the process stopped reading and exited; its output is
-/// still there to read.
+/// still there to read. (On a unix socket that error comes with SIGPIPE, which Rust programs and
+/// Node ignore by default; a C host embedding this crate must ignore it too.)
 #[derive(Debug)]
 pub struct ExecInput {
     conn: Conn,

@@ -202,7 +202,9 @@ mod tests {
 
     /// Feeds `input` in pieces of the given sizes (cycled) and gathers (stream, bytes) per stream
     /// change.
-    fn feed(input: &[u8], sizes: &[usize]) -> Result<(Vec<(Stream, Vec<u8>)>, bool), FrameError> {
+    type Chunks = Vec<(Stream, Vec<u8>)>;
+
+    fn feed(input: &[u8], sizes: &[usize]) -> Result<(Chunks, bool), FrameError> {
         let mut decoder = FrameDecoder::new();
         let mut out: Vec<(Stream, Vec<u8>)> = Vec::new();
         let mut at = 0;

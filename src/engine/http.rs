@@ -103,8 +103,7 @@ impl Framing {
             .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
             .flat_map(|(_, v)| v.split(','))
             .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .last()
+            .rfind(|t| !t.is_empty())
             .map(|last| last.eq_ignore_ascii_case("chunked"));
         match chunked {
             Some(true) => return Ok(Framing::Chunked(Chunk::Size)),

@@ -84,7 +84,8 @@ impl Default for EngineOptions {
 }
 
 impl EngineOptions {
-    /// The defaults, with the host from `DOCKER_HOST` when it is set and not empty.
+    /// The defaults, with the host from `DOCKER_HOST` when it is set and not empty. A `tcp://`
+    /// host with `DOCKER_TLS_VERIFY` set is refused: this client speaks no TLS.
     pub fn from_env() -> crate::Result<EngineOptions> {
         let mut opts = EngineOptions::default();
         if let Some(value) = std::env::var_os("DOCKER_HOST") {
@@ -94,6 +95,13 @@ impl EngineOptions {
             if !value.is_empty() {
                 opts.host = Host::parse(&value)?;
             }
+        }
+        let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+        if tls && matches!(opts.host, Host::Tcp(_)) {
+            return Err(crate::Error::invalid(
+                "DOCKER_TLS_VERIFY",
+                "TLS to the engine is not supported; use its unix socket or a plain tcp:// address",
+            ));
         }
         Ok(opts)
     }

@@ -3,6 +3,7 @@
 //! mismatch after an upgrade, a keep-alive connection closed between calls.
 
 use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -64,6 +65,22 @@ impl FakeEngine {
     }
 }
 
+/// The same fake on a loopback TCP port (the real engine here listens on its unix socket only).
+/// Returns the `127.0.0.1:port` address; serves until the test process ends.
+pub fn start_tcp(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handler = Arc::new(handler);
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let handler = handler.clone();
+            thread::spawn(move || serve(conn, &*handler, &AtomicBool::new(false)));
+        }
+    });
+    addr
+}
+
 impl Drop for FakeEngine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -72,7 +89,7 @@ impl Drop for FakeEngine {
     }
 }
 
-fn serve(mut conn: UnixStream, handler: &dyn Fn(&Request) -> Reply, stop: &AtomicBool) {
+fn serve<S: Read + Write>(mut conn: S, handler: &dyn Fn(&Request) -> Reply, stop: &AtomicBool) {
     let mut pending = Vec::new();
     loop {
         let Some(req) = read_request(&mut conn, &mut pending) else {
@@ -101,7 +118,7 @@ fn serve(mut conn: UnixStream, handler: &dyn Fn(&Request) -> Reply, stop: &Atomi
 }
 
 /// Reads one request head and its Content-Length body; None at EOF.
-fn read_request(conn: &mut UnixStream, pending: &mut Vec<u8>) -> Option<Request> {
+fn read_request(conn: &mut impl Read, pending: &mut Vec<u8>) -> Option<Request> {
     let mut buf = [0u8; 4096];
     let head_end = loop {
         if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {

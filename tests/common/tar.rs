@@ -26,14 +26,18 @@ fn header(path: &str, mode: u32, size: u64, kind: u8) -> [u8; 512] {
     h
 }
 
-/// A root filesystem with `/bin/busybox` (the host's static one) and a world-writable `/tmp`, as
-/// a reader that streams the binary from disk.
-pub fn busybox_rootfs() -> impl Read {
+/// A root filesystem with `/bin/busybox` (the host's static one), a world-writable `/tmp` and
+/// `/marker` holding `marker` (so each test's layer is its own, not shared with another test's),
+/// as a reader that streams the binary from disk.
+pub fn busybox_rootfs(marker: &str) -> impl Read {
     let file = File::open("/bin/busybox").expect("/bin/busybox (busybox-static) on the host");
     let size = file.metadata().unwrap().len();
     let mut head = Vec::new();
     head.extend_from_slice(&header("bin/", 0o755, 0, b'5'));
     head.extend_from_slice(&header("tmp/", 0o1777, 0, b'5'));
+    head.extend_from_slice(&header("marker", 0o644, marker.len() as u64, b'0'));
+    head.extend_from_slice(marker.as_bytes());
+    head.resize(head.len() + (512 - marker.len() % 512) % 512, 0);
     head.extend_from_slice(&header("bin/busybox", 0o755, size, b'0'));
     let pad = (512 - (size % 512) as usize) % 512;
     let tail = vec![0u8; pad + 1024];
