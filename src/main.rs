@@ -63,6 +63,8 @@ struct Flags {
     pairs: Vec<(String, String)>,
     switches: Vec<String>,
     argv: Vec<String>,
+    /// Names already taken, to tell "given twice" from "unknown".
+    taken: Vec<String>,
 }
 
 const SWITCHES: [&str; 2] = ["persistent", "json"];
@@ -73,6 +75,7 @@ impl Flags {
             pairs: Vec::new(),
             switches: Vec::new(),
             argv: Vec::new(),
+            taken: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -105,6 +108,7 @@ impl Flags {
     }
 
     fn take(&mut self, name: &str) -> Option<String> {
+        self.taken.push(name.to_string());
         let i = self.pairs.iter().position(|(n, _)| n == name)?;
         Some(self.pairs.remove(i).1)
     }
@@ -141,10 +145,12 @@ impl Flags {
     /// Refuses leftovers, so a typo is an error instead of a silently ignored flag.
     fn done(&self) -> Result<(), Error> {
         if let Some((name, _)) = self.pairs.first() {
-            return Err(Error::invalid(
-                format!("--{name}"),
-                "is not a flag of this command",
-            ));
+            let problem = if self.taken.contains(name) {
+                "is given more than once"
+            } else {
+                "is not a flag of this command"
+            };
+            return Err(Error::invalid(format!("--{name}"), problem));
         }
         if let Some(name) = self.switches.first() {
             return Err(Error::invalid(

@@ -245,7 +245,7 @@ fn a_container_that_fails_to_start_fails_the_job_and_is_removed() {
     let image = format!("herdctl-test/nosleep:{tag}");
     live.engine
         .image_import(
-            common::tar::busybox_rootfs(),
+            common::tar::busybox_rootfs(&tag),
             "herdctl-test/nosleep",
             &tag,
             &[],
