@@ -11,6 +11,8 @@ use common::fleet::Fleet;
 fn cli(fleet: &Fleet, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herdctl-container"))
         .args(args)
+        // ps, prune and gc keep their state in ./.herdctl: keep that inside the test's temp dir.
+        .current_dir(fleet.state.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
