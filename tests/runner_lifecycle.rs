@@ -238,9 +238,35 @@ fn a_missing_image_is_a_clear_error() {
 #[test]
 fn a_container_that_fails_to_start_fails_the_job_and_is_removed() {
     let fleet = Fleet::new();
-    let live = common::Live::new();
     let agent = fleet.agent("nostart");
-    // An image with busybox but no `sleep` on PATH: create succeeds, start fails in the runtime.
+    // The engine accepts this tmpfs at create; the runtime refuses it at start.
+    let config = fleet.config(json!({ "tmpfs": ["/scratch:size=abc"] }));
+    let err = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["true"]))
+        .unwrap_err();
+    assert_eq!(err.code(), "ENGINE_ERROR", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("POST /containers/"),
+        "names the call: {text}"
+    );
+    assert!(
+        text.contains("size=abc: invalid argument"),
+        "the engine's reason is kept: {text}"
+    );
+    assert!(
+        fleet.containers(&agent).is_empty(),
+        "the failed container was kept"
+    );
+}
+
+#[test]
+fn a_container_that_stops_right_after_start_fails_the_job_with_its_reason() {
+    let fleet = Fleet::new();
+    let live = common::Live::new();
+    let agent = fleet.agent("nosleep");
+    // An image with busybox but no `sleep` on PATH: the init starts, then exits with 127.
     let tag = common::unique("nosleep");
     let image = format!("herdctl-test/nosleep:{tag}");
     live.engine
@@ -253,21 +279,23 @@ fn a_container_that_fails_to_start_fails_the_job_and_is_removed() {
         .unwrap();
     live.track_image(&image);
     let config = fleet.config(json!({ "image": image }));
-    let err = fleet
-        .runner
-        .start(fleet.job(&agent, &config, ["true"]))
-        .unwrap_err();
-    assert_eq!(err.code(), "CONTAINER_EXITED", "{err}");
-    let text = err.to_string();
-    assert!(text.contains("exit 127"), "{text}");
-    assert!(
-        text.contains("sleep"),
-        "the container's own words are kept: {text}"
-    );
-    assert!(
-        fleet.containers(&agent).is_empty(),
-        "the failed container was kept"
-    );
+    // Which of the two the job sees depends on whether its exec came before the init's exit.
+    match fleet.runner.start(fleet.job(&agent, &config, ["true"])) {
+        Err(err) => {
+            assert_eq!(err.code(), "CONTAINER_EXITED", "{err}");
+            let text = err.to_string();
+            assert!(text.contains("exit 127"), "{text}");
+            assert!(text.contains("sleep"), "the container's own words: {text}");
+            assert!(
+                fleet.containers(&agent).is_empty(),
+                "the dead container was kept"
+            );
+        }
+        Ok(job) => {
+            let report = job.finish();
+            assert!(!report.outcome.success(), "{:?}", report.outcome);
+        }
+    }
 }
 
 #[test]
