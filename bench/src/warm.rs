@@ -21,6 +21,7 @@ use crate::stats::Samples;
 enum Method {
     Rust,
     Floor,
+    FloorNoStdin,
     DockerExec,
     Cli,
     Dockerode,
@@ -56,7 +57,13 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
     ]);
     let dockerode_prefix = format!("herdctl-{}-", herdctl_container::sanitize_agent_name(&agent));
 
-    let mut methods = vec![Method::Rust, Method::Floor, Method::DockerExec, Method::Cli];
+    let mut methods = vec![
+        Method::Rust,
+        Method::Floor,
+        Method::FloorNoStdin,
+        Method::DockerExec,
+        Method::Cli,
+    ];
     if node.as_ref().is_some_and(|n| n.has("dockerode-warm")) {
         methods.push(Method::Dockerode);
     }
@@ -72,8 +79,10 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
             let i = (round + k) % methods.len();
             let (f, e) = match methods[i] {
                 Method::Rust => rust_job(ctx, &spec)?,
-                Method::Floor => floor_job(&mut floor, &container, &floor_list, &prompt)
+                Method::Floor => floor_job(&mut floor, &container, &floor_list, Some(&prompt))
                     .map_err(|e| format!("warm: floor: {e}"))?,
+                Method::FloorNoStdin => floor_job(&mut floor, &container, &floor_list, None)
+                    .map_err(|e| format!("warm: floor without stdin: {e}"))?,
                 Method::DockerExec => timed_process(
                     Command::new("docker").args([
                         "exec",
@@ -122,6 +131,11 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
         let floor = at(Method::Floor).expect("the floor always runs");
         let rust = at(Method::Rust).expect("the Rust API always runs");
         rows.push(Row::new(figure, "engine floor (raw socket)", "ms", floor));
+        let no_stdin = at(Method::FloorNoStdin).expect("always runs");
+        rows.push(
+            Row::new(figure, "engine floor, herdctl's exec (no stdin)", "ms", no_stdin)
+                .vs("floor", floor),
+        );
         rows.push(
             Row::new(figure, "Rust API (Runner)", "ms", rust)
                 .vs("floor", floor)
@@ -195,18 +209,24 @@ fn rust_job(ctx: &Ctx, spec: &herdctl_container::JobSpec) -> Result<(Duration, D
 /// The calls the runner makes for a warm job, by hand: find the container, create and start the
 /// exec, write stdin, read to the end, read the exit code, check the container is still up, list
 /// the agent's containers for retention.
+///
+/// Without a prompt, the exec is herdctl's instead: no stdin, the prompt inside an `sh -c`
+/// string (what dockerode runs), so the table shows what attaching stdin costs in the engine.
 pub fn floor_job(
     f: &mut Floor,
     container: &str,
     list: &str,
-    prompt: &str,
+    prompt: Option<&str>,
 ) -> io::Result<(Duration, Duration)> {
     let t0 = Instant::now();
     let found = f
         .call("GET", &format!("/containers/{container}/json"), None)?
         .expect("inspect", &[200])?;
     let id = found.str_field("Id")?;
-    let (first, exit_code) = exec_cat(f, &id, prompt, t0)?;
+    let (first, exit_code) = match prompt {
+        Some(p) => exec_cat(f, &id, p, t0)?,
+        None => exec_echo(f, &id, t0)?,
+    };
     f.call("GET", &format!("/containers/{id}/json"), None)?
         .expect("inspect", &[200])?;
     f.call("GET", list, None)?.expect("list", &[200])?;
@@ -214,6 +234,23 @@ pub fn floor_job(
         return Err(io::Error::other(format!("cat exited {exit_code}")));
     }
     Ok((first, t0.elapsed()))
+}
+
+/// Exec `sh -c "printf '%s\n' '<prompt>'"` without stdin, as herdctl does.
+fn exec_echo(f: &mut Floor, id: &str, t0: Instant) -> io::Result<(Duration, i64)> {
+    let script = format!("printf '%s\\n' '{PROMPT}'");
+    let body = format!(
+        r#"{{"AttachStdin":false,"AttachStdout":true,"AttachStderr":true,"Tty":false,"Cmd":["sh","-c",{}],"Env":[{}],"User":{},"WorkingDir":"/workspace"}}"#,
+        q(&script),
+        q(&format!("HERDCTL_JOB_ID=floor-{}", t0.elapsed().as_nanos())),
+        q(USER)
+    );
+    let exec_id = f
+        .call("POST", &format!("/containers/{id}/exec"), Some(&body))?
+        .expect("exec create", &[201])?
+        .str_field("Id")?;
+    let h = f.exec_start(&exec_id)?;
+    finish_exec(f, h, &exec_id, PROMPT.len() + 1, t0)
 }
 
 /// Exec `cat` with `prompt` on stdin, read its output, then its exit code; returns the time of
@@ -235,13 +272,24 @@ pub fn exec_cat(
         .str_field("Id")?;
     let mut h = f.exec_start(&exec_id)?;
     h.send_stdin(prompt.as_bytes())?;
+    finish_exec(f, h, &exec_id, prompt.len(), t0)
+}
+
+/// Reads a started exec's output to its end (it must be `expect` bytes), then its exit code.
+fn finish_exec(
+    f: &mut Floor,
+    h: crate::floor::Hijacked,
+    exec_id: &str,
+    expect: usize,
+    t0: Instant,
+) -> io::Result<(Duration, i64)> {
     let mut first = None;
     let mut out = 0;
     h.demux(|d| {
         first.get_or_insert_with(|| t0.elapsed());
         out += d.len();
     })?;
-    if out != prompt.len() {
+    if out != expect {
         return Err(io::Error::other(format!("cat printed {out} bytes")));
     }
     // The engine fills the code within milliseconds of the stream's end; `null` means "not yet".
