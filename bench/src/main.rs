@@ -7,12 +7,14 @@
 //!
 //! ```text
 //! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention] [--out FILE]
+//! herdctl-bench profile warm-rust|warm-floor|stream-rust|stream-drain N   (for callgrind)
 //! ```
 
 mod cold;
 mod ext;
 mod fixture;
 mod floor;
+mod profile;
 mod report;
 mod retention;
 mod rss;
@@ -37,6 +39,17 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.first().map(String::as_str) == Some("profile") {
+        let kind = args.get(1).map(String::as_str).unwrap_or("");
+        let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1);
+        return match profile::run(kind, n) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("herdctl-bench profile: {e}");
                 ExitCode::FAILURE
             }
         };

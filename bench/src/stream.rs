@@ -141,7 +141,7 @@ fn rust_lines(ctx: &Ctx, spec: &herdctl_container::JobSpec) -> Result<(u64, f64)
 
 /// The same exec through the floor, its output read and thrown away without demultiplexing;
 /// returns the raw bytes (frame headers included) and the seconds from the first byte to the end.
-fn drain(f: &mut Floor, container: &str, argv: &[String]) -> io::Result<(u64, f64)> {
+pub fn drain(f: &mut Floor, container: &str, argv: &[String]) -> io::Result<(u64, f64)> {
     let cmd: Vec<String> = argv.iter().map(|a| q(a)).collect();
     let body = format!(
         r#"{{"AttachStdin":true,"AttachStdout":true,"AttachStderr":true,"Tty":false,"Cmd":[{}],"Env":[],"User":{},"WorkingDir":"/workspace"}}"#,
