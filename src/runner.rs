@@ -137,7 +137,7 @@ impl Shared {
         *self.lock().entry(id.to_string()).or_default() += 1;
     }
 
-    /// Lets go of one hold; extra calls for the same job are harmless.
+    /// Lets go of one hold.
     pub(crate) fn release(&self, id: &str) {
         let mut held = self.lock();
         if let Some(n) = held.get_mut(id) {
@@ -263,7 +263,7 @@ impl Runner {
         );
         exec.attach_stdin = true;
 
-        let lease = acquired.lease;
+        let mut lease = acquired.lease;
         let t = Instant::now();
         let opened = shared
             .engine

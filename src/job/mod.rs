@@ -185,7 +185,7 @@ impl Job {
             // ended, so the second is certain.
             let _ = writer.join();
         }
-        let lease = self
+        let mut lease = self
             .lease
             .take()
             .expect("conclude runs once, from finish or drop");
