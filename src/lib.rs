@@ -81,4 +81,4 @@ pub use paths::{
 };
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use retention::PruneReport;
-pub use runner::{JobSpec, ManagedContainer, PullPolicy, Runner, RunnerOptions};
+pub use runner::{JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions};

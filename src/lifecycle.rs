@@ -282,7 +282,12 @@ pub(crate) fn explain_exec_failure(shared: &Arc<Shared>, lease: &Lease, e: Error
 }
 
 fn pull(shared: &Arc<Shared>, image: &str) -> Result<()> {
-    shared.engine.image_pull(image, &mut |_| {})
+    let progress = shared.options.pull_progress.clone();
+    shared.engine.image_pull(image, &mut |p| {
+        if let Some(report) = &progress {
+            report(p);
+        }
+    })
 }
 
 /// The engine's 404 on create means the image is missing: say which and how to get it.
