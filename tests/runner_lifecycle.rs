@@ -34,6 +34,12 @@ fn ephemeral_containers_are_kept_stopped_and_retention_keeps_the_newest() {
     );
     assert!(left.iter().all(|c| c.state == "exited"), "{left:?}");
     assert!(left.iter().all(|c| c.mode == "ephemeral"));
+    // Stopped by SIGTERM through the init (143), not killed after waiting out the stop timeout
+    // (137): stopping does not wait.
+    for c in &left {
+        let state = fleet.runner.engine().inspect_container(&c.id).unwrap().state;
+        assert_eq!(state.exit_code, 143, "{}", c.name);
+    }
 }
 
 #[test]
