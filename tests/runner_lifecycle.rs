@@ -37,7 +37,12 @@ fn ephemeral_containers_are_kept_stopped_and_retention_keeps_the_newest() {
     // Stopped by SIGTERM through the init (143), not killed after waiting out the stop timeout
     // (137): stopping does not wait.
     for c in &left {
-        let state = fleet.runner.engine().inspect_container(&c.id).unwrap().state;
+        let state = fleet
+            .runner
+            .engine()
+            .inspect_container(&c.id)
+            .unwrap()
+            .state;
         assert_eq!(state.exit_code, 143, "{}", c.name);
     }
 }
