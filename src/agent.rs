@@ -244,7 +244,7 @@ pub struct AgentJob {
 
 enum Phase {
     Running(Box<Job>),
-    Ended(JobReport),
+    Ended(Box<JobReport>),
     /// Only while `finish` moves the report out.
     Gone,
 }
@@ -292,7 +292,7 @@ impl AgentJob {
         };
         let report = job.finish();
         let closing = self.transcript.closing(&report, &self.redactor);
-        self.phase = Phase::Ended(report);
+        self.phase = Phase::Ended(Box::new(report));
         closing
     }
 
@@ -300,7 +300,7 @@ impl AgentJob {
     pub fn finish(mut self) -> JobReport {
         match std::mem::replace(&mut self.phase, Phase::Gone) {
             Phase::Running(job) => job.finish(),
-            Phase::Ended(report) => report,
+            Phase::Ended(report) => *report,
             Phase::Gone => unreachable!("the phase is Gone only inside next_message and here"),
         }
     }
