@@ -31,8 +31,12 @@
 #![deny(missing_docs)]
 
 pub mod buffer;
+mod config;
+pub mod errors;
+mod runner;
 pub mod stream;
 mod test_producer;
 
 pub use buffer::{Cancelled, Capacity, Sink, StreamError};
+pub use errors::Blocking;
 pub use stream::MessageStream;
