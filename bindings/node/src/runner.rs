@@ -42,8 +42,8 @@ pub struct ExecuteRequest {
     /// herdctl's execute options without `agent` and `abortController`, as JSON text
     /// (`injectedMcpServers` as the list of its names).
     pub options: String,
-    /// For `"raw"`: the program and its arguments.
-    pub argv: Option<Vec<String>>,
+    /// For `"raw"`: the program and its arguments, as JSON text (an array of strings).
+    pub argv: Option<String>,
     /// For `"raw"`: the bytes written to its stdin.
     pub stdin: Option<Buffer>,
 }
@@ -275,7 +275,7 @@ fn core_request(
     strategy: &str,
     agent: &str,
     options: &str,
-    argv: Option<Vec<String>>,
+    argv: Option<String>,
     stdin: Vec<u8>,
 ) -> herdctl_container::Result<AgentRequest> {
     let json = |field: &str, text: &str| {
@@ -283,7 +283,25 @@ fn core_request(
             .map_err(|e| herdctl_container::Error::invalid(field, format!("not JSON: {e}")))
     };
     let command = match strategy {
-        "raw" => Command::raw(argv.unwrap_or_default(), stdin)?,
+        "raw" => {
+            let field = "containerCommand.argv";
+            let expected = "expected an array of strings, like [\"node\", \"agent.js\"]";
+            let argv = match json(field, argv.as_deref().unwrap_or("null"))? {
+                serde_json::Value::Array(items) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        serde_json::Value::String(s) => Ok(s),
+                        _ => Err(herdctl_container::Error::invalid(
+                            format!("{field}[{i}]"),
+                            "expected a string",
+                        )),
+                    })
+                    .collect::<herdctl_container::Result<Vec<String>>>()?,
+                _ => return Err(herdctl_container::Error::invalid(field, expected)),
+            };
+            Command::raw(argv, stdin)?
+        }
         other => Command::Runtime(Strategy::parse(other)?),
     };
     Ok(AgentRequest {
