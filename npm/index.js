@@ -80,7 +80,7 @@ class ContainerRunner {
       const { argv, stdin } = command;
       request.argv = JSON.stringify(argv ?? null);
       if (stdin !== undefined && stdin !== null) {
-        request.stdin = ArrayBuffer.isView(stdin) ? Buffer.from(stdin.buffer, stdin.byteOffset, stdin.byteLength) : Buffer.from(String(stdin));
+        request.stdin = ArrayBuffer.isView(stdin) ? new Uint8Array(stdin.buffer, stdin.byteOffset, stdin.byteLength) : Buffer.from(String(stdin));
       }
     }
     yield* messages(this._core.execute(request), signal);

@@ -13,7 +13,7 @@ use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::engine::{EngineOptions, Host};
 use herdctl_container::invocation::Strategy;
 use herdctl_container::{DockerConfig, Engine, Runner, RunnerOptions};
-use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Result};
 use napi_derive::napi;
 
@@ -45,7 +45,7 @@ pub struct ExecuteRequest {
     /// For `"raw"`: the program and its arguments, as JSON text (an array of strings).
     pub argv: Option<String>,
     /// For `"raw"`: the bytes written to its stdin.
-    pub stdin: Option<Buffer>,
+    pub stdin: Option<Uint8Array>,
 }
 
 /// One of this project's containers.
