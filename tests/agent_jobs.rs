@@ -203,7 +203,10 @@ fn a_missing_program_is_reported_as_such() {
     // dockerd answers 126 for a program that is not in the image (runc's exec fails), a shell 127.
     let code = error["exit_code"].as_i64().unwrap();
     assert!(code == 126 || code == 127, "{error}");
-    assert!(error["message"].as_str().unwrap().contains("the command"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("the command"),
+        "{error}"
+    );
 }
 
 #[test]

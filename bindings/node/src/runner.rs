@@ -6,6 +6,9 @@
 //! connected by the first job or task that needs it, on its own thread), jobs stream through
 //! [`MessageStream`], and list/prune/gc are [`Blocking`] tasks on libuv's pool.
 
+// napi's registration of these items is not compiled into the unit-test build.
+#![cfg_attr(test, allow(dead_code))]
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -118,8 +121,9 @@ impl ContainerRunnerCore {
         address: Option<EngineAddress>,
     ) -> Result<Self> {
         let built = (|| {
-            let value: serde_json::Value = serde_json::from_str(&config)
-                .map_err(|e| herdctl_container::Error::invalid("docker", format!("not JSON: {e}")))?;
+            let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| {
+                herdctl_container::Error::invalid("docker", format!("not JSON: {e}"))
+            })?;
             let config = herdctl_container::resolve_docker_config(&value)?;
             if state_dir.is_empty() {
                 return Err(herdctl_container::Error::invalid(
@@ -195,7 +199,10 @@ impl ContainerRunnerCore {
 
     /// This project's containers, optionally of one agent, newest first.
     #[napi(ts_return_type = "Promise<ContainerInfo[]>")]
-    pub fn list_containers(&self, agent: Option<String>) -> AsyncTask<Blocking<Vec<ContainerInfo>>> {
+    pub fn list_containers(
+        &self,
+        agent: Option<String>,
+    ) -> AsyncTask<Blocking<Vec<ContainerInfo>>> {
         let core = self.core.clone();
         AsyncTask::new(Blocking::new("listing containers", move || {
             let found = core.runner()?.list(agent.as_deref())?;
@@ -232,7 +239,11 @@ impl ContainerRunnerCore {
     /// Removes every stopped container of an agent not in `liveAgents`, and prunes the live
     /// agents to `keep` each (default: the config's `maxContainers`).
     #[napi(ts_return_type = "Promise<PruneResult>")]
-    pub fn gc(&self, live_agents: Vec<String>, keep: Option<u32>) -> AsyncTask<Blocking<PruneResult>> {
+    pub fn gc(
+        &self,
+        live_agents: Vec<String>,
+        keep: Option<u32>,
+    ) -> AsyncTask<Blocking<PruneResult>> {
         let core = self.core.clone();
         AsyncTask::new(Blocking::new("collecting containers", move || {
             let keep = keep.unwrap_or(core.config.max_containers) as usize;
@@ -311,4 +322,3 @@ fn core_request(
         command,
     })
 }
-
