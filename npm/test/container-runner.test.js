@@ -126,6 +126,15 @@ test('abortController.abort() cancels the job and ends the generator after the r
   assert.deepEqual(jobProcesses(c.id), [], 'no process of the job remains');
 });
 
+test('an abortController aborted before execute starts nothing', async () => {
+  const agent = fleet.agent('preaborted');
+  const runner = fleet.runner();
+  const abortController = new AbortController();
+  abortController.abort();
+  assert.deepEqual(await collect(runner.execute({ prompt: 'p', agent, abortController })), []);
+  assert.deepEqual(await runner.listContainers(agent.qualifiedName), []);
+});
+
 test('a container killed mid-job ends the generator with an error message', async () => {
   const agent = fleet.agent('killed');
   const runner = fleet.runner();
