@@ -1,9 +1,29 @@
-// herdctl-container's public types. Those of the native classes are generated from the Rust doc
-// comments into binding.d.ts (by `napi build`) and re-exported here.
-import type { MessageStream } from './binding'
+// herdctl-container's public types. Those of the native classes and helpers are generated from
+// the Rust doc comments into binding.d.ts (by `napi build`) and re-exported here; the shapes that
+// herdctl defines (its config, its execute options, its messages) are written here to match it.
+import type { MessageStream, EngineAddress, ContainerInfo, PruneResult } from './binding'
 
 export { MessageStream } from './binding'
-export type { StreamStats } from './binding'
+export type {
+  StreamStats,
+  EngineAddress,
+  ContainerInfo,
+  PruneResult,
+  PathMapping,
+  PortBinding,
+  TmpfsMount,
+} from './binding'
+export {
+  parseMemoryToBytes,
+  parsePortBinding,
+  parseTmpfsMount,
+  parseVolumeMount,
+  getHostUser,
+  DEFAULT_DOCKER_IMAGE,
+  DEFAULT_MEMORY_LIMIT,
+  DEFAULT_MAX_CONTAINERS,
+} from './binding'
+import type { PathMapping, PortBinding, TmpfsMount } from './binding'
 
 /** A message of a job, as herdctl's runtimes yield it (one JSON line of the agent's output). */
 export interface SDKMessage {
@@ -14,6 +34,166 @@ export interface SDKMessage {
   result?: string
   [key: string]: unknown
 }
+
+/**
+ * The message that ends a job that did not succeed (or printed no `result`): what is known
+ * about how it ended. Errors found before the container existed are thrown instead.
+ */
+export interface ContainerErrorMessage extends SDKMessage {
+  type: 'error'
+  message: string
+  /** `exited`, `command_not_found`, `killed`, `container_died`, `cancelled`, `timed_out` or `failed`. */
+  outcome?: string
+  exit_code?: number | null
+  oom_killed?: boolean
+  /** The end of the job's stderr, secrets redacted. */
+  stderr_tail?: string
+  /** The last stdout lines that were not JSON messages. */
+  stdout_tail?: string
+  /** The container the job ran in (kept for inspection). */
+  container?: string
+  /** The error's code when the job could not be followed to its end. */
+  code?: string
+}
+
+/** herdctl's resolved docker config (`resolveDockerConfig`'s result). */
+export interface DockerConfig {
+  enabled: boolean
+  ephemeral: boolean
+  image: string
+  network: 'none' | 'bridge' | 'host'
+  memoryBytes: number
+  cpuShares?: number
+  cpuPeriod?: number
+  cpuQuota?: number
+  /** `"UID"` or `"UID:GID"`. */
+  user: string
+  maxContainers: number
+  volumes: PathMapping[]
+  workspaceMode: 'ro' | 'rw'
+  env: Record<string, string>
+  ports: PortBinding[]
+  tmpfs: TmpfsMount[]
+  pidsLimit?: number
+  labels: Record<string, string>
+  /** Raw engine HostConfig merged over the generated one (fleet only). */
+  hostConfigOverride?: object
+  /** Lets hostConfigOverride loosen security (fleet only). */
+  allowUnsafeHostConfig?: boolean
+}
+
+/** herdctl's `docker:` block as written in YAML (snake_case). */
+export interface DockerInput {
+  enabled?: boolean
+  ephemeral?: boolean
+  image?: string
+  base_image?: string
+  network?: 'none' | 'bridge' | 'host'
+  memory?: string
+  cpu_shares?: number
+  cpu_period?: number
+  cpu_quota?: number
+  user?: string
+  max_containers?: number
+  volumes?: string[]
+  workspace_mode?: 'ro' | 'rw'
+  env?: Record<string, string>
+  ports?: string[]
+  tmpfs?: string[]
+  pids_limit?: number
+  labels?: Record<string, string>
+  host_config?: object
+}
+
+/** The fields of herdctl's resolved agent that a job reads; herdctl's object has many more. */
+export interface AgentConfig {
+  name: string
+  qualifiedName?: string
+  /** Mounted at /workspace; default: this process's current directory. */
+  working_directory?: string | { root: string }
+  model?: string
+  permission_mode?: string
+  system_prompt?: string
+  allowed_tools?: string[]
+  denied_tools?: string[]
+  tools?: string[]
+  setting_sources?: string[]
+  mcp_servers?: object
+  max_turns?: number
+}
+
+/** herdctl's `RuntimeExecuteOptions`. */
+export interface ExecuteOptions {
+  prompt: string
+  agent: AgentConfig
+  resume?: string
+  fork?: boolean
+  /** Aborting cancels the job (its processes are killed) and ends the generator. */
+  abortController?: AbortController
+  /** Not supported in containers yet: a non-empty one is refused with INVALID_CONFIG. */
+  injectedMcpServers?: Record<string, unknown>
+  systemPromptAppend?: string
+  includePartialMessages?: boolean
+}
+
+/** What a runtime's `containerCommand` hook returns: run `argv` in the container (cwd /workspace). */
+export interface ContainerCommand {
+  /** The program and its arguments; no shell is involved. */
+  argv: string[]
+  /** Written to the program's stdin, then closed. Any size. */
+  stdin?: string | Uint8Array
+}
+
+/**
+ * A runtime that ContainerRunner can wrap: herdctl's `CLIRuntime` or `SDKRuntime` (by class
+ * name), one with `kind: 'cli' | 'sdk'`, or one that says what to run itself with
+ * `containerCommand` (its stdout JSON lines are the messages). The wrapped runtime's own
+ * `execute` is never called.
+ */
+export interface WrappableRuntime {
+  readonly kind?: 'cli' | 'sdk'
+  containerCommand?(options: ExecuteOptions): ContainerCommand | Promise<ContainerCommand>
+}
+
+/** Runs each job of a wrapped herdctl runtime in a Docker container. */
+export declare class ContainerRunner {
+  /**
+   * @param wrapped the runtime herdctl built for the agent
+   * @param config the agent's docker config, resolved or as written (checked here: a bad one
+   *   throws with code INVALID_CONFIG)
+   * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
+   * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock)
+   */
+  constructor(
+    wrapped: WrappableRuntime | object,
+    config: Partial<DockerConfig> | DockerInput | null | undefined,
+    stateDir: string,
+    options?: EngineAddress,
+  )
+  readonly wrapped: WrappableRuntime | object
+  readonly stateDir: string
+  /** The resolved config. */
+  readonly config: DockerConfig
+  /**
+   * The job's messages as they arrive. Throws (an Error with `code`) when the job cannot start:
+   * bad input, no engine, a missing image (NOT_FOUND). Once the container exists, every ending is
+   * a message: a job that did not succeed ends with a {@link ContainerErrorMessage}. Leaving the
+   * loop early, or aborting, cancels the job and releases its container before the generator
+   * finishes. `M` lets callers name their own SDK message type.
+   */
+  execute<M = SDKMessage>(options: ExecuteOptions): AsyncGenerator<M, void, undefined>
+  /** This project's containers, optionally of one agent, newest first. */
+  listContainers(agent?: string): Promise<ContainerInfo[]>
+  /** Removes the agent's oldest stopped containers beyond `keep` (default: maxContainers). */
+  prune(agent: string, keep?: number): Promise<PruneResult>
+  /** Removes stopped containers of agents not in `liveAgents`; prunes the others to `keep`. */
+  gc(liveAgents: string[], keep?: number): Promise<PruneResult>
+}
+
+/** herdctl's `resolveDockerConfig`: defaults applied, every field checked (throws INVALID_CONFIG). */
+export declare function resolveDockerConfig(
+  docker?: DockerInput | Partial<DockerConfig> | null,
+): DockerConfig
 
 /**
  * The messages of a MessageStream, parsed, as an async generator. Leaving the loop early

@@ -3,5 +3,18 @@ import { createRequire } from 'node:module';
 
 const cjs = createRequire(import.meta.url)('./index.js');
 
-export const { MessageStream, messages } = cjs;
+export const {
+  ContainerRunner,
+  messages,
+  MessageStream,
+  resolveDockerConfig,
+  parseMemoryToBytes,
+  parsePortBinding,
+  parseTmpfsMount,
+  parseVolumeMount,
+  getHostUser,
+  DEFAULT_DOCKER_IMAGE,
+  DEFAULT_MEMORY_LIMIT,
+  DEFAULT_MAX_CONTAINERS,
+} = cjs;
 export default cjs;

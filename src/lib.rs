@@ -7,9 +7,45 @@
 //! Why blocking: every caller we serve (a CLI, napi worker threads, Rust tools that may run inside
 //! their own async runtime) can afford a thread per job, and a blocking client has no runtime to
 //! start, share or deadlock. Every call returns when it is done or when its timeout passes.
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use herdctl_container::{resolve_docker_config, Engine, JobSpec, Outcome, Runner, RunnerOptions};
+//!
+//! # fn main() -> herdctl_container::Result<()> {
+//! // DOCKER_HOST, else /var/run/docker.sock; the API version is negotiated here.
+//! let runner = Runner::new(Engine::connect()?, RunnerOptions::new("/srv/herdctl/.herdctl"))?;
+//! // herdctl's docker block, in its YAML (snake_case) or resolved (camelCase) shape.
+//! let config = resolve_docker_config(&serde_json::json!({
+//!     "image": "herdctl/runtime:latest", "memory": "2g", "network": "none", "ephemeral": false,
+//! }))?;
+//! let mut spec = JobSpec::new("fleet.reviewer", config, "/srv/repo", ["claude", "-p", "--output-format", "stream-json", "--verbose"]);
+//! spec.stdin = b"Review the last commit".to_vec(); // the prompt: any size, never on argv
+//! spec.deadline = Some(std::time::Duration::from_secs(3600));
+//!
+//! let mut job = runner.start(spec)?;           // errors here: the job never ran
+//! let canceller = job.canceller();             // hand to another thread to cancel
+//! while let Some(line) = job.next_line() {     // whole lines, as they arrive
+//!     println!("{}", String::from_utf8_lossy(line));
+//! }
+//! let report = job.finish();                   // outcome, timings, redacted stderr tail
+//! if let Outcome::ContainerDied { oom_killed: true, .. } = report.outcome {
+//!     eprintln!("raise docker.memory");
+//! }
+//! # drop(canceller); Ok(()) }
+//! ```
+//!
+//! # Where things live
+//!
+//! Data flows one way: config ([`resolve_docker_config`], [`MountPlan`], [`Credentials`]), then
+//! the container's plan (security defaults, labels, config hash), then engine calls
+//! ([`engine`]), then an [`Outcome`]. [`Runner`] ties them together; [`invocation`] turns a
+//! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agent;
 mod config;
 mod credentials;
 pub mod engine;
@@ -46,4 +82,4 @@ pub use paths::{
 };
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use retention::PruneReport;
-pub use runner::{JobSpec, ManagedContainer, PullPolicy, Runner, RunnerOptions};
+pub use runner::{JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions};

@@ -41,6 +41,8 @@ pub(crate) struct Lease {
     keep: usize,
     /// This acquire created the container (so no earlier job's state is in it).
     created: bool,
+    /// Whether this lease still counts as a use of the container.
+    held: bool,
 }
 
 /// A lease and what getting it cost.
@@ -68,6 +70,7 @@ impl Lease {
             mode: req.mode,
             keep: req.keep,
             created,
+            held: true,
         }
     }
 
@@ -81,7 +84,7 @@ impl Lease {
 
     /// Ends the job's use: stops an ephemeral container, then applies retention to the agent.
     /// Failures here do not change the job's outcome; they come back as warnings.
-    pub(crate) fn release(&self) -> Vec<String> {
+    pub(crate) fn release(&mut self) -> Vec<String> {
         let mut warnings = Vec::new();
         let engine = &self.shared.engine;
         if self.mode == Mode::Ephemeral {
@@ -91,7 +94,7 @@ impl Lease {
                 warnings.push(format!("stop container {}: {e}", self.name));
             }
         }
-        self.shared.release(&self.id);
+        self.let_go();
         match retention::prune(&self.shared, &self.agent, self.keep) {
             Ok(report) => warnings.extend(report.warnings),
             Err(e) => warnings.push(format!("retention for agent {}: {e}", self.agent)),
@@ -100,10 +103,18 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Ends this lease's count on the container, once: another job may still hold it.
+    fn let_go(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.shared.release(&self.id);
+        }
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
-        // Idempotent: release() may already have let go.
-        self.shared.release(&self.id);
+        self.let_go();
     }
 }
 
@@ -271,7 +282,12 @@ pub(crate) fn explain_exec_failure(shared: &Arc<Shared>, lease: &Lease, e: Error
 }
 
 fn pull(shared: &Arc<Shared>, image: &str) -> Result<()> {
-    shared.engine.image_pull(image, &mut |_| {})
+    let progress = shared.options.pull_progress.clone();
+    shared.engine.image_pull(image, &mut |p| {
+        if let Some(report) = &progress {
+            report(p);
+        }
+    })
 }
 
 /// The engine's 404 on create means the image is missing: say which and how to get it.

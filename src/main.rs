@@ -7,15 +7,19 @@ use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use herdctl_container::engine::PullProgress;
 use herdctl_container::{
-    resolve_docker_config, Engine, Error, JobSpec, Outcome, Runner, RunnerOptions,
+    resolve_docker_config, Engine, Error, JobSpec, Outcome, PullPolicy, Runner, RunnerOptions,
 };
 use serde_json::{json, Map, Value};
 
 const USAGE: &str = "usage:
   herdctl-container run --agent NAME [--image IMAGE] [--persistent] [--keep N] [--network none|bridge|host]
                         [--memory SIZE] [--user UID[:GID]] [--workspace DIR] [--state-dir DIR]
-                        [--env KEY=VALUE]... [--timeout SECONDS] [--config FILE.json] -- COMMAND [ARG]...
+                        [--env KEY=VALUE]... [--timeout SECONDS] [--config FILE.json]
+                        [--pull never|if-missing|always] -- COMMAND [ARG]...
   herdctl-container ps [--agent NAME] [--json]
   herdctl-container prune --agent NAME --keep N
   herdctl-container gc --keep N [--live-agent NAME]...
@@ -164,7 +168,30 @@ impl Flags {
 
 fn runner(flags: &mut Flags) -> Result<Runner, Error> {
     let state_dir = flags.take("state-dir").unwrap_or_else(|| ".herdctl".into());
-    Runner::new(Engine::connect()?, RunnerOptions::new(state_dir))
+    let mut options = RunnerOptions::new(state_dir);
+    options.pull = match flags.take("pull").as_deref() {
+        None | Some("never") => PullPolicy::Never,
+        Some("if-missing") => PullPolicy::IfMissing,
+        Some("always") => PullPolicy::Always,
+        Some(other) => {
+            return Err(Error::invalid(
+                "--pull",
+                format!("{other:?} is not a pull policy; expected never, if-missing or always"),
+            ))
+        }
+    };
+    options.pull_progress = Some(Arc::new(|p: &PullProgress| {
+        let id =
+            p.id.as_deref()
+                .map(|i| format!("{i}: "))
+                .unwrap_or_default();
+        eprintln!(
+            "pull: {id}{} {}",
+            p.status,
+            p.progress.as_deref().unwrap_or("")
+        );
+    }));
+    Runner::new(Engine::connect()?, options)
 }
 
 fn run(flags: &mut Flags) -> Result<ExitCode, Error> {

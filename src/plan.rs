@@ -7,14 +7,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, DEFAULT_PIDS_LIMIT};
 use crate::engine::ContainerInspect;
 use crate::paths::{MountPlan, CONTAINER_HOME, CONTAINER_WORKSPACE};
 use crate::{Error, Result};
-
-/// The pids limit when the config sets none: room for Claude Code's tools (node, git, ripgrep,
-/// shells, MCP servers) while stopping a fork bomb.
-pub const DEFAULT_PIDS_LIMIT: u64 = 1024;
 
 /// What PID 1's child runs: a process that waits forever, so jobs can exec into the container.
 /// `sleep infinity` exists in busybox and coreutils; the image's entrypoint still runs first.

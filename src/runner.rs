@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::DockerConfig;
 use crate::credentials::Credentials;
-use crate::engine::{Engine, ExecSpec};
+use crate::engine::{Engine, ExecSpec, PullProgress};
 use crate::job::{Canceller, Job, JobReport, Started, Timings, JOB_MARKER};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Request};
@@ -30,14 +30,19 @@ pub enum PullPolicy {
     Always,
 }
 
+/// Receives each progress line of an image pull.
+pub type PullProgressFn = Arc<dyn Fn(&PullProgress) + Send + Sync>;
+
 /// How a [`Runner`] behaves. Plain data with documented defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunnerOptions {
     /// herdctl's state directory (`.herdctl/`); session directories live under
     /// `<state_dir>/docker-sessions/`. No default: it must be given.
     pub state_dir: PathBuf,
     /// When to pull images. Default: [`PullPolicy::Never`].
     pub pull: PullPolicy,
+    /// Where pull progress goes. Default: nowhere.
+    pub pull_progress: Option<PullProgressFn>,
     /// The longest stdout line a job may print; a longer one ends the job with
     /// [`Error::LineTooLong`]. Default: 64 MiB (an agent's tool result can be large).
     pub max_line_bytes: usize,
@@ -51,9 +56,22 @@ impl RunnerOptions {
         RunnerOptions {
             state_dir: state_dir.into(),
             pull: PullPolicy::Never,
+            pull_progress: None,
             max_line_bytes: 64 << 20,
             session_layout: SessionLayout::PerAgent,
         }
+    }
+}
+
+impl std::fmt::Debug for RunnerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerOptions")
+            .field("state_dir", &self.state_dir)
+            .field("pull", &self.pull)
+            .field("pull_progress", &self.pull_progress.is_some())
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("session_layout", &self.session_layout)
+            .finish()
     }
 }
 
@@ -137,7 +155,7 @@ impl Shared {
         *self.lock().entry(id.to_string()).or_default() += 1;
     }
 
-    /// Lets go of one hold; extra calls for the same job are harmless.
+    /// Lets go of one hold.
     pub(crate) fn release(&self, id: &str) {
         let mut held = self.lock();
         if let Some(n) = held.get_mut(id) {
@@ -263,7 +281,7 @@ impl Runner {
         );
         exec.attach_stdin = true;
 
-        let lease = acquired.lease;
+        let mut lease = acquired.lease;
         let t = Instant::now();
         let opened = shared
             .engine

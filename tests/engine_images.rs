@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::fs;
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{self, Read};
 
 use common::{docker, tar, unique, Live, IMAGE};
 use herdctl_container::engine::{Stream, WaitCondition};
@@ -137,77 +133,10 @@ fn a_failing_tarball_reader_is_an_io_error_and_the_engine_stays_usable() {
     live.engine.ping().unwrap();
 }
 
-/// Debian's docker-registry serving on a free loopback port from a temp dir; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("config.yml");
-        let storage = dir.path().join("storage");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("docker-registry is installed (scripts/test installs Debian's package)");
-        let registry = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !registry.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        registry
-    }
-
-    fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_pull_from_a_loopback_registry_reports_progress() {
     let live = Live::new();
-    let registry = Registry::start();
+    let registry = common::registry::Registry::start();
     let tag = unique("t");
     let source = format!("herdctl-test/pull-src:{tag}");
     let remote = format!("127.0.0.1:{}/herdctl-test/busybox:{tag}", registry.port);

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fleet::{sha256_hex, Fleet};
-use herdctl_container::{Credentials, Outcome};
+use herdctl_container::{Credentials, Job, Outcome};
 use serde_json::json;
 
 /// The command lines of every process in the container.
@@ -125,11 +125,7 @@ fn a_killed_container_fails_the_job_within_a_second() {
     let fleet = Fleet::new();
     let agent = fleet.agent("killed");
     let config = fleet.config(json!({}));
-    let mut job = fleet
-        .runner
-        .start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"]))
-        .unwrap();
-    assert_eq!(job.next_line(), Some(&b"up"[..]));
+    let mut job = start_sleeper(&fleet, &agent, &config);
     let container = job_container(&fleet, &agent);
     let killed_at = Instant::now();
     fleet
@@ -175,6 +171,16 @@ fn running_out_of_memory_is_reported_as_oom() {
         } => {}
         other => panic!("expected an OOM report, got {other:?}"),
     }
+}
+
+/// A job that prints `up` and then sleeps, started and seen to be up.
+fn start_sleeper(fleet: &Fleet, agent: &str, config: &herdctl_container::DockerConfig) -> Job {
+    let mut job = fleet
+        .runner
+        .start(fleet.job(agent, config, ["sh", "-c", "echo up; sleep 600"]))
+        .unwrap();
+    assert_eq!(job.next_line(), Some(&b"up"[..]));
+    job
 }
 
 /// The id of the agent's only container.
@@ -237,11 +243,7 @@ fn cancelling_an_ephemeral_job_stops_its_container() {
     let fleet = Fleet::new();
     let agent = fleet.agent("cancel-eph");
     let config = fleet.config(json!({}));
-    let mut job = fleet
-        .runner
-        .start(fleet.job(&agent, &config, ["sh", "-c", "echo up; sleep 600"]))
-        .unwrap();
-    assert_eq!(job.next_line(), Some(&b"up"[..]));
+    let mut job = start_sleeper(&fleet, &agent, &config);
     let canceller = job.canceller();
     let t = std::thread::spawn(move || canceller.cancel());
     assert_eq!(job.next_line(), None);

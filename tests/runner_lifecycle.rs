@@ -34,6 +34,17 @@ fn ephemeral_containers_are_kept_stopped_and_retention_keeps_the_newest() {
     );
     assert!(left.iter().all(|c| c.state == "exited"), "{left:?}");
     assert!(left.iter().all(|c| c.mode == "ephemeral"));
+    // Stopped by SIGTERM through the init (143), not killed after waiting out the stop timeout
+    // (137): stopping does not wait.
+    for c in &left {
+        let state = fleet
+            .runner
+            .engine()
+            .inspect_container(&c.id)
+            .unwrap()
+            .state;
+        assert_eq!(state.exit_code, 143, "{}", c.name);
+    }
 }
 
 #[test]
@@ -348,4 +359,57 @@ fn security_defaults_are_applied_and_no_credential_is_in_the_container_config() 
     let labels = serde_json::to_string(&c.config.labels).unwrap();
     assert!(!labels.contains("sk-ant"), "{labels}");
     assert!(matches!(report.outcome, Outcome::Exited(0)));
+}
+
+#[test]
+fn pull_policy_if_missing_pulls_from_a_registry_with_progress() {
+    let fleet = Fleet::new();
+    let live = common::Live::new();
+    let registry = common::registry::Registry::start();
+    let agent = fleet.agent("pull");
+    let tag = common::unique("pull");
+    let source = format!("herdctl-test/pull-src:{tag}");
+    let remote = format!("127.0.0.1:{}/herdctl-test/runnable:{tag}", registry.port);
+    live.track_image(&source);
+    live.track_image(&remote);
+    live.engine
+        .image_import(
+            common::tar::runnable_rootfs(&tag),
+            "herdctl-test/pull-src",
+            &tag,
+            &[],
+        )
+        .unwrap();
+    common::docker(&["tag", &source, &remote]);
+    common::docker(&["push", &remote]);
+    // Gone locally, layer and all, so the pull downloads it.
+    common::docker(&["rmi", &remote, &source]);
+
+    let config = fleet.config(json!({ "image": remote }));
+    // The default policy never pulls: the job fails and says how to get the image.
+    let err = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["true"]))
+        .unwrap_err();
+    assert!(err.to_string().contains("pull policy if-missing"), "{err}");
+
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let mut options = herdctl_container::RunnerOptions::new(fleet.state.path());
+    options.pull = herdctl_container::PullPolicy::IfMissing;
+    options.pull_progress = Some(std::sync::Arc::new(move |p| {
+        seen.lock().unwrap().push(p.status.clone())
+    }));
+    let runner = herdctl_container::Runner::new(live.engine.clone(), options).unwrap();
+    let (lines, report) = run_on(&runner, fleet.job(&agent, &config, ["echo", "pulled"]));
+    assert!(report.outcome.success(), "{}", report.outcome.describe());
+    assert_eq!(lines, ["pulled"]);
+    let events = events.lock().unwrap();
+    assert!(events.iter().any(|s| s == "Pull complete"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|s| s.starts_with("Status: Downloaded newer image")),
+        "{events:?}"
+    );
 }

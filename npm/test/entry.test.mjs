@@ -6,10 +6,16 @@ import * as esm from 'herdctl-container';
 
 const cjs = createRequire(import.meta.url)('herdctl-container');
 
+const SURFACE = [
+  'ContainerRunner', 'DEFAULT_DOCKER_IMAGE', 'DEFAULT_MAX_CONTAINERS', 'DEFAULT_MEMORY_LIMIT',
+  'MessageStream', 'getHostUser', 'messages', 'parseMemoryToBytes', 'parsePortBinding',
+  'parseTmpfsMount', 'parseVolumeMount', 'resolveDockerConfig',
+];
+
 test('import and require give the same surface', () => {
-  assert.equal(esm.messages, cjs.messages);
-  assert.equal(esm.MessageStream, cjs.MessageStream);
-  assert.equal(typeof esm.messages, 'function');
+  assert.deepEqual(Object.keys(cjs).sort(), SURFACE);
+  for (const name of SURFACE) assert.equal(esm[name], cjs[name], name);
+  assert.equal(esm.default, cjs);
+  assert.equal(esm.ContainerRunner.name, 'ContainerRunner');
   assert.equal(esm.MessageStream.name, 'MessageStream');
-  assert.deepEqual(Object.keys(cjs).sort(), ['MessageStream', 'messages']);
 });

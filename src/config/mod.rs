@@ -219,8 +219,9 @@ pub struct DockerConfig {
     pub volumes: Vec<VolumeMount>,
     /// How the workspace is mounted. Default: rw.
     pub workspace_mode: AccessMode,
-    /// Extra environment. Names that look secret ([`crate::is_secret_name`]) belong in the exec
-    /// env, see [`DockerConfig::create_env`]. Default: empty.
+    /// Extra environment. Given to each exec, never to the container's create config (which
+    /// `docker inspect` shows): a guess at which values are secret by their names would miss
+    /// `DATABASE_URL`. Default: empty.
     pub env: BTreeMap<String, String>,
     /// Published ports. Default: none.
     pub ports: Vec<PortBinding>,
@@ -239,28 +240,6 @@ pub struct DockerConfig {
     /// no-new-privileges, host namespaces, devices, unconfined profiles). Fleet only. Default: false.
     #[serde(default)]
     pub allow_unsafe_host_config: bool,
-}
-
-impl DockerConfig {
-    /// The `KEY=value` entries that may go into the container's create config: every `env` entry
-    /// whose name does not look secret. Create-time env is shown by `docker inspect`.
-    pub fn create_env(&self) -> Vec<String> {
-        self.env_where(false)
-    }
-
-    /// The `KEY=value` entries to give each exec instead of the create config: every `env` entry
-    /// whose name looks secret (`*TOKEN*`, `*KEY*`, `*SECRET*`, `*PASSWORD*`, ...).
-    pub fn exec_env(&self) -> Vec<String> {
-        self.env_where(true)
-    }
-
-    fn env_where(&self, secret: bool) -> Vec<String> {
-        self.env
-            .iter()
-            .filter(|(k, _)| crate::redact::is_secret_name(k) == secret)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect()
-    }
 }
 
 impl TryFrom<serde_json::Value> for DockerConfig {

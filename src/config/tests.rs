@@ -233,16 +233,6 @@ fn env_values_never_appear_in_errors() {
 }
 
 #[test]
-fn env_splits_secret_names_into_exec_env() {
-    let c = resolve(
-        json!({"env": {"GITHUB_TOKEN": "ghp_1", "LANG": "C.UTF-8", "DB_PASSWORD": "pw12"}}),
-    )
-    .unwrap();
-    assert_eq!(c.create_env(), ["LANG=C.UTF-8"]);
-    assert_eq!(c.exec_env(), ["DB_PASSWORD=pw12", "GITHUB_TOKEN=ghp_1"]);
-}
-
-#[test]
 fn user_spec_serde() {
     let u: UserSpec = serde_json::from_value(json!("1000:1000")).unwrap();
     assert_eq!(u, DEFAULT_NON_ROOT_USER);

@@ -424,3 +424,10 @@ impl Engine {
         }
     }
 }
+
+/// The answer of a call that creates something (a container, an exec): its id.
+#[derive(serde::Deserialize)]
+pub(crate) struct Created {
+    #[serde(rename = "Id")]
+    pub id: String,
+}

@@ -153,14 +153,7 @@ impl Engine {
         }
         let response = self.send(Req::new("POST", path).json(body)?)?;
         match response.status() {
-            201 | 200 => {
-                #[derive(Deserialize)]
-                struct Created {
-                    #[serde(rename = "Id")]
-                    id: String,
-                }
-                Ok(response.json::<Created>()?.id)
-            }
+            201 | 200 => Ok(response.json::<super::call::Created>()?.id),
             409 => {
                 let call = response.call().to_string();
                 match response.error(name, &[]) {

@@ -406,14 +406,7 @@ impl Engine {
         let response =
             self.send(Req::new("POST", format!("/containers/{container}/exec")).json(&body)?)?;
         match response.status() {
-            201 | 200 => {
-                #[derive(Deserialize)]
-                struct Created {
-                    #[serde(rename = "Id")]
-                    id: String,
-                }
-                Ok(response.json::<Created>()?.id)
-            }
+            201 | 200 => Ok(response.json::<super::call::Created>()?.id),
             _ => Err(response.error(container, CONTAINER_404)),
         }
     }

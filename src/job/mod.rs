@@ -185,7 +185,7 @@ impl Job {
             // ended, so the second is certain.
             let _ = writer.join();
         }
-        let lease = self
+        let mut lease = self
             .lease
             .take()
             .expect("conclude runs once, from finish or drop");
@@ -215,6 +215,7 @@ impl Job {
     /// The outcome of an exec whose stream ended by itself.
     fn exit_outcome(&self, lease: &Lease) -> Outcome {
         let give_up = Instant::now() + EXIT_CODE_GRACE;
+        let killed_grace = Instant::now() + Duration::from_millis(300);
         loop {
             let exit = match self.engine.exec_inspect(&self.exec_id) {
                 Ok(i) => i.exit_code,
@@ -235,6 +236,12 @@ impl Job {
             }
             match exit {
                 Some(code @ (126 | 127)) => return Outcome::CommandNotFound { code },
+                // A SIGKILLed exec in a container that is being killed: the exec's end reaches
+                // us before the engine marks the container stopped, so look again briefly
+                // before blaming the exec alone.
+                Some(137) if Instant::now() < killed_grace => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Some(137) => {
                     let oom = container.state.oom_killed
                         || (container.host_config.memory > 0 && self.hit_memory_limit(lease));

@@ -4,6 +4,7 @@
 
 pub mod fake;
 pub mod fleet;
+pub mod registry;
 pub mod tar;
 
 use std::collections::BTreeMap;

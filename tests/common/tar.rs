@@ -5,8 +5,13 @@ use std::fs::File;
 use std::io::{Cursor, Read};
 
 fn header(path: &str, mode: u32, size: u64, kind: u8) -> [u8; 512] {
+    link_header(path, mode, size, kind, "")
+}
+
+fn link_header(path: &str, mode: u32, size: u64, kind: u8, link: &str) -> [u8; 512] {
     let mut h = [0u8; 512];
     h[..path.len()].copy_from_slice(path.as_bytes());
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
     let octal = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
         let s = format!("{v:0width$o}\0", width = len - 1);
         h[at..at + len].copy_from_slice(s.as_bytes());
@@ -30,6 +35,16 @@ fn header(path: &str, mode: u32, size: u64, kind: u8) -> [u8; 512] {
 /// `/marker` holding `marker` (so each test's layer is its own, not shared with another test's),
 /// as a reader that streams the binary from disk.
 pub fn busybox_rootfs(marker: &str) -> impl Read {
+    rootfs(marker, &[])
+}
+
+/// [`busybox_rootfs`] plus `/bin/<applet>` links to busybox, so the runner's containers can start
+/// (`sleep`) and run jobs in it.
+pub fn runnable_rootfs(marker: &str) -> impl Read {
+    rootfs(marker, &["sh", "sleep", "true", "cat", "echo"])
+}
+
+fn rootfs(marker: &str, applets: &[&str]) -> impl Read {
     let file = File::open("/bin/busybox").expect("/bin/busybox (busybox-static) on the host");
     let size = file.metadata().unwrap().len();
     let mut head = Vec::new();
@@ -38,6 +53,15 @@ pub fn busybox_rootfs(marker: &str) -> impl Read {
     head.extend_from_slice(&header("marker", 0o644, marker.len() as u64, b'0'));
     head.extend_from_slice(marker.as_bytes());
     head.resize(head.len() + (512 - marker.len() % 512) % 512, 0);
+    for applet in applets {
+        head.extend_from_slice(&link_header(
+            &format!("bin/{applet}"),
+            0o777,
+            0,
+            b'2',
+            "busybox",
+        ));
+    }
     head.extend_from_slice(&header("bin/busybox", 0o755, size, b'0'));
     let pad = (512 - (size % 512) as usize) % 512;
     let tail = vec![0u8; pad + 1024];

@@ -16,23 +16,25 @@
 //! The JS `cancel()` (and so `break` in a `for await`) settles only once the producer has
 //! returned, so whatever the job releases before returning (its container) is released by then.
 //!
-//! ```text
-//! #[napi]
-//! pub fn execute(&self, request: JobRequest) -> napi::Result<MessageStream> {
-//!     let job = self.core.job(request.try_into()?)?;   // validation only: no I/O on the JS thread
-//!     MessageStream::spawn("herdctl-job", Capacity::default(), move |sink| {
-//!         let stop = job.canceller();                   // Send, returns at once
-//!         sink.on_cancel(move || stop.cancel());
-//!         job.run(|line| sink.send(line).is_ok())       // false: stop reading, clean up, return
-//!             .map_err(|e| StreamError::new(e.code(), e.to_string()))
-//!     })
-//! }
-//! ```
+//! `ContainerRunnerCore::execute` (in `runner.rs`) is the one real producer: it starts the
+//! core's `AgentJob` on the stream's thread (an error there rejects the first `next()` with its
+//! code), registers a canceller that calls `Canceller::cancel` on a thread of its own (it blocks
+//! while the job's processes are killed), sends each message until the consumer leaves, and
+//! finishes the job, which releases its container.
+//!
+//! # Errors
+//!
+//! Every core error reaches JS through `errors.rs`, as an `Error` whose `code` is
+//! `herdctl_container::Error::code()`; a panic becomes `INTERNAL`, never a crash.
 #![deny(missing_docs)]
 
 pub mod buffer;
+mod config;
+pub mod errors;
+mod runner;
 pub mod stream;
 mod test_producer;
 
 pub use buffer::{Cancelled, Capacity, Sink, StreamError};
+pub use errors::Blocking;
 pub use stream::MessageStream;

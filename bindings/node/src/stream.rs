@@ -13,24 +13,15 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{JsObjectValue, JsValue, Object};
+use napi::bindgen_prelude::Object;
 use napi::{Env, Error, Result};
 use napi_derive::napi;
 
 use crate::buffer::{Buffer, Capacity, Sink, StreamError, Taken, Wake};
+use crate::errors::js_error;
 
 /// What a `next()` settles to in JS: the lines, or `null` once the stream has ended.
 type Batch = Option<Vec<String>>;
-
-/// A JS `Error` with a `code` property, as the `Error` a promise rejects with.
-fn js_error(env: &Env, code: &str, message: &str) -> Error {
-    let build = || -> Result<Error> {
-        let mut obj: Object = env.create_error(Error::from_reason(message))?;
-        obj.set_named_property("code", code)?;
-        Ok(Error::from(obj.to_unknown()))
-    };
-    build().unwrap_or_else(|e| e)
-}
 
 /// Counters of a stream, for diagnostics and tests.
 #[napi(object)]

@@ -1,0 +1,451 @@
+//! One herdctl `execute` call as a job: herdctl's agent, docker config and execute options in,
+//! SDK messages out.
+//!
+//! herdctl's runtimes yield SDK messages (one JSON object a line) that end with a `result`, and
+//! herdctl stops at the first `result` or `error`. A job in a container can end in ways a runtime
+//! never reports (killed, out of memory, cancelled, a missing binary, no engine mid-stream), so
+//! every such ending becomes one last synthesized `{"type":"error"}` message carrying what is known:
+//! the outcome, exit code, OOM flag and the redacted end of stderr. Only stdout lines that are JSON
+//! objects are messages; anything else a broken tool prints goes into a short tail for that error,
+//! since herdctl would choke on it.
+//!
+//! ```no_run
+//! use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
+//! use herdctl_container::invocation::Strategy;
+//! use herdctl_container::{resolve_docker_config, Engine, Runner, RunnerOptions};
+//! # fn main() -> herdctl_container::Result<()> {
+//! let runner = Runner::new(Engine::connect()?, RunnerOptions::new("/tmp/herdctl-state"))?;
+//! let request = AgentRequest {
+//!     config: resolve_docker_config(&serde_json::json!({"network": "none"}))?,
+//!     agent: serde_json::json!({"name": "coder", "working_directory": "/tmp/work"}),
+//!     options: ExecuteOptions::new("fix the bug"),
+//!     command: Command::Runtime(Strategy::Cli),
+//! };
+//! let mut job = AgentJob::start(&runner, request)?;
+//! while let Some(message) = job.next_message() {
+//!     println!("{message}");
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::invocation::{self, AgentSpec, Invocation, JobInput, Strategy};
+use crate::job::{Canceller, Job, JobReport, Outcome};
+use crate::{workspace_root, Credentials, DockerConfig, Error, JobSpec, Redactor, Result, Runner};
+
+/// The per-call part of herdctl's `RuntimeExecuteOptions` (its `agent` is [`AgentRequest::agent`],
+/// its `abortController` is the job's [`Canceller`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecuteOptions {
+    /// The prompt, any size. It travels on the job's stdin.
+    pub prompt: String,
+    /// A session id to resume. Default: none.
+    pub resume: Option<String>,
+    /// Fork the resumed session instead of continuing it. Default: false.
+    pub fork: bool,
+    /// Text appended to the agent's system prompt for this call. Default: none.
+    pub system_prompt_append: Option<String>,
+    /// Ask for partial (streaming) assistant messages. Default: false.
+    pub include_partial_messages: bool,
+}
+
+impl ExecuteOptions {
+    /// Options with this prompt and every default.
+    pub fn new(prompt: impl Into<String>) -> ExecuteOptions {
+        ExecuteOptions {
+            prompt: prompt.into(),
+            ..ExecuteOptions::default()
+        }
+    }
+
+    /// Reads herdctl's camelCase `RuntimeExecuteOptions` (`prompt`, `resume`, `fork`,
+    /// `systemPromptAppend`, `includePartialMessages`; other fields are ignored). `null` and
+    /// absent fields take the default; an empty `resume` means none.
+    ///
+    /// `injectedMcpServers` (an object, or an array of server names) must be absent or empty:
+    /// those servers run inside herdctl's process and cannot be reached from a container yet, and a
+    /// job that silently ran without its tools would do the wrong thing.
+    pub fn from_json(options: &Value) -> Result<ExecuteOptions> {
+        let Value::Object(o) = options else {
+            return Err(Error::invalid(
+                "execute options",
+                "expected an object with at least \"prompt\"",
+            ));
+        };
+        let injected: Vec<String> = match o.get("injectedMcpServers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(m)) => m.keys().cloned().collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect(),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "injectedMcpServers",
+                    "expected an object of MCP servers",
+                ))
+            }
+        };
+        if !injected.is_empty() {
+            return Err(Error::invalid(
+                "injectedMcpServers",
+                format!(
+                    "injected MCP servers ({}) are not supported in containers yet; run this agent without docker, or configure the servers in the agent's mcp_servers",
+                    injected.join(", ")
+                ),
+            ));
+        }
+        let prompt = match o.get("prompt") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(Error::invalid(
+                    "prompt",
+                    "missing or not a string; expected the prompt text",
+                ))
+            }
+        };
+        Ok(ExecuteOptions {
+            prompt,
+            resume: opt_string(o, "resume")?.filter(|s| !s.is_empty()),
+            fork: opt_bool(o, "fork")?,
+            system_prompt_append: opt_string(o, "systemPromptAppend")?,
+            include_partial_messages: opt_bool(o, "includePartialMessages")?,
+        })
+    }
+}
+
+fn opt_string(o: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::invalid(field, "expected a string")),
+    }
+}
+
+fn opt_bool(o: &Map<String, Value>, field: &str) -> Result<bool> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Error::invalid(field, "expected true or false")),
+    }
+}
+
+/// What runs in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// One of herdctl's runtimes; the invocation is built from the agent and the options.
+    Runtime(Strategy),
+    /// A command the wrapped runtime chose itself (its `containerCommand` hook); the agent and
+    /// the options shape only the container and the workspace.
+    Raw(Invocation),
+}
+
+impl Command {
+    /// A raw command, checked: `argv` must name a program, and no element may hold a NUL byte
+    /// (the kernel cannot pass one).
+    pub fn raw(argv: Vec<String>, stdin: Vec<u8>) -> Result<Command> {
+        if argv.first().map_or(true, |p| p.is_empty()) {
+            return Err(Error::invalid(
+                "containerCommand.argv",
+                "empty; expected the program and its arguments, like [\"node\", \"agent.js\"]",
+            ));
+        }
+        if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
+            return Err(Error::invalid(
+                format!("containerCommand.argv[{i}]"),
+                "contains a NUL byte; pass binary data on stdin",
+            ));
+        }
+        Ok(Command::Raw(Invocation { argv, stdin }))
+    }
+}
+
+/// Everything one herdctl `execute` call says about its job.
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    /// The agent's resolved docker config.
+    pub config: DockerConfig,
+    /// herdctl's resolved agent object (snake_case fields plus `qualifiedName`), as JSON. Its
+    /// `qualifiedName` (else `name`) names the agent's containers and session directory; its
+    /// `working_directory` (a path or `{root}`) is mounted at `/workspace`, else this process's
+    /// current directory is.
+    pub agent: Value,
+    /// The per-call options.
+    pub options: ExecuteOptions,
+    /// What runs in the container.
+    pub command: Command,
+}
+
+impl AgentRequest {
+    /// The runner's job for this request: agent name, workspace, argv and stdin. No I/O but
+    /// reading the current directory when the agent has no working directory.
+    pub fn job_spec(&self) -> Result<JobSpec> {
+        let spec = AgentSpec::deserialize(&self.agent).map_err(|e| {
+            Error::invalid("agent", format!("{e}; expected herdctl's agent object"))
+        })?;
+        let agent = agent_name(&self.agent)?;
+        let workspace = match spec.working_directory.as_ref().filter(|v| !v.is_null()) {
+            Some(wd) => workspace_root(wd)?,
+            None => std::env::current_dir()
+                .map_err(|e| Error::io("read the current directory (the default workspace)", e))?
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let invocation = match &self.command {
+            Command::Runtime(strategy) => {
+                let input = JobInput {
+                    prompt: self.options.prompt.clone(),
+                    resume: self.options.resume.clone(),
+                    fork: self.options.fork,
+                    system_prompt_append: self.options.system_prompt_append.clone(),
+                    include_partial_messages: self.options.include_partial_messages,
+                };
+                invocation::build(*strategy, &spec, &input)
+            }
+            Command::Raw(inv) => inv.clone(),
+        };
+        let mut job = JobSpec::new(agent, self.config.clone(), workspace, invocation.argv);
+        job.stdin = invocation.stdin;
+        Ok(job)
+    }
+}
+
+/// The agent's qualified name, else its name.
+fn agent_name(agent: &Value) -> Result<String> {
+    ["qualifiedName", "name"]
+        .iter()
+        .find_map(|k| {
+            agent
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::invalid(
+                "agent.name",
+                "missing; expected the agent's name (or qualifiedName) as a string",
+            )
+        })
+}
+
+/// A running agent job that yields SDK messages. Dropping it, or calling
+/// [`AgentJob::finish`] before the messages ended, cancels the job.
+pub struct AgentJob {
+    phase: Phase,
+    transcript: Transcript,
+    redactor: Redactor,
+    canceller: Canceller,
+}
+
+enum Phase {
+    Running(Box<Job>),
+    Ended(Box<JobReport>),
+    /// Only while `finish` moves the report out.
+    Gone,
+}
+
+impl AgentJob {
+    /// Starts the job on `runner`. An error here means no job ran (bad input, no engine, a
+    /// missing image, a container that would not start); once this returns, every ending is a
+    /// message.
+    pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
+        let mut spec = request.job_spec()?;
+        // Discovered here rather than by the runner so that the same secrets redact the stdout
+        // tail of the closing error as the runner redacts stderr.
+        let credentials = Credentials::discover(|k| std::env::var(k).ok())?;
+        let redactor = credentials.redactor().with_env(&spec.config.env);
+        spec.credentials = Some(credentials);
+        let job = runner.start(spec)?;
+        Ok(AgentJob {
+            canceller: job.canceller(),
+            phase: Phase::Running(Box::new(job)),
+            transcript: Transcript::default(),
+            redactor,
+        })
+    }
+
+    /// A handle that cancels the job from another thread (it blocks while the job's processes
+    /// are killed: call it off any thread that must stay responsive).
+    pub fn canceller(&self) -> Canceller {
+        self.canceller.clone()
+    }
+
+    /// The next message, one JSON object as text; after the job's own messages, one
+    /// synthesized `{"type":"error"}` when the job did not succeed or printed no `result`; then
+    /// `None`. Blocks until a message arrives or the job ends.
+    pub fn next_message(&mut self) -> Option<String> {
+        let Phase::Running(job) = &mut self.phase else {
+            return None;
+        };
+        while let Some(line) = job.next_line() {
+            if let Some(message) = self.transcript.accept(line) {
+                return Some(message);
+            }
+        }
+        let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
+            unreachable!("matched Running above and nothing changed the phase since");
+        };
+        let report = job.finish();
+        let closing = self.transcript.closing(&report, &self.redactor);
+        self.phase = Phase::Ended(Box::new(report));
+        closing
+    }
+
+    /// How the job ended; cancels it first when its messages have not ended yet.
+    pub fn finish(mut self) -> JobReport {
+        match std::mem::replace(&mut self.phase, Phase::Gone) {
+            Phase::Running(job) => job.finish(),
+            Phase::Ended(report) => *report,
+            Phase::Gone => unreachable!("the phase is Gone only inside next_message and here"),
+        }
+    }
+}
+
+/// How many non-JSON stdout lines the closing error keeps, and how much of each.
+const OTHER_LINES: usize = 20;
+const OTHER_LINE_BYTES: usize = 512;
+/// How much of the stderr tail the closing error's `message` quotes (all of it is in
+/// `stderr_tail`).
+const MESSAGE_STDERR_BYTES: usize = 1024;
+
+/// What the job printed, as far as the closing error needs it. Pure: no engine, no I/O.
+#[derive(Debug, Default)]
+struct Transcript {
+    saw_result: bool,
+    messages: u64,
+    /// The last non-JSON stdout lines, each cut to [`OTHER_LINE_BYTES`].
+    other: VecDeque<String>,
+    other_total: u64,
+}
+
+/// The one field of a message this module reads; deserialising into it also checks that the
+/// whole line is valid JSON.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+}
+
+impl Transcript {
+    /// The line as a message when it is one JSON object; otherwise it is kept for the closing
+    /// error and `None` returned.
+    fn accept(&mut self, line: &[u8]) -> Option<String> {
+        let is_object = line
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{');
+        if is_object {
+            if let Ok(text) = std::str::from_utf8(line) {
+                if let Ok(head) = serde_json::from_str::<Head>(text) {
+                    self.messages += 1;
+                    if head.kind.as_ref().and_then(Value::as_str) == Some("result") {
+                        self.saw_result = true;
+                    }
+                    return Some(text.trim().to_string());
+                }
+            }
+        }
+        self.other_total += 1;
+        if self.other.len() == OTHER_LINES {
+            self.other.pop_front();
+        }
+        self.other
+            .push_back(cut(&String::from_utf8_lossy(line), OTHER_LINE_BYTES).into_owned());
+        None
+    }
+
+    /// The synthesized error that ends the messages, unless the job succeeded with a result.
+    fn closing(&self, report: &JobReport, redactor: &Redactor) -> Option<String> {
+        let succeeded = report.outcome.success();
+        if succeeded && self.saw_result {
+            return None;
+        }
+        let (exit_code, oom) = match &report.outcome {
+            Outcome::Exited(code) => (Some(*code), false),
+            Outcome::CommandNotFound { code } => (Some(*code), false),
+            Outcome::Killed { code, oom } => (Some(*code), *oom),
+            Outcome::ContainerDied {
+                exit_code,
+                oom_killed,
+            } => (*exit_code, *oom_killed),
+            _ => (None, false),
+        };
+        let mut message = if succeeded {
+            "the agent ended without a result message (exited with code 0)".to_string()
+        } else {
+            format!("the agent job failed: {}", report.outcome.describe())
+        };
+        let stderr = report.stderr_tail.trim_end();
+        if !stderr.is_empty() {
+            message.push_str("; stderr: ");
+            message.push_str(&tail(stderr, MESSAGE_STDERR_BYTES));
+        }
+        if self.other_total > 0 {
+            message.push_str(&format!(
+                "; {} stdout line(s) were not JSON messages",
+                self.other_total
+            ));
+        }
+        let other: Vec<&str> = self.other.iter().map(String::as_str).collect();
+        let stdout_tail = redactor.redact(&other.join("\n")).into_owned();
+        let mut error = json!({
+            "type": "error",
+            "message": redactor.redact(&message),
+            "outcome": outcome_kind(&report.outcome),
+            "exit_code": exit_code,
+            "oom_killed": oom,
+            "stderr_tail": report.stderr_tail,
+            "stdout_tail": stdout_tail,
+            "container": report.container_name,
+        });
+        if let Outcome::Failed(e) = &report.outcome {
+            error["code"] = json!(e.code());
+        }
+        Some(error.to_string())
+    }
+}
+
+/// A stable name of the outcome's kind, for programs reading the error message.
+fn outcome_kind(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Exited(_) => "exited",
+        Outcome::CommandNotFound { .. } => "command_not_found",
+        Outcome::Killed { .. } => "killed",
+        Outcome::ContainerDied { .. } => "container_died",
+        Outcome::Cancelled => "cancelled",
+        Outcome::TimedOut(_) => "timed_out",
+        _ => "failed",
+    }
+}
+
+/// The first `max` bytes of `s`, cut back to a character boundary, with `...` when cut.
+fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end]).into()
+}
+
+/// The last `max` bytes of `s`, cut forward to a character boundary, with `...` when cut.
+fn tail(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &s[start..]).into()
+}
+
+#[cfg(test)]
+mod tests;

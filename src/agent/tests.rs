@@ -1,0 +1,311 @@
+//! The agent module without an engine: options, the job spec, and the message synthesis.
+
+use super::*;
+use crate::job::Timings;
+use crate::resolve_docker_config;
+
+fn report(outcome: Outcome, stderr: &str) -> JobReport {
+    JobReport {
+        outcome,
+        container_id: "0123abcd".into(),
+        container_name: "herdctl-a-1".into(),
+        stderr_tail: stderr.into(),
+        timings: Timings::default(),
+        warnings: Vec::new(),
+    }
+}
+
+fn closing(t: &Transcript, outcome: Outcome, stderr: &str) -> Option<Value> {
+    t.closing(&report(outcome, stderr), &Redactor::default())
+        .map(|s| serde_json::from_str(&s).expect("the closing error is JSON"))
+}
+
+fn config() -> DockerConfig {
+    resolve_docker_config(&json!({"network": "none", "user": "1000:1000"})).unwrap()
+}
+
+fn request(agent: Value, command: Command) -> AgentRequest {
+    AgentRequest {
+        config: config(),
+        agent,
+        options: ExecuteOptions::new("hello"),
+        command,
+    }
+}
+
+#[test]
+fn json_objects_are_messages_and_other_lines_are_kept_aside() {
+    let mut t = Transcript::default();
+    assert_eq!(
+        t.accept(br#"  {"type":"system","subtype":"init"} "#)
+            .as_deref(),
+        Some(r#"{"type":"system","subtype":"init"}"#)
+    );
+    for not_a_message in [
+        &b"plain text"[..],
+        b"[1,2,3]",
+        b"\"a string\"",
+        b"{\"type\": \"truncated",
+        b"{\"bad\": \"\xff\xfe\"}",
+        b"",
+        b"{} trailing",
+    ] {
+        assert_eq!(t.accept(not_a_message), None, "{not_a_message:?}");
+    }
+    assert_eq!(t.messages, 1);
+    assert_eq!(t.other_total, 7);
+    assert!(!t.saw_result);
+    assert!(t
+        .accept(br#"{"type":"result","subtype":"success"}"#)
+        .is_some());
+    assert!(t.saw_result);
+}
+
+#[test]
+fn a_successful_job_with_a_result_gets_no_closing_error() {
+    let mut t = Transcript::default();
+    t.accept(br#"{"type":"result","is_error":false}"#);
+    assert_eq!(closing(&t, Outcome::Exited(0), "noise on stderr"), None);
+}
+
+#[test]
+fn a_job_that_ends_without_a_result_gets_one() {
+    let mut t = Transcript::default();
+    t.accept(br#"{"type":"assistant"}"#);
+    let e = closing(&t, Outcome::Exited(0), "").unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(
+        e["message"],
+        "the agent ended without a result message (exited with code 0)"
+    );
+    assert_eq!(e["exit_code"], 0);
+    assert_eq!(e["outcome"], "exited");
+}
+
+#[test]
+fn a_failed_job_says_how_even_after_a_result() {
+    let mut t = Transcript::default();
+    t.accept(br#"{"type":"result","is_error":true}"#);
+    let e = closing(&t, Outcome::Exited(3), "line one\nerror: it broke\n").unwrap();
+    assert_eq!(
+        e["message"],
+        "the agent job failed: exited with code 3; stderr: line one\nerror: it broke"
+    );
+    assert_eq!(e["exit_code"], 3);
+    assert_eq!(e["oom_killed"], false);
+    assert_eq!(e["stderr_tail"], "line one\nerror: it broke\n");
+    assert_eq!(e["container"], "herdctl-a-1");
+}
+
+#[test]
+fn oom_kills_and_dead_containers_carry_the_flag_and_the_code() {
+    let t = Transcript::default();
+    let e = closing(
+        &t,
+        Outcome::ContainerDied {
+            exit_code: Some(137),
+            oom_killed: true,
+        },
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (e["exit_code"].as_i64(), e["oom_killed"].as_bool()),
+        (Some(137), Some(true))
+    );
+    assert_eq!(e["outcome"], "container_died");
+    assert!(e["message"].as_str().unwrap().contains("ran out of memory"));
+
+    let e = closing(
+        &t,
+        Outcome::Killed {
+            code: 137,
+            oom: true,
+        },
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (e["exit_code"].as_i64(), e["oom_killed"].as_bool()),
+        (Some(137), Some(true))
+    );
+
+    let e = closing(&t, Outcome::Cancelled, "").unwrap();
+    assert_eq!(e["exit_code"], Value::Null);
+    assert_eq!(e["message"], "the agent job failed: the job was cancelled");
+
+    let e = closing(&t, Outcome::Failed(Error::LineTooLong { limit: 10 }), "").unwrap();
+    assert_eq!(e["code"], "LINE_TOO_LONG");
+    assert_eq!(e["outcome"], "failed");
+}
+
+#[test]
+fn the_stdout_tail_is_bounded_cut_on_characters_and_redacted() {
+    let mut t = Transcript::default();
+    for i in 0..50 {
+        t.accept(format!("junk {i} sk-ant-secret-value-123").as_bytes());
+    }
+    t.accept("é".repeat(400).as_bytes());
+    let secrets = Redactor::new(["sk-ant-secret-value-123"]);
+    let e: Value = serde_json::from_str(
+        &t.closing(&report(Outcome::Exited(1), ""), &secrets)
+            .unwrap(),
+    )
+    .unwrap();
+    let tail = e["stdout_tail"].as_str().unwrap();
+    let lines: Vec<&str> = tail.lines().collect();
+    assert_eq!(lines.len(), OTHER_LINES);
+    assert!(lines[0].starts_with("junk 31 "), "{}", lines[0]);
+    assert!(!tail.contains("sk-ant-secret-value-123"));
+    let last = lines[OTHER_LINES - 1];
+    assert!(last.ends_with("..."), "{last}");
+    assert!(last.len() <= OTHER_LINE_BYTES + 3);
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("; 51 stdout line(s) were not JSON messages"));
+}
+
+#[test]
+fn the_message_quotes_only_the_end_of_a_long_stderr() {
+    let stderr = format!("{}THE END", "x".repeat(5000));
+    let e = closing(&Transcript::default(), Outcome::Exited(1), &stderr).unwrap();
+    let message = e["message"].as_str().unwrap();
+    assert!(message.ends_with("THE END"));
+    assert!(message.len() < MESSAGE_STDERR_BYTES + 100);
+    assert_eq!(e["stderr_tail"].as_str().unwrap().len(), stderr.len());
+}
+
+#[test]
+fn execute_options_read_herdctls_shape() {
+    let o = ExecuteOptions::from_json(&json!({
+        "prompt": "p", "resume": "s1", "fork": true, "systemPromptAppend": "more",
+        "includePartialMessages": true, "agent": {"name": "ignored here"},
+        "injectedMcpServers": {}
+    }))
+    .unwrap();
+    assert_eq!(
+        o,
+        ExecuteOptions {
+            prompt: "p".into(),
+            resume: Some("s1".into()),
+            fork: true,
+            system_prompt_append: Some("more".into()),
+            include_partial_messages: true,
+        }
+    );
+    let o = ExecuteOptions::from_json(&json!({"prompt": "", "resume": "", "fork": null})).unwrap();
+    assert_eq!(o, ExecuteOptions::new(""));
+}
+
+#[test]
+fn bad_execute_options_name_the_field() {
+    let err = |v: Value| ExecuteOptions::from_json(&v).unwrap_err().to_string();
+    assert_eq!(
+        err(json!({"resume": "x"})),
+        "invalid prompt: missing or not a string; expected the prompt text"
+    );
+    assert_eq!(
+        err(json!({"prompt": "p", "fork": "yes"})),
+        "invalid fork: expected true or false"
+    );
+    assert_eq!(
+        err(json!({"prompt": "p", "resume": 3})),
+        "invalid resume: expected a string"
+    );
+    assert_eq!(
+        err(json!("p")),
+        "invalid execute options: expected an object with at least \"prompt\""
+    );
+}
+
+#[test]
+fn injected_mcp_servers_are_refused_clearly() {
+    for injected in [json!({"herdctl": {"tools": []}}), json!(["herdctl"])] {
+        let e = ExecuteOptions::from_json(&json!({"prompt": "p", "injectedMcpServers": injected}))
+            .unwrap_err();
+        assert_eq!(e.code(), "INVALID_CONFIG");
+        assert_eq!(
+            e.to_string(),
+            "invalid injectedMcpServers: injected MCP servers (herdctl) are not supported in containers yet; run this agent without docker, or configure the servers in the agent's mcp_servers"
+        );
+    }
+    assert!(ExecuteOptions::from_json(&json!({"prompt": "p", "injectedMcpServers": []})).is_ok());
+}
+
+#[test]
+fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
+    let r = request(
+        json!({"name": "coder", "qualifiedName": "fleet.coder", "model": "opus",
+               "working_directory": {"root": "/srv//repo/"}}),
+        Command::Runtime(Strategy::Cli),
+    );
+    let spec = r.job_spec().unwrap();
+    assert_eq!(spec.agent, "fleet.coder");
+    assert_eq!(spec.workspace, "/srv/repo");
+    assert_eq!(spec.argv[..2], ["claude", "-p"]);
+    assert!(spec.argv.windows(2).any(|w| w == ["--model", "opus"]));
+    assert_eq!(spec.stdin, b"hello");
+
+    let spec = request(json!({"name": "solo"}), Command::Runtime(Strategy::Sdk))
+        .job_spec()
+        .unwrap();
+    assert_eq!(spec.agent, "solo");
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(spec.workspace, cwd.to_string_lossy());
+    let payload: Value = serde_json::from_slice(&spec.stdin).unwrap();
+    assert_eq!(payload["prompt"], "hello");
+}
+
+#[test]
+fn a_raw_command_runs_as_given() {
+    let command = Command::raw(vec!["node".into(), "agent.js".into()], b"in".to_vec()).unwrap();
+    let spec = request(json!({"name": "a", "working_directory": "/w"}), command)
+        .job_spec()
+        .unwrap();
+    assert_eq!(spec.argv, ["node", "agent.js"]);
+    assert_eq!(spec.stdin, b"in");
+}
+
+#[test]
+fn bad_agents_and_commands_name_the_field() {
+    let e = request(json!({"model": "opus"}), Command::Runtime(Strategy::Cli))
+        .job_spec()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid agent.name: missing; expected the agent's name (or qualifiedName) as a string"
+    );
+    let e = request(
+        json!({"name": "a", "working_directory": "relative/dir"}),
+        Command::Runtime(Strategy::Cli),
+    )
+    .job_spec()
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("invalid working_directory: "),
+        "{e}"
+    );
+    let e = request(
+        json!({"name": "a", "allowed_tools": "Read"}),
+        Command::Runtime(Strategy::Cli),
+    )
+    .job_spec()
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("invalid agent: invalid type: string"),
+        "{e}"
+    );
+
+    assert_eq!(
+        Command::raw(vec![], vec![]).unwrap_err().to_string(),
+        "invalid containerCommand.argv: empty; expected the program and its arguments, like [\"node\", \"agent.js\"]"
+    );
+    assert_eq!(
+        Command::raw(vec!["sh".into(), "a\0b".into()], vec![])
+            .unwrap_err()
+            .to_string(),
+        "invalid containerCommand.argv[1]: contains a NUL byte; pass binary data on stdin"
+    );
+}

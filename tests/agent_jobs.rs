@@ -1,0 +1,254 @@
+//! Live tests of `agent`: herdctl execute calls as jobs in the test image, with the stand-in
+//! `claude` and the stand-in Agent SDK, against the real engine.
+
+mod common;
+
+use common::fleet::Fleet;
+use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
+use herdctl_container::invocation::Strategy;
+use herdctl_container::Outcome;
+use serde_json::{json, Value};
+
+struct Run {
+    messages: Vec<Value>,
+    outcome: Outcome,
+}
+
+impl Run {
+    fn last(&self) -> &Value {
+        self.messages.last().expect("at least one message")
+    }
+
+    fn of_type(&self, kind: &str) -> Vec<&Value> {
+        self.messages.iter().filter(|m| m["type"] == kind).collect()
+    }
+}
+
+fn request(fleet: &Fleet, agent: &str, options: ExecuteOptions, command: Command) -> AgentRequest {
+    AgentRequest {
+        config: fleet.config(json!({})),
+        agent: json!({
+            "name": agent.rsplit('.').next(),
+            "qualifiedName": agent,
+            "working_directory": {"root": fleet.workspace.path()},
+        }),
+        options,
+        command,
+    }
+}
+
+fn run_agent(fleet: &Fleet, request: AgentRequest) -> Run {
+    let mut job = AgentJob::start(&fleet.runner, request).unwrap_or_else(|e| panic!("start: {e}"));
+    let mut messages = Vec::new();
+    while let Some(m) = job.next_message() {
+        messages.push(serde_json::from_str(&m).expect("every message is JSON"));
+    }
+    Run {
+        messages,
+        outcome: job.finish().outcome,
+    }
+}
+
+#[test]
+fn cli_job_streams_messages_and_resume_finds_the_session() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-cli");
+    let first = run_agent(
+        &fleet,
+        request(
+            &fleet,
+            &agent,
+            ExecuteOptions::new("hello"),
+            Command::Runtime(Strategy::Cli),
+        ),
+    );
+    assert!(first.outcome.success(), "{}", first.outcome.describe());
+    let kinds: Vec<&str> = first
+        .messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["system", "assistant", "result"]);
+    assert_eq!(first.messages[0]["cwd"], "/workspace");
+    let session = first.last()["session_id"].as_str().unwrap().to_string();
+
+    let mut options = ExecuteOptions::new("again");
+    options.resume = Some(session.clone());
+    let second = run_agent(
+        &fleet,
+        request(&fleet, &agent, options, Command::Runtime(Strategy::Cli)),
+    );
+    assert!(second.outcome.success(), "{}", second.outcome.describe());
+    let result = second.last();
+    assert_eq!(result["type"], "result");
+    assert_eq!(result["session_id"], session.as_str());
+    assert_eq!(result["standin"]["earlier_turns"], 1);
+    // The session lives in the agent's own directory on the host.
+    let file = fleet
+        .state
+        .path()
+        .join("docker-sessions")
+        .join(&agent)
+        .join(format!("{session}.jsonl"));
+    assert!(file.exists(), "{}", file.display());
+}
+
+#[test]
+fn sdk_job_honours_append_and_partial_messages() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-sdk");
+    let mut options = ExecuteOptions::new("#say from the sdk");
+    options.system_prompt_append = Some("be brief".into());
+    options.include_partial_messages = true;
+    let run = run_agent(
+        &fleet,
+        request(&fleet, &agent, options, Command::Runtime(Strategy::Sdk)),
+    );
+    assert!(run.outcome.success(), "{}", run.outcome.describe());
+    let init = run.of_type("system")[0];
+    assert_eq!(
+        init["standin"]["seen"]["systemPrompt"]["append"],
+        "be brief"
+    );
+    assert!(!run.of_type("stream_event").is_empty());
+    assert_eq!(run.last()["type"], "result");
+    assert!(run
+        .of_type("assistant")
+        .iter()
+        .any(|m| m["message"]["content"][0]["text"] == "from the sdk"));
+}
+
+#[test]
+fn a_failing_agent_ends_with_a_synthesized_error() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-fail");
+    let prompt = "#stderr something broke\n#exit 3";
+    let run = run_agent(
+        &fleet,
+        request(
+            &fleet,
+            &agent,
+            ExecuteOptions::new(prompt),
+            Command::Runtime(Strategy::Cli),
+        ),
+    );
+    assert!(
+        matches!(run.outcome, Outcome::Exited(3)),
+        "{}",
+        run.outcome.describe()
+    );
+    let error = run.last();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["exit_code"], 3);
+    assert_eq!(
+        error["message"],
+        "the agent job failed: exited with code 3; stderr: something broke"
+    );
+    assert_eq!(run.of_type("error").len(), 1);
+}
+
+#[test]
+fn non_json_output_is_kept_out_of_the_messages() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-raw");
+    let script =
+        r#"echo 'Welcome to the agent'; echo '{"type":"assistant","n":1}'; echo '[1]'; cat"#;
+    let command = Command::raw(
+        vec!["sh".into(), "-c".into(), script.into()],
+        b"{\"type\":\"result\"}\n".to_vec(),
+    )
+    .unwrap();
+    let run = run_agent(
+        &fleet,
+        request(&fleet, &agent, ExecuteOptions::new(""), command),
+    );
+    assert!(run.outcome.success());
+    let kinds: Vec<&str> = run
+        .messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["assistant", "result"]);
+
+    let command = Command::raw(
+        vec!["sh".into(), "-c".into(), "echo plain words".into()],
+        vec![],
+    )
+    .unwrap();
+    let run = run_agent(
+        &fleet,
+        request(&fleet, &agent, ExecuteOptions::new(""), command),
+    );
+    assert_eq!(run.messages.len(), 1);
+    let error = run.last();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["stdout_tail"], "plain words");
+    assert_eq!(
+        error["message"],
+        "the agent ended without a result message (exited with code 0); 1 stdout line(s) were not JSON messages"
+    );
+}
+
+#[test]
+fn a_missing_program_is_reported_as_such() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-noprog");
+    let command = Command::raw(vec!["no-such-agent-binary".into()], vec![]).unwrap();
+    let run = run_agent(
+        &fleet,
+        request(&fleet, &agent, ExecuteOptions::new(""), command),
+    );
+    let error = run.last();
+    assert_eq!(error["outcome"], "command_not_found");
+    // dockerd answers 126 for a program that is not in the image (runc's exec fails), a shell 127.
+    let code = error["exit_code"].as_i64().unwrap();
+    assert!(code == 126 || code == 127, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("the command"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_cancelled_job_leaves_no_process_and_says_so() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-cancel");
+    let mut job = AgentJob::start(
+        &fleet.runner,
+        request(
+            &fleet,
+            &agent,
+            ExecuteOptions::new("#spawn-child\n#sleep 60"),
+            Command::Runtime(Strategy::Cli),
+        ),
+    )
+    .unwrap();
+    let first = job.next_message().unwrap();
+    assert!(first.contains("\"init\""), "{first}");
+    let spawned = job.next_message().unwrap();
+    assert!(spawned.contains("standin_child_pid"), "{spawned}");
+    let canceller = job.canceller();
+    let t = std::thread::spawn(move || canceller.cancel());
+    let closing: Value = serde_json::from_str(&job.next_message().unwrap()).unwrap();
+    assert_eq!(closing["outcome"], "cancelled");
+    assert_eq!(job.next_message(), None);
+    t.join().unwrap().unwrap();
+    assert!(matches!(job.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn a_missing_workspace_fails_before_any_container() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-nows");
+    let mut r = request(
+        &fleet,
+        &agent,
+        ExecuteOptions::new("hi"),
+        Command::Runtime(Strategy::Cli),
+    );
+    r.agent["working_directory"] = json!("/no/such/workspace/dir");
+    let e = AgentJob::start(&fleet.runner, r).err().expect("no job");
+    assert_eq!(e.code(), "INVALID_CONFIG");
+    assert!(e.to_string().contains("/no/such/workspace/dir"), "{e}");
+    assert!(fleet.containers(&agent).is_empty());
+}
