@@ -275,6 +275,26 @@ fn finishing_early_cancels_the_job() {
 }
 
 #[test]
+fn a_cancel_after_the_output_ended_changes_nothing() {
+    // herdctl cancels every job it stops reading at its `result`; by then the job has usually
+    // ended, and killing its (gone) processes cost an exec and misreported the outcome.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("late-cancel");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut job = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["echo", "done"]))
+        .unwrap();
+    assert_eq!(job.next_line(), Some(&b"done"[..]));
+    assert_eq!(job.next_line(), None);
+    let t = Instant::now();
+    job.canceller().cancel().unwrap();
+    assert!(t.elapsed() < Duration::from_millis(20), "{:?}", t.elapsed());
+    let report = job.finish();
+    assert!(matches!(report.outcome, Outcome::Exited(0)), "{:?}", report.outcome);
+}
+
+#[test]
 fn a_deadline_times_the_job_out() {
     let fleet = Fleet::new();
     let agent = fleet.agent("deadline");

@@ -5,6 +5,7 @@
 //! there), or, in a persistent container shared with other jobs, exactly the processes of this job,
 //! found by a marker in their environment (see `kill.sh`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub struct Canceller {
 #[derive(Debug)]
 struct Inner {
     reason: Mutex<Option<StopReason>>,
+    /// The job's output ended by itself: there is nothing left to stop.
+    ended: AtomicBool,
     engine: Engine,
     container_id: String,
     mode: Mode,
@@ -55,6 +58,7 @@ impl Canceller {
         Canceller {
             inner: Arc::new(Inner {
                 reason: Mutex::new(None),
+                ended: AtomicBool::new(false),
                 engine,
                 container_id,
                 mode,
@@ -80,6 +84,13 @@ impl Canceller {
         self.inner.abort.abort();
     }
 
+    /// Records that the job's output reached its end by itself. A cancel after that is a no-op
+    /// (the outcome stays the job's own): herdctl cancels every job it stops reading at its
+    /// `result`, and killing a finished job's processes cost a needless exec in a busy container.
+    pub(crate) fn mark_ended(&self) {
+        self.inner.ended.store(true, Ordering::SeqCst);
+    }
+
     pub(crate) fn reason(&self) -> Option<StopReason> {
         *self.inner.reason.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -87,7 +98,7 @@ impl Canceller {
     pub(crate) fn stop(&self, reason: StopReason) -> Result<()> {
         {
             let mut current = self.inner.reason.lock().unwrap_or_else(|p| p.into_inner());
-            if current.is_some() {
+            if current.is_some() || self.inner.ended.load(Ordering::SeqCst) {
                 return Ok(());
             }
             *current = Some(reason);

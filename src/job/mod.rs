@@ -132,6 +132,7 @@ impl Job {
                 }
                 Ok(None) => {
                     self.ended = Some(None);
+                    self.canceller.mark_ended();
                     self.timings.end = Some(self.started.elapsed());
                     return self.lines.finish();
                 }
