@@ -284,6 +284,10 @@ impl AgentJob {
         };
         while let Some(line) = job.next_line() {
             if let Some(message) = self.transcript.accept(line) {
+                if self.transcript.saw_result {
+                    // Set before herdctl sees the result: it cancels right after it.
+                    self.canceller.set_grace(AFTER_RESULT_GRACE);
+                }
                 return Some(message);
             }
         }
@@ -305,6 +309,13 @@ impl AgentJob {
         }
     }
 }
+
+/// How long a cancel after the agent's `result` waits for the agent to exit by itself before
+/// killing it. herdctl cancels at every `result`; an agent exits within milliseconds of printing
+/// it, and killing it instead runs an exec that holds up the job's own last engine calls (about
+/// 35 ms a job, measured by scripts/bench). Short enough that a cancel still ends the job's
+/// processes within 2 s.
+const AFTER_RESULT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How many non-JSON stdout lines the closing error keeps, and how much of each.
 const OTHER_LINES: usize = 20;

@@ -8,6 +8,7 @@ use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::invocation::Strategy;
 use herdctl_container::Outcome;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 struct Run {
     messages: Vec<Value>,
@@ -234,6 +235,39 @@ fn a_cancelled_job_leaves_no_process_and_says_so() {
     assert_eq!(job.next_message(), None);
     t.join().unwrap().unwrap();
     assert!(matches!(job.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn a_cancel_right_after_the_result_lets_the_agent_exit_by_itself() {
+    // herdctl cancels at every `result`. An agent that exits soon after is left to do so (no kill
+    // exec, its own outcome); one that lingers is still killed, well within 2 s.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-release");
+    for (script, killed) in [
+        (r#"echo '{"type":"result"}'; sleep 0.1"#, false),
+        (r#"echo '{"type":"result"}'; sleep 60"#, true),
+    ] {
+        let command = Command::raw(vec!["sh".into(), "-c".into(), script.into()], vec![]).unwrap();
+        let mut job = AgentJob::start(
+            &fleet.runner,
+            request(&fleet, &agent, ExecuteOptions::new(""), command),
+        )
+        .unwrap();
+        assert!(job.next_message().unwrap().contains("result"));
+        let canceller = job.canceller();
+        let t0 = Instant::now();
+        let t = std::thread::spawn(move || canceller.cancel());
+        while job.next_message().is_some() {}
+        t.join().unwrap().unwrap();
+        let took = t0.elapsed();
+        let outcome = job.finish().outcome;
+        assert_eq!(
+            matches!(outcome, Outcome::Cancelled),
+            killed,
+            "{script}: {outcome:?}"
+        );
+        assert!(took < Duration::from_secs(2), "{script}: {took:?}");
+    }
 }
 
 #[test]

@@ -291,7 +291,11 @@ fn a_cancel_after_the_output_ended_changes_nothing() {
     job.canceller().cancel().unwrap();
     assert!(t.elapsed() < Duration::from_millis(20), "{:?}", t.elapsed());
     let report = job.finish();
-    assert!(matches!(report.outcome, Outcome::Exited(0)), "{:?}", report.outcome);
+    assert!(
+        matches!(report.outcome, Outcome::Exited(0)),
+        "{:?}",
+        report.outcome
+    );
 }
 
 #[test]

@@ -52,7 +52,10 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
             &format!("dev.herdctl.agent={floor_agent}"),
         ]),
         kept: VecDeque::new(),
-        prefix: format!("herdctl-{}-", herdctl_container::sanitize_agent_name(&floor_agent)),
+        prefix: format!(
+            "herdctl-{}-",
+            herdctl_container::sanitize_agent_name(&floor_agent)
+        ),
     };
 
     let dockerode_agent = ctx.agent("cold-dockerode");
@@ -193,8 +196,12 @@ fn floor_job(f: &mut Floor, s: &mut FloorState, prompt: &str, n: usize) -> io::R
     f.call("GET", &s.list, None)?.expect("list", &[200])?;
     while s.kept.len() > KEEP as usize {
         let old = s.kept.pop_front().expect("longer than KEEP");
-        f.call("DELETE", &format!("/containers/{old}?force=false&v=true"), None)?
-            .expect("remove", &[204])?;
+        f.call(
+            "DELETE",
+            &format!("/containers/{old}?force=false&v=true"),
+            None,
+        )?
+        .expect("remove", &[204])?;
     }
     if code != 0 {
         return Err(io::Error::other(format!("cat exited {code}")));

@@ -88,7 +88,11 @@ impl Node {
         let ready = node.read()?;
         node.ops = ready["ops"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(node)
     }

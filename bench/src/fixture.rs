@@ -109,7 +109,12 @@ impl Ctx {
 
     /// A job of `agent`, with no credentials (so the environment cannot change what is measured).
     pub fn job(&self, agent: &str, config: &DockerConfig, argv: &[&str], stdin: &[u8]) -> JobSpec {
-        let mut spec = JobSpec::new(agent, config.clone(), self.workspace(), argv.iter().copied());
+        let mut spec = JobSpec::new(
+            agent,
+            config.clone(),
+            self.workspace(),
+            argv.iter().copied(),
+        );
         spec.stdin = stdin.to_vec();
         spec.credentials = Some(Credentials::none());
         spec
@@ -132,7 +137,10 @@ impl Ctx {
     /// Removes every container of this run; returns how many.
     pub fn cleanup(&self) -> usize {
         let filter = format!("{RUN_LABEL}={}", self.run);
-        let found = match self.engine.list_containers(&[(RUN_LABEL, Some(&self.run))], true) {
+        let found = match self
+            .engine
+            .list_containers(&[(RUN_LABEL, Some(&self.run))], true)
+        {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("bench: cleanup: list containers labelled {filter}: {e}");

@@ -152,8 +152,9 @@ impl Hijacked {
         loop {
             // Whole frames first.
             while buf.len() - pos >= 8 {
-                let len = u32::from_be_bytes([buf[pos + 4], buf[pos + 5], buf[pos + 6], buf[pos + 7]])
-                    as usize;
+                let len =
+                    u32::from_be_bytes([buf[pos + 4], buf[pos + 5], buf[pos + 6], buf[pos + 7]])
+                        as usize;
                 if buf.len() - pos - 8 < len {
                     break;
                 }
@@ -202,7 +203,9 @@ fn read_head(conn: &mut UnixStream, buf: &mut Vec<u8>) -> io::Result<usize> {
         }
         let n = conn.read(&mut chunk)?;
         if n == 0 {
-            return Err(bad("the engine closed the connection before the head ended"));
+            return Err(bad(
+                "the engine closed the connection before the head ended",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -355,7 +358,8 @@ mod tests {
 
     #[test]
     fn headers_are_matched_by_name() {
-        let head = "http/1.1 200 ok\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n";
+        let head =
+            "http/1.1 200 ok\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n";
         assert_eq!(header(head, "content-length"), Some("12"));
         assert_eq!(header(head, "transfer-encoding"), None);
     }

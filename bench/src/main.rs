@@ -142,9 +142,15 @@ fn describe(ctx: &Ctx, bench_dir: &std::path::Path) -> Vec<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|x| x.1.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -160,15 +166,22 @@ fn describe(ctx: &Ctx, bench_dir: &std::path::Path) -> Vec<String> {
         .version()
         .map(|v| format!("engine {} (API {})", v.version, v.api_version))
         .unwrap_or_else(|e| format!("engine: {e}"));
-    let dockerode = std::fs::read_to_string(bench_dir.join("node/node_modules/dockerode/package.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["version"].as_str().map(String::from))
-        .unwrap_or_else(|| "?".into());
+    let dockerode =
+        std::fs::read_to_string(bench_dir.join("node/node_modules/dockerode/package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(String::from))
+            .unwrap_or_else(|| "?".into());
     vec![
-        format!("{model}, {cores} cores, {mem_gib:.0} GiB, Linux {}", kernel.trim()),
+        format!(
+            "{model}, {cores} cores, {mem_gib:.0} GiB, Linux {}",
+            kernel.trim()
+        ),
         engine,
-        format!("docker CLI {}", version_of("docker", &["version", "--format", "{{.Client.Version}}"])),
+        format!(
+            "docker CLI {}",
+            version_of("docker", &["version", "--format", "{{.Client.Version}}"])
+        ),
         format!("node {}", version_of("node", &["--version"])),
         format!("dockerode {dockerode}"),
         format!("image {IMAGE}"),

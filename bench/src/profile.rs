@@ -22,7 +22,10 @@ pub fn run(kind: &str, n: usize) -> Result<(), String> {
         .map_err(|e| format!("profile: first job: {e}"))?
         .container_name;
     let mut floor = ctx.floor();
-    let list = list_path(&["dev.herdctl.managed=1", &format!("dev.herdctl.agent={agent}")]);
+    let list = list_path(&[
+        "dev.herdctl.managed=1",
+        &format!("dev.herdctl.agent={agent}"),
+    ]);
     // 20 MiB per stream job: enough to dwarf the job's fixed cost, short under callgrind.
     let argv = producer_argv(20);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();

@@ -165,7 +165,10 @@ mod tests {
         ];
         let table = render(&rows);
         assert!(table.contains("| ours | 3 | 11.0 ms | 11.0–12.0 | 1.10× floor (1.10–1.20) | ≤ 1.15× floor | yes |"), "{table}");
-        assert!(table.contains("|  | ours |"), "the figure is not repeated: {table}");
+        assert!(
+            table.contains("|  | ours |"),
+            "the figure is not repeated: {table}"
+        );
     }
 
     #[test]

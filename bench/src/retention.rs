@@ -66,7 +66,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>, String> {
                     ));
                 }
             } else {
-                let list = list_path(&["dev.herdctl.managed=1", &format!("dev.herdctl.agent={agent}")]);
+                let list = list_path(&[
+                    "dev.herdctl.managed=1",
+                    &format!("dev.herdctl.agent={agent}"),
+                ]);
                 let excess = ids[a].len() - keep;
                 let victims: Vec<String> = ids[a].drain(..excess).collect();
                 let t = Instant::now();
@@ -88,7 +91,13 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>, String> {
     }
     // Linear in removed: fit the Rust and floor medians of the steps against containers removed.
     let line = |s: &dyn Fn(usize) -> f64| {
-        fit_line(&rust_at.iter().enumerate().map(|(i, (rm, _, _))| (*rm as f64, s(i))).collect::<Vec<_>>())
+        fit_line(
+            &rust_at
+                .iter()
+                .enumerate()
+                .map(|(i, (rm, _, _))| (*rm as f64, s(i)))
+                .collect::<Vec<_>>(),
+        )
     };
     let (rust_a, rust_b) = line(&|i| rust_at[i].2.median());
     let (floor_a, floor_b) = line(&|i| floor_at[i].median());
@@ -97,29 +106,54 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>, String> {
         s.push(v);
         s
     };
-    rows.push(Row::new(FIGURE, "floor: fit, cost per removed container", "ms", &one(floor_b)));
+    rows.push(Row::new(
+        FIGURE,
+        "floor: fit, cost per removed container",
+        "ms",
+        &one(floor_b),
+    ));
     rows.push(
-        Row::new(FIGURE, "Rust: fit, cost per removed container", "ms", &one(rust_b))
-            .vs("floor", &one(floor_b))
-            .ratio_target(Better::Lower, 1.15),
+        Row::new(
+            FIGURE,
+            "Rust: fit, cost per removed container",
+            "ms",
+            &one(rust_b),
+        )
+        .vs("floor", &one(floor_b))
+        .ratio_target(Better::Lower, 1.15),
     );
-    rows.push(Row::new(FIGURE, "floor: fit, fixed cost (the list call)", "ms", &one(floor_a)));
+    rows.push(Row::new(
+        FIGURE,
+        "floor: fit, fixed cost (the list call)",
+        "ms",
+        &one(floor_a),
+    ));
     rows.push(
-        Row::new(FIGURE, "Rust: fit, fixed cost (the list call)", "ms", &one(rust_a))
-            .vs("floor", &one(floor_a))
-            .ratio_target(Better::Lower, 1.15),
+        Row::new(
+            FIGURE,
+            "Rust: fit, fixed cost (the list call)",
+            "ms",
+            &one(rust_a),
+        )
+        .vs("floor", &one(floor_a))
+        .ratio_target(Better::Lower, 1.15),
     );
     // Not with kept: removing nothing with 500 in the engine vs with 200.
     let (at500, at200) = (&rust_at[0].2, &rust_at[4].2);
     let growth = at500.median() / at200.median();
     let floor_growth = floor_at[0].median() / floor_at[4].median();
     rows.push(
-        Row::new(FIGURE, "Rust: 0 removed, 500 vs 200 in engine", "×", &one(growth))
-            .vs("floor's 500 vs 200", &one(floor_growth))
-            .target(
-                "does not grow with kept (≤ 1.15× the engine's own growth)",
-                growth <= floor_growth.max(1.0) * 1.15,
-            ),
+        Row::new(
+            FIGURE,
+            "Rust: 0 removed, 500 vs 200 in engine",
+            "×",
+            &one(growth),
+        )
+        .vs("floor's 500 vs 200", &one(floor_growth))
+        .target(
+            "does not grow with kept (≤ 1.15× the engine's own growth)",
+            growth <= floor_growth.max(1.0) * 1.15,
+        ),
     );
     rows.extend(count_calls(ctx)?);
     Ok(rows)
@@ -154,7 +188,10 @@ fn create_fleet(
                 labels["dev.herdctl.created"] = json!((hour_ago + (j as u64) * 1000).to_string());
                 let body = json!({"Image": IMAGE, "Cmd": ["true"], "Labels": labels,
                                   "HostConfig": {"NetworkMode": "none"}});
-                match ctx.engine.create_container(&ctx.name(what, a * per_agent + j), &body) {
+                match ctx
+                    .engine
+                    .create_container(&ctx.name(what, a * per_agent + j), &body)
+                {
                     Ok(id) => ids.lock().expect("no panics while held")[a][j] = id,
                     Err(e) => {
                         *failed.lock().expect("no panics while held") = Some(e.to_string());
@@ -175,8 +212,12 @@ fn create_fleet(
 fn floor_prune(f: &mut Floor, list: &str, victims: &[String]) -> std::io::Result<()> {
     f.call("GET", list, None)?.expect("list", &[200])?;
     for id in victims {
-        f.call("DELETE", &format!("/containers/{id}?force=false&v=true"), None)?
-            .expect("remove", &[204])?;
+        f.call(
+            "DELETE",
+            &format!("/containers/{id}?force=false&v=true"),
+            None,
+        )?
+        .expect("remove", &[204])?;
     }
     Ok(())
 }
@@ -199,20 +240,42 @@ fn count_calls(ctx: &Ctx) -> Result<Vec<Row>, String> {
                 .prune(agent, keep)
                 .map_err(|e| format!("retention: counted prune: {e}"))?;
             let calls = proxy.take();
-            let list_calls = calls.iter().filter(|c| c.starts_with("GET /containers/json?")).count();
-            let removes = calls.iter().filter(|c| c.starts_with("DELETE /containers/")).count();
+            let list_calls = calls
+                .iter()
+                .filter(|c| c.starts_with("GET /containers/json?"))
+                .count();
+            let removes = calls
+                .iter()
+                .filter(|c| c.starts_with("DELETE /containers/"))
+                .count();
             if removes != report.removed.len() {
-                return Err(format!("retention: {removes} removes for {} removed: {calls:?}", report.removed.len()));
+                return Err(format!(
+                    "retention: {removes} removes for {} removed: {calls:?}",
+                    report.removed.len()
+                ));
             }
             lists.push(list_calls as f64);
             others.push((calls.len() - list_calls - removes) as f64);
         }
     }
     Ok(vec![
-        Row::new(FIGURE, "Rust: list calls per prune (counted)", "calls", &lists)
-            .target("exactly 1", lists.quantile(0.0) == 1.0 && lists.quantile(1.0) == 1.0),
-        Row::new(FIGURE, "Rust: calls other than list and remove", "calls", &others)
-            .target("none", others.quantile(1.0) == 0.0),
+        Row::new(
+            FIGURE,
+            "Rust: list calls per prune (counted)",
+            "calls",
+            &lists,
+        )
+        .target(
+            "exactly 1",
+            lists.quantile(0.0) == 1.0 && lists.quantile(1.0) == 1.0,
+        ),
+        Row::new(
+            FIGURE,
+            "Rust: calls other than list and remove",
+            "calls",
+            &others,
+        )
+        .target("none", others.quantile(1.0) == 0.0),
     ])
 }
 
@@ -232,7 +295,9 @@ impl Proxy {
         // Detached: it serves until the process ends (the benchmark's last step).
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let Ok(upstream) = UnixStream::connect(&engine) else { continue };
+                let Ok(upstream) = UnixStream::connect(&engine) else {
+                    continue;
+                };
                 let (c2, u2) = match (client.try_clone(), upstream.try_clone()) {
                     (Ok(c), Ok(u)) => (c, u),
                     _ => continue,
@@ -242,7 +307,10 @@ impl Proxy {
                 std::thread::spawn(move || pipe(u2, c2, None));
             }
         });
-        Ok(Proxy { path: path.to_path_buf(), seen })
+        Ok(Proxy {
+            path: path.to_path_buf(),
+            seen,
+        })
     }
 
     /// The request lines seen since the last call, like `GET /containers/json?...`.
@@ -274,7 +342,9 @@ fn pipe(mut from: UnixStream, mut to: UnixStream, log: Option<Arc<Mutex<Vec<u8>>
             Ok(n) => n,
         };
         if let Some(l) = &log {
-            l.lock().expect("no panics while held").extend_from_slice(&buf[..n]);
+            l.lock()
+                .expect("no panics while held")
+                .extend_from_slice(&buf[..n]);
         }
         if to.write_all(&buf[..n]).is_err() {
             break;

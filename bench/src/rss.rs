@@ -34,8 +34,11 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
     for _ in 0..rounds {
         let out = Command::new(&exe)
             .arg("rss-child")
-            .arg(json!({"agent": agent, "docker": block, "stateDir": ctx.state_dir(),
-                        "workspace": ctx.workspace(), "mib": MIB}).to_string())
+            .arg(
+                json!({"agent": agent, "docker": block, "stateDir": ctx.state_dir(),
+                        "workspace": ctx.workspace(), "mib": MIB})
+                .to_string(),
+            )
             .output()
             .map_err(|e| format!("rss: run the child: {e}"))?;
         if !out.status.success() {
@@ -44,13 +47,17 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("rss: child said {:?}: {e}", String::from_utf8_lossy(&out.stdout)))?;
+        let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "rss: child said {:?}: {e}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
         rust.push(Node::num(&v, "growth_mb")?);
         rates.push(Node::num(&v, "mb_s")?);
     }
-    let mut rows = vec![Row::new(FIGURE, "Rust API", "MiB", &rust)
-        .target("< 64 MiB", rust.p90() < 64.0)];
+    let mut rows =
+        vec![Row::new(FIGURE, "Rust API", "MiB", &rust).target("< 64 MiB", rust.p90() < 64.0)];
     rows.push(Row::new(FIGURE, "(consumer's pace, Rust)", "MB/s", &rates));
     if node.as_ref().is_some_and(|n| n.has("runner-rss")) {
         // The Node figure runs in its own node process for the same reason (see runner-ops.js).
@@ -69,13 +76,20 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
 
 /// The child: `rss-child '{"agent":..., "docker":..., "stateDir":..., "workspace":..., "mib":N}'`.
 pub fn child(arg: &str) -> Result<(), String> {
-    use herdctl_container::{resolve_docker_config, Credentials, Engine, JobSpec, Runner, RunnerOptions};
+    use herdctl_container::{
+        resolve_docker_config, Credentials, Engine, JobSpec, Runner, RunnerOptions,
+    };
     let v: Value = serde_json::from_str(arg).map_err(|e| format!("rss-child: {e}"))?;
-    let s = |k: &str| v[k].as_str().map(String::from).ok_or(format!("rss-child: no {k}"));
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(String::from)
+            .ok_or(format!("rss-child: no {k}"))
+    };
     let mib = v["mib"].as_u64().ok_or("rss-child: no mib")?;
     let config = resolve_docker_config(&v["docker"]).map_err(|e| e.to_string())?;
     let engine = Engine::connect().map_err(|e| e.to_string())?;
-    let runner = Runner::new(engine, RunnerOptions::new(s("stateDir")?)).map_err(|e| e.to_string())?;
+    let runner =
+        Runner::new(engine, RunnerOptions::new(s("stateDir")?)).map_err(|e| e.to_string())?;
     let job = |argv: Vec<String>| {
         let mut spec = JobSpec::new(s("agent")?, config.clone(), s("workspace")?, argv);
         spec.credentials = Some(Credentials::none());
@@ -89,7 +103,9 @@ pub fn child(arg: &str) -> Result<(), String> {
     // Reset the high-water mark to the current RSS (Linux 4.0+; as root or the owner).
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
 
-    let mut running = runner.start(job(producer_argv(mib))?).map_err(|e| e.to_string())?;
+    let mut running = runner
+        .start(job(producer_argv(mib))?)
+        .map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let mut bytes = 0u64;
     let mut lines = 0u64;
@@ -103,7 +119,10 @@ pub fn child(arg: &str) -> Result<(), String> {
     let secs = t0.elapsed().as_secs_f64();
     let report = running.finish();
     if !report.outcome.success() || bytes != mib * BLOCK {
-        return Err(format!("rss-child: {} after {bytes} bytes", report.outcome.describe()));
+        return Err(format!(
+            "rss-child: {} after {bytes} bytes",
+            report.outcome.describe()
+        ));
     }
     let peak = status_kb("VmHWM")?;
     println!(

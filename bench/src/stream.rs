@@ -62,14 +62,17 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
         let (raw_bytes, secs) =
             drain(&mut floor, &container, &argv).map_err(|e| format!("stream: drain: {e}"))?;
         if raw_bytes < payload {
-            return Err(format!("stream: drain: {raw_bytes} bytes, expected {payload}+"));
+            return Err(format!(
+                "stream: drain: {raw_bytes} bytes, expected {payload}+"
+            ));
         }
         if keep {
             raw.push(mb_s(payload, secs));
         }
         if dockerode {
             let n = node.as_mut().expect("checked above");
-            let v = n.call(json!({"op": "dockerode-stream", "container": container, "cmd": argv}))?;
+            let v =
+                n.call(json!({"op": "dockerode-stream", "container": container, "cmd": argv}))?;
             check_bytes("dockerode", &v, payload)?;
             if keep {
                 js.push(mb_s(payload, Node::num(&v, "ms")? / 1000.0));
@@ -149,7 +152,11 @@ pub fn drain(f: &mut Floor, container: &str, argv: &[String]) -> io::Result<(u64
         q(USER)
     );
     let exec_id = f
-        .call("POST", &format!("/containers/{container}/exec"), Some(&body))?
+        .call(
+            "POST",
+            &format!("/containers/{container}/exec"),
+            Some(&body),
+        )?
         .expect("exec create", &[201])?
         .str_field("Id")?;
     let mut h = f.exec_start(&exec_id)?;

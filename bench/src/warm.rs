@@ -55,7 +55,10 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
         "dev.herdctl.managed=1",
         &format!("dev.herdctl.agent={agent}"),
     ]);
-    let dockerode_prefix = format!("herdctl-{}-", herdctl_container::sanitize_agent_name(&agent));
+    let dockerode_prefix = format!(
+        "herdctl-{}-",
+        herdctl_container::sanitize_agent_name(&agent)
+    );
 
     let mut methods = vec![
         Method::Rust,
@@ -133,8 +136,13 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
         rows.push(Row::new(figure, "engine floor (raw socket)", "ms", floor));
         let no_stdin = at(Method::FloorNoStdin).expect("always runs");
         rows.push(
-            Row::new(figure, "engine floor, herdctl's exec (no stdin)", "ms", no_stdin)
-                .vs("floor", floor),
+            Row::new(
+                figure,
+                "engine floor, herdctl's exec (no stdin)",
+                "ms",
+                no_stdin,
+            )
+            .vs("floor", floor),
         );
         rows.push(
             Row::new(figure, "Rust API (Runner)", "ms", rust)
@@ -255,12 +263,7 @@ fn exec_echo(f: &mut Floor, id: &str, t0: Instant) -> io::Result<(Duration, i64)
 
 /// Exec `cat` with `prompt` on stdin, read its output, then its exit code; returns the time of
 /// the first stdout byte (from `t0`) and the code.
-pub fn exec_cat(
-    f: &mut Floor,
-    id: &str,
-    prompt: &str,
-    t0: Instant,
-) -> io::Result<(Duration, i64)> {
+pub fn exec_cat(f: &mut Floor, id: &str, prompt: &str, t0: Instant) -> io::Result<(Duration, i64)> {
     let body = format!(
         r#"{{"AttachStdin":true,"AttachStdout":true,"AttachStderr":true,"Tty":false,"Cmd":["cat"],"Env":[{}],"User":{},"WorkingDir":"/workspace"}}"#,
         q(&format!("HERDCTL_JOB_ID=floor-{}", t0.elapsed().as_nanos())),
@@ -306,7 +309,10 @@ fn finish_exec(
 }
 
 /// A job in the Node driver: it reports its own times, measured inside Node.
-pub(crate) fn node_job(node: &mut Option<Node>, cmd: serde_json::Value) -> Result<(Duration, Duration), String> {
+pub(crate) fn node_job(
+    node: &mut Option<Node>,
+    cmd: serde_json::Value,
+) -> Result<(Duration, Duration), String> {
     let n = node.as_mut().ok_or("no node driver")?;
     let v = n.call(cmd)?;
     let ms = |k| Node::num(&v, k).map(|x| Duration::from_secs_f64(x / 1000.0));

@@ -5,8 +5,7 @@
 //! there), or, in a persistent container shared with other jobs, exactly the processes of this job,
 //! found by a marker in their environment (see `kill.sh`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::engine::{Engine, ExecAbort, ExecSpec};
@@ -27,6 +26,17 @@ pub(crate) enum StopReason {
     OutputLimit,
 }
 
+/// How a job's output is ending, as far as a cancel cares.
+#[derive(Debug, Default)]
+struct Ending {
+    /// The output reached its end by itself: there is nothing left to stop.
+    ended: bool,
+    /// The stream was closed by us: it will not end by itself any more.
+    aborted: bool,
+    /// How long a cancel waits for the end before killing; zero until an agent's `result`.
+    grace: Duration,
+}
+
 /// Cancels one job. Cheap to clone and `Send`: hand it to the thread that decides to cancel.
 #[derive(Clone, Debug)]
 pub struct Canceller {
@@ -36,8 +46,9 @@ pub struct Canceller {
 #[derive(Debug)]
 struct Inner {
     reason: Mutex<Option<StopReason>>,
-    /// The job's output ended by itself: there is nothing left to stop.
-    ended: AtomicBool,
+    /// How the job's output is ending; `settled` wakes a cancel waiting out its grace.
+    ending: Mutex<Ending>,
+    settled: Condvar,
     engine: Engine,
     container_id: String,
     mode: Mode,
@@ -58,7 +69,8 @@ impl Canceller {
         Canceller {
             inner: Arc::new(Inner {
                 reason: Mutex::new(None),
-                ended: AtomicBool::new(false),
+                ending: Mutex::new(Ending::default()),
+                settled: Condvar::new(),
                 engine,
                 container_id,
                 mode,
@@ -73,22 +85,50 @@ impl Canceller {
     /// outcome is [`crate::Outcome::Cancelled`]. Calling it again, or after the job ended, does
     /// nothing. Blocks while the processes are killed.
     ///
+    /// After [`Canceller::set_grace`] (an agent job does it once the agent printed its `result`),
+    /// the job first gets that long to end by itself; if it does, nothing is killed.
+    ///
     /// An error means the processes could not be confirmed gone (the engine went away, or the
     /// image has no `/bin/sh` for the kill); the job's stream is closed all the same.
     pub fn cancel(&self) -> Result<()> {
+        let ending = self.ending();
+        let grace = ending.grace;
+        // Waits while the job may still end by itself: not ended, stream not aborted.
+        drop(
+            self.inner
+                .settled
+                .wait_timeout_while(ending, grace, |e| !e.ended && !e.aborted)
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         self.stop(StopReason::Cancelled)
     }
 
     /// Closes the job's output stream, so a reader blocked on it returns at once.
     pub(crate) fn abort_stream(&self) {
+        self.ending().aborted = true;
+        self.inner.settled.notify_all();
         self.inner.abort.abort();
     }
 
     /// Records that the job's output reached its end by itself. A cancel after that is a no-op
     /// (the outcome stays the job's own): herdctl cancels every job it stops reading at its
-    /// `result`, and killing a finished job's processes cost a needless exec in a busy container.
+    /// `result`, and killing a finished job's processes cost a needless exec that also holds up
+    /// the engine's other calls on the container for tens of milliseconds.
     pub(crate) fn mark_ended(&self) {
-        self.inner.ended.store(true, Ordering::SeqCst);
+        self.ending().ended = true;
+        self.inner.settled.notify_all();
+    }
+
+    /// From now on, [`Canceller::cancel`] gives the job `grace` to end by itself before killing
+    /// it. herdctl cancels (`return()` on the messages) as soon as it sees the agent's `result`,
+    /// when the agent is about to exit anyway.
+    pub(crate) fn set_grace(&self, grace: Duration) {
+        self.ending().grace = grace;
+    }
+
+    fn ending(&self) -> MutexGuard<'_, Ending> {
+        // Plain flags: a panic elsewhere cannot leave them inconsistent.
+        self.inner.ending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn reason(&self) -> Option<StopReason> {
@@ -98,7 +138,7 @@ impl Canceller {
     pub(crate) fn stop(&self, reason: StopReason) -> Result<()> {
         {
             let mut current = self.inner.reason.lock().unwrap_or_else(|p| p.into_inner());
-            if current.is_some() || self.inner.ended.load(Ordering::SeqCst) {
+            if current.is_some() || self.ending().ended {
                 return Ok(());
             }
             *current = Some(reason);

@@ -166,7 +166,7 @@ impl Job {
     fn abandon(&mut self) {
         if self.ended.is_none() {
             self.canceller.abort_stream();
-            let _ = self.canceller.cancel();
+            let _ = self.canceller.stop(StopReason::Cancelled);
             while self.next_line().is_some() {}
         }
     }
