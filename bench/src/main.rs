@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention] [--out FILE]
-//! herdctl-bench profile warm-rust|warm-floor|stream-rust|stream-drain N   (for callgrind)
+//! herdctl-bench profile warm-rust|warm-floor|stream-rust|stream-agent|stream-drain N  (callgrind)
 //! ```
 
 mod cold;

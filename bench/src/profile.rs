@@ -9,7 +9,13 @@ use crate::fixture::{Ctx, PROMPT};
 use crate::floor::list_path;
 use crate::stream::producer_argv;
 
-pub const KINDS: [&str; 4] = ["warm-rust", "warm-floor", "stream-rust", "stream-drain"];
+pub const KINDS: [&str; 5] = [
+    "warm-rust",
+    "warm-floor",
+    "stream-rust",
+    "stream-agent",
+    "stream-drain",
+];
 
 pub fn run(kind: &str, n: usize) -> Result<(), String> {
     let ctx = Ctx::new(true)?;
@@ -54,6 +60,26 @@ pub fn run(kind: &str, n: usize) -> Result<(), String> {
                 let report = job.finish();
                 if !report.outcome.success() || bytes != 20 << 20 {
                     return Err(format!("{} after {bytes} bytes", report.outcome.describe()));
+                }
+            }
+            "stream-agent" => {
+                // The Node API's producer side without Node: herdctl's agent job, messages as
+                // strings (what the addon hands to JS).
+                use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
+                let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+                let request = AgentRequest {
+                    config: config.clone(),
+                    agent: serde_json::json!({"name": agent, "working_directory": ctx.workspace()}),
+                    options: ExecuteOptions::new(""),
+                    command: Command::raw(argv, Vec::new()).map_err(|e| e.to_string())?,
+                };
+                let mut job = AgentJob::start(&ctx.runner, request).map_err(|e| e.to_string())?;
+                let mut n = 0;
+                while let Some(m) = job.next_message() {
+                    n += m.len();
+                }
+                if n < 20 << 20 {
+                    return Err(format!("{n} bytes of messages"));
                 }
             }
             "stream-drain" => {
