@@ -21,8 +21,11 @@ const docker = new Docker({ socketPath })
 
 const now = () => Number(process.hrtime.bigint()) / 1e6 // milliseconds
 
-// herdctl: exec with Cmd, stdout/stderr attached, no stdin, no TTY, cwd /workspace.
-async function execLines (container, cmd, onMessage) {
+// herdctl's executeSDKRuntime: exec with Cmd, stdout/stderr attached, no stdin, no TTY, cwd
+// /workspace; demuxStream into PassThroughs, readline over stdout, JSON.parse per line, yielded
+// one by one from an async generator (its execute() then re-yields them with `yield*`). The exit
+// code goes to `status.code`.
+async function * execMessages (container, cmd, status) {
   const exec = await container.exec({
     Cmd: cmd,
     AttachStdout: true,
@@ -43,10 +46,22 @@ async function execLines (container, cmd, onMessage) {
   for await (const line of rl) {
     const trimmed = line.trim()
     if (!trimmed) continue
-    onMessage(JSON.parse(trimmed), line.length + 1)
+    yield JSON.parse(trimmed)
   }
   const info = await exec.inspect()
-  return info.ExitCode
+  status.code = info.ExitCode
+}
+
+// herdctl's ContainerRunner.execute: `yield*` over the runtime-specific generator.
+async function * herdctlExecute (container, cmd, status) {
+  yield * execMessages(container, cmd, status)
+}
+
+// Runs the messages through herdctl's layers into `onMessage`; returns the exit code.
+async function execLines (container, cmd, onMessage) {
+  const status = {}
+  for await (const message of herdctlExecute(container, cmd, status)) onMessage(message)
+  return status.code
 }
 
 // The prompt inside an `sh -c` string, as herdctl does (its escaping is not the point here).
@@ -95,15 +110,17 @@ const ops = {
   },
 
   // Stream throughput: the producer's JSONL into JS objects through demuxStream + readline +
-  // JSON.parse. Timed from the first message to the end, like the Rust figures.
+  // JSON.parse and herdctl's generators. Timed from the first message to the end, like the Rust
+  // figures. (Each line is 1 KiB by construction; `seq` checks that none was lost.)
   async 'dockerode-stream' ({ container, cmd }) {
     const c = docker.getContainer(container)
     let first = null
     let bytes = 0
     let lines = 0
-    const code = await execLines(c, cmd, (msg, len) => {
+    const code = await execLines(c, cmd, (msg) => {
       if (first === null) first = now()
-      bytes += len
+      if (msg.seq !== lines % 1024) throw new Error(`message ${lines} has seq ${msg.seq}`)
+      bytes += 1024
       lines++
     })
     if (code !== 0) throw new Error(`producer exited ${code}`)
@@ -130,7 +147,11 @@ async function pump () {
     try {
       const op = ops[cmd.op]
       if (!op) throw new Error(`unknown op ${cmd.op}`)
-      out = { ok: true, ...(await op(cmd)) }
+      const cpu = process.cpuUsage()
+      const result = await op(cmd)
+      const used = process.cpuUsage(cpu)
+      // This process's CPU (all its threads, the addon's included) for the op, in milliseconds.
+      out = { ok: true, cpu_ms: (used.user + used.system) / 1000, ...result }
     } catch (e) {
       out = { ok: false, error: String((e && e.stack) || e) }
     }

@@ -101,6 +101,7 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
                     let create = dockerode_create(ctx, &format!("{dockerode_prefix}{n}"));
                     node_job(
                         node,
+                        &mut 0.0,
                         json!({"op": "dockerode-cold", "create": create, "prompt": PROMPT,
                                "agentPrefix": dockerode_prefix}),
                     )?

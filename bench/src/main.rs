@@ -11,6 +11,7 @@
 //! ```
 
 mod cold;
+mod cpu;
 mod ext;
 mod fixture;
 mod floor;

@@ -76,8 +76,9 @@ pub fn run(kind: &str, n: usize) -> Result<(), String> {
                 let mut job = AgentJob::start(&ctx.runner, request).map_err(|e| e.to_string())?;
                 let mut n = 0;
                 while let Some(m) = job.next_message() {
-                    n += m.len();
+                    n += m.len() + 1;
                 }
+                // The lines, and the closing error (the producer prints no `result`).
                 if n < 20 << 20 {
                     return Err(format!("{n} bytes of messages"));
                 }

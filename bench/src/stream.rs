@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::cpu;
 use crate::ext::Node;
 use crate::fixture::{Ctx, USER};
 use crate::floor::{q, Floor};
@@ -44,71 +45,104 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
 
     let dockerode = node.as_ref().is_some_and(|n| n.has("dockerode-stream"));
     let node_runner = node.as_ref().is_some_and(|n| n.has("runner-stream"));
-    let rounds = ctx.n(2, 5);
-    let mut rust = Samples::new();
-    let mut raw = Samples::new();
-    let mut js = Samples::new();
-    let mut nr = Samples::new();
-    let mb_s = |bytes: u64, secs: f64| bytes as f64 / 1e6 / secs;
+    // Methods: 0 Rust lines, 1 raw drain, 2 dockerode, 3 Node API; rotated each round.
+    let mut methods = vec![0, 1];
+    if dockerode {
+        methods.push(2);
+    }
+    if node_runner {
+        methods.push(3);
+    }
+    let rounds = ctx.n(2, 7);
+    // Per method: MB/s, then CPU ms of the consumer's process and of the whole machine.
+    let mut rate: [Samples; 4] = Default::default();
+    let mut cpu: [(Samples, Samples); 4] = Default::default();
+    let runner_cmd = json!({"op": "runner-stream", "agent": agent,
+        "docker": ctx.docker_block(false, 5), "stateDir": ctx.state_dir(),
+        "workspace": ctx.workspace(), "cmd": argv});
+    let dockerode_cmd = json!({"op": "dockerode-stream", "container": container, "cmd": argv});
     for round in 0..rounds + 1 {
-        let keep = round > 0; // round 0 warms the page cache and the engine
-        let (bytes, secs) = rust_lines(ctx, &spec)?;
-        if bytes != payload {
-            return Err(format!("stream: rust: {bytes} bytes, expected {payload}"));
-        }
-        if keep {
-            rust.push(mb_s(bytes, secs));
-        }
-        let (raw_bytes, secs) =
-            drain(&mut floor, &container, &argv).map_err(|e| format!("stream: drain: {e}"))?;
-        if raw_bytes < payload {
-            return Err(format!(
-                "stream: drain: {raw_bytes} bytes, expected {payload}+"
-            ));
-        }
-        if keep {
-            raw.push(mb_s(payload, secs));
-        }
-        if dockerode {
-            let n = node.as_mut().expect("checked above");
-            let v =
-                n.call(json!({"op": "dockerode-stream", "container": container, "cmd": argv}))?;
-            check_bytes("dockerode", &v, payload)?;
-            if keep {
-                js.push(mb_s(payload, Node::num(&v, "ms")? / 1000.0));
-            }
-        }
-        if node_runner {
-            let n = node.as_mut().expect("checked above");
-            let v = n.call(json!({"op": "runner-stream", "agent": agent,
-                "docker": ctx.docker_block(false, 5), "stateDir": ctx.state_dir(),
-                "workspace": ctx.workspace(), "cmd": argv}))?;
-            check_bytes("node runner", &v, payload)?;
-            if keep {
-                nr.push(mb_s(payload, Node::num(&v, "ms")? / 1000.0));
+        for k in 0..methods.len() {
+            let m = methods[(round + k) % methods.len()];
+            let (p0, m0) = (cpu::process_ms(), cpu::machine_ms());
+            let (secs, own) = match m {
+                0 => {
+                    let (bytes, secs) = rust_lines(ctx, &spec)?;
+                    if bytes != payload {
+                        return Err(format!("stream: rust: {bytes} bytes, expected {payload}"));
+                    }
+                    (secs, cpu::process_ms() - p0)
+                }
+                1 => {
+                    let (bytes, secs) = drain(&mut floor, &container, &argv)
+                        .map_err(|e| format!("stream: drain: {e}"))?;
+                    if bytes < payload {
+                        return Err(format!("stream: drain: {bytes} bytes, expected {payload}+"));
+                    }
+                    (secs, cpu::process_ms() - p0)
+                }
+                _ => {
+                    let n = node
+                        .as_mut()
+                        .expect("a node method runs only with a driver");
+                    let v = n.call(if m == 2 {
+                        dockerode_cmd.clone()
+                    } else {
+                        runner_cmd.clone()
+                    })?;
+                    check_bytes(
+                        if m == 2 { "dockerode" } else { "node runner" },
+                        &v,
+                        payload,
+                    )?;
+                    (Node::num(&v, "ms")? / 1000.0, Node::num(&v, "cpu_ms")?)
+                }
+            };
+            // Round 0 warms the page cache and the engine.
+            if round > 0 {
+                rate[m].push(payload as f64 / 1e6 / secs);
+                cpu[m].0.push(own);
+                cpu[m].1.push(cpu::machine_ms() - m0);
             }
         }
     }
+    let [rust, raw, js, nr] = &rate;
 
     let mut rows = vec![
-        Row::new(FIGURE, "raw socket drain (engine floor)", "MB/s", &raw),
-        Row::new(FIGURE, "Rust API, lines", "MB/s", &rust)
-            .vs("raw drain", &raw)
+        Row::new(FIGURE, "raw socket drain (engine floor)", "MB/s", raw),
+        Row::new(FIGURE, "Rust API, lines", "MB/s", rust)
+            .vs("raw drain", raw)
             .ratio_target(Better::Higher, 0.8),
     ];
     if dockerode {
         rows.push(
-            Row::new(FIGURE, "dockerode + readline + JSON.parse", "MB/s", &js)
-                .vs("raw drain", &raw),
+            Row::new(FIGURE, "dockerode + readline + JSON.parse", "MB/s", js).vs("raw drain", raw),
         );
     }
     if node_runner {
-        let row = Row::new(FIGURE, "Node API, JS objects", "MB/s", &nr);
+        let row = Row::new(FIGURE, "Node API, JS objects", "MB/s", nr);
         rows.push(if dockerode {
-            row.vs("dockerode", &js).ratio_target(Better::Higher, 1.5)
+            row.vs("dockerode", js).ratio_target(Better::Higher, 1.5)
         } else {
-            row.vs("raw drain", &raw)
+            row.vs("raw drain", raw)
         });
+    }
+    let names = [
+        "Rust API, lines",
+        "raw socket drain",
+        "dockerode + readline + JSON.parse",
+        "Node API, JS objects",
+    ];
+    for (what, pick) in [
+        ("stream: CPU per 200 MiB, consumer process", 0),
+        ("stream: CPU per 200 MiB, whole machine", 1),
+    ] {
+        for (name, (own, machine)) in names.iter().zip(&cpu) {
+            let s = if pick == 0 { own } else { machine };
+            if s.len() > 0 {
+                rows.push(Row::new(what, name, "ms", s));
+            }
+        }
     }
     Ok(rows)
 }

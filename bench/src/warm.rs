@@ -74,12 +74,16 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
         methods.push(Method::NodeRunner);
     }
     let warmup = 2;
-    let rounds = ctx.n(6, 30);
+    let rounds = ctx.n(6, 40);
     let mut first_ms: Vec<Samples> = vec![Samples::new(); methods.len()];
     let mut exit_ms: Vec<Samples> = vec![Samples::new(); methods.len()];
+    // The client's own CPU per job (this process for Rust and the floor, node's for Node).
+    let mut cpu_ms: Vec<Samples> = vec![Samples::new(); methods.len()];
+    let mut node_cpu = 0.0;
     for round in 0..warmup + rounds {
         for k in 0..methods.len() {
             let i = (round + k) % methods.len();
+            let cpu0 = crate::cpu::process_ms();
             let (f, e) = match methods[i] {
                 Method::Rust => rust_job(ctx, &spec)?,
                 Method::Floor => floor_job(&mut floor, &container, &floor_list, Some(&prompt))
@@ -112,11 +116,13 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
                 )?,
                 Method::Dockerode => node_job(
                     node,
+                    &mut node_cpu,
                     json!({"op": "dockerode-warm", "container": container, "prompt": PROMPT,
                            "agentPrefix": dockerode_prefix}),
                 )?,
                 Method::NodeRunner => node_job(
                     node,
+                    &mut node_cpu,
                     json!({"op": "runner-warm", "agent": agent, "docker": ctx.docker_block(false, 5),
                            "stateDir": ctx.state_dir(), "workspace": ctx.workspace(), "prompt": PROMPT}),
                 )?,
@@ -124,6 +130,11 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
             if round >= warmup {
                 first_ms[i].push_ms(f);
                 exit_ms[i].push_ms(e);
+                match methods[i] {
+                    Method::Rust | Method::Floor => cpu_ms[i].push(crate::cpu::process_ms() - cpu0),
+                    Method::Dockerode | Method::NodeRunner => cpu_ms[i].push(node_cpu),
+                    _ => {}
+                }
             }
         }
     }
@@ -175,6 +186,17 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
             Row::new(figure, "`herdctl-container run` (CLI)", "ms", cli)
                 .vs("`docker exec -i`", docker),
         );
+    }
+    let cpu_figure = "warm job: client CPU per job";
+    for (m, name) in [
+        (Method::Floor, "engine floor (raw socket)"),
+        (Method::Rust, "Rust API (Runner)"),
+        (Method::Dockerode, "dockerode, herdctl's way"),
+        (Method::NodeRunner, "Node API (ContainerRunner)"),
+    ] {
+        if let Some(i) = methods.iter().position(|x| *x == m) {
+            rows.push(Row::new(cpu_figure, name, "ms", &cpu_ms[i]));
+        }
     }
     Ok(rows)
 }
@@ -311,10 +333,12 @@ fn finish_exec(
 /// A job in the Node driver: it reports its own times, measured inside Node.
 pub(crate) fn node_job(
     node: &mut Option<Node>,
+    cpu_ms: &mut f64,
     cmd: serde_json::Value,
 ) -> Result<(Duration, Duration), String> {
     let n = node.as_mut().ok_or("no node driver")?;
     let v = n.call(cmd)?;
+    *cpu_ms = Node::num(&v, "cpu_ms")?;
     let ms = |k| Node::num(&v, k).map(|x| Duration::from_secs_f64(x / 1000.0));
     Ok((ms("first_ms")?, ms("exit_ms")?))
 }
