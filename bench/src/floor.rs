@@ -98,6 +98,7 @@ impl Floor {
             req.push_str("\r\n");
         }
         if self.conn.is_none() {
+            self.buf.clear();
             self.conn = Some(UnixStream::connect(&self.socket)?);
         }
         let conn = self.conn.as_mut().expect("opened just above");
@@ -219,25 +220,24 @@ fn status_of(head: &[u8]) -> io::Result<u16> {
         .ok_or_else(|| bad("no status line"))
 }
 
-/// Reads one whole answer: head, then a `Content-Length` or chunked body (or none).
+/// Reads one whole answer: head, then a `Content-Length` or chunked body (or none). `buf` holds
+/// bytes read from the connection but not yet used, from one answer to the next.
 fn read_answer(conn: &mut UnixStream, buf: &mut Vec<u8>) -> io::Result<Answer> {
-    buf.clear();
     let body_start = read_head(conn, buf)?;
     let status = status_of(buf)?;
     let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
-    let mut rest = buf[body_start..].to_vec();
-    let body = if status == 204 || status == 304 {
-        Vec::new()
+    let (body, end) = if status == 204 || status == 304 {
+        (Vec::new(), body_start)
     } else if let Some(len) = header(&head, "content-length") {
         let len: usize = len.parse().map_err(|_| bad("bad content-length"))?;
-        read_at_least(conn, &mut rest, len)?;
-        rest.truncate(len);
-        rest
+        read_at_least(conn, buf, body_start + len)?;
+        (buf[body_start..body_start + len].to_vec(), body_start + len)
     } else if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        dechunk(conn, rest)?
+        dechunk(conn, buf, body_start)?
     } else {
         return Err(bad("an answer with neither a length nor chunks"));
     };
+    buf.drain(..end);
     Ok(Answer { status, body })
 }
 
@@ -260,25 +260,28 @@ fn read_at_least(conn: &mut UnixStream, buf: &mut Vec<u8>, n: usize) -> io::Resu
     Ok(())
 }
 
-/// Decodes a chunked body whose first bytes are in `raw`.
-fn dechunk(conn: &mut UnixStream, mut raw: Vec<u8>) -> io::Result<Vec<u8>> {
+/// Decodes a chunked body starting at `raw[pos..]`; returns it and where it ends in `raw`.
+fn dechunk(
+    conn: &mut UnixStream,
+    raw: &mut Vec<u8>,
+    mut pos: usize,
+) -> io::Result<(Vec<u8>, usize)> {
     let mut body = Vec::new();
-    let mut pos = 0;
     loop {
         let line_end = loop {
             if let Some(i) = find(&raw[pos..], b"\r\n") {
                 break pos + i;
             }
             let want = raw.len() + 1;
-            read_at_least(conn, &mut raw, want)?;
+            read_at_least(conn, raw, want)?;
         };
         let size_text = std::str::from_utf8(&raw[pos..line_end]).map_err(|_| bad("chunk size"))?;
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| bad("chunk size"))?;
         let data = line_end + 2;
-        read_at_least(conn, &mut raw, data + size + 2)?;
+        read_at_least(conn, raw, data + size + 2)?;
         if size == 0 {
-            return Ok(body);
+            return Ok((body, data + 2));
         }
         body.extend_from_slice(&raw[data..data + size]);
         pos = data + size + 2;
@@ -354,6 +357,33 @@ mod tests {
     fn quoting_escapes_what_json_needs() {
         assert_eq!(q(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(q("x\ny\u{1}"), "\"x\\ny\\u0001\"");
+    }
+
+    /// The engine answers small bodies with a length and larger ones in chunks; both, and a
+    /// bodiless 204, must come back whole from one keep-alive connection.
+    #[test]
+    fn answers_are_read_whole_in_every_framing() {
+        let (mut engine, mut client) = UnixStream::pair().unwrap();
+        let answers = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}\
+                       HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       4\r\n[{\"I\r\n8;x=y\r\nd\":\"z\"}]\r\n0\r\n\r\n\
+                       HTTP/1.1 204 No Content\r\n\r\n";
+        // Written in pieces, so reads stop mid-head, mid-size-line and mid-chunk.
+        let writer = std::thread::spawn(move || {
+            for piece in answers.as_bytes().chunks(5) {
+                engine.write_all(piece).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let mut buf = Vec::new();
+        let a = read_answer(&mut client, &mut buf).unwrap();
+        assert_eq!((a.status, &a.body[..]), (200, &br#"{"a":1}"#[..]));
+        let b = read_answer(&mut client, &mut buf).unwrap();
+        assert_eq!(b.str_field("Id").unwrap(), "z");
+        assert_eq!(b.body, br#"[{"Id":"z"}]"#);
+        let c = read_answer(&mut client, &mut buf).unwrap();
+        assert_eq!((c.status, c.body.len()), (204, 0));
+        writer.join().unwrap();
     }
 
     #[test]
