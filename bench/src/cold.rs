@@ -73,13 +73,12 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
     let rounds = ctx.n(3, 8);
     let mut exit_ms: Vec<Samples> = vec![Samples::new(); methods.len()];
     for round in 0..warmup + rounds {
-        for k in 0..methods.len() {
-            let i = (round + k) % methods.len();
+        for i in crate::stats::order(round, methods.len()) {
             let slow = matches!(methods[i], Method::DockerRun | Method::Dockerode);
             if round + 1 < warmup && slow {
                 continue;
             }
-            let n = round * methods.len() + k;
+            let n = round * methods.len() + i;
             let e = match methods[i] {
                 Method::Rust => rust_job(ctx, &spec)?,
                 Method::Floor => floor_job(&mut floor, &mut floor_state, &prompt, n)

@@ -77,6 +77,27 @@ impl Samples {
     }
 }
 
+/// The order in which `n` methods run in round `round`: a permutation that changes every round.
+///
+/// Not a rotation: rotating keeps the cyclic order, so each method would always run right after
+/// the same other one and inherit its leftovers (an engine still cleaning up an exec, a process
+/// still exiting). A shuffle spreads those over all methods. Deterministic (xorshift seeded by the
+/// round), so two runs use the same orders.
+pub fn order(round: usize, n: usize) -> Vec<usize> {
+    let mut state = (round as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        v.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
 /// A least-squares line `y = a + b x` through points: how a cost grows with a count.
 pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
     let n = points.len() as f64;
@@ -121,6 +142,30 @@ mod tests {
     fn paired_ratios_pair_by_position() {
         let r = of(&[2.0, 9.0]).paired_ratio(&of(&[1.0, 3.0]));
         assert_eq!(r.median(), 2.5);
+    }
+
+    #[test]
+    fn orders_are_permutations_that_vary() {
+        let orders: Vec<Vec<usize>> = (0..20).map(|r| order(r, 6)).collect();
+        for o in &orders {
+            let mut sorted = o.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..6).collect::<Vec<_>>());
+        }
+        // Every method follows some other method than always the same one.
+        for m in 0..6 {
+            let before: std::collections::BTreeSet<usize> = orders
+                .iter()
+                .filter_map(|o| {
+                    o.iter()
+                        .position(|x| *x == m)
+                        .filter(|p| *p > 0)
+                        .map(|p| o[p - 1])
+                })
+                .collect();
+            assert!(before.len() >= 3, "method {m} follows only {before:?}");
+        }
+        assert_eq!(order(3, 6), order(3, 6));
     }
 
     #[test]

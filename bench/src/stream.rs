@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
 
     let dockerode = node.as_ref().is_some_and(|n| n.has("dockerode-stream"));
     let node_runner = node.as_ref().is_some_and(|n| n.has("runner-stream"));
-    // Methods: 0 Rust lines, 1 raw drain, 2 dockerode, 3 Node API; rotated each round.
+    // Methods: 0 Rust lines, 1 raw drain, 2 dockerode, 3 Node API; in a new order each round.
     let mut methods = vec![0, 1];
     if dockerode {
         methods.push(2);
@@ -62,8 +62,8 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
         "workspace": ctx.workspace(), "cmd": argv});
     let dockerode_cmd = json!({"op": "dockerode-stream", "container": container, "cmd": argv});
     for round in 0..rounds + 1 {
-        for k in 0..methods.len() {
-            let m = methods[(round + k) % methods.len()];
+        for i in crate::stats::order(round, methods.len()) {
+            let m = methods[i];
             let (p0, m0) = (cpu::process_ms(), cpu::machine_ms());
             let (secs, own) = match m {
                 0 => {

@@ -2,8 +2,8 @@
 //! stdout byte and to the end (outcome known, container released).
 //!
 //! The job reads a one-line prompt on stdin and prints it back (`cat`): what remains is what the
-//! container layer costs. Methods run in rounds, one job each per round, in a rotating order, so
-//! the engine's drift over the run is shared by all of them.
+//! container layer costs. Methods run in rounds, one job each per round, in a new order each
+//! round, so the engine's drift over the run is shared by all of them.
 
 use std::io;
 use std::process::Command;
@@ -74,15 +74,14 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
         methods.push(Method::NodeRunner);
     }
     let warmup = 2;
-    let rounds = ctx.n(6, 40);
+    let rounds = ctx.n(6, 60);
     let mut first_ms: Vec<Samples> = vec![Samples::new(); methods.len()];
     let mut exit_ms: Vec<Samples> = vec![Samples::new(); methods.len()];
     // The client's own CPU per job (this process for Rust and the floor, node's for Node).
     let mut cpu_ms: Vec<Samples> = vec![Samples::new(); methods.len()];
     let mut node_cpu = 0.0;
     for round in 0..warmup + rounds {
-        for k in 0..methods.len() {
-            let i = (round + k) % methods.len();
+        for i in crate::stats::order(round, methods.len()) {
             let cpu0 = crate::cpu::process_ms();
             let (f, e) = match methods[i] {
                 Method::Rust => rust_job(ctx, &spec)?,
