@@ -53,7 +53,7 @@ pub fn run(ctx: &Ctx, node: &mut Option<Node>) -> Result<Vec<Row>, String> {
     if node_runner {
         methods.push(3);
     }
-    let rounds = ctx.n(2, 7);
+    let rounds = ctx.n(2, 11);
     // Per method: MB/s, then CPU ms of the consumer's process and of the whole machine.
     let mut rate: [Samples; 4] = Default::default();
     let mut cpu: [(Samples, Samples); 4] = Default::default();
