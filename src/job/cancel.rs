@@ -85,8 +85,8 @@ impl Canceller {
     /// outcome is [`crate::Outcome::Cancelled`]. Calling it again, or after the job ended, does
     /// nothing. Blocks while the processes are killed.
     ///
-    /// After [`Canceller::set_grace`] (an agent job does it once the agent printed its `result`),
-    /// the job first gets that long to end by itself; if it does, nothing is killed.
+    /// Once an agent job has seen the agent's `result`, a cancel first gives the job a short grace
+    /// (`agent::AFTER_RESULT_GRACE`) to end by itself; if it does, nothing is killed.
     ///
     /// An error means the processes could not be confirmed gone (the engine went away, or the
     /// image has no `/bin/sh` for the kill); the job's stream is closed all the same.
