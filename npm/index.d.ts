@@ -1,12 +1,12 @@
 // herdctl-container's public types. Those of the native classes and helpers are generated from
 // the Rust doc comments into binding.d.ts (by `napi build`) and re-exported here; the shapes that
 // herdctl defines (its config, its execute options, its messages) are written here to match it.
-import type { MessageStream, EngineAddress, ContainerInfo, PruneResult } from './binding'
+import type { MessageStream, ContainerRunnerOptions, ContainerInfo, PruneResult } from './binding'
 
 export { MessageStream } from './binding'
 export type {
   StreamStats,
-  EngineAddress,
+  ContainerRunnerOptions,
   ContainerInfo,
   PruneResult,
   PathMapping,
@@ -162,13 +162,14 @@ export declare class ContainerRunner {
    * @param config the agent's docker config, resolved or as written (checked here: a bad one
    *   throws with code INVALID_CONFIG)
    * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
-   * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock)
+   * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock), the
+   *   pull policy and a job timeout
    */
   constructor(
     wrapped: WrappableRuntime | object,
     config: Partial<DockerConfig> | DockerInput | null | undefined,
     stateDir: string,
-    options?: EngineAddress,
+    options?: ContainerRunnerOptions,
   )
   readonly wrapped: WrappableRuntime | object
   readonly stateDir: string

@@ -20,6 +20,7 @@
 //!     agent: serde_json::json!({"name": "coder", "working_directory": "/tmp/work"}),
 //!     options: ExecuteOptions::new("fix the bug"),
 //!     command: Command::Runtime(Strategy::Cli),
+//!     deadline: Some(std::time::Duration::from_secs(3600)),
 //! };
 //! let mut job = AgentJob::start(&runner, request)?;
 //! while let Some(message) = job.next_message() {
@@ -178,6 +179,9 @@ pub struct AgentRequest {
     pub options: ExecuteOptions,
     /// What runs in the container.
     pub command: Command,
+    /// Cancel the job when it runs longer than this (the outcome is then `TimedOut`). Default:
+    /// none.
+    pub deadline: Option<std::time::Duration>,
 }
 
 impl AgentRequest {
@@ -210,6 +214,7 @@ impl AgentRequest {
         };
         let mut job = JobSpec::new(agent, self.config.clone(), workspace, invocation.argv);
         job.stdin = invocation.stdin;
+        job.deadline = self.deadline;
         Ok(job)
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use herdctl_container::engine::PullProgress;
 use herdctl_container::{
-    resolve_docker_config, Engine, Error, JobSpec, Outcome, PullPolicy, Runner, RunnerOptions,
+    resolve_docker_config, Engine, Error, JobSpec, Outcome, Runner, RunnerOptions,
 };
 use serde_json::{json, Map, Value};
 
@@ -169,17 +169,9 @@ impl Flags {
 fn runner(flags: &mut Flags) -> Result<Runner, Error> {
     let state_dir = flags.take("state-dir").unwrap_or_else(|| ".herdctl".into());
     let mut options = RunnerOptions::new(state_dir);
-    options.pull = match flags.take("pull").as_deref() {
-        None | Some("never") => PullPolicy::Never,
-        Some("if-missing") => PullPolicy::IfMissing,
-        Some("always") => PullPolicy::Always,
-        Some(other) => {
-            return Err(Error::invalid(
-                "--pull",
-                format!("{other:?} is not a pull policy; expected never, if-missing or always"),
-            ))
-        }
-    };
+    if let Some(policy) = flags.take("pull") {
+        options.pull = policy.parse()?;
+    }
     options.pull_progress = Some(Arc::new(|p: &PullProgress| {
         let id =
             p.id.as_deref()

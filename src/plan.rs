@@ -86,6 +86,36 @@ pub(crate) fn create_body(
     }))
 }
 
+/// The capabilities a container starts with by default (the same 14 in Docker and Podman).
+const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// Whether the container has no capability: Docker reports the `ALL` it was given, Podman
+/// reports each default capability it dropped instead.
+fn drops_every_capability(drop: &[String], add: &[String]) -> bool {
+    let dropped = |cap: &str| {
+        drop.iter().any(|d| {
+            let d = d.trim_start_matches("CAP_");
+            d.eq_ignore_ascii_case("ALL") || d.eq_ignore_ascii_case(cap)
+        })
+    };
+    add.is_empty() && (dropped("ALL") || DEFAULT_CAPABILITIES.iter().all(|c| dropped(c)))
+}
+
 /// Compares what the engine applied with what was asked. Security settings that did not take
 /// are errors (the container must not run a job); limits that did not take are warnings.
 pub(crate) fn verify(asked: &Value, got: &ContainerInspect) -> Result<Vec<String>> {
@@ -93,9 +123,7 @@ pub(crate) fn verify(asked: &Value, got: &ContainerInspect) -> Result<Vec<String
     let have = &got.host_config;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    if want["CapDrop"] == json!(["ALL"])
-        && !have.cap_drop.iter().any(|c| c.eq_ignore_ascii_case("ALL"))
-    {
+    if want["CapDrop"] == json!(["ALL"]) && !drops_every_capability(&have.cap_drop, &have.cap_add) {
         problems.push("CapDrop ALL".to_string());
     }
     if want["SecurityOpt"]
@@ -140,4 +168,30 @@ pub(crate) fn verify(asked: &Value, got: &ContainerInspect) -> Result<Vec<String
         });
     }
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_capability_is_dropped_as_docker_or_podman_reports_it() {
+        assert!(drops_every_capability(&caps(&["ALL"]), &[]));
+        assert!(drops_every_capability(&caps(&DEFAULT_CAPABILITIES), &[]));
+        let prefixed: Vec<String> = DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| format!("CAP_{c}"))
+            .collect();
+        assert!(drops_every_capability(&prefixed, &[]));
+        assert!(!drops_every_capability(
+            &caps(&["ALL"]),
+            &caps(&["NET_ADMIN"])
+        ));
+        assert!(!drops_every_capability(&caps(&["CHOWN"]), &[]));
+        assert!(!drops_every_capability(&[], &[]));
+    }
 }

@@ -30,6 +30,23 @@ pub enum PullPolicy {
     Always,
 }
 
+impl std::str::FromStr for PullPolicy {
+    type Err = Error;
+
+    /// `never`, `if-missing` or `always`.
+    fn from_str(s: &str) -> Result<PullPolicy> {
+        match s {
+            "never" => Ok(PullPolicy::Never),
+            "if-missing" => Ok(PullPolicy::IfMissing),
+            "always" => Ok(PullPolicy::Always),
+            other => Err(Error::invalid(
+                "pull",
+                format!("{other:?} is not a pull policy; expected never, if-missing or always"),
+            )),
+        }
+    }
+}
+
 /// Receives each progress line of an image pull.
 pub type PullProgressFn = Arc<dyn Fn(&PullProgress) + Send + Sync>;
 

@@ -35,6 +35,7 @@ fn request(fleet: &Fleet, agent: &str, options: ExecuteOptions, command: Command
         }),
         options,
         command,
+        deadline: None,
     }
 }
 

@@ -72,7 +72,7 @@ fn create_start_inspect_shows_what_was_asked() {
     );
     let top = live.engine.container_top(&id).unwrap();
     assert!(
-        top.column("CMD").iter().any(|c| c.contains("sleep 600")),
+        top.commands().iter().any(|c| c.contains("sleep 600")),
         "{top:?}"
     );
 }

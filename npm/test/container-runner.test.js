@@ -191,6 +191,27 @@ test('errors before the container exists are thrown with their code', async () =
   await assert.rejects(collect(raw.execute({ prompt: 'p', agent: fleet.agent('badraw') })), (e) => e.code === 'INVALID_CONFIG' && /containerCommand\.argv\[1\]/.test(e.message));
 });
 
+test('jobTimeoutMs ends a job that runs too long with a timed_out error, and no process remains', async () => {
+  const agent = fleet.agent('timeout');
+  const runner = new ContainerRunner(new CLIRuntime(), fleet.config({ ephemeral: false }), fleet.stateDir, { jobTimeoutMs: 300 });
+  const started = Date.now();
+  const messages = await collect(runner.execute({ prompt: '#sleep 600', agent }));
+  const last = messages.at(-1);
+  assert.equal(last.type, 'error');
+  assert.equal(last.outcome, 'timed_out');
+  assert.match(last.message, /timed out after 300ms/);
+  assert.ok(Date.now() - started < 5000, 'the job was stopped, not waited out');
+  const [container] = await runner.listContainers(agent.qualifiedName);
+  assert.deepEqual(jobProcesses(container.id), []);
+});
+
+test('bad runner options are thrown with their code and field', () => {
+  const make = (options) => () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, options);
+  assert.throws(make({ pull: 'sometimes' }), (e) => e.code === 'INVALID_CONFIG' && /options\.pull: "sometimes" is not a pull policy/.test(e.message));
+  assert.throws(make({ jobTimeoutMs: -1 }), (e) => e.code === 'INVALID_CONFIG' && /options\.jobTimeoutMs/.test(e.message));
+  assert.throws(make({ dockerHost: 'unix:///a', socketPath: '/b' }), (e) => e.code === 'INVALID_CONFIG');
+});
+
 test('a 4 MiB prompt arrives intact', async () => {
   const filler = crypto.randomBytes(3 << 20).toString('base64'); // 4 MiB of text
   const prompt = `#sha256\n${filler}\n$1234 \`x\` "quoted" 'single' ünïcödé`;

@@ -30,6 +30,7 @@ fn request(agent: Value, command: Command) -> AgentRequest {
         agent,
         options: ExecuteOptions::new("hello"),
         command,
+        deadline: None,
     }
 }
 

@@ -225,6 +225,16 @@ impl ProcessList {
             None => Vec::new(),
         }
     }
+
+    /// Each process's command line: Docker titles that column `CMD`, Podman `COMMAND`.
+    pub fn commands(&self) -> Vec<&str> {
+        let cmd = self.column("CMD");
+        if cmd.is_empty() {
+            self.column("COMMAND")
+        } else {
+            cmd
+        }
+    }
 }
 
 #[cfg(test)]

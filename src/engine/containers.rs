@@ -265,7 +265,11 @@ impl Engine {
             204 | 200 => response.finish().map(|()| KillOutcome::Killed),
             404 => response.finish().map(|()| KillOutcome::Gone),
             _ => match response.error(id, CONTAINER_404) {
-                Error::Conflict { message, .. } if message.contains("is not running") => {
+                // Docker: "... is not running"; Podman: "can only kill running containers".
+                Error::Conflict { message, .. }
+                    if message.contains("is not running")
+                        || message.contains("can only kill running") =>
+                {
                     Ok(KillOutcome::NotRunning)
                 }
                 other => Err(other),

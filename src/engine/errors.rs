@@ -51,6 +51,24 @@ fn truncate(text: &str, limit: usize) -> String {
     format!("{}...", &text[..end])
 }
 
+/// Podman answers 500 where Docker answers 409 (a name in use, a container in the wrong state);
+/// the `cause` field of its JSON body says which. Without this a persistent container's create
+/// race would not be recognised as one on Podman.
+const PODMAN_CONFLICT_CAUSES: [&str; 2] =
+    ["that name is already in use", "container state improper"];
+
+fn podman_conflict(status: u16, body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        cause: Option<String>,
+    }
+    status == 500
+        && serde_json::from_slice::<Body>(body)
+            .ok()
+            .and_then(|b| b.cause)
+            .is_some_and(|c| PODMAN_CONFLICT_CAUSES.contains(&c.as_str()))
+}
+
 /// The error for a non-2xx answer of `call` about `name`, given the endpoint's status table.
 pub(crate) fn answer_error(
     call: &str,
@@ -67,7 +85,7 @@ pub(crate) fn answer_error(
             name: name.to_string(),
             hint: hint.to_string(),
         },
-        None if status == 409 => Error::Conflict {
+        None if status == 409 || podman_conflict(status, body) => Error::Conflict {
             call: call.to_string(),
             message,
         },
@@ -185,6 +203,32 @@ mod tests {
             e.to_string(),
             "POST /containers/x/start: the engine answered 500: plain text, not json"
         );
+        // Podman's 500s for a name in use or a container in the wrong state are conflicts; its
+        // other 500s are not.
+        let e = answer_error(
+            "POST /containers/create",
+            "web",
+            500,
+            br#"{"cause":"that name is already in use","message":"the container name web is already in use by 508e","response":500}"#,
+            &[],
+        );
+        assert_eq!(e.code(), "CONFLICT", "{e}");
+        let e = answer_error(
+            "POST /containers/x/kill",
+            "x",
+            500,
+            br#"{"cause":"container state improper","message":"can only kill running containers","response":500}"#,
+            CONTAINER,
+        );
+        assert_eq!(e.code(), "CONFLICT", "{e}");
+        let e = answer_error(
+            "POST /containers/x/start",
+            "x",
+            500,
+            br#"{"cause":"no such file or directory","message":"crun: sleep: no such file","response":500}"#,
+            CONTAINER,
+        );
+        assert_eq!(e.code(), "ENGINE_ERROR", "{e}");
         // Without a table entry a 404 is only an API error: it may mean a missing route.
         let e = answer_error("GET /nowhere", "", 404, b"", &[]);
         assert_eq!(

@@ -11,11 +11,12 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::engine::{EngineOptions, Host};
 use herdctl_container::invocation::Strategy;
-use herdctl_container::{DockerConfig, Engine, Runner, RunnerOptions};
+use herdctl_container::{DockerConfig, Engine, PullPolicy, Runner, RunnerOptions};
 use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Result};
 use napi_derive::napi;
@@ -24,15 +25,21 @@ use crate::buffer::Capacity;
 use crate::errors::{guarded, throw, Blocking};
 use crate::stream::MessageStream;
 
-/// Where the engine listens; at most one field. Default: `DOCKER_HOST`, else
-/// `/var/run/docker.sock`.
+/// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional.
 #[napi(object)]
 #[derive(Default)]
-pub struct EngineAddress {
+pub struct ContainerRunnerOptions {
     /// A `DOCKER_HOST`-style address: `unix:///path/to/docker.sock` or `tcp://host:port`.
+    /// Default: `DOCKER_HOST`, else `/var/run/docker.sock`. At most one of this and `socketPath`.
     pub docker_host: Option<String>,
     /// A unix socket path, like `/var/run/docker.sock`.
     pub socket_path: Option<String>,
+    /// When to pull the image: `"never"` (default: a missing image is an error saying how to get
+    /// it), `"if-missing"` or `"always"`.
+    pub pull: Option<String>,
+    /// Cancel a job that runs longer than this many milliseconds; it then ends with an error
+    /// message whose outcome is `timed_out`. Default: no limit.
+    pub job_timeout_ms: Option<f64>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -81,6 +88,8 @@ pub struct PruneResult {
 
 struct Core {
     engine: EngineOptions,
+    pull: PullPolicy,
+    deadline: Option<Duration>,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -96,7 +105,9 @@ impl Core {
             return Ok(r.clone());
         }
         let engine = Engine::with_options(self.engine.clone())?;
-        let runner = Runner::new(engine, RunnerOptions::new(&self.state_dir))?;
+        let mut options = RunnerOptions::new(&self.state_dir);
+        options.pull = self.pull;
+        let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
     }
@@ -118,7 +129,7 @@ impl ContainerRunnerCore {
         env: &Env,
         config: String,
         state_dir: String,
-        address: Option<EngineAddress>,
+        options: Option<ContainerRunnerOptions>,
     ) -> Result<Self> {
         let built = (|| {
             let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| {
@@ -131,8 +142,32 @@ impl ContainerRunnerCore {
                     "empty; expected herdctl's state directory (.herdctl)",
                 ));
             }
+            let options = options.unwrap_or_default();
+            let pull = match &options.pull {
+                Some(p) => p.parse::<PullPolicy>().map_err(|_| {
+                    herdctl_container::Error::invalid(
+                        "options.pull",
+                        format!("{p:?} is not a pull policy; expected \"never\", \"if-missing\" or \"always\""),
+                    )
+                })?,
+                None => PullPolicy::Never,
+            };
+            let deadline = match options.job_timeout_ms {
+                None => None,
+                Some(ms) if ms.is_finite() && ms > 0.0 => {
+                    Some(Duration::from_secs_f64(ms / 1000.0))
+                }
+                Some(ms) => {
+                    return Err(herdctl_container::Error::invalid(
+                        "options.jobTimeoutMs",
+                        format!("{ms} is not a positive number of milliseconds"),
+                    ))
+                }
+            };
             Ok(Core {
-                engine: engine_options(address.unwrap_or_default())?,
+                engine: engine_options(options.docker_host, options.socket_path)?,
+                pull,
+                deadline,
                 state_dir: PathBuf::from(&state_dir),
                 config,
                 runner: Mutex::new(None),
@@ -170,7 +205,15 @@ impl ContainerRunnerCore {
                 return Ok(());
             }
             let request = guarded("reading the request", || {
-                core_request(&core.config, &strategy, &agent, &options, argv, stdin)
+                core_request(
+                    &core.config,
+                    core.deadline,
+                    &strategy,
+                    &agent,
+                    &options,
+                    argv,
+                    stdin,
+                )
             })?;
             let mut job = guarded("starting the job", || {
                 AgentJob::start(&core.runner()?, request)
@@ -257,8 +300,11 @@ impl ContainerRunnerCore {
 }
 
 /// The engine address: `socketPath`, else `dockerHost`, else `DOCKER_HOST`.
-fn engine_options(address: EngineAddress) -> herdctl_container::Result<EngineOptions> {
-    match (address.socket_path, address.docker_host) {
+fn engine_options(
+    docker_host: Option<String>,
+    socket_path: Option<String>,
+) -> herdctl_container::Result<EngineOptions> {
+    match (socket_path, docker_host) {
         (Some(_), Some(_)) => Err(herdctl_container::Error::invalid(
             "options",
             "both dockerHost and socketPath are set; give one",
@@ -283,6 +329,7 @@ fn engine_options(address: EngineAddress) -> herdctl_container::Result<EngineOpt
 /// The core's request from the JS parts.
 fn core_request(
     config: &DockerConfig,
+    deadline: Option<Duration>,
     strategy: &str,
     agent: &str,
     options: &str,
@@ -320,5 +367,6 @@ fn core_request(
         agent: json("agent", agent)?,
         options: ExecuteOptions::from_json(&json("execute options", options)?)?,
         command,
+        deadline,
     })
 }
