@@ -72,6 +72,7 @@ pub fn run(kind: &str, n: usize) -> Result<(), String> {
                     agent: serde_json::json!({"name": agent, "working_directory": ctx.workspace()}),
                     options: ExecuteOptions::new(""),
                     command: Command::raw(argv, Vec::new()).map_err(|e| e.to_string())?,
+                    deadline: None,
                 };
                 let mut job = AgentJob::start(&ctx.runner, request).map_err(|e| e.to_string())?;
                 let mut n = 0;
