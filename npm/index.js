@@ -22,9 +22,9 @@ async function* messages(stream, signal) {
     while (!cancelling) {
       const batch = await stream.next();
       if (batch === null) break;
-      for (const line of batch) {
+      for (const message of parseBatch(batch)) {
         if (cancelling) break;
-        yield JSON.parse(line);
+        yield message;
       }
     }
     ended = !cancelling;
@@ -32,6 +32,27 @@ async function* messages(stream, signal) {
     if (signal) signal.removeEventListener('abort', cancel);
     // After a cancel, wait for the producer: the job's container is released by then.
     if (!ended) await cancel();
+  }
+}
+
+/**
+ * A batch from `next()` (one JSON array, elements separated by `,\n`) as its messages. Should a
+ * line not be JSON after all, the batch is parsed line by line and that line is dropped: herdctl
+ * must never see a broken message.
+ */
+function parseBatch(batch) {
+  try {
+    return JSON.parse(batch);
+  } catch {
+    const messages = [];
+    for (const line of batch.slice(1, -1).split(',\n')) {
+      try {
+        messages.push(JSON.parse(line));
+      } catch {
+        // not a message
+      }
+    }
+    return messages;
   }
 }
 

@@ -5,9 +5,9 @@
 //! herdctl stops at the first `result` or `error`. A job in a container can end in ways a runtime
 //! never reports (killed, out of memory, cancelled, a missing binary, no engine mid-stream), so
 //! every such ending becomes one last synthesized `{"type":"error"}` message carrying what is known:
-//! the outcome, exit code, OOM flag and the redacted end of stderr. Only stdout lines that are JSON
-//! objects are messages; anything else a broken tool prints goes into a short tail for that error,
-//! since herdctl would choke on it.
+//! the outcome, exit code, OOM flag and the redacted end of stderr. Only stdout lines that look like
+//! JSON objects are messages (whoever parses them drops one that is not JSON after all); anything
+//! else a broken tool prints goes into a short tail for that error, since herdctl would choke on it.
 //!
 //! ```no_run
 //! use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
@@ -280,7 +280,8 @@ impl AgentJob {
         self.canceller.clone()
     }
 
-    /// The next message, one JSON object as text; after the job's own messages, one
+    /// The next message, a line that looks like one JSON object (its braces and its top-level
+    /// `type` are checked, the rest is left to the consumer's parse); after the job's own messages, one
     /// synthesized `{"type":"error"}` when the job did not succeed or printed no `result`; then
     /// `None`. Blocks until a message arrives or the job ends.
     pub fn next_message(&mut self) -> Option<String> {
@@ -339,31 +340,92 @@ struct Transcript {
     other_total: u64,
 }
 
-/// The one field of a message this module reads; deserialising into it also checks that the
-/// whole line is valid JSON.
-#[derive(Deserialize)]
-struct Head {
-    #[serde(rename = "type")]
-    kind: Option<Value>,
+/// Whether a line looks like one JSON object (its first and last non-blank bytes are braces),
+/// and if so the value of its top-level `"type"` key when that is a string.
+///
+/// Deliberately not a full parse: this runs on every line of a job's output, JS parses every
+/// message anyway (a malformed one is dropped there), and Claude Code prints `type` as the first
+/// key, so this reads a few bytes of a message rather than all of it. Keys before `type` are
+/// skipped by bracket depth and string escapes alone.
+fn object_type(line: &str) -> Option<Option<&str>> {
+    let trimmed = line.trim_matches(|c: char| c.is_ascii_whitespace());
+    let inner = trimmed.strip_prefix('{')?.strip_suffix('}')?;
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    loop {
+        i = skip_blank(bytes, i);
+        if bytes.get(i) != Some(&b'"') {
+            return Some(None);
+        }
+        let key_end = string_end(bytes, i + 1)?;
+        let key = &inner[i + 1..key_end];
+        i = skip_blank(bytes, key_end + 1);
+        if bytes.get(i) != Some(&b':') {
+            return Some(None);
+        }
+        i = skip_blank(bytes, i + 1);
+        if key == "type" {
+            return Some(match bytes.get(i) {
+                Some(b'"') => string_end(bytes, i + 1).map(|end| &inner[i + 1..end]),
+                _ => None,
+            });
+        }
+        i = skip_value(bytes, i)?;
+        i = skip_blank(bytes, i);
+        if bytes.get(i) != Some(&b',') {
+            return Some(None);
+        }
+        i += 1;
+    }
+}
+
+fn skip_blank(bytes: &[u8], mut i: usize) -> usize {
+    while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the quote that closes a string whose first content byte is at `i`.
+fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i += memchr::memchr2(b'"', b'\\', &bytes[i..])?;
+        if bytes[i] == b'"' {
+            return Some(i);
+        }
+        i += 2; // a backslash and the byte it escapes
+    }
+}
+
+/// The index just past the value that starts at `i`.
+fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *bytes.get(i)? {
+            b'"' => i = string_end(bytes, i + 1)?,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b',' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+        if depth == 0 && i == bytes.len() {
+            return Some(i);
+        }
+    }
 }
 
 impl Transcript {
     /// The line as a message when it is one JSON object; otherwise it is kept for the closing
     /// error and `None` returned.
     fn accept(&mut self, line: &[u8]) -> Option<String> {
-        let is_object = line
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{');
-        if is_object {
-            if let Ok(text) = std::str::from_utf8(line) {
-                if let Ok(head) = serde_json::from_str::<Head>(text) {
-                    self.messages += 1;
-                    if head.kind.as_ref().and_then(Value::as_str) == Some("result") {
-                        self.saw_result = true;
-                    }
-                    return Some(text.trim().to_string());
+        if let Ok(text) = std::str::from_utf8(line) {
+            if let Some(kind) = object_type(text) {
+                self.messages += 1;
+                if kind == Some("result") {
+                    self.saw_result = true;
                 }
+                return Some(text.trim().to_string());
             }
         }
         self.other_total += 1;

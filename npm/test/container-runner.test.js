@@ -58,7 +58,8 @@ test('a runtime with containerCommand runs its own command; stdout JSON lines ar
   const runtime = {
     containerCommand(options) {
       seen.push(options.prompt);
-      const script = 'echo "not json"; while read -r line; do echo "{\\"type\\":\\"assistant\\",\\"echo\\":\\"$line\\"}"; done; echo "{\\"type\\":\\"result\\",\\"subtype\\":\\"success\\"}"';
+      // `{oops}` looks like an object to the Rust side and is dropped by the JS parse.
+      const script = 'echo "not json"; echo "{oops}"; while read -r line; do echo "{\\"type\\":\\"assistant\\",\\"echo\\":\\"$line\\"}"; done; echo "{\\"type\\":\\"result\\",\\"subtype\\":\\"success\\"}"';
       return { argv: ['sh', '-c', script], stdin: new TextEncoder().encode('one\ntwo\n') };
     },
   };

@@ -310,3 +310,35 @@ fn bad_agents_and_commands_name_the_field() {
         "invalid containerCommand.argv[1]: contains a NUL byte; pass binary data on stdin"
     );
 }
+
+#[test]
+fn object_type_reads_the_top_level_type_without_parsing_the_rest() {
+    let cases: [(&str, Option<Option<&str>>); 12] = [
+        (r#"{"type":"result","result":"ok"}"#, Some(Some("result"))),
+        (
+            r#"  { "type" : "assistant" , "x": 1 }  "#,
+            Some(Some("assistant")),
+        ),
+        // Keys before `type`, with nesting, escapes and braces inside strings, are skipped.
+        (
+            r#"{"a":{"type":"inner","b":[1,{"c":"}"}]},"s":"q\"}\\","type":"system"}"#,
+            Some(Some("system")),
+        ),
+        (
+            r#"{"session_id":"x","n":-1.5e3,"ok":true,"v":null,"type":"user"}"#,
+            Some(Some("user")),
+        ),
+        (r#"{"type":"a\"b"}"#, Some(Some(r#"a\"b"#))),
+        (r#"{"message":"no type here"}"#, Some(None)),
+        (r#"{"type":42}"#, Some(None)),
+        ("{}", Some(None)),
+        (r#"["type","result"]"#, None),
+        ("not json at all", None),
+        (r#"{"type":"result""#, None),
+        // Unbalanced brackets: not a message.
+        (r#"{"a":]}"#, None),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(object_type(line), expected, "{line}");
+    }
+}

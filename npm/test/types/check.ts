@@ -17,9 +17,9 @@ export async function lastResult(stream: MessageStream, signal?: AbortSignal): P
 }
 
 export async function raw(stream: MessageStream): Promise<number> {
-  const batch: string[] | null = await stream.next()
+  const batch: string | null = await stream.next()
   await stream.cancel()
-  // @ts-expect-error next() settles to string[] | null, never a number
+  // @ts-expect-error next() settles to string | null (a JSON array's text), never a number
   const wrong: number = await stream.next()
   return (batch?.length ?? 0) + wrong
 }
