@@ -301,12 +301,7 @@ fn logs_of_a_tty_container_are_raw() {
         .tty()
         .cmd(["sh", "-c", "echo hello-tty"])
         .create();
-    let waiter = live
-        .engine
-        .wait_container_begin(&id, WaitCondition::NextExit, None)
-        .unwrap();
-    live.engine.start_container(&id).unwrap();
-    assert_eq!(waiter.finish().unwrap().status_code, 0);
+    assert_eq!(live.start_and_wait(&id), 0);
     let logs = live.engine.container_logs(&id, true, true, None).unwrap();
     assert_eq!(logs, vec![(Stream::Stdout, b"hello-tty\r\n".to_vec())]);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::io::{self, Read};
 
 use common::{docker, tar, unique, Live, IMAGE};
-use herdctl_container::engine::{Stream, WaitCondition};
+use herdctl_container::engine::Stream;
 use herdctl_container::Error;
 
 #[test]
@@ -71,12 +71,7 @@ fn an_imported_rootfs_runs_with_the_changes_applied() {
             "echo imported $HERDCTL_IMPORTED; /bin/busybox pwd; /bin/busybox cat /marker",
         ])
         .create();
-    let waiter = live
-        .engine
-        .wait_container_begin(&id, WaitCondition::NextExit, None)
-        .unwrap();
-    live.engine.start_container(&id).unwrap();
-    assert_eq!(waiter.finish().unwrap().status_code, 0);
+    assert_eq!(live.start_and_wait(&id), 0);
     let logs = live.engine.container_logs(&id, true, true, None).unwrap();
     let expected = format!("imported yes\n/tmp\n{repo}");
     assert_eq!(logs, vec![(Stream::Stdout, expected.into_bytes())]);

@@ -88,12 +88,18 @@ impl Live {
     /// Runs `sh -c script` as a container to its end and returns (exit code, id).
     pub fn run_to_exit(&self, script: &str) -> (i64, String) {
         let id = self.container().cmd(["sh", "-c", script]).create();
+        (self.start_and_wait(&id), id)
+    }
+
+    /// Starts a created container and waits for its exit code (the wait is registered first, so
+    /// a quick exit is not missed).
+    pub fn start_and_wait(&self, id: &str) -> i64 {
         let waiter = self
             .engine
-            .wait_container_begin(&id, WaitCondition::NextExit, None)
+            .wait_container_begin(id, WaitCondition::NextExit, None)
             .unwrap();
-        self.engine.start_container(&id).unwrap();
-        (waiter.finish().unwrap().status_code, id)
+        self.engine.start_container(id).unwrap();
+        waiter.finish().unwrap().status_code
     }
 }
 
