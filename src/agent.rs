@@ -21,6 +21,7 @@
 //!     options: ExecuteOptions::new("fix the bug"),
 //!     command: Command::Runtime(Strategy::Cli),
 //!     deadline: Some(std::time::Duration::from_secs(3600)),
+//!     translate_paths: false,
 //! };
 //! let mut job = AgentJob::start(&runner, request)?;
 //! while let Some(message) = job.next_message() {
@@ -36,7 +37,10 @@ use serde_json::{json, Map, Value};
 
 use crate::invocation::{self, AgentSpec, Invocation, JobInput, Strategy};
 use crate::job::{Canceller, Job, JobReport, Outcome};
-use crate::{workspace_root, Credentials, DockerConfig, Error, JobSpec, Redactor, Result, Runner};
+use crate::{
+    translate_json_paths, workspace_root, Credentials, Direction, DockerConfig, Error, JobSpec,
+    PathMap, Redactor, Result, Runner,
+};
 
 /// The per-call part of herdctl's `RuntimeExecuteOptions` (its `agent` is [`AgentRequest::agent`],
 /// its `abortController` is the job's [`Canceller`]).
@@ -182,6 +186,9 @@ pub struct AgentRequest {
     /// Cancel the job when it runs longer than this (the outcome is then `TimedOut`). Default:
     /// none.
     pub deadline: Option<std::time::Duration>,
+    /// Rewrite the container paths in messages (`/workspace/src/main.rs`) to the host's. Costs a
+    /// parse of every message. Default: false.
+    pub translate_paths: bool,
 }
 
 impl AgentRequest {
@@ -219,6 +226,20 @@ impl AgentRequest {
     }
 }
 
+/// The message with every container path under a mount rewritten to the host's; a message
+/// that does not parse is left for the consumer's parse to drop.
+fn to_host_paths(message: String, paths: &PathMap) -> String {
+    match serde_json::from_str::<Value>(&message) {
+        Ok(mut value) => {
+            if translate_json_paths(&mut value, paths, Direction::ToHost) == 0 {
+                return message;
+            }
+            value.to_string()
+        }
+        Err(_) => message,
+    }
+}
+
 /// The agent's qualified name, else its name.
 fn agent_name(agent: &Value) -> Result<String> {
     ["qualifiedName", "name"]
@@ -242,6 +263,7 @@ fn agent_name(agent: &Value) -> Result<String> {
 /// [`AgentJob::finish`] before the messages ended, cancels the job.
 pub struct AgentJob {
     phase: Phase,
+    translate_paths: bool,
     transcript: Transcript,
     redactor: Redactor,
     canceller: Canceller,
@@ -268,6 +290,7 @@ impl AgentJob {
         let job = runner.start(spec)?;
         Ok(AgentJob {
             canceller: job.canceller(),
+            translate_paths: request.translate_paths,
             phase: Phase::Running(Box::new(job)),
             transcript: Transcript::default(),
             redactor,
@@ -293,6 +316,9 @@ impl AgentJob {
                 if self.transcript.saw_result {
                     // Set before herdctl sees the result: it cancels right after it.
                     self.canceller.set_grace(AFTER_RESULT_GRACE);
+                }
+                if self.translate_paths {
+                    return Some(to_host_paths(message, job.path_map()));
                 }
                 return Some(message);
             }

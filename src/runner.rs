@@ -346,6 +346,7 @@ impl Runner {
             timings,
             warnings: acquired.warnings,
             lease,
+            paths: mounts.path_map(),
         }))
     }
 

@@ -36,6 +36,7 @@ fn request(fleet: &Fleet, agent: &str, options: ExecuteOptions, command: Command
         options,
         command,
         deadline: None,
+        translate_paths: false,
     }
 }
 
@@ -286,4 +287,24 @@ fn a_missing_workspace_fails_before_any_container() {
     assert_eq!(e.code(), "INVALID_CONFIG");
     assert!(e.to_string().contains("/no/such/workspace/dir"), "{e}");
     assert!(fleet.containers(&agent).is_empty());
+}
+
+#[test]
+fn container_paths_in_messages_become_host_paths_when_asked() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-paths");
+    let script = r#"echo '{"type":"assistant","file_path":"/workspace/src/main.rs","text":"see /workspace/x","other":"/etc/passwd"}'; echo '{"type":"result"}'"#;
+    let command = Command::raw(vec!["sh".into(), "-c".into(), script.into()], Vec::new()).unwrap();
+    let mut asked = request(&fleet, &agent, ExecuteOptions::new(""), command.clone());
+    asked.translate_paths = true;
+    let run = run_agent(&fleet, asked);
+    assert!(run.outcome.success());
+    let host = fleet.workspace.path().to_string_lossy().into_owned();
+    let message = &run.messages[0];
+    assert_eq!(message["file_path"], format!("{host}/src/main.rs"));
+    assert_eq!(message["text"], "see /workspace/x", "only whole paths are rewritten");
+    assert_eq!(message["other"], "/etc/passwd", "paths outside every mount stay");
+
+    let not_asked = run_agent(&fleet, request(&fleet, &agent, ExecuteOptions::new(""), command));
+    assert_eq!(not_asked.messages[0]["file_path"], "/workspace/src/main.rs");
 }

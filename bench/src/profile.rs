@@ -73,6 +73,7 @@ pub fn run(kind: &str, n: usize) -> Result<(), String> {
                     options: ExecuteOptions::new(""),
                     command: Command::raw(argv, Vec::new()).map_err(|e| e.to_string())?,
                     deadline: None,
+                    translate_paths: false,
                 };
                 let mut job = AgentJob::start(&ctx.runner, request).map_err(|e| e.to_string())?;
                 let mut n = 0;

@@ -206,6 +206,16 @@ test('jobTimeoutMs ends a job that runs too long with a timed_out error, and no 
   assert.deepEqual(jobProcesses(container.id), []);
 });
 
+test('translatePaths rewrites container paths in messages to the host\'s', async () => {
+  const agent = fleet.agent('paths');
+  const runner = new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, { translatePaths: true });
+  const messages = await collect(runner.execute({ prompt: 'hi', agent }));
+  assert.equal(messages[0].type, 'system');
+  assert.equal(messages[0].cwd, fleet.workspace);
+  const plain = await collect(fleet.runner().execute({ prompt: 'hi', agent }));
+  assert.equal(plain[0].cwd, '/workspace');
+});
+
 test('bad runner options are thrown with their code and field', () => {
   const make = (options) => () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, options);
   assert.throws(make({ pull: 'sometimes' }), (e) => e.code === 'INVALID_CONFIG' && /options\.pull: "sometimes" is not a pull policy/.test(e.message));

@@ -31,6 +31,7 @@ fn request(agent: Value, command: Command) -> AgentRequest {
         options: ExecuteOptions::new("hello"),
         command,
         deadline: None,
+        translate_paths: false,
     }
 }
 

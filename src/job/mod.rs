@@ -20,6 +20,7 @@ pub use outcome::{JobReport, Outcome, Timings};
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
 use crate::lifecycle::Lease;
+use crate::paths::PathMap;
 use crate::redact::Redactor;
 use crate::Error;
 use lines::{LineTooLong, Lines, Tail};
@@ -47,6 +48,8 @@ pub struct Job {
     started: Instant,
     timings: Timings,
     warnings: Vec<String>,
+    /// The job's mounts, for translating paths between host and container.
+    paths: PathMap,
     /// Set when the output ended: `None` for a clean end of stream.
     ended: Option<Option<Error>>,
     lease: Option<Lease>,
@@ -76,6 +79,7 @@ pub(crate) struct Started {
     pub timings: Timings,
     pub warnings: Vec<String>,
     pub lease: Lease,
+    pub paths: PathMap,
 }
 
 impl Job {
@@ -99,6 +103,7 @@ impl Job {
             warnings: s.warnings,
             ended: None,
             lease: Some(s.lease),
+            paths: s.paths,
         }
     }
 
@@ -143,6 +148,12 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// The job's mounts as a host/container path map, to translate the paths an agent prints
+    /// (`/workspace/src/main.rs`) into the host's, or back.
+    pub fn path_map(&self) -> &PathMap {
+        &self.paths
     }
 
     /// A handle that cancels this job from another thread.

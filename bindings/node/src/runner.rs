@@ -40,6 +40,9 @@ pub struct ContainerRunnerOptions {
     /// Cancel a job that runs longer than this many milliseconds; it then ends with an error
     /// message whose outcome is `timed_out`. Default: no limit.
     pub job_timeout_ms: Option<f64>,
+    /// Rewrite container paths in messages (`/workspace/src/main.rs`) to the host's. Default:
+    /// false (herdctl's own messages carry container paths).
+    pub translate_paths: Option<bool>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -90,6 +93,7 @@ struct Core {
     engine: EngineOptions,
     pull: PullPolicy,
     deadline: Option<Duration>,
+    translate_paths: bool,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -168,6 +172,7 @@ impl ContainerRunnerCore {
                 engine: engine_options(options.docker_host, options.socket_path)?,
                 pull,
                 deadline,
+                translate_paths: options.translate_paths.unwrap_or(false),
                 state_dir: PathBuf::from(&state_dir),
                 config,
                 runner: Mutex::new(None),
@@ -205,15 +210,7 @@ impl ContainerRunnerCore {
                 return Ok(());
             }
             let request = guarded("reading the request", || {
-                core_request(
-                    &core.config,
-                    core.deadline,
-                    &strategy,
-                    &agent,
-                    &options,
-                    argv,
-                    stdin,
-                )
+                core_request(&core, &strategy, &agent, &options, argv, stdin)
             })?;
             let mut job = guarded("starting the job", || {
                 AgentJob::start(&core.runner()?, request)
@@ -328,8 +325,7 @@ fn engine_options(
 
 /// The core's request from the JS parts.
 fn core_request(
-    config: &DockerConfig,
-    deadline: Option<Duration>,
+    core: &Core,
     strategy: &str,
     agent: &str,
     options: &str,
@@ -363,10 +359,11 @@ fn core_request(
         other => Command::Runtime(Strategy::parse(other)?),
     };
     Ok(AgentRequest {
-        config: config.clone(),
+        config: core.config.clone(),
         agent: json("agent", agent)?,
         options: ExecuteOptions::from_json(&json("execute options", options)?)?,
         command,
-        deadline,
+        deadline: core.deadline,
+        translate_paths: core.translate_paths,
     })
 }
