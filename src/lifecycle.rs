@@ -245,14 +245,12 @@ fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Resu
     }
 }
 
-/// An exec refused with 409 means the container is not running: it stopped right after it
-/// started (a broken entrypoint, no `sleep`), or it was stopped under us. Say so with its exit
-/// code and last output, and remove it when this job created it: like a container that failed to
-/// start, it is of no use, and no earlier job's state is lost.
+/// An exec that could not be created or started in a container that is not running (the engine
+/// says 409 at create, 500 at start, depending on when it noticed): the container stopped right
+/// after it started (a broken entrypoint, no `sleep`), or it was stopped under us. Say so with its
+/// exit code and last output, and remove it when this job created it: like a container that
+/// failed to start, it is of no use, and no earlier job's state is lost.
 pub(crate) fn explain_exec_failure(shared: &Arc<Shared>, lease: &Lease, e: Error) -> Error {
-    if !matches!(e, Error::Conflict { .. }) {
-        return e;
-    }
     let Ok(found) = shared.engine.inspect_container(lease.id()) else {
         return e;
     };
