@@ -3,7 +3,7 @@
 //!
 //! Three roads lead here: a stream's producer fails (a [`StreamError`] that `next()` rejects
 //! with), a blocking task fails ([`Blocking`] rejects its promise), a synchronous call fails on
-//! the JS thread ([`throw`]). A panic on any of them becomes an `INTERNAL` error, never a crash.
+//! the JS thread (`throw`). A panic on any of them becomes an `INTERNAL` error, never a crash.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
