@@ -302,9 +302,18 @@ fn container_paths_in_messages_become_host_paths_when_asked() {
     let host = fleet.workspace.path().to_string_lossy().into_owned();
     let message = &run.messages[0];
     assert_eq!(message["file_path"], format!("{host}/src/main.rs"));
-    assert_eq!(message["text"], "see /workspace/x", "only whole paths are rewritten");
-    assert_eq!(message["other"], "/etc/passwd", "paths outside every mount stay");
+    assert_eq!(
+        message["text"], "see /workspace/x",
+        "only whole paths are rewritten"
+    );
+    assert_eq!(
+        message["other"], "/etc/passwd",
+        "paths outside every mount stay"
+    );
 
-    let not_asked = run_agent(&fleet, request(&fleet, &agent, ExecuteOptions::new(""), command));
+    let not_asked = run_agent(
+        &fleet,
+        request(&fleet, &agent, ExecuteOptions::new(""), command),
+    );
     assert_eq!(not_asked.messages[0]["file_path"], "/workspace/src/main.rs");
 }
