@@ -216,9 +216,18 @@ test('translatePaths rewrites container paths in messages to the host\'s', async
   assert.equal(plain[0].cwd, '/workspace');
 });
 
+test('sessionLayout "flat" keeps sessions where herdctl\'s discovery looks', async () => {
+  const agent = fleet.agent('flat');
+  const runner = new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, { sessionLayout: 'flat' });
+  const messages = await collect(runner.execute({ prompt: 'hi', agent }));
+  const session = messages[0].session_id;
+  assert.ok(fs.existsSync(path.join(fleet.stateDir, 'docker-sessions', `${session}.jsonl`)));
+});
+
 test('bad runner options are thrown with their code and field', () => {
   const make = (options) => () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, options);
   assert.throws(make({ pull: 'sometimes' }), (e) => e.code === 'INVALID_CONFIG' && /options\.pull: "sometimes" is not a pull policy/.test(e.message));
+  assert.throws(make({ sessionLayout: 'nested' }), (e) => e.code === 'INVALID_CONFIG' && /options\.sessionLayout/.test(e.message));
   assert.throws(make({ jobTimeoutMs: -1 }), (e) => e.code === 'INVALID_CONFIG' && /options\.jobTimeoutMs/.test(e.message));
   assert.throws(make({ dockerHost: 'unix:///a', socketPath: '/b' }), (e) => e.code === 'INVALID_CONFIG');
 });

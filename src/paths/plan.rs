@@ -14,6 +14,22 @@ use crate::config::{process_user, DockerConfig};
 use crate::credentials::Credentials;
 use crate::{Error, Result};
 
+impl std::str::FromStr for SessionLayout {
+    type Err = Error;
+
+    /// `per-agent` or `flat`.
+    fn from_str(s: &str) -> Result<SessionLayout> {
+        match s {
+            "per-agent" => Ok(SessionLayout::PerAgent),
+            "flat" => Ok(SessionLayout::Flat),
+            other => Err(Error::invalid(
+                "sessionLayout",
+                format!("{other:?} is not a session layout; expected \"per-agent\" or \"flat\""),
+            )),
+        }
+    }
+}
+
 /// How session directories are laid out under `<stateDir>/docker-sessions/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SessionLayout {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::engine::{EngineOptions, Host};
 use herdctl_container::invocation::Strategy;
-use herdctl_container::{DockerConfig, Engine, PullPolicy, Runner, RunnerOptions};
+use herdctl_container::{DockerConfig, Engine, PullPolicy, Runner, RunnerOptions, SessionLayout};
 use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Result};
 use napi_derive::napi;
@@ -43,6 +43,10 @@ pub struct ContainerRunnerOptions {
     /// Rewrite container paths in messages (`/workspace/src/main.rs`) to the host's. Default:
     /// false (herdctl's own messages carry container paths).
     pub translate_paths: Option<bool>,
+    /// `"per-agent"` (default: `<stateDir>/docker-sessions/<agent>/`, so one agent cannot read
+    /// another's transcripts) or `"flat"` (`<stateDir>/docker-sessions/`, where herdctl's session
+    /// discovery looks today).
+    pub session_layout: Option<String>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -94,6 +98,7 @@ struct Core {
     pull: PullPolicy,
     deadline: Option<Duration>,
     translate_paths: bool,
+    session_layout: SessionLayout,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -111,6 +116,7 @@ impl Core {
         let engine = Engine::with_options(self.engine.clone())?;
         let mut options = RunnerOptions::new(&self.state_dir);
         options.pull = self.pull;
+        options.session_layout = self.session_layout;
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -173,6 +179,15 @@ impl ContainerRunnerCore {
                 pull,
                 deadline,
                 translate_paths: options.translate_paths.unwrap_or(false),
+                session_layout: match &options.session_layout {
+                    Some(layout) => layout.parse().map_err(|_| {
+                        herdctl_container::Error::invalid(
+                            "options.sessionLayout",
+                            format!("{layout:?} is not a session layout; expected \"per-agent\" or \"flat\""),
+                        )
+                    })?,
+                    None => SessionLayout::PerAgent,
+                },
                 state_dir: PathBuf::from(&state_dir),
                 config,
                 runner: Mutex::new(None),

@@ -209,3 +209,20 @@ fn path_map_of_a_plan() {
     );
     assert_eq!(map.to_host("/etc/passwd"), None);
 }
+
+#[test]
+fn session_layouts_parse_by_name() {
+    assert_eq!(
+        "per-agent".parse::<SessionLayout>().unwrap(),
+        SessionLayout::PerAgent
+    );
+    assert_eq!(
+        "flat".parse::<SessionLayout>().unwrap(),
+        SessionLayout::Flat
+    );
+    let e = "nested".parse::<SessionLayout>().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid sessionLayout: \"nested\" is not a session layout; expected \"per-agent\" or \"flat\""
+    );
+}
