@@ -156,3 +156,29 @@ test('a timer keeps firing on time while 100 MB stream through', async (t) => {
   assert.ok(lags.length >= Math.floor((seconds * 1000) / 10) / 2, `the timer fired only ${lags.length} times in ${seconds.toFixed(2)} s`);
   assert.ok(maxLag < 50, `max timer lag ${maxLag.toFixed(1)} ms`);
 });
+
+test('a stream that JS drops without cancelling is cancelled when it is collected', () => {
+  // In a child with --expose-gc: a producer blocked (as in a socket read) until its canceller
+  // runs; the stream is dropped after one batch and collected; the producer's thread must end.
+  const script = `
+    const fs = require('node:fs');
+    const { _testStream } = require(${JSON.stringify(require.resolve('../binding.js'))});
+    const producers = () => fs.readdirSync('/proc/self/task').filter((t) => {
+      try { return fs.readFileSync('/proc/self/task/' + t + '/comm', 'utf8').startsWith('herdctl-test'); } catch { return false; }
+    }).length;
+    (async () => {
+      let stream = _testStream(10, 100, { stallAfter: 1 });
+      await stream.next();
+      const before = producers();
+      stream = null;
+      for (let i = 0; i < 50 && producers() > 0; i++) {
+        global.gc();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      console.log(JSON.stringify({ before, after: producers() }));
+    })();
+  `;
+  const { execFileSync } = require('node:child_process');
+  const out = JSON.parse(execFileSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 20_000 }));
+  assert.deepEqual(out, { before: 1, after: 0 });
+});
