@@ -67,6 +67,17 @@ async function execLines (container, cmd, onMessage) {
 // The prompt inside an `sh -c` string, as herdctl does (its escaping is not the point here).
 const echoCmd = (prompt) => ['sh', '-c', `printf '%s\\n' '${prompt.replace(/'/g, "'\\''")}'`]
 
+// herdctl's exec of one job: the time of its first message (from t0), how many, the exit code.
+async function timedExec (c, prompt, t0) {
+  let first = null
+  let messages = 0
+  const code = await execLines(c, echoCmd(prompt), () => {
+    if (first === null) first = now() - t0
+    messages++
+  })
+  return { first, messages, code }
+}
+
 const ops = {
   // A job in a running persistent container: herdctl inspects it (is it running?), inspects it
   // again (for its id), execs, reads the messages, then lists the agent's containers (retention).
@@ -76,12 +87,7 @@ const ops = {
     const info = await c.inspect()
     if (!info.State.Running) throw new Error(`${container} is not running`)
     await c.inspect()
-    let first = null
-    let messages = 0
-    const code = await execLines(c, echoCmd(prompt), () => {
-      if (first === null) first = now() - t0
-      messages++
-    })
+    const { first, messages, code } = await timedExec(c, prompt, t0)
     await docker.listContainers({ all: true, filters: { name: [agentPrefix] } })
     if (code !== 0 || messages !== 1) throw new Error(`exit ${code}, ${messages} messages`)
     return { first_ms: first, exit_ms: now() - t0 }
@@ -95,12 +101,7 @@ const ops = {
     const c = await docker.createContainer(create)
     await c.start()
     await c.inspect()
-    let first = null
-    let messages = 0
-    const code = await execLines(c, echoCmd(prompt), () => {
-      if (first === null) first = now() - t0
-      messages++
-    })
+    const { first, messages, code } = await timedExec(c, prompt, t0)
     try { await c.stop({ t: 5 }) } catch {}
     const info = await c.inspect()
     if (!info.HostConfig.AutoRemove) await c.remove({ force: true })

@@ -274,12 +274,16 @@ fn exec_echo(f: &mut Floor, id: &str, t0: Instant) -> io::Result<(Duration, i64)
         q(&format!("HERDCTL_JOB_ID=floor-{}", t0.elapsed().as_nanos())),
         q(USER)
     );
-    let exec_id = f
-        .call("POST", &format!("/containers/{id}/exec"), Some(&body))?
-        .expect("exec create", &[201])?
-        .str_field("Id")?;
+    let exec_id = create_exec(f, id, &body)?;
     let h = f.exec_start(&exec_id)?;
     finish_exec(f, h, &exec_id, PROMPT.len() + 1, t0)
+}
+
+/// `POST /containers/{id}/exec` with `body`; the exec's id.
+fn create_exec(f: &mut Floor, id: &str, body: &str) -> io::Result<String> {
+    f.call("POST", &format!("/containers/{id}/exec"), Some(body))?
+        .expect("exec create", &[201])?
+        .str_field("Id")
 }
 
 /// Exec `cat` with `prompt` on stdin, read its output, then its exit code; returns the time of
@@ -290,10 +294,7 @@ pub fn exec_cat(f: &mut Floor, id: &str, prompt: &str, t0: Instant) -> io::Resul
         q(&format!("HERDCTL_JOB_ID=floor-{}", t0.elapsed().as_nanos())),
         q(USER)
     );
-    let exec_id = f
-        .call("POST", &format!("/containers/{id}/exec"), Some(&body))?
-        .expect("exec create", &[201])?
-        .str_field("Id")?;
+    let exec_id = create_exec(f, id, &body)?;
     let mut h = f.exec_start(&exec_id)?;
     h.send_stdin(prompt.as_bytes())?;
     finish_exec(f, h, &exec_id, prompt.len(), t0)
