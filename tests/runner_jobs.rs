@@ -14,6 +14,27 @@ fn processes(fleet: &Fleet, container: &str) -> Vec<String> {
     top.commands().into_iter().map(String::from).collect()
 }
 
+/// Waits (up to 5 s) until every command in `wanted` runs in the container: a job's line can
+/// arrive before the shell that printed it has forked (or exec'd) the next command.
+fn wait_for_processes(fleet: &Fleet, container: &str, wanted: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = processes(fleet, container);
+        let missing: Vec<_> = wanted
+            .iter()
+            .filter(|p| !now.iter().any(|c| c == *p))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing:?} not running: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn exit_codes_are_reported_exactly() {
     let fleet = Fleet::new();
@@ -211,10 +232,11 @@ fn cancel_kills_exactly_the_jobs_processes_in_a_shared_container() {
         .unwrap();
     assert_eq!(job.next_line(), Some(&b"started"[..]));
     let container = job_container(&fleet, &agent);
-    let before = processes(&fleet, &container);
-    for p in ["sleep 1000", "sleep 1001", "sleep 1002", "sleep 1003"] {
-        assert!(before.iter().any(|c| c == p), "{p} not running: {before:?}");
-    }
+    wait_for_processes(
+        &fleet,
+        &container,
+        &["sleep 1000", "sleep 1001", "sleep 1002", "sleep 1003"],
+    );
 
     let canceller = job.canceller();
     let asked = Instant::now();
