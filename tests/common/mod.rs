@@ -187,8 +187,8 @@ impl Builder<'_> {
     }
 }
 
-/// Whether the docker CLI command succeeded; panics with its output when not.
-pub fn docker(args: &[&str]) {
+/// Runs the docker CLI and returns its stdout; panics with its output when it fails.
+pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -199,4 +199,5 @@ pub fn docker(args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
