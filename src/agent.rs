@@ -22,6 +22,7 @@
 //!     command: Command::Runtime(Strategy::Cli),
 //!     deadline: Some(std::time::Duration::from_secs(3600)),
 //!     translate_paths: false,
+//!     tool_handler: None,
 //! };
 //! let mut job = AgentJob::start(&runner, request)?;
 //! while let Some(message) = job.next_message() {
@@ -31,12 +32,15 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::invocation::{self, AgentSpec, Invocation, JobInput, Strategy};
+use crate::invocation::{self, AgentSpec, Invocation, JobInput, McpServer, Strategy};
 use crate::job::{Canceller, Job, JobReport, Outcome};
+use crate::mcp::{Bridge, InjectedServer, ToolHandler};
+use crate::paths::mcp_socket_dir;
 use crate::{
     translate_json_paths, workspace_root, Credentials, Direction, DockerConfig, Error, JobSpec,
     PathMap, Redactor, Result, Runner,
@@ -56,6 +60,9 @@ pub struct ExecuteOptions {
     pub system_prompt_append: Option<String>,
     /// Ask for partial (streaming) assistant messages. Default: false.
     pub include_partial_messages: bool,
+    /// MCP servers whose tools run in this process ([`AgentRequest::tool_handler`] runs them);
+    /// the agent reaches them through [`crate::mcp`]'s bridge. Default: none.
+    pub injected_mcp_servers: Vec<InjectedServer>,
 }
 
 impl ExecuteOptions {
@@ -71,9 +78,9 @@ impl ExecuteOptions {
     /// `systemPromptAppend`, `includePartialMessages`; other fields are ignored). `null` and
     /// absent fields take the default; an empty `resume` means none.
     ///
-    /// `injectedMcpServers` (an object, or an array of server names) must be absent or empty:
-    /// those servers run inside herdctl's process and cannot be reached from a container yet, and a
-    /// job that silently ran without its tools would do the wrong thing.
+    /// `injectedMcpServers` maps server names to herdctl's `InjectedMcpServerDef` without its
+    /// handlers (`JSON.stringify` drops functions): `{version?, tools: [{name, description?,
+    /// inputSchema?}]}`.
     pub fn from_json(options: &Value) -> Result<ExecuteOptions> {
         let Value::Object(o) = options else {
             return Err(Error::invalid(
@@ -81,29 +88,19 @@ impl ExecuteOptions {
                 "expected an object with at least \"prompt\"",
             ));
         };
-        let injected: Vec<String> = match o.get("injectedMcpServers") {
+        let injected_mcp_servers = match o.get("injectedMcpServers") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(m)) => m.keys().cloned().collect(),
-            Some(Value::Array(a)) => a
+            Some(Value::Object(m)) => m
                 .iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                .collect(),
+                .map(|(name, def)| InjectedServer::from_json(name, def))
+                .collect::<Result<_>>()?,
             Some(_) => {
                 return Err(Error::invalid(
                     "injectedMcpServers",
-                    "expected an object of MCP servers",
+                    "expected an object of MCP servers by name",
                 ))
             }
         };
-        if !injected.is_empty() {
-            return Err(Error::invalid(
-                "injectedMcpServers",
-                format!(
-                    "injected MCP servers ({}) are not supported in containers yet; run this agent without docker, or configure the servers in the agent's mcp_servers",
-                    injected.join(", ")
-                ),
-            ));
-        }
         let prompt = match o.get("prompt") {
             Some(Value::String(s)) => s.clone(),
             _ => {
@@ -119,6 +116,7 @@ impl ExecuteOptions {
             fork: opt_bool(o, "fork")?,
             system_prompt_append: opt_string(o, "systemPromptAppend")?,
             include_partial_messages: opt_bool(o, "includePartialMessages")?,
+            injected_mcp_servers,
         })
     }
 }
@@ -189,13 +187,16 @@ pub struct AgentRequest {
     /// Rewrite the container paths in messages (`/workspace/src/main.rs`) to the host's. Costs a
     /// parse of every message. Default: false.
     pub translate_paths: bool,
+    /// Runs the tools of [`ExecuteOptions::injected_mcp_servers`]; required when there are any.
+    pub tool_handler: Option<Arc<dyn ToolHandler>>,
 }
 
 impl AgentRequest {
-    /// The runner's job for this request: agent name, workspace, argv and stdin. No I/O but
-    /// reading the current directory when the agent has no working directory.
-    pub fn job_spec(&self) -> Result<JobSpec> {
-        let spec = AgentSpec::deserialize(&self.agent).map_err(|e| {
+    /// The runner's job for this request: agent name, workspace, argv and stdin, with `injected`
+    /// (each server's name and its in-container config) among the agent's MCP servers. No I/O
+    /// but reading the current directory when the agent has no working directory.
+    pub(crate) fn job_spec(&self, injected: &[(String, McpServer)]) -> Result<JobSpec> {
+        let mut spec = AgentSpec::deserialize(&self.agent).map_err(|e| {
             Error::invalid("agent", format!("{e}; expected herdctl's agent object"))
         })?;
         let agent = agent_name(&self.agent)?;
@@ -206,6 +207,13 @@ impl AgentRequest {
                 .to_string_lossy()
                 .into_owned(),
         };
+        for (name, config) in injected {
+            spec.mcp_servers.insert(name.clone(), config.clone());
+            // herdctl's rule: an agent limited to a list of tools may still call injected ones.
+            if !spec.allowed_tools.is_empty() {
+                spec.allowed_tools.push(format!("mcp__{name}__*"));
+            }
+        }
         let invocation = match &self.command {
             Command::Runtime(strategy) => {
                 let input = JobInput {
@@ -223,6 +231,29 @@ impl AgentRequest {
         job.stdin = invocation.stdin;
         job.deadline = self.deadline;
         Ok(job)
+    }
+
+    /// The bridge of the injected MCP servers, bound; `None` when there are none.
+    fn mcp_bridge(&self, runner: &Runner) -> Result<Option<Bridge>> {
+        let servers = &self.options.injected_mcp_servers;
+        if servers.is_empty() {
+            return Ok(None);
+        }
+        if self.tool_handler.is_none() {
+            return Err(Error::invalid(
+                "injectedMcpServers",
+                "given without a handler to run their tools",
+            ));
+        }
+        if let Command::Raw(_) = self.command {
+            return Err(Error::invalid(
+                "injectedMcpServers",
+                "a runtime with its own containerCommand cannot be given injected MCP servers; wrap a CLIRuntime or SDKRuntime",
+            ));
+        }
+        let state_dir = runner.state_dir().to_string_lossy();
+        let dir = mcp_socket_dir(&state_dir, &agent_name(&self.agent)?)?;
+        Bridge::bind(std::path::Path::new(&dir), servers.clone()).map(Some)
     }
 }
 
@@ -263,6 +294,8 @@ fn agent_name(agent: &Value) -> Result<String> {
 /// [`AgentJob::finish`] before the messages ended, cancels the job.
 pub struct AgentJob {
     phase: Phase,
+    /// Serves the injected MCP servers until the job is dropped.
+    _mcp: Option<Bridge>,
     translate_paths: bool,
     transcript: Transcript,
     redactor: Redactor,
@@ -281,14 +314,24 @@ impl AgentJob {
     /// missing image, a container that would not start); once this returns, every ending is a
     /// message.
     pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
-        let mut spec = request.job_spec()?;
+        let mut bridge = request.mcp_bridge(runner)?;
+        let injected = bridge
+            .as_ref()
+            .map(Bridge::agent_configs)
+            .unwrap_or_default();
+        let mut spec = request.job_spec(&injected)?;
         // Discovered here rather than by the runner so that the same secrets redact the stdout
         // tail of the closing error as the runner redacts stderr.
         let credentials = Credentials::discover(|k| std::env::var(k).ok())?;
         let redactor = credentials.redactor().with_env(&spec.config.env);
         spec.credentials = Some(credentials);
         let job = runner.start(spec)?;
+        if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
+            // Connects made since the job started wait in the sockets' backlog until now.
+            bridge.serve(handler.clone(), job.path_map().clone())?;
+        }
         Ok(AgentJob {
+            _mcp: bridge,
             canceller: job.canceller(),
             translate_paths: request.translate_paths,
             phase: Phase::Running(Box::new(job)),

@@ -55,6 +55,7 @@ pub mod invocation;
 mod job;
 mod labels;
 mod lifecycle;
+pub mod mcp;
 mod paths;
 mod plan;
 mod redact;

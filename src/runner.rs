@@ -218,6 +218,11 @@ impl Runner {
         })
     }
 
+    /// The state directory, absolute.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.shared.options.state_dir
+    }
+
     /// The engine this runner talks to.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine

@@ -6,8 +6,10 @@ mod common;
 use common::fleet::Fleet;
 use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::invocation::Strategy;
-use herdctl_container::Outcome;
+use herdctl_container::mcp::ToolCall;
+use herdctl_container::{sanitize_agent_name, Outcome};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Run {
@@ -37,6 +39,7 @@ fn request(fleet: &Fleet, agent: &str, options: ExecuteOptions, command: Command
         command,
         deadline: None,
         translate_paths: false,
+        tool_handler: None,
     }
 }
 
@@ -316,4 +319,125 @@ fn container_paths_in_messages_become_host_paths_when_asked() {
         request(&fleet, &agent, ExecuteOptions::new(""), command),
     );
     assert_eq!(not_asked.messages[0]["file_path"], "/workspace/src/main.rs");
+}
+
+/// herdctl's file sender, in its shape: one tool that takes a `file_path`.
+fn injected_options(prompt: &str) -> ExecuteOptions {
+    ExecuteOptions::from_json(&json!({
+        "prompt": prompt,
+        "injectedMcpServers": {"files": {"name": "files", "version": "1.2.3", "tools": [
+            {"name": "send_file", "description": "Send a file to the chat",
+             "inputSchema": {"type": "object", "properties": {"file_path": {"type": "string"}}}},
+            {"name": "fail", "description": "Always fails"}
+        ]}}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn injected_mcp_tools_run_in_this_process_with_host_paths_and_no_network() {
+    let fleet = Fleet::new();
+    let host = fleet.workspace.path().to_string_lossy().into_owned();
+    let prompt = "#mcp-call files send_file {\"file_path\":\"/workspace/out/report.pdf\"}\n#mcp-call files fail";
+    for (strategy, ephemeral) in [(Strategy::Cli, true), (Strategy::Sdk, false)] {
+        let agent = fleet.agent("agent-mcp");
+        let calls: Arc<Mutex<Vec<ToolCall>>> = Arc::default();
+        let seen = calls.clone();
+        let handler = move |call: &ToolCall| -> Result<Value, String> {
+            seen.lock().unwrap().push(call.clone());
+            match call.tool.as_str() {
+                "send_file" => Ok(json!({"content": [{"type": "text",
+                    "text": format!("sent {}", call.arguments["file_path"].as_str().unwrap())}]})),
+                _ => Err("no route to the chat".into()),
+            }
+        };
+        let mut r = request(
+            &fleet,
+            &agent,
+            injected_options(prompt),
+            Command::Runtime(strategy),
+        );
+        r.config = fleet.config(json!({ "ephemeral": ephemeral }));
+        r.agent["allowed_tools"] = json!(["Read"]);
+        r.tool_handler = Some(Arc::new(handler));
+        let run = run_agent(&fleet, r);
+        assert!(run.outcome.success(), "{strategy:?}: {:?}", run.messages);
+
+        let reports: Vec<&Value> = run
+            .messages
+            .iter()
+            .filter_map(|m| m.get("standin_mcp"))
+            .collect();
+        assert_eq!(reports.len(), 2, "{strategy:?}: {:?}", run.messages);
+        let sent = reports[0];
+        assert_eq!(sent["error"], Value::Null, "{strategy:?}: {sent}");
+        assert_eq!(sent["protocolVersion"], "2025-06-18");
+        assert_eq!(
+            sent["serverInfo"],
+            json!({"name": "files", "version": "1.2.3"})
+        );
+        assert_eq!(sent["tools"], json!(["send_file", "fail"]));
+        assert_eq!(
+            sent["result"]["content"][0]["text"],
+            format!("sent {host}/out/report.pdf")
+        );
+        assert_eq!(reports[1]["result"]["isError"], true);
+        assert_eq!(
+            reports[1]["result"]["content"][0]["text"],
+            "no route to the chat"
+        );
+
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].server, "files");
+        assert_eq!(
+            calls[0].arguments,
+            json!({"file_path": format!("{host}/out/report.pdf")})
+        );
+
+        let init = &run.messages[0]["standin"]["seen"];
+        let allowed = init["allowedTools"].to_string();
+        assert!(allowed.contains("mcp__files__*"), "{strategy:?}: {allowed}");
+        let dir = fleet
+            .runner
+            .state_dir()
+            .join("mcp")
+            .join(sanitize_agent_name(&agent));
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "the job's sockets are removed"
+        );
+    }
+}
+
+#[test]
+fn injected_mcp_servers_need_a_handler_and_a_herdctl_runtime() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-mcp-bad");
+    let no_handler = request(
+        &fleet,
+        &agent,
+        injected_options("p"),
+        Command::Runtime(Strategy::Cli),
+    );
+    let e = AgentJob::start(&fleet.runner, no_handler)
+        .err()
+        .expect("no job");
+    assert_eq!(
+        e.to_string(),
+        "invalid injectedMcpServers: given without a handler to run their tools"
+    );
+    let handler = |_: &ToolCall| -> Result<Value, String> { Ok(Value::Null) };
+    let mut raw = request(
+        &fleet,
+        &agent,
+        injected_options("p"),
+        Command::raw(vec!["true".into()], Vec::new()).unwrap(),
+    );
+    raw.tool_handler = Some(Arc::new(handler));
+    let e = AgentJob::start(&fleet.runner, raw).err().expect("no job");
+    assert_eq!(e.code(), "INVALID_CONFIG");
+    assert!(e.to_string().contains("containerCommand"), "{e}");
+    assert!(fleet.containers(&agent).is_empty());
 }

@@ -74,6 +74,7 @@ pub fn run(kind: &str, n: usize) -> Result<(), String> {
                     command: Command::raw(argv, Vec::new()).map_err(|e| e.to_string())?,
                     deadline: None,
                     translate_paths: false,
+                    tool_handler: None,
                 };
                 let mut job = AgentJob::start(&ctx.runner, request).map_err(|e| e.to_string())?;
                 let mut n = 0;

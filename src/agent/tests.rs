@@ -32,6 +32,7 @@ fn request(agent: Value, command: Command) -> AgentRequest {
         command,
         deadline: None,
         translate_paths: false,
+        tool_handler: None,
     }
 }
 
@@ -194,6 +195,7 @@ fn execute_options_read_herdctls_shape() {
             fork: true,
             system_prompt_append: Some("more".into()),
             include_partial_messages: true,
+            injected_mcp_servers: Vec::new(),
         }
     );
     let o = ExecuteOptions::from_json(&json!({"prompt": "", "resume": "", "fork": null})).unwrap();
@@ -222,17 +224,68 @@ fn bad_execute_options_name_the_field() {
 }
 
 #[test]
-fn injected_mcp_servers_are_refused_clearly() {
-    for injected in [json!({"herdctl": {"tools": []}}), json!(["herdctl"])] {
-        let e = ExecuteOptions::from_json(&json!({"prompt": "p", "injectedMcpServers": injected}))
-            .unwrap_err();
-        assert_eq!(e.code(), "INVALID_CONFIG");
-        assert_eq!(
-            e.to_string(),
-            "invalid injectedMcpServers: injected MCP servers (herdctl) are not supported in containers yet; run this agent without docker, or configure the servers in the agent's mcp_servers"
-        );
-    }
-    assert!(ExecuteOptions::from_json(&json!({"prompt": "p", "injectedMcpServers": []})).is_ok());
+fn injected_mcp_servers_are_read_and_checked() {
+    let o = ExecuteOptions::from_json(&json!({"prompt": "p", "injectedMcpServers": {
+        "herdctl-file-sender": {"name": "herdctl-file-sender", "tools": [{"name": "send_file"}]}
+    }}))
+    .unwrap();
+    assert_eq!(o.injected_mcp_servers.len(), 1);
+    assert_eq!(o.injected_mcp_servers[0].name, "herdctl-file-sender");
+    assert_eq!(o.injected_mcp_servers[0].tools[0].name, "send_file");
+
+    let err = |injected: Value| {
+        ExecuteOptions::from_json(&json!({"prompt": "p", "injectedMcpServers": injected}))
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err(json!(["herdctl"])),
+        "invalid injectedMcpServers: expected an object of MCP servers by name"
+    );
+    assert_eq!(
+        err(json!({"s": {"tools": "send_file"}})),
+        "invalid injectedMcpServers.s.tools: missing or not an array; expected the server's tools"
+    );
+}
+
+#[test]
+fn injected_servers_join_the_agents_servers_and_its_allowed_tools() {
+    let injected = [(
+        "files".to_string(),
+        McpServer {
+            command: Some("node".into()),
+            args: vec![
+                "-e".into(),
+                "shim".into(),
+                "/home/claude/.claude/herdctl-mcp/x.sock".into(),
+            ],
+            ..McpServer::default()
+        },
+    )];
+    let agent = json!({"name": "a", "allowed_tools": ["Read"],
+                       "mcp_servers": {"web": {"url": "http://127.0.0.1:1/mcp"}}});
+    let spec = request(agent.clone(), Command::Runtime(Strategy::Sdk))
+        .job_spec(&injected)
+        .unwrap();
+    let payload: Value = serde_json::from_slice(&spec.stdin).unwrap();
+    let o = &payload["sdkOptions"];
+    assert_eq!(o["allowedTools"], json!(["Read", "mcp__files__*"]));
+    assert_eq!(o["mcpServers"]["web"]["url"], "http://127.0.0.1:1/mcp");
+    assert_eq!(
+        o["mcpServers"]["files"]["args"][2],
+        "/home/claude/.claude/herdctl-mcp/x.sock"
+    );
+
+    let spec = request(json!({"name": "a"}), Command::Runtime(Strategy::Cli))
+        .job_spec(&injected)
+        .unwrap();
+    assert!(
+        !spec.argv.iter().any(|a| a == "--allowedTools"),
+        "an agent allowed every tool stays so"
+    );
+    let len: usize = spec.argv[4].parse().unwrap();
+    let config: Value = serde_json::from_slice(&spec.stdin[..len]).unwrap();
+    assert_eq!(config["mcpServers"]["files"]["command"], "node");
 }
 
 #[test]
@@ -242,7 +295,7 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
                "working_directory": {"root": "/srv//repo/"}}),
         Command::Runtime(Strategy::Cli),
     );
-    let spec = r.job_spec().unwrap();
+    let spec = r.job_spec(&[]).unwrap();
     assert_eq!(spec.agent, "fleet.coder");
     assert_eq!(spec.workspace, "/srv/repo");
     assert_eq!(spec.argv[..2], ["claude", "-p"]);
@@ -250,7 +303,7 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
     assert_eq!(spec.stdin, b"hello");
 
     let spec = request(json!({"name": "solo"}), Command::Runtime(Strategy::Sdk))
-        .job_spec()
+        .job_spec(&[])
         .unwrap();
     assert_eq!(spec.agent, "solo");
     let cwd = std::env::current_dir().unwrap();
@@ -263,7 +316,7 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
 fn a_raw_command_runs_as_given() {
     let command = Command::raw(vec!["node".into(), "agent.js".into()], b"in".to_vec()).unwrap();
     let spec = request(json!({"name": "a", "working_directory": "/w"}), command)
-        .job_spec()
+        .job_spec(&[])
         .unwrap();
     assert_eq!(spec.argv, ["node", "agent.js"]);
     assert_eq!(spec.stdin, b"in");
@@ -272,7 +325,7 @@ fn a_raw_command_runs_as_given() {
 #[test]
 fn bad_agents_and_commands_name_the_field() {
     let e = request(json!({"model": "opus"}), Command::Runtime(Strategy::Cli))
-        .job_spec()
+        .job_spec(&[])
         .unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -282,7 +335,7 @@ fn bad_agents_and_commands_name_the_field() {
         json!({"name": "a", "working_directory": "relative/dir"}),
         Command::Runtime(Strategy::Cli),
     )
-    .job_spec()
+    .job_spec(&[])
     .unwrap_err();
     assert!(
         e.to_string().starts_with("invalid working_directory: "),
@@ -292,7 +345,7 @@ fn bad_agents_and_commands_name_the_field() {
         json!({"name": "a", "allowed_tools": "Read"}),
         Command::Runtime(Strategy::Cli),
     )
-    .job_spec()
+    .job_spec(&[])
     .unwrap_err();
     assert!(
         e.to_string()

@@ -6,6 +6,7 @@
 mod plan;
 mod translate;
 
+pub(crate) use plan::mcp_socket_dir;
 pub use plan::{Mount, MountPlan, MountRequest, MountRole, SessionLayout};
 pub use translate::{translate_json_paths, Direction, PathMap};
 
@@ -24,10 +25,11 @@ pub const CONTAINER_SESSION_DIR: &str = "/home/claude/.claude/projects/-workspac
 pub const CONTAINER_CREDENTIALS_FILE: &str = "/home/claude/.claude/.credentials.json";
 
 /// The container paths the runner mounts itself, with what it mounts there.
-const RESERVED: [(&str, &str); 3] = [
+const RESERVED: [(&str, &str); 4] = [
     (CONTAINER_WORKSPACE, "the workspace"),
     (CONTAINER_SESSION_DIR, "the session directory"),
     (CONTAINER_CREDENTIALS_FILE, "the credentials file"),
+    (crate::mcp::CONTAINER_MCP_DIR, "the MCP socket directory"),
 ];
 
 /// The reserved path a user mount at `path` (normalised) would collide with: the same path, a

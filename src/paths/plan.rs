@@ -12,6 +12,7 @@ use super::{
 };
 use crate::config::{process_user, DockerConfig};
 use crate::credentials::Credentials;
+use crate::mcp::CONTAINER_MCP_DIR;
 use crate::{Error, Result};
 
 impl std::str::FromStr for SessionLayout {
@@ -51,6 +52,8 @@ pub enum MountRole {
     Sessions,
     /// The sanitised credentials file at [`CONTAINER_CREDENTIALS_FILE`], read-only.
     Credentials,
+    /// The agent's MCP socket directory at [`crate::mcp::CONTAINER_MCP_DIR`], read-only.
+    McpSockets,
     /// `docker.volumes[i]`.
     Volume(usize),
 }
@@ -93,8 +96,8 @@ pub struct MountRequest<'a> {
     pub credentials: Option<&'a Credentials>,
 }
 
-/// The bind mounts of a job, in order: workspace, session directory, credentials (file source
-/// only), then `docker.volumes`. Build it for every job: that rewrites the credentials copy, so a
+/// The bind mounts of a job, in order: workspace, session directory, MCP socket directory,
+/// credentials (file source only), then `docker.volumes`. Build it for every job: that rewrites the credentials copy, so a
 /// token refreshed on the host reaches a reused container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountPlan {
@@ -150,6 +153,15 @@ impl MountPlan {
                 target: CONTAINER_SESSION_DIR.into(),
                 read_only: false,
                 role: MountRole::Sessions,
+            },
+            // Always mounted, though most jobs inject no MCP server: a persistent container
+            // cannot gain a mount later, and a mount that came and went with the job's options
+            // would change the config hash and replace the container.
+            Mount {
+                source: mcp_socket_dir(&state_dir, req.agent)?,
+                target: CONTAINER_MCP_DIR.into(),
+                read_only: true,
+                role: MountRole::McpSockets,
             },
         ];
         if let Some(creds) = req.credentials {
@@ -213,13 +225,13 @@ impl MountPlan {
         &self.session_dir
     }
 
-    /// Host/container path translation over the directory mounts (the credentials file is left
-    /// out: nothing the host needs lives behind it).
+    /// Host/container path translation over the directory mounts (the credentials file and the
+    /// MCP sockets are left out: nothing the host needs lives behind them).
     pub fn path_map(&self) -> PathMap {
         PathMap::new(
             self.mounts
                 .iter()
-                .filter(|m| m.role != MountRole::Credentials)
+                .filter(|m| !matches!(m.role, MountRole::Credentials | MountRole::McpSockets))
                 .map(|m| (m.source.as_str(), m.target.as_str())),
         )
     }
@@ -245,6 +257,19 @@ fn must_be_dir(field: &str, path: &str) -> Result<()> {
             ),
         )),
     }
+}
+
+/// The agent's MCP socket directory, `<stateDir>/mcp/<sanitised agent>`, created when missing.
+/// Mode 0711: a container user other than this process's may reach a socket it was told the
+/// name of, but nobody else can list the names.
+pub(crate) fn mcp_socket_dir(state_dir: &str, agent: &str) -> Result<String> {
+    let dir = format!("{state_dir}/mcp/{}", sanitize_agent_name(agent));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&dir)
+        .map_err(|e| Error::io(format!("create MCP socket directory {dir}"), e))?;
+    Ok(dir)
 }
 
 /// Creates the session directory (0700) and makes sure the container user can write it.

@@ -34,6 +34,7 @@ pub mod errors;
 mod runner;
 pub mod stream;
 mod test_producer;
+mod tool_calls;
 
 pub use buffer::{Cancelled, Capacity, Sink, StreamError};
 pub use errors::Blocking;

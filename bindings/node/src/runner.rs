@@ -16,6 +16,7 @@ use std::time::Duration;
 use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::engine::{EngineOptions, Host};
 use herdctl_container::invocation::Strategy;
+use herdctl_container::mcp::ToolHandler;
 use herdctl_container::{DockerConfig, Engine, PullPolicy, Runner, RunnerOptions, SessionLayout};
 use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Result};
@@ -24,6 +25,7 @@ use napi_derive::napi;
 use crate::buffer::Capacity;
 use crate::errors::{guarded, throw, Blocking};
 use crate::stream::MessageStream;
+use crate::tool_calls::{CloseOnDrop, ToolCalls};
 
 /// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional.
 #[napi(object)]
@@ -57,7 +59,7 @@ pub struct ExecuteRequest {
     /// herdctl's agent object, as JSON text.
     pub agent: String,
     /// herdctl's execute options without `agent` and `abortController`, as JSON text
-    /// (`injectedMcpServers` as the list of its names).
+    /// (`injectedMcpServers` without the handlers, which `JSON.stringify` drops).
     pub options: String,
     /// For `"raw"`: the program and its arguments, as JSON text (an array of strings).
     pub argv: Option<String>,
@@ -209,9 +211,17 @@ impl ContainerRunnerCore {
     /// Starts one job on its own thread and streams its messages. Errors before the container
     /// exists end the stream with a coded error (so the first `next()` rejects); afterwards every
     /// ending is a message. `cancel()` kills the job's processes and releases its container.
+    ///
+    /// `toolCalls` carries the calls of the request's `injectedMcpServers` to JS; it closes when
+    /// the job ends.
     #[napi(catch_unwind)]
-    pub fn execute(&self, request: ExecuteRequest) -> Result<MessageStream> {
+    pub fn execute(
+        &self,
+        request: ExecuteRequest,
+        tool_calls: Option<&ToolCalls>,
+    ) -> Result<MessageStream> {
         let core = self.core.clone();
+        let tool_calls = tool_calls.map(|t| t.queue.clone());
         let ExecuteRequest {
             strategy,
             agent,
@@ -221,11 +231,14 @@ impl ContainerRunnerCore {
         } = request;
         let stdin = stdin.map(|b| b.to_vec()).unwrap_or_default();
         MessageStream::spawn("herdctl-job", Capacity::default(), move |sink| {
+            let _close = tool_calls.clone().map(CloseOnDrop);
             if sink.is_cancelled() {
                 return Ok(());
             }
             let request = guarded("reading the request", || {
-                core_request(&core, &strategy, &agent, &options, argv, stdin)
+                let mut request = core_request(&core, &strategy, &agent, &options, argv, stdin)?;
+                request.tool_handler = tool_calls.map(|q| q as Arc<dyn ToolHandler>);
+                Ok(request)
             })?;
             let mut job = guarded("starting the job", || {
                 AgentJob::start(&core.runner()?, request)
@@ -380,5 +393,6 @@ fn core_request(
         command,
         deadline: core.deadline,
         translate_paths: core.translate_paths,
+        tool_handler: None,
     })
 }

@@ -58,14 +58,23 @@ fn plan_has_workspace_sessions_and_volumes() {
         vec![
             json!({"Type": "bind", "Source": d.ws, "Target": "/workspace", "ReadOnly": true}),
             json!({"Type": "bind", "Source": session, "Target": "/home/claude/.claude/projects/-workspace", "ReadOnly": false}),
+            json!({"Type": "bind", "Source": format!("{}/mcp/fleet.agent", d.state), "Target": "/home/claude/.claude/herdctl-mcp", "ReadOnly": true}),
             json!({"Type": "bind", "Source": d.data, "Target": "/data", "ReadOnly": true}),
             json!({"Type": "bind", "Source": d.data, "Target": "/more", "ReadOnly": false}),
         ]
     );
-    assert_eq!(plan.mounts()[3].role, MountRole::Volume(1));
+    assert_eq!(plan.mounts()[4].role, MountRole::Volume(1));
     let meta = fs::metadata(&session).unwrap();
     assert!(meta.is_dir());
     assert_eq!(meta.mode() & 0o777, 0o700);
+    let sockets = fs::metadata(format!("{}/mcp/fleet.agent", d.state)).unwrap();
+    assert_eq!(sockets.mode() & 0o777, 0o711, "reachable, not listable");
+    assert!(
+        plan.path_map()
+            .to_host("/home/claude/.claude/herdctl-mcp/x.sock")
+            .is_none(),
+        "sockets are no paths for the host"
+    );
     // Building again (the next job) is fine and gives the same plan.
     assert_eq!(build(&d, &c, SessionLayout::PerAgent, None).unwrap(), plan);
 }
@@ -162,7 +171,7 @@ fn credentials_file_is_mounted_read_only() {
     let creds = Credentials::resolve(|k| (k == "HOME").then(|| h.clone())).unwrap();
     let c = config(json!({}));
     let plan = build(&d, &c, SessionLayout::PerAgent, Some(&creds)).unwrap();
-    let m = &plan.mounts()[2];
+    let m = &plan.mounts()[3];
     assert_eq!(m.role, MountRole::Credentials);
     assert_eq!(m.target, CONTAINER_CREDENTIALS_FILE);
     assert!(m.read_only);

@@ -18,6 +18,10 @@
 //   #ignore-sigterm      ignore SIGTERM from now on (proves a runner escalates to SIGKILL)
 //   #say TEXT            an assistant message with TEXT
 //   #error-result TEXT   end with an error result (is_error: true) carrying TEXT; the CLI exits 1
+//   #mcp-call SERVER TOOL [JSON]
+//                        start the configured stdio MCP server SERVER, initialize it, list its
+//                        tools and call TOOL with the JSON arguments; an assistant message carries
+//                        `standin_mcp: {server, protocolVersion, serverInfo, tools, result, error}`
 // The result always carries `standin: {prompt_bytes, prompt_sha256, resumed, earlier_turns}`.
 //
 // Sessions: `<home>/.claude/projects/<cwd with every non-alphanumeric as '-'>/<session_id>.jsonl`,
@@ -119,7 +123,8 @@ function splitList(values) {
 
 /**
  * One agent turn. `req`: {prompt, cwd, home, env, model, permissionMode, tools (array or
- * undefined for the default set), disallowedTools, mcpServers (names), resume, forkSession,
+ * undefined for the default set), disallowedTools, mcpServers (names), mcpConfigs (name to
+ * config, for #mcp-call), resume, forkSession,
  * sessionId, includePartialMessages, seen (the flags or options as received, for the init
  * message), signal (optional AbortSignal), stderr(text)}. Yields SDK messages.
  */
@@ -227,6 +232,81 @@ async function* run(req) {
   };
 }
 
+/**
+ * One MCP session with a stdio server, as Claude Code runs it: spawn, `initialize`,
+ * `notifications/initialized`, `tools/list`, `tools/call`, then close its stdin.
+ */
+function mcpCall(config, tool, args, signal) {
+  return new Promise((resolve) => {
+    const report = { tools: [] };
+    if (!config || typeof config.command !== 'string') {
+      resolve({ ...report, error: 'not a configured stdio server' });
+      return;
+    }
+    const child = childProcess.spawn(config.command, config.args || [], {
+      stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...(config.env || {}) },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const waiting = new Map();
+    let buffered = '';
+    child.stdout.on('data', (d) => {
+      buffered += d;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        let message;
+        try {
+          message = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        const done = waiting.get(message.id);
+        if (done) done(message);
+      }
+    });
+    let finished = false;
+    const finish = (extra) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      if (signal) signal.removeEventListener('abort', onAbort);
+      child.stdin.end();
+      resolve({ ...report, ...extra, stderr: stderr.trim() || undefined });
+    };
+    const onAbort = () => {
+      child.kill('SIGKILL');
+      finish({ error: 'aborted' });
+    };
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => finish({ error: 'timed out' }), 30000);
+    child.on('error', (e) => finish({ error: e.message }));
+    child.on('close', (code) => finish({ error: `the server exited with code ${code}` }));
+    let nextId = 1;
+    const request = (method, params) =>
+      new Promise((res) => {
+        const id = nextId++;
+        waiting.set(id, res);
+        child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id, method, params }) + '\n');
+      });
+    (async () => {
+      const init = await request('initialize', {
+        protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'claude-standin', version: '1' },
+      });
+      if (init.error) return finish({ error: init.error.message });
+      report.protocolVersion = init.result.protocolVersion;
+      report.serverInfo = init.result.serverInfo;
+      child.stdin.write(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) + '\n');
+      const list = await request('tools/list', {});
+      report.tools = (list.result && list.result.tools || []).map((t) => t.name);
+      const call = await request('tools/call', { name: tool, arguments: args });
+      if (call.error) return finish({ error: call.error.message });
+      finish({ result: call.result });
+    })();
+  });
+}
+
 function intArg(name, value, min) {
   const n = Number(value);
   if (!Number.isFinite(n) || n < min) throw new Error(`standin: #${name} wants a number >= ${min}, got '${value}'`);
@@ -274,6 +354,14 @@ const CONTROLS = new Map([
   }],
   ['say', (arg) => ({ texts: () => [[arg]] })],
   ['error-result', (arg) => ({ error: arg || 'standin error result' })],
+  ['mcp-call', async (arg, { req }) => {
+    const m = /^(\S+)\s+(\S+)(?:\s+(.*))?$/.exec(arg);
+    if (!m) throw new Error(`standin: #mcp-call wants SERVER TOOL [JSON], got '${arg}'`);
+    const [, server, tool, json] = m;
+    const report = await mcpCall((req.mcpConfigs || {})[server], tool, json ? JSON.parse(json) : {}, req.signal);
+    const text = report.error ? `mcp ${server}/${tool} failed: ${report.error}` : `mcp ${server}/${tool}: ${JSON.stringify(report.result)}`;
+    return { texts: () => [[text, { standin_mcp: { server, ...report } }]] };
+  }],
 ]);
 
 module.exports = {
