@@ -122,6 +122,31 @@ export interface AgentConfig {
   max_turns?: number
 }
 
+/** What a tool handler returns: MCP's `CallToolResult`. */
+export interface McpToolCallResult {
+  content: Array<{ type: string; text: string }>
+  isError?: boolean
+}
+
+/** One tool of an injected MCP server (herdctl's `InjectedMcpToolDef`). */
+export interface InjectedMcpToolDef {
+  /** Letters, digits, `_` or `-`; the agent calls it `mcp__<server>__<name>`. */
+  name: string
+  description?: string
+  /** JSON Schema of the arguments; default: any object. */
+  inputSchema?: Record<string, unknown>
+  /** Runs one call. A throw reaches the agent as a failed tool (`isError: true`) with its message. */
+  handler: (args: Record<string, unknown>) => Promise<McpToolCallResult> | McpToolCallResult
+}
+
+/** An MCP server whose tools run in this process (herdctl's `InjectedMcpServerDef`). */
+export interface InjectedMcpServerDef {
+  /** herdctl's name for it; the key in `injectedMcpServers` is what the agent sees. */
+  name?: string
+  version?: string
+  tools: InjectedMcpToolDef[]
+}
+
 /** herdctl's `RuntimeExecuteOptions`. */
 export interface ExecuteOptions {
   prompt: string
@@ -130,8 +155,12 @@ export interface ExecuteOptions {
   fork?: boolean
   /** Aborting cancels the job (its processes are killed) and ends the generator. */
   abortController?: AbortController
-  /** Not supported in containers yet: a non-empty one is refused with INVALID_CONFIG. */
-  injectedMcpServers?: Record<string, unknown>
+  /**
+   * MCP servers whose tools run in this process (herdctl's file sender, say). The agent reaches
+   * them through a unix socket mounted into its container, whatever its network mode; each call
+   * runs the tool's `handler` here, with container paths in its arguments turned into host paths.
+   */
+  injectedMcpServers?: Record<string, InjectedMcpServerDef>
   systemPromptAppend?: string
   includePartialMessages?: boolean
 }

@@ -56,6 +56,30 @@ function parseBatch(batch) {
   }
 }
 
+/**
+ * Runs each call of a job's injected MCP servers with its handler and hands back the answer,
+ * until the job ends (`next()` gives null). Calls run concurrently, like the agent makes them.
+ * A handler that throws answers with its message (the agent sees a failed tool).
+ */
+async function answerToolCalls(toolCalls, servers) {
+  for (let text; (text = await toolCalls.next()) !== null; ) {
+    const { id, server, tool, arguments: args } = JSON.parse(text);
+    const def = servers[server] && (servers[server].tools || []).find((t) => t.name === tool);
+    Promise.resolve()
+      .then(() => {
+        if (!def || typeof def.handler !== 'function') throw new Error(`tool ${server}/${tool} has no handler`);
+        return def.handler(args);
+      })
+      .then(
+        (result) => toolCalls.answer(id, JSON.stringify(result ?? null)),
+        (e) => toolCalls.answer(id, undefined, String((e && e.message) || e)),
+      )
+      // An answer that cannot be sent (a result that is not JSON-able) must not become an
+      // unhandled rejection, which would end the process: the call then fails in the agent.
+      .catch((e) => toolCalls.answer(id, undefined, `the tool's answer could not be sent: ${e && e.message}`));
+  }
+}
+
 const KINDS = { CLIRuntime: 'cli', SDKRuntime: 'sdk' };
 
 /** `raw`, `cli` or `sdk` for a runtime we can run in a container, else undefined. */
@@ -90,11 +114,8 @@ class ContainerRunner {
     const request = {
       strategy,
       agent: JSON.stringify(options.agent ?? {}),
-      options: JSON.stringify({
-        prompt, resume, fork, systemPromptAppend, includePartialMessages,
-        // Only the names: the servers' handlers live in this process and are not JSON.
-        injectedMcpServers: injectedMcpServers ? Object.keys(injectedMcpServers) : undefined,
-      }),
+      // JSON.stringify drops the tools' handlers: they stay here, and run through `toolCalls`.
+      options: JSON.stringify({ prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers }),
     };
     if (strategy === 'raw') {
       const command = (await this.wrapped.containerCommand(options)) || {};
@@ -104,7 +125,13 @@ class ContainerRunner {
         request.stdin = ArrayBuffer.isView(stdin) ? new Uint8Array(stdin.buffer, stdin.byteOffset, stdin.byteLength) : Buffer.from(String(stdin));
       }
     }
-    yield* messages(this._core.execute(request), signal);
+    let toolCalls;
+    if (injectedMcpServers && Object.keys(injectedMcpServers).length > 0) {
+      toolCalls = new binding.ToolCalls();
+      // Ends by itself when the job does; nothing in it rejects but a bug of ours.
+      answerToolCalls(toolCalls, injectedMcpServers).catch(() => {});
+    }
+    yield* messages(this._core.execute(request, toolCalls), signal);
   }
 
   /** This project's containers, optionally of one agent, newest first. */

@@ -312,12 +312,18 @@ fn call_result(answer: std::result::Result<Value, String>) -> Value {
 /// first connect waits in the backlog rather than failing), served once the job's path map is
 /// known, and closed and removed when dropped.
 pub(crate) struct Bridge {
+    /// The socket directory, held open: sockets are bound and reached through
+    /// `/proc/self/fd/<fd>/<name>`, since a unix socket's path must fit in 108 bytes and a
+    /// state directory's often does not.
+    dir: std::fs::File,
     sockets: Vec<Socket>,
     shared: Arc<Shared>,
 }
 
 struct Socket {
     server: Arc<InjectedServer>,
+    /// The socket's file name in the directory.
+    file: String,
     host_path: PathBuf,
     container_path: String,
     listener: Option<UnixListener>,
@@ -336,19 +342,27 @@ impl Bridge {
     /// mount plan creates), named by a random token and open to any user (the directory is not
     /// listable, and only the agent's containers mount it).
     pub(crate) fn bind(host_dir: &Path, servers: Vec<InjectedServer>) -> Result<Bridge> {
+        let dir = std::fs::File::open(host_dir).map_err(|e| {
+            Error::io(
+                format!("open the MCP socket directory {}", host_dir.display()),
+                e,
+            )
+        })?;
         let mut bridge = Bridge {
+            dir,
             sockets: Vec::new(),
             shared: Arc::default(),
         };
         for server in servers {
             let file = format!("{}.sock", random_token()?);
             let host_path = host_dir.join(&file);
-            let listener = UnixListener::bind(&host_path).map_err(|e| {
+            let listener = UnixListener::bind(bridge.short_path(&file)).map_err(|e| {
                 Error::io(format!("bind the MCP socket {}", host_path.display()), e)
             })?;
             // Pushed before the chmod so that Drop removes the file if the chmod fails.
             bridge.sockets.push(Socket {
                 server: Arc::new(server),
+                file: file.clone(),
                 host_path: host_path.clone(),
                 container_path: format!("{CONTAINER_MCP_DIR}/{file}"),
                 listener: Some(listener),
@@ -360,6 +374,12 @@ impl Bridge {
             )?;
         }
         Ok(bridge)
+    }
+
+    /// A path to `file` in the socket directory that fits a unix socket address.
+    fn short_path(&self, file: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}/{file}", self.dir.as_raw_fd()))
     }
 
     /// Each server's name and its config for the agent: a stdio server run by [`STDIO_SHIM`].
@@ -407,7 +427,7 @@ impl Drop for Bridge {
         for socket in &self.sockets {
             if socket.served {
                 // Wakes the accept thread, which sees `stopped` and ends.
-                let _ = UnixStream::connect(&socket.host_path);
+                let _ = UnixStream::connect(self.short_path(&socket.file));
             }
             let _ = std::fs::remove_file(&socket.host_path);
         }

@@ -179,10 +179,6 @@ test('errors before the container exists are thrown with their code', async () =
   assert.throws(() => fleet.runner(new CLIRuntime(), { memory: 'lots' }), (e) => e.code === 'INVALID_CONFIG' && /docker\.memory/.test(e.message));
   const runner = fleet.runner();
   await assert.rejects(
-    collect(runner.execute({ prompt: 'p', agent: fleet.agent('mcp'), injectedMcpServers: { herdctl: { tools: [() => 1] } } })),
-    (e) => e.code === 'INVALID_CONFIG' && /injected MCP servers \(herdctl\) are not supported in containers yet/.test(e.message),
-  );
-  await assert.rejects(
     collect(runner.execute({ prompt: 'p', agent: fleet.agent('nows', { working_directory: '/no/such/dir' }) })),
     (e) => e.code === 'INVALID_CONFIG' && /\/no\/such\/dir/.test(e.message),
   );

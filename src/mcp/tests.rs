@@ -272,3 +272,25 @@ fn the_bridge_serves_calls_concurrently_translates_paths_and_cleans_up() {
         "the connection is closed"
     );
 }
+
+#[test]
+fn a_socket_directory_past_the_unix_path_limit_still_works() {
+    // herdctl's state directory sits in the user's project, often deep: a socket path there
+    // exceeds the 108 bytes a unix socket address holds.
+    let root = tempfile::tempdir().unwrap();
+    let deep = root
+        .path()
+        .join("a-project-with-a-long-name/.herdctl/mcp")
+        .join("x".repeat(90));
+    std::fs::create_dir_all(&deep).unwrap();
+    let mut bridge = Bridge::bind(&deep, vec![server()]).unwrap();
+    let handler = |_: &ToolCall| -> std::result::Result<Value, String> { Ok(json!("ok")) };
+    bridge.serve(Arc::new(handler), PathMap::default()).unwrap();
+    let file = bridge.sockets[0].file.clone();
+    assert!(deep.join(&file).to_string_lossy().len() > 108);
+    let mut c = Client::connect(&bridge.short_path(&file));
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    assert_eq!(c.read()["result"], json!({}));
+    drop(bridge);
+    assert!(!deep.join(&file).exists());
+}

@@ -55,7 +55,14 @@ interface SDKMessage {
   result?: string
   error?: string
 }
-interface InjectedMcpServerDef { name: string; tools: Array<{ name: string; handler: (args: unknown) => Promise<unknown> }> }
+interface McpToolCallResult { content: Array<{ type: string; text: string }>; isError?: boolean }
+interface InjectedMcpToolDef {
+  name: string
+  description: string
+  inputSchema: Record<string, unknown>
+  handler: (args: Record<string, unknown>) => Promise<McpToolCallResult>
+}
+interface InjectedMcpServerDef { name: string; version?: string; tools: InjectedMcpToolDef[] }
 interface RuntimeExecuteOptions {
   prompt: string
   agent: ResolvedAgent
@@ -89,6 +96,14 @@ export async function runJob(runtime: RuntimeInterface, agent: ResolvedAgent): P
     if (message.type === 'error') throw new Error(message.error ?? 'failed')
   }
   return undefined
+}
+
+// herdctl's chat managers pass their file sender this way.
+export async function withFileSender(runtime: ContainerRunner, agent: ResolvedAgent, sender: InjectedMcpServerDef): Promise<void> {
+  const injectedMcpServers: Record<string, InjectedMcpServerDef> = { 'herdctl-file-sender': sender }
+  for await (const message of runtime.execute({ prompt: 'send the report', agent, injectedMcpServers })) {
+    if (message.type === 'result') return
+  }
 }
 
 export async function direct(agent: ResolvedAgent, stateDir: string): Promise<number> {
