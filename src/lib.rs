@@ -41,7 +41,9 @@
 //! Data flows one way: config ([`resolve_docker_config`], [`MountPlan`], [`Credentials`]), then
 //! the container's plan (security defaults, labels, config hash), then engine calls
 //! ([`engine`]), then an [`Outcome`]. [`Runner`] ties them together; [`invocation`] turns a
-//! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`.
+//! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`; [`agent`] runs
+//! one herdctl execute call as a job of SDK messages, and [`mcp`] bridges its injected MCP servers
+//! into the container.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

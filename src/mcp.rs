@@ -455,7 +455,14 @@ fn accept_loop(
         if shared.stopped.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(_) => {
+                // Out of descriptors, say: not worth a busy loop; the agent's connect waits.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+        };
         let Ok(kept) = stream.try_clone() else {
             continue;
         };

@@ -1,6 +1,8 @@
 // The main job of herdctl-container, end to end: herdctl's ContainerRunner wraps a CLI runtime,
 // runs an agent job in a container of the locally built test image (its stand-in `claude` prints
-// what the real one prints), streams each message, then resumes the session in a second job.
+// what the real one prints), streams each message, then resumes the session in a second job, and
+// in a third the agent calls a tool that runs in this process (herdctl's injectedMcpServers), from
+// a container without network.
 //
 //   scripts/build-test-images && (cd npm && npm run build) && node npm/examples/demo.mjs
 //
@@ -72,6 +74,28 @@ try {
   const sessionFile = path.join(stateDir, 'docker-sessions', agent.qualifiedName, `${first.session_id}.jsonl`);
   const turns = fs.readFileSync(sessionFile, 'utf8').split('\n').filter(Boolean).length;
   console.log(`\nThe session persisted on the host: ${sessionFile} (${turns} entries)`);
+
+  // Shaped like herdctl's file sender: the handler runs here and sees host paths.
+  const sent = [];
+  const fileSender = {
+    name: 'herdctl-file-sender',
+    tools: [{
+      name: 'send_file',
+      description: 'Send a workspace file to the chat',
+      inputSchema: { type: 'object', properties: { file_path: { type: 'string' } } },
+      async handler({ file_path: file }) {
+        sent.push(file);
+        return { content: [{ type: 'text', text: `sent ${fs.statSync(file).size} bytes from ${file}` }] };
+      },
+    }],
+  };
+  await job('Job 3: the agent calls a tool of this process', {
+    prompt: 'Send README.md to the chat.\n#mcp-call herdctl-file-sender send_file {"file_path":"/workspace/README.md"}',
+    injectedMcpServers: { 'herdctl-file-sender': fileSender },
+  });
+  if (sent.length !== 1 || sent[0] !== path.join(workspace, 'README.md')) {
+    throw new Error(`the tool was not called with the host path: ${JSON.stringify(sent)}`);
+  }
 } catch (e) {
   console.error(`\ndemo failed${e.code ? ` (${e.code})` : ''}: ${e.message}`);
   if (e.code === 'NOT_FOUND') console.error(`build the image first: scripts/build-test-images`);
