@@ -125,13 +125,13 @@ class ContainerRunner {
         request.stdin = ArrayBuffer.isView(stdin) ? new Uint8Array(stdin.buffer, stdin.byteOffset, stdin.byteLength) : Buffer.from(String(stdin));
       }
     }
-    let toolCalls;
-    if (injectedMcpServers && Object.keys(injectedMcpServers).length > 0) {
-      toolCalls = new binding.ToolCalls();
-      // Ends by itself when the job does; nothing in it rejects but a bug of ours.
-      answerToolCalls(toolCalls, injectedMcpServers).catch(() => {});
-    }
-    yield* messages(this._core.execute(request, toolCalls), signal);
+    const injected = injectedMcpServers && Object.keys(injectedMcpServers).length > 0;
+    const toolCalls = injected ? new binding.ToolCalls() : undefined;
+    const stream = this._core.execute(request, toolCalls);
+    // Pulled only once the job's thread exists: it closes the queue when the job ends, which
+    // ends this loop (a pending `next()` would otherwise keep the process alive).
+    if (toolCalls) answerToolCalls(toolCalls, injectedMcpServers).catch(() => {});
+    yield* messages(stream, signal);
   }
 
   /** This project's containers, optionally of one agent, newest first. */

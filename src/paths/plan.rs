@@ -1,7 +1,7 @@
 //! The mount plan of a job: what is bind-mounted where, checked against the host's file system.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -260,15 +260,22 @@ fn must_be_dir(field: &str, path: &str) -> Result<()> {
 }
 
 /// The agent's MCP socket directory, `<stateDir>/mcp/<sanitised agent>`, created when missing.
-/// Mode 0711: a container user other than this process's may reach a socket it was told the
-/// name of, but nobody else can list the names.
+/// Modes are set, not left to the umask: `mcp/` 0700 (no other host user gets past it), the
+/// agent's directory 0711 (the container's user, whatever its uid, reaches a socket it is told the
+/// name of; containers mount this directory itself, so `mcp/` need not be open to them).
 pub(crate) fn mcp_socket_dir(state_dir: &str, agent: &str) -> Result<String> {
-    let dir = format!("{state_dir}/mcp/{}", sanitize_agent_name(agent));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(&dir)
-        .map_err(|e| Error::io(format!("create MCP socket directory {dir}"), e))?;
+    let root = format!("{state_dir}/mcp");
+    let dir = format!("{root}/{}", sanitize_agent_name(agent));
+    let set = |path: &str, mode: u32| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+            .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(mode)))
+            .map_err(|e| Error::io(format!("create MCP socket directory {path}"), e))
+    };
+    set(&root, 0o700)?;
+    set(&dir, 0o711)?;
     Ok(dir)
 }
 

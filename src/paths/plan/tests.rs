@@ -69,6 +69,8 @@ fn plan_has_workspace_sessions_and_volumes() {
     assert_eq!(meta.mode() & 0o777, 0o700);
     let sockets = fs::metadata(format!("{}/mcp/fleet.agent", d.state)).unwrap();
     assert_eq!(sockets.mode() & 0o777, 0o711, "reachable, not listable");
+    let root = fs::metadata(format!("{}/mcp", d.state)).unwrap();
+    assert_eq!(root.mode() & 0o777, 0o700, "closed to other host users");
     assert!(
         plan.path_map()
             .to_host("/home/claude/.claude/herdctl-mcp/x.sock")
