@@ -134,7 +134,7 @@ fn an_unknown_exit_code_is_none_never_zero() {
     let c = live.container().start();
     let id = live
         .engine
-        .exec_create(&c, &ExecSpec::new(["sh", "-c", "sleep 1; exit 5"]))
+        .exec_create(&c, &ExecSpec::new(["sh", "-c", "sleep 3; exit 5"]))
         .unwrap();
     let before = live.engine.exec_inspect(&id).unwrap();
     assert_eq!(
@@ -143,7 +143,15 @@ fn an_unknown_exit_code_is_none_never_zero() {
         "created, not started"
     );
     let (_input, mut output) = live.engine.exec_start(&id).unwrap().split().unwrap();
-    let during = live.engine.exec_inspect(&id).unwrap();
+    // dockerd answers the attach before it starts the process: wait for it to run.
+    let deadline = std::time::Instant::now() + Duration::from_millis(2500);
+    let during = loop {
+        let now = live.engine.exec_inspect(&id).unwrap();
+        if now.running || std::time::Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(during.running, "{during:?}");
     assert_eq!(during.exit_code, None, "running: not known yet");
     assert_eq!(output.read_to_end().unwrap(), (Vec::new(), Vec::new()));
