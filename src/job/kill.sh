@@ -1,7 +1,8 @@
 # Kills one job's processes inside a container: run as `sh -c <this> sh <job id>` by the job's user.
 # No API kills an exec, and an exec'd process outlives the connection that started it, so cancel
 # has to happen in here. SIGTERM first (Claude Code and the SDK runner abort cleanly on it), SIGKILL
-# for whatever is left after about a second. Exits 0 when no process of the job remains.
+# for whatever is left after about a second (a shell that ignores SIGTERM passes that on to every
+# child it starts). Exits 0 when no process of the job remains, 1 when one outlived SIGKILL.
 marker="HERDCTL_JOB_ID=$1"
 # The job's processes: those whose environment carries the marker, every process in their sessions
 # (an orphaned grandchild keeps its session), and all descendants of either (a child that cleared its
@@ -37,3 +38,17 @@ while [ $i -lt 20 ]; do
   i=$((i + 1))
 done
 kill -KILL $pids 2>/dev/null
+# SIGKILL takes effect when the process next runs, which on a busy machine is not at once: wait
+# until each one is gone or a zombie, so that the caller may count on it (up to about a second).
+i=0
+while [ $i -lt 20 ]; do
+  alive=
+  for p in $pids; do
+    s=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' "/proc/$p/stat" 2>/dev/null)
+    [ -n "$s" ] && [ "$s" != Z ] && alive=1
+  done
+  [ -z "$alive" ] && exit 0
+  sleep 0.05
+  i=$((i + 1))
+done
+exit 1
