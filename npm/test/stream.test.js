@@ -153,8 +153,10 @@ test('a timer keeps firing on time while 100 MB stream through', async (t) => {
   assert.equal(n, 100_000);
   const maxLag = Math.max(...lags);
   t.diagnostic(`100 MB in ${seconds.toFixed(2)} s (${(bytes / MiB / seconds).toFixed(0)} MiB/s parsed); timer fired ${lags.length} times, max lag ${maxLag.toFixed(1)} ms`);
-  assert.ok(lags.length >= Math.floor((seconds * 1000) / 10) / 2, `the timer fired only ${lags.length} times in ${seconds.toFixed(2)} s`);
-  assert.ok(maxLag < 50, `max timer lag ${maxLag.toFixed(1)} ms`);
+  // A blocked loop would fire the timer about once, late by the whole stream (over a second);
+  // the bounds leave room for a machine whose other work takes the CPU now and then.
+  assert.ok(lags.length >= Math.floor((seconds * 1000) / 10) / 3, `the timer fired only ${lags.length} times in ${seconds.toFixed(2)} s`);
+  assert.ok(maxLag < 250, `max timer lag ${maxLag.toFixed(1)} ms`);
 });
 
 test('a stream that JS drops without cancelling is cancelled when it is collected', () => {
