@@ -321,9 +321,17 @@ impl AgentJob {
             .unwrap_or_default();
         let mut spec = request.job_spec(&injected)?;
         // Discovered here rather than by the runner so that the same secrets redact the stdout
-        // tail of the closing error as the runner redacts stderr.
+        // tail of the closing error as the runner redacts stderr. The MCP servers' env (tokens,
+        // the bridge's secrets) reaches the agent too, so an agent that prints it is redacted.
         let credentials = Credentials::discover(|k| std::env::var(k).ok())?;
-        let redactor = credentials.redactor().with_env(&spec.config.env);
+        let mut mcp_env: Vec<(String, String)> = AgentSpec::deserialize(&request.agent)
+            .map(|a| a.mcp_servers.into_values().flat_map(|s| s.env).collect())
+            .unwrap_or_default();
+        mcp_env.extend(injected.iter().flat_map(|(_, s)| s.env.clone()));
+        let redactor = credentials
+            .redactor()
+            .with_env(&spec.config.env)
+            .with_env(mcp_env.iter().map(|(k, v)| (k, v)));
         spec.credentials = Some(credentials);
         let job = runner.start(spec)?;
         if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
@@ -369,7 +377,7 @@ impl AgentJob {
         let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
             unreachable!("matched Running above and nothing changed the phase since");
         };
-        let report = job.finish();
+        let report = self.report(*job);
         let closing = self.transcript.closing(&report, &self.redactor);
         self.phase = Phase::Ended(Box::new(report));
         closing
@@ -378,10 +386,20 @@ impl AgentJob {
     /// How the job ended; cancels it first when its messages have not ended yet.
     pub fn finish(mut self) -> JobReport {
         match std::mem::replace(&mut self.phase, Phase::Gone) {
-            Phase::Running(job) => job.finish(),
+            Phase::Running(job) => self.report(*job),
             Phase::Ended(report) => *report,
             Phase::Gone => unreachable!("the phase is Gone only inside next_message and here"),
         }
+    }
+}
+
+impl AgentJob {
+    /// Finishes the job; its stderr tail redacted with this job's secrets as well as the
+    /// runner's.
+    fn report(&self, job: Job) -> JobReport {
+        let mut report = job.finish();
+        report.stderr_tail = self.redactor.redact(&report.stderr_tail).into_owned();
+        report
     }
 }
 

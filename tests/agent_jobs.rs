@@ -154,6 +154,30 @@ fn a_failing_agent_ends_with_a_synthesized_error() {
 }
 
 #[test]
+fn secrets_of_mcp_servers_are_redacted_from_what_the_agent_prints() {
+    // The agent gets its MCP servers' env (tokens): one that prints it is still redacted.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-mcp-redact");
+    let token = "ghp_mcpserver_0123456789";
+    let script = format!("echo 'starting gh with {token}' >&2; echo '{token}'; exit 3");
+    let command = Command::raw(vec!["sh".into(), "-c".into(), script], Vec::new()).unwrap();
+    let mut r = request(&fleet, &agent, ExecuteOptions::new(""), command);
+    r.agent["mcp_servers"] = json!({"gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": token}}});
+    let mut job = AgentJob::start(&fleet.runner, r).unwrap();
+    let mut messages = Vec::new();
+    while let Some(m) = job.next_message() {
+        messages.push(m);
+    }
+    let report = job.finish();
+    let error: Value = serde_json::from_str(messages.last().unwrap()).unwrap();
+    let text = error.to_string();
+    assert!(!text.contains(token), "{text}");
+    assert_eq!(error["stderr_tail"], "starting gh with [REDACTED]\n");
+    assert_eq!(error["stdout_tail"], "[REDACTED]");
+    assert!(!report.stderr_tail.contains(token));
+}
+
+#[test]
 fn non_json_output_is_kept_out_of_the_messages() {
     let fleet = Fleet::new();
     let agent = fleet.agent("agent-raw");
