@@ -37,6 +37,9 @@ while [ $i -lt 20 ]; do
   [ -z "$pids" ] && exit 0
   i=$((i + 1))
 done
+# Freeze them all first: killed one by one, a parent whose child died first could still run its
+# next command (print a line, start another process) before its own turn came.
+kill -STOP $pids 2>/dev/null
 kill -KILL $pids 2>/dev/null
 # SIGKILL takes effect when the process next runs, which on a busy machine is not at once: wait
 # until each one is gone or a zombie, so that the caller may count on it (up to about a second).
