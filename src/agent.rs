@@ -193,9 +193,13 @@ pub struct AgentRequest {
 
 impl AgentRequest {
     /// The runner's job for this request: agent name, workspace, argv and stdin, with `injected`
-    /// (each server's name and its in-container config) among the agent's MCP servers. No I/O
-    /// but reading the current directory when the agent has no working directory.
-    pub(crate) fn job_spec(&self, injected: &[(String, McpServer)]) -> Result<JobSpec> {
+    /// (each server's name and its in-container config) among the agent's MCP servers; and the
+    /// env of all those servers (it reaches the agent, so it is redacted from what the agent
+    /// prints). No I/O but reading the current directory when the agent has no working directory.
+    pub(crate) fn job_spec(
+        &self,
+        injected: &[(String, McpServer)],
+    ) -> Result<(JobSpec, Vec<(String, String)>)> {
         let mut spec = AgentSpec::deserialize(&self.agent).map_err(|e| {
             Error::invalid("agent", format!("{e}; expected herdctl's agent object"))
         })?;
@@ -230,7 +234,8 @@ impl AgentRequest {
         let mut job = JobSpec::new(agent, self.config.clone(), workspace, invocation.argv);
         job.stdin = invocation.stdin;
         job.deadline = self.deadline;
-        Ok(job)
+        let mcp_env = spec.mcp_servers.into_values().flat_map(|s| s.env).collect();
+        Ok((job, mcp_env))
     }
 
     /// The bridge of the injected MCP servers, bound; `None` when there are none.
@@ -319,15 +324,11 @@ impl AgentJob {
             .as_ref()
             .map(Bridge::agent_configs)
             .unwrap_or_default();
-        let mut spec = request.job_spec(&injected)?;
+        let (mut spec, mcp_env) = request.job_spec(&injected)?;
         // Discovered here rather than by the runner so that the same secrets redact the stdout
         // tail of the closing error as the runner redacts stderr. The MCP servers' env (tokens,
         // the bridge's secrets) reaches the agent too, so an agent that prints it is redacted.
         let credentials = Credentials::discover(|k| std::env::var(k).ok())?;
-        let mut mcp_env: Vec<(String, String)> = AgentSpec::deserialize(&request.agent)
-            .map(|a| a.mcp_servers.into_values().flat_map(|s| s.env).collect())
-            .unwrap_or_default();
-        mcp_env.extend(injected.iter().flat_map(|(_, s)| s.env.clone()));
         let redactor = credentials
             .redactor()
             .with_env(&spec.config.env)

@@ -266,7 +266,8 @@ fn injected_servers_join_the_agents_servers_and_its_allowed_tools() {
                        "mcp_servers": {"web": {"url": "http://127.0.0.1:1/mcp"}}});
     let spec = request(agent.clone(), Command::Runtime(Strategy::Sdk))
         .job_spec(&injected)
-        .unwrap();
+        .unwrap()
+        .0;
     let payload: Value = serde_json::from_slice(&spec.stdin).unwrap();
     let o = &payload["sdkOptions"];
     assert_eq!(o["allowedTools"], json!(["Read", "mcp__files__*"]));
@@ -278,7 +279,8 @@ fn injected_servers_join_the_agents_servers_and_its_allowed_tools() {
 
     let spec = request(json!({"name": "a"}), Command::Runtime(Strategy::Cli))
         .job_spec(&injected)
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(
         !spec.argv.iter().any(|a| a == "--allowedTools"),
         "an agent allowed every tool stays so"
@@ -295,7 +297,7 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
                "working_directory": {"root": "/srv//repo/"}}),
         Command::Runtime(Strategy::Cli),
     );
-    let spec = r.job_spec(&[]).unwrap();
+    let spec = r.job_spec(&[]).unwrap().0;
     assert_eq!(spec.agent, "fleet.coder");
     assert_eq!(spec.workspace, "/srv/repo");
     assert_eq!(spec.argv[..2], ["claude", "-p"]);
@@ -304,7 +306,8 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
 
     let spec = request(json!({"name": "solo"}), Command::Runtime(Strategy::Sdk))
         .job_spec(&[])
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(spec.agent, "solo");
     let cwd = std::env::current_dir().unwrap();
     assert_eq!(spec.workspace, cwd.to_string_lossy());
@@ -317,7 +320,8 @@ fn a_raw_command_runs_as_given() {
     let command = Command::raw(vec!["node".into(), "agent.js".into()], b"in".to_vec()).unwrap();
     let spec = request(json!({"name": "a", "working_directory": "/w"}), command)
         .job_spec(&[])
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(spec.argv, ["node", "agent.js"]);
     assert_eq!(spec.stdin, b"in");
 }
