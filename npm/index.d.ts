@@ -56,12 +56,73 @@ export interface ContainerErrorMessage extends SDKMessage {
   code?: string
 }
 
+/** The container's network mode (herdctl's `NetworkMode`). */
+export type NetworkMode = 'none' | 'bridge' | 'host'
+
+/** How a mount is mounted (herdctl's `VolumeMode`). */
+export type VolumeMode = 'ro' | 'rw'
+
+/**
+ * The Docker Engine's `HostConfig` (`POST /containers/create`), as `host_config` carries it: the
+ * fields fleets set typed, any other engine field allowed. Which fields a fleet may set without
+ * `allow_unsafe_host_config` is checked when the config is read, not here.
+ */
+export interface HostConfig {
+  Binds?: string[]
+  Mounts?: Array<{ Type?: string; Source?: string; Target?: string; ReadOnly?: boolean; [key: string]: unknown }>
+  Memory?: number
+  MemorySwap?: number
+  MemoryReservation?: number
+  NanoCpus?: number
+  CpuShares?: number
+  CpuPeriod?: number
+  CpuQuota?: number
+  CpusetCpus?: string
+  CpusetMems?: string
+  ShmSize?: number
+  PidsLimit?: number
+  Ulimits?: Array<{ Name: string; Soft: number; Hard: number }>
+  Privileged?: boolean
+  CapAdd?: string[]
+  CapDrop?: string[]
+  SecurityOpt?: string[]
+  ReadonlyRootfs?: boolean
+  Devices?: Array<{ PathOnHost: string; PathInContainer: string; CgroupPermissions?: string }>
+  DeviceRequests?: Array<{
+    Driver?: string
+    Count?: number
+    DeviceIDs?: string[]
+    Capabilities?: string[][]
+    Options?: Record<string, string>
+  }>
+  DeviceCgroupRules?: string[]
+  GroupAdd?: string[]
+  NetworkMode?: string
+  PidMode?: string
+  IpcMode?: string
+  UTSMode?: string
+  UsernsMode?: string
+  Runtime?: string
+  Init?: boolean
+  AutoRemove?: boolean
+  Tmpfs?: Record<string, string>
+  Sysctls?: Record<string, string>
+  ExtraHosts?: string[]
+  Dns?: string[]
+  DnsOptions?: string[]
+  DnsSearch?: string[]
+  LogConfig?: { Type?: string; Config?: Record<string, string> }
+  OomKillDisable?: boolean
+  OomScoreAdj?: number
+  [key: string]: unknown
+}
+
 /** herdctl's resolved docker config (`resolveDockerConfig`'s result). */
 export interface DockerConfig {
   enabled: boolean
   ephemeral: boolean
   image: string
-  network: 'none' | 'bridge' | 'host'
+  network: NetworkMode
   memoryBytes: number
   cpuShares?: number
   cpuPeriod?: number
@@ -77,7 +138,7 @@ export interface DockerConfig {
   pidsLimit?: number
   labels: Record<string, string>
   /** Raw engine HostConfig merged over the generated one (fleet only). */
-  hostConfigOverride?: object
+  hostConfigOverride?: HostConfig
   /** Lets hostConfigOverride loosen security (fleet only). */
   allowUnsafeHostConfig?: boolean
 }
@@ -102,7 +163,7 @@ export interface DockerInput {
   tmpfs?: string[]
   pids_limit?: number
   labels?: Record<string, string>
-  host_config?: object
+  host_config?: HostConfig
 }
 
 /** The fields of herdctl's resolved agent that a job reads; herdctl's object has many more. */
@@ -184,6 +245,15 @@ export interface WrappableRuntime {
   containerCommand?(options: ExecuteOptions): ContainerCommand | Promise<ContainerCommand>
 }
 
+/**
+ * A dockerode client, as herdctl's own ContainerRunner takes as its 4th argument: only its
+ * engine address is used.
+ */
+export interface DockerClientLike {
+  modem?: { socketPath?: string; host?: string; port?: number | string; protocol?: string } | null
+  [key: string]: unknown
+}
+
 /** Runs each job of a wrapped herdctl runtime in a Docker container. */
 export declare class ContainerRunner {
   /**
@@ -192,13 +262,14 @@ export declare class ContainerRunner {
    *   throws with code INVALID_CONFIG)
    * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
    * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock), the
-   *   pull policy and a job timeout
+   *   pull policy and a job timeout; or a dockerode client (herdctl's 4th argument), whose engine
+   *   address is used
    */
   constructor(
     wrapped: WrappableRuntime | object,
     config: Partial<DockerConfig> | DockerInput | null | undefined,
     stateDir: string,
-    options?: ContainerRunnerOptions,
+    options?: ContainerRunnerOptions | DockerClientLike,
   )
   readonly wrapped: WrappableRuntime | object
   readonly stateDir: string

@@ -89,10 +89,29 @@ function strategyOf(runtime) {
   return KINDS[runtime && runtime.constructor && runtime.constructor.name];
 }
 
+/**
+ * The runner's options from the 4th constructor argument: our options, or a dockerode client, as
+ * herdctl's own ContainerRunner takes (its tests pass one). Of a client only its engine address
+ * is used (`modem.socketPath`, or `modem.host`, `port` and `protocol`); a client without one (a
+ * test double) means the default engine.
+ */
+function runnerOptions(options) {
+  const isClient = options && typeof options === 'object' &&
+    (typeof options.createContainer === 'function' || (options.modem && typeof options.modem === 'object'));
+  if (!isClient) return options;
+  const modem = options.modem || {};
+  if (modem.socketPath) return { socketPath: String(modem.socketPath) };
+  if (modem.host) {
+    const scheme = !modem.protocol || modem.protocol === 'http' ? 'tcp' : String(modem.protocol);
+    return { dockerHost: `${scheme}://${modem.host}:${modem.port ?? 2375}` };
+  }
+  return undefined;
+}
+
 /** Wraps one of herdctl's runtimes so that each job runs in a Docker container. */
 class ContainerRunner {
   constructor(wrapped, config, stateDir, options) {
-    this._core = new binding.ContainerRunnerCore(JSON.stringify(config ?? null), String(stateDir ?? ''), options);
+    this._core = new binding.ContainerRunnerCore(JSON.stringify(config ?? null), String(stateDir ?? ''), runnerOptions(options));
     this.wrapped = wrapped;
     this.stateDir = stateDir;
     this.config = JSON.parse(this._core.resolvedConfig());

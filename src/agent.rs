@@ -31,19 +31,25 @@
 //! # Ok(()) }
 //! ```
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::invocation::{self, AgentSpec, Invocation, JobInput, McpServer, Strategy};
-use crate::job::{Canceller, Job, JobReport, Outcome};
+use crate::job::{Canceller, Job, JobReport, Outcome, Timings};
 use crate::mcp::{Bridge, InjectedServer, ToolHandler};
-use crate::paths::mcp_socket_dir;
+use crate::paths::{
+    agent_session_dir, claim_legacy_transcript, link_new_transcripts, mcp_socket_dir,
+    prepare_session_dir,
+};
 use crate::{
-    translate_json_paths, workspace_root, Credentials, Direction, DockerConfig, Error, JobSpec,
-    PathMap, Redactor, Result, Runner,
+    process_user, translate_json_paths, workspace_root, Credentials, Direction, DockerConfig,
+    Error, JobSpec, PathMap, Redactor, Result, Runner, SessionLayout,
 };
 
 /// The per-call part of herdctl's `RuntimeExecuteOptions` (its `agent` is [`AgentRequest::agent`],
@@ -304,7 +310,15 @@ pub struct AgentJob {
     translate_paths: bool,
     transcript: Transcript,
     redactor: Redactor,
-    canceller: Canceller,
+    /// `None` when the job failed before its command ran.
+    canceller: Option<Canceller>,
+    /// The agent's error `result`, held back until the job's outcome is known (see
+    /// [`AgentJob::next_message`]).
+    held_result: Option<String>,
+    /// Messages still to yield after the job ended: the closing error, then a held result.
+    pending: VecDeque<String>,
+    /// herdctl's flat view of this agent's transcripts, kept by [`SessionLinks`].
+    sessions: Option<SessionLinks>,
 }
 
 enum Phase {
@@ -314,10 +328,28 @@ enum Phase {
     Gone,
 }
 
+/// The per-agent session directory and herdctl's flat `docker-sessions/`, for the links between
+/// them (see `paths::sessions`).
+struct SessionLinks {
+    flat: PathBuf,
+    agent_dir: PathBuf,
+    /// When the job started, less a margin for coarse file system clocks: transcripts written
+    /// since are this job's.
+    since: SystemTime,
+    /// Whether the links were made once while the job ran.
+    linked_early: bool,
+}
+
+impl SessionLinks {
+    fn link(&self) -> Vec<String> {
+        link_new_transcripts(&self.flat, &self.agent_dir, self.since)
+    }
+}
+
 impl AgentJob {
-    /// Starts the job on `runner`. An error here means no job ran (bad input, no engine, a
-    /// missing image, a container that would not start); once this returns, every ending is a
-    /// message.
+    /// Starts the job on `runner`. An error here means the job got no container (bad input, no
+    /// engine, a missing image, a name held by a container not this agent's); once the job has a
+    /// container, every ending is a message, a failed start in it included.
     pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
         let mut bridge = request.mcp_bridge(runner)?;
         let injected = bridge
@@ -334,54 +366,102 @@ impl AgentJob {
             .with_env(&spec.config.env)
             .with_env(mcp_env.iter().map(|(k, v)| (k, v)));
         spec.credentials = Some(credentials);
-        let job = runner.start(spec)?;
-        if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
-            // Connects made since the job started wait in the sockets' backlog until now.
-            bridge.serve(handler.clone(), job.path_map().clone())?;
-        }
-        Ok(AgentJob {
-            _mcp: bridge,
-            canceller: job.canceller(),
+        let sessions = session_links(runner, &spec, request.options.resume.as_deref())?;
+        let reached = Cell::new(None);
+        let mut job = AgentJob {
+            _mcp: None,
+            canceller: None,
             translate_paths: request.translate_paths,
-            phase: Phase::Running(Box::new(job)),
+            phase: Phase::Gone,
             transcript: Transcript::default(),
             redactor,
-        })
+            held_result: None,
+            pending: VecDeque::new(),
+            sessions,
+        };
+        match runner.start_tracked(spec, &reached) {
+            Ok(started) => {
+                if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
+                    // Connects made since the job started wait in the sockets' backlog until now.
+                    bridge.serve(handler.clone(), started.path_map().clone())?;
+                }
+                job._mcp = bridge;
+                job.canceller = Some(started.canceller());
+                job.phase = Phase::Running(Box::new(started));
+            }
+            Err(e) => {
+                // The README's promise: errors after the container exists are messages. The
+                // runner has released the container (an ephemeral one is stopped, kept for
+                // inspection; one that never started is removed).
+                let Some((container_id, container_name)) = reached.take() else {
+                    return Err(e);
+                };
+                let report = JobReport {
+                    outcome: Outcome::Failed(e),
+                    container_id,
+                    container_name,
+                    stderr_tail: String::new(),
+                    timings: Timings::default(),
+                    warnings: Vec::new(),
+                };
+                job.end(report);
+            }
+        }
+        Ok(job)
     }
 
     /// A handle that cancels the job from another thread (it blocks while the job's processes
-    /// are killed: call it off any thread that must stay responsive).
-    pub fn canceller(&self) -> Canceller {
+    /// are killed: call it off any thread that must stay responsive). `None` when the job failed
+    /// before its command ran: there is nothing to cancel.
+    pub fn canceller(&self) -> Option<Canceller> {
         self.canceller.clone()
     }
 
-    /// The next message, a line that looks like one JSON object (its braces and its top-level
-    /// `type` are checked, the rest is left to the consumer's parse); after the job's own messages, one
-    /// synthesized `{"type":"error"}` when the job did not succeed or printed no `result`; then
-    /// `None`. Blocks until a message arrives or the job ends.
+    /// The next message, a line that is one JSON object with a top-level `type`; after the job's
+    /// own messages, one synthesized `{"type":"error"}` when the job did not succeed or printed no
+    /// valid `result`; then `None`. Blocks until a message arrives or the job ends.
+    ///
+    /// An error `result` (`is_error`, or a subtype other than `success`) is held back until the
+    /// job's outcome is known: herdctl stops at the first `result` or `error` and records the job
+    /// by which one it was, so a job that failed yields its closing error first (quoting the
+    /// result's text, which is what herdctl's retry of a stale session looks for) and the result
+    /// after it. An error result of a job that exited 0 is yielded as it is, as herdctl's own
+    /// runtimes do.
     pub fn next_message(&mut self) -> Option<String> {
-        let Phase::Running(job) = &mut self.phase else {
-            return None;
-        };
-        while let Some(line) = job.next_line() {
-            if let Some(message) = self.transcript.accept(line) {
+        if let Phase::Running(job) = &mut self.phase {
+            while let Some(line) = job.next_line() {
+                let Some(accepted) = self.transcript.accept(line) else {
+                    continue;
+                };
                 if self.transcript.saw_result {
-                    // Set before herdctl sees the result: it cancels right after it.
-                    self.canceller.set_grace(AFTER_RESULT_GRACE);
+                    if let Some(c) = &self.canceller {
+                        // Set before herdctl sees the result: it cancels right after it.
+                        c.set_grace(AFTER_RESULT_GRACE);
+                    }
                 }
-                if self.translate_paths {
-                    return Some(to_host_paths(message, job.path_map()));
+                if let Some(links) = self.sessions.as_mut().filter(|l| !l.linked_early) {
+                    // The transcript exists once the agent speaks: list it while the job runs.
+                    links.linked_early = true;
+                    links.link();
+                }
+                let message = if self.translate_paths {
+                    to_host_paths(accepted.text, job.path_map())
+                } else {
+                    accepted.text
+                };
+                if accepted.error_result {
+                    self.held_result = Some(message);
+                    continue;
                 }
                 return Some(message);
             }
+            let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
+                unreachable!("matched Running above and nothing changed the phase since");
+            };
+            let report = self.report(*job);
+            self.end(report);
         }
-        let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
-            unreachable!("matched Running above and nothing changed the phase since");
-        };
-        let report = self.report(*job);
-        let closing = self.transcript.closing(&report, &self.redactor);
-        self.phase = Phase::Ended(Box::new(report));
-        closing
+        self.pending.pop_front()
     }
 
     /// How the job ended; cancels it first when its messages have not ended yet.
@@ -396,20 +476,71 @@ impl AgentJob {
 
 impl AgentJob {
     /// Finishes the job; its stderr tail redacted with this job's secrets as well as the
-    /// runner's.
+    /// runner's; the agent's new transcripts linked for herdctl.
     fn report(&self, job: Job) -> JobReport {
         let mut report = job.finish();
         report.stderr_tail = self.redactor.redact(&report.stderr_tail).into_owned();
+        if let Some(links) = &self.sessions {
+            report.warnings.extend(links.link());
+        }
         report
     }
+
+    /// Queues the messages that end the job (the closing error, then a held result) and keeps
+    /// the report.
+    fn end(&mut self, report: JobReport) {
+        if let Some(closing) =
+            self.transcript
+                .closing(&report, &self.redactor, self.held_result.is_some())
+        {
+            self.pending.push_back(closing);
+        }
+        self.pending.extend(self.held_result.take());
+        self.phase = Phase::Ended(Box::new(report));
+    }
 }
+
+/// The links for herdctl's flat session view, for the per-agent layout (`None` for the flat
+/// one, where herdctl's directory is the agent's). Before a resume, a transcript that exists only
+/// in the flat directory (left by herdctl's own Docker layer) is given to this agent.
+fn session_links(
+    runner: &Runner,
+    spec: &JobSpec,
+    resume: Option<&str>,
+) -> Result<Option<SessionLinks>> {
+    if runner.session_layout() != SessionLayout::PerAgent {
+        return Ok(None);
+    }
+    let state_dir = runner.state_dir().to_string_lossy().into_owned();
+    let agent_dir = agent_session_dir(&state_dir, &spec.agent, SessionLayout::PerAgent);
+    let flat = agent_session_dir(&state_dir, &spec.agent, SessionLayout::Flat);
+    if let Some(id) = resume {
+        prepare_session_dir(&agent_dir, &spec.config)?;
+        let user = spec.config.user;
+        let owner = process_user()
+            .is_some_and(|u| u.is_root())
+            .then_some((user.uid, user.gid));
+        claim_legacy_transcript(flat.as_ref(), agent_dir.as_ref(), id, owner);
+    }
+    Ok(Some(SessionLinks {
+        flat: flat.into(),
+        agent_dir: agent_dir.into(),
+        since: SystemTime::now() - CLOCK_MARGIN,
+        linked_early: false,
+    }))
+}
+
+/// How far before a job's start a transcript's modification time may lie and still count as
+/// written by the job: file systems with coarse timestamps (FAT, some network file systems) round
+/// to a second or two.
+const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 
 /// How long a cancel after the agent's `result` waits for the agent to exit by itself before
 /// killing it. herdctl cancels at every `result`; an agent exits within milliseconds of printing
 /// it, and killing it instead runs an exec that holds up the job's own last engine calls (about
 /// 35 ms a job, measured by scripts/bench). Short enough that a cancel still ends the job's
 /// processes within 2 s.
-const AFTER_RESULT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+const AFTER_RESULT_GRACE: Duration = Duration::from_millis(500);
 
 /// How many non-JSON stdout lines the closing error keeps, and how much of each.
 const OTHER_LINES: usize = 20;
@@ -421,11 +552,36 @@ const MESSAGE_STDERR_BYTES: usize = 1024;
 /// What the job printed, as far as the closing error needs it. Pure: no engine, no I/O.
 #[derive(Debug, Default)]
 struct Transcript {
+    /// A valid `result` message was seen.
     saw_result: bool,
     messages: u64,
+    /// Every stdout line, messages and others, for the line numbers of errors.
+    lines: u64,
     /// The last non-JSON stdout lines, each cut to [`OTHER_LINE_BYTES`].
     other: VecDeque<String>,
     other_total: u64,
+    /// The first line that looked like a message but is not JSON (a result line wins over an
+    /// earlier one): herdctl would drop it without a word.
+    broken: Option<Broken>,
+    /// The text of the agent's error `result` (its first 64 KiB).
+    error_result: Option<String>,
+}
+
+/// A stdout line that looked like a JSON message and is not one.
+#[derive(Debug)]
+struct Broken {
+    line: u64,
+    result: bool,
+    /// The parser's words, like `trailing comma at line 1 column 40` (no content of the line).
+    reason: String,
+}
+
+/// A message the transcript accepted.
+#[derive(Debug)]
+struct Accepted {
+    text: String,
+    /// A `result` that reports an error (`is_error`, or a subtype other than `success`).
+    error_result: bool,
 }
 
 /// Whether a line looks like one JSON object (its first and last non-blank bytes are braces),
@@ -506,14 +662,55 @@ fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
 impl Transcript {
     /// The line as a message when it is one JSON object; otherwise it is kept for the closing
     /// error and `None` returned.
-    fn accept(&mut self, line: &[u8]) -> Option<String> {
+    ///
+    /// Every message is parsed in full (without building it): a line the consumer cannot parse
+    /// would be dropped there without a word, and a broken `result` would end the job with no
+    /// message at all. The parse also rejects what JSON.parse rejects (raw control characters
+    /// in strings, trailing commas), so every message reaches JS intact.
+    fn accept(&mut self, line: &[u8]) -> Option<Accepted> {
+        self.lines += 1;
         if let Ok(text) = std::str::from_utf8(line) {
             if let Some(kind) = object_type(text) {
-                self.messages += 1;
-                if kind == Some("result") {
-                    self.saw_result = true;
+                let text = text.trim();
+                let is_result = kind == Some("result");
+                let check = if is_result {
+                    // One per job: read it whole for its error flag and text.
+                    serde_json::from_str::<Value>(text).map(Some)
+                } else {
+                    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| None)
+                };
+                match check {
+                    Ok(result) => {
+                        self.messages += 1;
+                        let error_result = result.as_ref().is_some_and(is_error_result);
+                        if let Some(result) = &result {
+                            self.saw_result = true;
+                            if error_result {
+                                let text = result["result"].as_str().unwrap_or("").trim();
+                                // Redacted, then cut to size, when quoted; kept long enough
+                                // that a cut here cannot leave part of a secret in the quote.
+                                self.error_result = Some(cut(text, 64 << 10).into_owned());
+                            }
+                        }
+                        return Some(Accepted {
+                            text: text.to_string(),
+                            error_result,
+                        });
+                    }
+                    Err(e) => {
+                        if self
+                            .broken
+                            .as_ref()
+                            .map_or(true, |b| is_result && !b.result)
+                        {
+                            self.broken = Some(Broken {
+                                line: self.lines,
+                                result: is_result,
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
                 }
-                return Some(text.trim().to_string());
             }
         }
         self.other_total += 1;
@@ -525,8 +722,14 @@ impl Transcript {
         None
     }
 
-    /// The synthesized error that ends the messages, unless the job succeeded with a result.
-    fn closing(&self, report: &JobReport, redactor: &Redactor) -> Option<String> {
+    /// The synthesized error that ends the messages, unless the job succeeded with a valid
+    /// result (`held_result`: an error result waits to be yielded after this error).
+    fn closing(
+        &self,
+        report: &JobReport,
+        redactor: &Redactor,
+        held_result: bool,
+    ) -> Option<String> {
         let succeeded = report.outcome.success();
         if succeeded && self.saw_result {
             return None;
@@ -541,11 +744,42 @@ impl Transcript {
             } => (*exit_code, *oom_killed),
             _ => (None, false),
         };
-        let mut message = if succeeded {
-            "the agent ended without a result message (exited with code 0)".to_string()
-        } else {
-            format!("the agent job failed: {}", report.outcome.describe())
+        let broken_result = self
+            .broken
+            .as_ref()
+            .filter(|b| b.result && !self.saw_result);
+        let mut message = match broken_result {
+            Some(b) if succeeded => format!(
+                "the agent's result message (stdout line {}) is not JSON: {}; the job has no valid result (exited with code 0)",
+                b.line, b.reason
+            ),
+            _ if succeeded => {
+                "the agent ended without a result message (exited with code 0)".to_string()
+            }
+            _ => format!("the agent job failed: {}", report.outcome.describe()),
         };
+        if let Some(text) = self
+            .error_result
+            .as_ref()
+            .filter(|t| held_result && !t.is_empty())
+        {
+            message.push_str("; its result: ");
+            message.push_str(&cut(&redactor.redact(text), OTHER_LINE_BYTES));
+        }
+        match &self.broken {
+            Some(b) if !(succeeded && broken_result.is_some()) => {
+                let what = if b.result {
+                    "the result message"
+                } else {
+                    "a message"
+                };
+                message.push_str(&format!(
+                    "; {what} on stdout line {} is not JSON: {}",
+                    b.line, b.reason
+                ));
+            }
+            _ => {}
+        }
         let stderr = report.stderr_tail.trim_end();
         if !stderr.is_empty() {
             message.push_str("; stderr: ");
@@ -574,6 +808,13 @@ impl Transcript {
         }
         Some(error.to_string())
     }
+}
+
+/// herdctl's test for a failed result (its message processor's): `is_error`, or a subtype other
+/// than `success`.
+fn is_error_result(result: &Value) -> bool {
+    result["is_error"].as_bool() == Some(true)
+        || result["subtype"].as_str().is_some_and(|s| s != "success")
 }
 
 /// A stable name of the outcome's kind, for programs reading the error message.

@@ -6,6 +6,7 @@
 //! to create it, the engine's 409 tells the loser to use the winner's. A container that was created
 //! but failed to start is removed: it would only confuse the next look.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,10 @@ pub(crate) struct Request<'a> {
     pub image: &'a str,
     pub body: Value,
     pub keep: usize,
+    /// Set to the container's id and name as soon as the job has one (created or found), so
+    /// that an error after that point can be reported as the job's failure rather than as a
+    /// job that never got a container.
+    pub reached: &'a Cell<Option<(String, String)>>,
 }
 
 /// A container a job holds. While a lease lives, this process's retention will not remove the
@@ -62,6 +67,7 @@ impl Lease {
         created: bool,
     ) -> Lease {
         shared.hold(&id);
+        req.reached.set(Some((id.clone(), name.clone())));
         Lease {
             shared: shared.clone(),
             id,
@@ -296,7 +302,7 @@ fn image_hint(e: Error, image: &str) -> Error {
             kind: "image",
             name: image.to_string(),
             hint: format!(
-                "; build it (docker build -t {image} .) or pull it (docker pull {image}), or use pull policy if-missing"
+                "; build it (docker build -t {image} .) or pull it (docker pull {image}), or let the runner pull it: HERDCTL_CONTAINER_PULL=if-missing in herdctl's environment (or ContainerRunner's pull option), --pull if-missing on the CLI"
             ),
         },
         other => other,

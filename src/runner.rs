@@ -1,5 +1,6 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -228,10 +229,25 @@ impl Runner {
         &self.shared.engine
     }
 
+    /// How session directories are laid out.
+    pub fn session_layout(&self) -> SessionLayout {
+        self.shared.options.session_layout
+    }
+
     /// Starts a job: acquires its container, starts the exec and begins writing its stdin.
     /// Errors here mean the job never ran (bad config, no engine, missing image, a container that
     /// would not start); once this returns, every ending is an [`crate::Outcome`].
     pub fn start(&self, spec: JobSpec) -> Result<Job> {
+        self.start_tracked(spec, &Cell::new(None))
+    }
+
+    /// [`Runner::start`], setting `reached` to the container's id and name once the job has a
+    /// container: an error after that is the job's failure in a container that exists.
+    pub(crate) fn start_tracked(
+        &self,
+        spec: JobSpec,
+        reached: &Cell<Option<(String, String)>>,
+    ) -> Result<Job> {
         let started = Instant::now();
         let shared = &self.shared;
         let credentials = match spec.credentials {
@@ -272,6 +288,7 @@ impl Runner {
                 image: &spec.config.image,
                 body,
                 keep: spec.config.max_containers as usize,
+                reached,
             },
         )?;
         let mut timings = Timings {
