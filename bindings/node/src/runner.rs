@@ -415,3 +415,33 @@ fn core_request(
         tool_handler: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11.7: herdctl builds its runners without options, so the pull policy must be
+    /// reachable from its environment.
+    #[test]
+    fn the_pull_policy_comes_from_the_option_then_the_environment() {
+        let env = |v: &str| Some(v.to_string());
+        assert_eq!(pull_policy(None, None).unwrap(), PullPolicy::Never);
+        assert_eq!(pull_policy(None, env("")).unwrap(), PullPolicy::Never);
+        assert_eq!(
+            pull_policy(None, env("if-missing")).unwrap(),
+            PullPolicy::IfMissing
+        );
+        assert_eq!(
+            pull_policy(Some("always"), env("never")).unwrap(),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            pull_policy(None, env("sometimes")).unwrap_err().to_string(),
+            "invalid HERDCTL_CONTAINER_PULL: \"sometimes\" is not a pull policy; expected \"never\", \"if-missing\" or \"always\""
+        );
+        assert!(pull_policy(Some("x"), None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid options.pull: \"x\""));
+    }
+}
