@@ -64,12 +64,12 @@ export type VolumeMode = 'ro' | 'rw'
 
 /**
  * The Docker Engine's `HostConfig` (`POST /containers/create`), as `host_config` carries it: the
- * fields fleets set typed, any other engine field allowed. Which fields a fleet may set without
+ * fields fleets set typed as dockerode types them (herdctl's own code merges this into a
+ * dockerode `HostConfig`), any other engine field allowed. Which fields a fleet may set without
  * `allow_unsafe_host_config` is checked when the config is read, not here.
  */
 export interface HostConfig {
   Binds?: string[]
-  Mounts?: Array<{ Type?: string; Source?: string; Target?: string; ReadOnly?: boolean; [key: string]: unknown }>
   Memory?: number
   MemorySwap?: number
   MemoryReservation?: number
@@ -111,7 +111,6 @@ export interface HostConfig {
   Dns?: string[]
   DnsOptions?: string[]
   DnsSearch?: string[]
-  LogConfig?: { Type?: string; Config?: Record<string, string> }
   OomKillDisable?: boolean
   OomScoreAdj?: number
   [key: string]: unknown
@@ -250,8 +249,8 @@ export interface WrappableRuntime {
  * engine address is used.
  */
 export interface DockerClientLike {
-  modem?: { socketPath?: string; host?: string; port?: number | string; protocol?: string } | null
-  [key: string]: unknown
+  /** docker-modem's `Modem`: `socketPath`, or `host`, `port` and `protocol`, are read. */
+  modem?: object | null
 }
 
 /** Runs each job of a wrapped herdctl runtime in a Docker container. */
