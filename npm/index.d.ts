@@ -36,8 +36,9 @@ export interface SDKMessage {
 }
 
 /**
- * The message that ends a job that did not succeed (or printed no `result`): what is known
- * about how it ended. Errors found before the container existed are thrown instead.
+ * The message that ends a job that did not succeed (or printed no valid `result`): what is known
+ * about how it ended. Only the agent's own error `result`, held back until now, may follow it.
+ * Errors found before the container existed are thrown instead.
  */
 export interface ContainerErrorMessage extends SDKMessage {
   type: 'error'
@@ -277,7 +278,8 @@ export declare class ContainerRunner {
   /**
    * The job's messages as they arrive. Throws (an Error with `code`) when the job cannot start:
    * bad input, no engine, a missing image (NOT_FOUND). Once the container exists, every ending is
-   * a message: a job that did not succeed ends with a {@link ContainerErrorMessage}. Leaving the
+   * a message: a job that did not succeed yields a {@link ContainerErrorMessage}, before the
+   * agent's own error `result` if it printed one (herdctl stops at the first). Leaving the
    * loop early, or aborting, cancels the job and releases its container before the generator
    * finishes. `M` lets callers name their own SDK message type.
    */

@@ -587,10 +587,10 @@ struct Accepted {
 /// Whether a line looks like one JSON object (its first and last non-blank bytes are braces),
 /// and if so the value of its top-level `"type"` key when that is a string.
 ///
-/// Deliberately not a full parse: this runs on every line of a job's output, JS parses every
-/// message anyway (a malformed one is dropped there), and Claude Code prints `type` as the first
-/// key, so this reads a few bytes of a message rather than all of it. Keys before `type` are
-/// skipped by bracket depth and string escapes alone.
+/// Not a parse: a quick look that sorts out plain text, and finds `type` without building the
+/// message (Claude Code prints it as the first key, so this reads a few bytes). Keys before
+/// `type` are skipped by bracket depth and string escapes alone; whether the line is JSON at all
+/// is [`Transcript::accept`]'s full check, which builds nothing but a `result`.
 fn object_type(line: &str) -> Option<Option<&str>> {
     let trimmed = line.trim_matches(|c: char| c.is_ascii_whitespace());
     let inner = trimmed.strip_prefix('{')?.strip_suffix('}')?;
