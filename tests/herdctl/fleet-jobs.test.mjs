@@ -142,6 +142,22 @@ for (const suffix of ['cli-eph', 'cli-per', 'sdk-eph', 'sdk-per']) {
   });
 }
 
+test("herdctl's deleteSession removes a session from its view, and later jobs do not bring it back", async () => {
+  const agent = name('cli-eph');
+  fleet.invalidateSessions(agent);
+  const [newest] = await fleet.getAgentSessions(agent);
+  assert.ok(newest, 'a session to delete');
+  assert.equal(await fleet.deleteSession(agent, newest.sessionId), true);
+  // The next job finds its session gone where herdctl looks, and starts a fresh one.
+  const next = await job('cli-eph', '#say after the delete');
+  assert.equal(next.record.status, 'completed', JSON.stringify(next.record));
+  assert.notEqual(next.result.sessionId, newest.sessionId);
+  fleet.invalidateSessions(agent);
+  const ids = (await fleet.getAgentSessions(agent)).map((s) => s.sessionId);
+  assert.ok(!ids.includes(newest.sessionId), JSON.stringify(ids));
+  assert.ok(ids.includes(next.result.sessionId), JSON.stringify(ids));
+});
+
 test("cancelJob leaves no agent process, and herdctl records the job as cancelled", async () => {
   let jobId;
   let created;
