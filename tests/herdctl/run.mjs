@@ -150,15 +150,44 @@ function restoreStock() {
 
 // --- 3. herdctl's suite, stock (once per snapshot) and swapped ---
 const VITEST = path.join(coreDir, 'node_modules', '.bin', 'vitest');
-/** Runs herdctl's vitest suite; returns its JSON report. */
-function vitest(outFile) {
+/** Runs herdctl's vitest suite (or some of its files); returns its JSON report. */
+function vitest(outFile, files = []) {
   fs.rmSync(outFile, { force: true });
   // The exit code says whether any test failed; the report says which.
-  run(VITEST, ['run', '--reporter=json', `--outputFile=${outFile}`, '--testNamePattern', EXCLUDED.pattern], {
+  run(VITEST, ['run', '--reporter=json', `--outputFile=${outFile}`, '--testNamePattern', EXCLUDED.pattern, ...files], {
     cwd: coreDir, stdio: ['ignore', 'ignore', 'inherit'],
   });
   if (!fs.existsSync(outFile)) fail(`vitest wrote no report (${outFile})`);
   return JSON.parse(fs.readFileSync(outFile, 'utf8'));
+}
+
+/**
+ * The suite with its failing files run once more: some of herdctl's tests are timed (its
+ * scheduler's) and fail on a busy machine. A test counts as passing when it passed in either run;
+ * `flaky` lists those that needed the second.
+ */
+function vitestTwice(outFile) {
+  const first = vitest(outFile);
+  const failing = first.testResults
+    .filter((f) => f.status === 'failed')
+    .map((f) => path.relative(coreDir, f.name));
+  if (failing.length === 0) return first;
+  log(`running ${failing.length} file(s) with failures once more: ${failing.join(', ')}`);
+  const again = vitest(`${outFile}.again`, failing);
+  const passedAgain = new Set();
+  for (const f of again.testResults) {
+    for (const a of f.assertionResults) if (a.status === 'passed') passedAgain.add(`${f.name} > ${a.fullName}`);
+  }
+  first.flaky = [];
+  for (const f of first.testResults) {
+    for (const a of f.assertionResults) {
+      if (a.status === 'failed' && passedAgain.has(`${f.name} > ${a.fullName}`)) {
+        a.status = 'passed';
+        first.flaky.push(`${path.relative(coreDir, f.name)} > ${a.fullName}`);
+      }
+    }
+  }
+  return first;
 }
 
 const stockFile = path.join(keyed, 'stock.json');
@@ -166,7 +195,8 @@ if (!fs.existsSync(stockFile)) {
   phase('herdctl\'s tests on stock herdctl (once per snapshot)', () => {
     restoreStock();
     const tmp = `${stockFile}.${process.pid}`;
-    vitest(tmp);
+    fs.writeFileSync(tmp, JSON.stringify(vitestTwice(tmp)));
+    fs.rmSync(`${tmp}.again`, { force: true });
     fs.renameSync(tmp, stockFile);
   });
 }
@@ -200,7 +230,7 @@ if (!fs.existsSync(builtStamp) || fs.readFileSync(builtStamp, 'utf8') !== buildI
   });
 }
 
-const swapped = phase('herdctl\'s tests with herdctl-container swapped in', () => vitest(path.join(work, 'swapped.json')));
+const swapped = phase('herdctl\'s tests with herdctl-container swapped in', () => vitestTwice(path.join(work, 'swapped.json')));
 const stock = JSON.parse(fs.readFileSync(stockFile, 'utf8'));
 
 // --- 4. the comparison ---
@@ -239,6 +269,9 @@ for (const id of listed.keys()) {
 }
 const count = (m, s) => [...m.values()].filter((r) => r.status === s).length;
 log(`stock: ${count(before, 'passed')} passed, ${count(before, 'failed')} failed; swapped: ${count(after, 'passed')} passed, ${count(after, 'failed')} failed; excluded: ${EXCLUDED.reason}`);
+for (const [what, report] of [['stock', stock], ['swapped', swapped]]) {
+  for (const id of report.flaky || []) log(`  passed on the second run (${what}): ${id}`);
+}
 for (const id of regressed) {
   const d = listed.get(id);
   log(`  differs (${d.kind}): ${id}\n      ${d.reason}`);
