@@ -38,6 +38,12 @@ pub(crate) fn create_body(
     host.insert("SecurityOpt".into(), json!(["no-new-privileges"]));
     host.insert("NetworkMode".into(), json!(config.network.as_str()));
     host.insert("Init".into(), json!(true));
+    // A job in a persistent container runs with a group id of its own (see `job/group.rs`):
+    // the configured group stays one of its groups, so what it could reach through that group
+    // it still can.
+    if let Some(gid) = config.user.gid {
+        host.insert("GroupAdd".into(), json!([gid.to_string()]));
+    }
     if let Some(v) = config.cpu_shares {
         host.insert("CpuShares".into(), json!(v));
     }

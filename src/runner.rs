@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::DockerConfig;
 use crate::credentials::Credentials;
 use crate::engine::{Engine, ExecSpec, PullProgress};
-use crate::job::{Canceller, Job, JobReport, Started, Timings, JOB_MARKER};
+use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Request};
 use crate::paths::{
@@ -293,17 +293,41 @@ impl Runner {
             .collect::<Vec<_>>();
         env.extend(credentials.exec_env());
         env.extend(spec.env.iter().cloned());
-        env.push(format!("{JOB_MARKER}={job_id}"));
-        let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
+
+        let mut lease = acquired.lease;
+        // In a persistent container, which other jobs share, the job runs with a group id of its
+        // own, the mark by which its cancel and its end find exactly its processes (see
+        // `job/group.rs`), under `kill.sh`, which kills what it left behind when it exits. An
+        // ephemeral container runs only this job and is stopped after it.
+        let group = match mode {
+            Mode::Ephemeral => None,
+            Mode::Persistent => match JobGroup::claim(lease.id(), spec.config.user.gid) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    lease.release();
+                    return Err(e);
+                }
+            },
+        };
+        let mut exec = match &group {
+            Some(g) => {
+                let mut exec = ExecSpec::new(run_argv(g.gid(), &spec.argv));
+                exec.user = Some(format!("{}:{}", spec.config.user.uid, g.gid()));
+                exec
+            }
+            None => {
+                let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
+                exec.user = Some(spec.config.user.to_string());
+                exec
+            }
+        };
         exec.env = env;
-        exec.user = Some(spec.config.user.to_string());
         exec.working_dir = Some(
             spec.working_dir
                 .unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
         );
         exec.attach_stdin = true;
 
-        let mut lease = acquired.lease;
         let t = Instant::now();
         let opened = shared
             .engine
@@ -335,6 +359,7 @@ impl Runner {
             mode,
             job_id,
             spec.config.user.to_string(),
+            group,
             abort,
         );
         Ok(Job::new(Started {

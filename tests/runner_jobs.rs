@@ -339,7 +339,7 @@ fn a_cancel_after_the_output_ended_changes_nothing() {
         "--filter",
         "event=exec_create",
         "--format",
-        "{{.Action}}",
+        "{{json .Action}}",
     ]);
     assert_eq!(execs.lines().count(), 1, "{execs}");
 }
@@ -395,4 +395,161 @@ fn secrets_are_redacted_from_the_stderr_tail_and_env_values_reach_the_exec() {
         !env.contains("ghp_abcdefgh12345") && !env.contains("sk-ant"),
         "{env}"
     );
+}
+
+/// Three ways a job's process leaves the job's process tree, session and environment, each a
+/// `sleep` named by its number: a new session with a cleared environment whose shell exits at once
+/// (`setsid env -i`), a detached node child with an empty environment, and a background subshell.
+/// The job waits until all three run, so what outlives it is certain to have been started.
+fn escapes(n: u32) -> String {
+    let (a, b, c) = (n, n + 1, n + 2);
+    format!(
+        "setsid env -i sh -c 'sleep {a} & exit'; \
+         node -e 'require(\"child_process\").spawn(\"sleep\", [\"{b}\"], \
+           {{detached: true, stdio: \"ignore\", env: {{}}}}).unref()'; \
+         (sleep {c}) & \
+         for p in {a} {b} {c}; do \
+           until ps -o args | grep -qx \"sleep $p\"; do sleep 0.02; done; \
+         done; "
+    )
+}
+
+/// The commands of the escaped processes [`escapes`]`(n)` starts.
+fn escaped(n: u32) -> Vec<String> {
+    (n..n + 3).map(|p| format!("sleep {p}")).collect()
+}
+
+/// Another job of the agent that also left a process behind (and keeps running): a job must not
+/// touch it, whatever it escaped from.
+fn start_bystander(fleet: &Fleet, agent: &str, config: &herdctl_container::DockerConfig) -> Job {
+    let mut other = fleet
+        .runner
+        .start(fleet.job(
+            agent,
+            config,
+            [
+                "sh",
+                "-c",
+                "setsid env -i sh -c 'sleep 1200 & exit'; echo ok; exec sleep 1201",
+            ],
+        ))
+        .unwrap();
+    assert_eq!(other.next_line(), Some(&b"ok"[..]));
+    other
+}
+
+/// Asserts that none of `gone` runs in the container and that the bystander's processes do.
+fn assert_only_bystander_left(fleet: &Fleet, container: &str, gone: &[String]) {
+    let after = processes(fleet, container);
+    for p in gone {
+        assert!(
+            !after.iter().any(|c| c == p),
+            "{p} outlived its job: {after:?}"
+        );
+    }
+    for p in ["sleep 1200", "sleep 1201"] {
+        assert!(
+            after.iter().any(|c| c == p),
+            "the other job's {p} was killed: {after:?}"
+        );
+    }
+}
+
+#[test]
+fn processes_that_escape_the_job_die_with_its_cancel() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-cancel");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} echo started; sleep 1003", escapes(1000));
+    let mut job = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", &script]))
+        .unwrap();
+    assert_eq!(job.next_line(), Some(&b"started"[..]));
+    let container = job_container(&fleet, &agent);
+    let mut mine = escaped(1000);
+    mine.push("sleep 1003".into());
+    let all: Vec<&str> = mine.iter().map(String::as_str).collect();
+    wait_for_processes(&fleet, &container, &all);
+
+    let asked = Instant::now();
+    job.canceller().cancel().unwrap();
+    let took = asked.elapsed();
+    assert_only_bystander_left(&fleet, &container, &mine);
+    assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+    assert!(matches!(job.finish().outcome, Outcome::Cancelled));
+
+    // The bystander's own escaped process goes with its cancel.
+    other.canceller().cancel().unwrap();
+    assert!(!processes(&fleet, &container)
+        .iter()
+        .any(|c| c == "sleep 1200"));
+}
+
+#[test]
+fn processes_that_escape_the_job_die_when_it_ends() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-end");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} echo done", escapes(1000));
+    let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", &script]));
+    assert_eq!(lines, ["done"]);
+    assert!(
+        matches!(report.outcome, Outcome::Exited(0)),
+        "{:?}",
+        report.outcome
+    );
+    let container = job_container(&fleet, &agent);
+    assert_only_bystander_left(&fleet, &container, &escaped(1000));
+    other.canceller().cancel().unwrap();
+    drop(other);
+}
+
+#[test]
+fn processes_that_escape_the_job_die_at_its_deadline() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-deadline");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} echo started; sleep 1003", escapes(1000));
+    let mut spec = fleet.job(&agent, &config, ["sh", "-c", &script]);
+    // Long enough for node to start under load; the job says when its escapes run.
+    spec.deadline = Some(Duration::from_secs(3));
+    let (lines, report) = fleet.run(spec);
+    assert_eq!(
+        lines,
+        ["started"],
+        "the escapes were not up before the deadline"
+    );
+    assert!(
+        matches!(report.outcome, Outcome::TimedOut(_)),
+        "{:?}",
+        report.outcome
+    );
+    let container = job_container(&fleet, &agent);
+    let mut mine = escaped(1000);
+    mine.push("sleep 1003".into());
+    assert_only_bystander_left(&fleet, &container, &mine);
+    other.canceller().cancel().unwrap();
+    drop(other);
+}
+
+#[test]
+fn an_ephemeral_jobs_escaped_processes_stop_with_its_container() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-eph");
+    let config = fleet.config(json!({}));
+    let script = format!("{} echo done", escapes(1000));
+    let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", &script]));
+    assert_eq!(lines, ["done"]);
+    assert!(
+        matches!(report.outcome, Outcome::Exited(0)),
+        "{:?}",
+        report.outcome
+    );
+    // A stopped container runs no process at all.
+    let c = &fleet.containers(&agent)[0];
+    assert_eq!(c.state, "exited");
 }

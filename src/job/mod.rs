@@ -6,6 +6,7 @@
 //! caller), and [`Job::finish`] works out the outcome, releases the container and applies retention.
 
 mod cancel;
+mod group;
 mod lines;
 mod outcome;
 
@@ -15,7 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use cancel::Canceller;
-pub(crate) use cancel::{StopReason, JOB_MARKER};
+pub(crate) use cancel::{run_argv, StopReason};
+pub(crate) use group::JobGroup;
 pub use outcome::{JobReport, Outcome, Timings};
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
@@ -211,6 +213,16 @@ impl Job {
             }),
             (None, None) => self.exit_outcome(&lease),
         };
+        // In a persistent container the job's command ran under `kill.sh`, which killed what it
+        // left behind before exiting with the command's status. Kill here when that may not have
+        // happened: the exec died of a signal (the job may have killed its `kill.sh`), or the
+        // stream broke and the job may still be running.
+        let sweep = match &outcome {
+            Outcome::Exited(code) => *code >= 128,
+            Outcome::Killed { .. } | Outcome::Failed(_) => true,
+            _ => false,
+        };
+        self.warnings.extend(self.canceller.end(sweep));
         let release_started = Instant::now();
         self.warnings.extend(lease.release());
         self.timings.release = Some(release_started.elapsed());
