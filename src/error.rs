@@ -144,7 +144,7 @@ pub enum Error {
     },
 
     /// A cancelled job's processes could not be confirmed gone: the kill inside the container
-    /// failed (the engine went away, or the image has no `/bin/sh`).
+    /// failed (the engine went away, the image has no `sh`, or a process outlived SIGKILL).
     #[error("cancel job {job}: {detail}")]
     KillFailed {
         /// The job's id.

@@ -460,7 +460,7 @@ fn processes_that_escape_the_job_die_with_its_cancel() {
     let fleet = Fleet::new();
     let agent = fleet.agent("escape-cancel");
     let config = fleet.config(json!({ "ephemeral": false }));
-    let mut other = start_bystander(&fleet, &agent, &config);
+    let other = start_bystander(&fleet, &agent, &config);
     let script = format!("{} echo started; sleep 1003", escapes(1000));
     let mut job = fleet
         .runner
@@ -492,7 +492,7 @@ fn processes_that_escape_the_job_die_when_it_ends() {
     let fleet = Fleet::new();
     let agent = fleet.agent("escape-end");
     let config = fleet.config(json!({ "ephemeral": false }));
-    let mut other = start_bystander(&fleet, &agent, &config);
+    let other = start_bystander(&fleet, &agent, &config);
     let script = format!("{} echo done", escapes(1000));
     let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", &script]));
     assert_eq!(lines, ["done"]);
@@ -503,8 +503,7 @@ fn processes_that_escape_the_job_die_when_it_ends() {
     );
     let container = job_container(&fleet, &agent);
     assert_only_bystander_left(&fleet, &container, &escaped(1000));
-    other.canceller().cancel().unwrap();
-    drop(other);
+    assert!(matches!(other.finish().outcome, Outcome::Cancelled));
 }
 
 #[test]
@@ -512,7 +511,7 @@ fn processes_that_escape_the_job_die_at_its_deadline() {
     let fleet = Fleet::new();
     let agent = fleet.agent("escape-deadline");
     let config = fleet.config(json!({ "ephemeral": false }));
-    let mut other = start_bystander(&fleet, &agent, &config);
+    let other = start_bystander(&fleet, &agent, &config);
     let script = format!("{} echo started; sleep 1003", escapes(1000));
     let mut spec = fleet.job(&agent, &config, ["sh", "-c", &script]);
     // Long enough for node to start under load; the job says when its escapes run.
@@ -532,8 +531,7 @@ fn processes_that_escape_the_job_die_at_its_deadline() {
     let mut mine = escaped(1000);
     mine.push("sleep 1003".into());
     assert_only_bystander_left(&fleet, &container, &mine);
-    other.canceller().cancel().unwrap();
-    drop(other);
+    assert!(matches!(other.finish().outcome, Outcome::Cancelled));
 }
 
 #[test]
@@ -552,4 +550,72 @@ fn an_ephemeral_jobs_escaped_processes_stop_with_its_container() {
     // A stopped container runs no process at all.
     let c = &fleet.containers(&agent)[0];
     assert_eq!(c.state, "exited");
+}
+
+#[test]
+fn a_job_that_kills_its_own_end_still_leaves_nothing_behind() {
+    // A persistent job's command runs under the runner's kill script, which kills what the
+    // command left when it exits. A job can kill that script (same user): the exec then ends by a
+    // signal, and the runner kills the job's leftovers from outside.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-wrapper");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} kill -KILL $PPID; echo done", escapes(1000));
+    let (_, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", &script]));
+    assert!(
+        matches!(report.outcome, Outcome::Killed { code: 137, .. }),
+        "{:?}",
+        report.outcome
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let container = job_container(&fleet, &agent);
+    assert_only_bystander_left(&fleet, &container, &escaped(1000));
+    assert!(matches!(other.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn a_persistent_job_has_a_group_of_its_own_and_keeps_the_configured_one() {
+    // The job's own group is what marks its processes; files it makes get that group, and the
+    // configured group (1000 here) stays a supplementary one, so a directory only that group may
+    // write to stays writable.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("job-group");
+    let config = fleet.config(json!({ "ephemeral": false, "user": "1000:1000" }));
+    let shared = fleet.workspace.path().join("group-only");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(0), Some(1000)).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
+    let script = "id -g; id -G; touch group-only/made && stat -c %g group-only/made; \
+                  echo \"$gid $mode\"";
+    let mut spec = fleet.job(&agent, &config, ["sh", "-c", script]);
+    // The runner's script around the job sets no variable the job could see.
+    spec.env = vec!["gid=mine".into(), "mode=mine too".into()];
+    let (first, report) = fleet.run(spec.clone());
+    assert!(
+        report.outcome.success(),
+        "{:?} {}",
+        report.outcome,
+        report.stderr_tail
+    );
+    let gid: u32 = first[0].parse().unwrap();
+    assert!((65000..65534).contains(&gid), "{first:?}");
+    let groups: Vec<&str> = first[1].split(' ').collect();
+    assert!(groups.contains(&"1000"), "{first:?}");
+    assert_eq!(
+        first[2],
+        gid.to_string(),
+        "a file the job made has the job's group"
+    );
+    assert_eq!(first[3], "mine mine too");
+    // While one job runs, another gets another id.
+    let mut running = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", "id -g; exec sleep 600"]))
+        .unwrap();
+    let running_gid = String::from_utf8_lossy(running.next_line().unwrap()).into_owned();
+    spec.argv = vec!["id".into(), "-g".into()];
+    let (second, _) = fleet.run(spec);
+    assert_ne!(second, [running_gid], "two running jobs shared a group");
+    assert!(matches!(running.finish().outcome, Outcome::Cancelled));
 }

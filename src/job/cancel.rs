@@ -115,8 +115,9 @@ impl Canceller {
     /// Once an agent job has seen the agent's `result`, a cancel first gives the job a short grace
     /// (`agent::AFTER_RESULT_GRACE`) to end by itself; if it does, nothing is killed.
     ///
-    /// An error means the processes could not be confirmed gone (the engine went away, or the
-    /// image has no `/bin/sh` for the kill); the job's stream is closed all the same.
+    /// An error means the processes could not be confirmed gone (the engine went away, the image
+    /// has no `sh` for the kill, or a process outlived SIGKILL); the job's stream is closed all
+    /// the same.
     pub fn cancel(&self) -> Result<()> {
         let ending = self.ending();
         let grace = ending.grace;

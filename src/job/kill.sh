@@ -11,19 +11,23 @@
 # to happen in here. SIGTERM first (Claude Code and the SDK runner abort cleanly on it), SIGKILL for
 # whatever is left after about a second (a shell that ignores SIGTERM passes that on to every child
 # it starts). Only busybox is assumed: sh and sleep.
-mode=$1 gid=$2
-shift 2
 
 # The job's live processes, in $pids: every process with $gid as its real, effective, saved or
-# file-system group id, but zombies and this shell. Shell builtins only, so this shell has no child
+# file-system group id, but zombies, PID 1 and this shell. Shell builtins only, so this shell has no child
 # while it looks (in `run` mode its children would carry $gid too) and a look costs no process
 # start, which a job in a persistent container pays at every end.
 job_pids() {
   pids=
-  for f in /proc/[0-9]*/status; do
+  for f in /proc/[0-9]*; do
     p=${f#/proc/}
-    p=${p%/status}
-    [ "$p" = "$$" ] && continue
+    # Never PID 1 (the container's init, never a job's): killing it would stop the container.
+    { [ "$p" = "$$" ] || [ "$p" = 1 ]; } && continue
+    # The quick test of `run` mode, where $gid is this shell's own group: the kernel gives a
+    # process's /proc directory its effective uid and gid unless it made itself undumpable (then
+    # root's). Our uid with another group is another job's process or the container's own: a
+    # job's process cannot change its effective group (no CAP_SETGID, and no-new-privileges
+    # ignores set-group-id files). Everything else is read in full.
+    [ -n "$own" ] && [ -O "$f" ] && ! [ -G "$f" ] && continue
     s=
     m=
     # A process that exits meanwhile takes its file along: then there is nothing to read.
@@ -35,7 +39,7 @@ job_pids() {
         break
         ;;
       esac
-    done 2>/dev/null <"$f"
+    done 2>/dev/null <"$f/status"
     [ -n "$m" ] && [ "$s" != Z ] && [ "$s" != X ] && pids="$pids $p"
   done
 }
@@ -78,20 +82,26 @@ kill_job() {
   return 1
 }
 
-case $mode in
-kill) kill_job ;;
+case $1 in
+kill)
+  gid=$2
+  kill_job
+  ;;
 run)
   # A job that signals its own process group (`trap 'kill 0' EXIT` is common) must not take this
-  # shell with it. A caught signal is reset to its default in CMD, so CMD sees them as ever.
+  # shell with it. A subshell resets caught signals to their defaults, so CMD sees them as ever.
   trap : TERM INT HUP
-  # In a subshell: CMD named like a special builtin (exit, exec, trap) cannot touch this shell.
-  ("$@")
+  # CMD runs as the engine would run it: `exec` finds a program, never a builtin or function, and
+  # no variable is set before it runs (one that came from the environment would reach CMD changed).
+  (shift 2 && exec "$@")
   status=$?
+  gid=$2
+  own=1
   kill_job
   exit $status
   ;;
 *)
-  echo "herdctl: unknown mode $mode" >&2
+  echo "herdctl: unknown mode $1" >&2
   exit 2
   ;;
 esac
