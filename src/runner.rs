@@ -295,38 +295,33 @@ impl Runner {
         env.extend(spec.env.iter().cloned());
 
         let mut lease = acquired.lease;
-        // In a persistent container, which other jobs share, the job runs with a group id of its
-        // own, the mark by which its cancel and its end find exactly its processes (see
-        // `job/group.rs`), under `kill.sh`, which kills what it left behind when it exits. An
-        // ephemeral container runs only this job and is stopped after it.
-        let group = match mode {
-            Mode::Ephemeral => None,
-            Mode::Persistent => match JobGroup::claim(lease.id(), spec.config.user.gid) {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    lease.release();
-                    return Err(e);
-                }
-            },
-        };
-        let mut exec = match &group {
-            Some(g) => {
-                let mut exec = ExecSpec::new(run_argv(g.gid(), &spec.argv));
-                exec.user = Some(format!("{}:{}", spec.config.user.uid, g.gid()));
-                exec
-            }
-            None => {
-                let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
-                exec.user = Some(spec.config.user.to_string());
-                exec
-            }
-        };
+        let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
         exec.env = env;
+        exec.user = Some(spec.config.user.to_string());
         exec.working_dir = Some(
             spec.working_dir
                 .unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
         );
         exec.attach_stdin = true;
+        // In a persistent container, which other jobs share, the job runs with a group id of its
+        // own, the mark by which its cancel and its end find exactly its processes (see
+        // `job/group.rs`), under `kill.sh`, which kills what it left behind when it exits. An
+        // ephemeral container runs only this job and is stopped after it. The job's own argv is
+        // checked first, so an error names its arguments, not the wrapper's.
+        let group = match exec.check().and_then(|()| match mode {
+            Mode::Ephemeral => Ok(None),
+            Mode::Persistent => JobGroup::claim(lease.id(), spec.config.user.gid).map(Some),
+        }) {
+            Ok(group) => group,
+            Err(e) => {
+                lease.release();
+                return Err(e);
+            }
+        };
+        if let Some(g) = &group {
+            exec.cmd = run_argv(g.gid(), &spec.argv);
+            exec.user = Some(format!("{}:{}", spec.config.user.uid, g.gid()));
+        }
 
         let t = Instant::now();
         let opened = shared

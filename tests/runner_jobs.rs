@@ -619,3 +619,27 @@ fn a_persistent_job_has_a_group_of_its_own_and_keeps_the_configured_one() {
     assert_ne!(second, [running_gid], "two running jobs shared a group");
     assert!(matches!(running.finish().outcome, Outcome::Cancelled));
 }
+
+#[test]
+fn a_persistent_jobs_bad_argv_is_refused_as_given() {
+    // The runner wraps a persistent job's argv in its kill script: an error must still name the
+    // job's own argument, and an empty argv must not become a script that runs nothing.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("bad-argv");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let e = fleet
+        .runner
+        .start(fleet.job(&agent, &config, Vec::<String>::new()))
+        .unwrap_err();
+    assert!(e.to_string().contains("exec.cmd: empty"), "{e}");
+    let big = "x".repeat(200_000);
+    let e = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["echo", big.as_str()]))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("invalid exec.cmd[1]: 200000 bytes"),
+        "{e}"
+    );
+}

@@ -13,21 +13,21 @@
 # it starts). Only busybox is assumed: sh and sleep.
 
 # The job's live processes, in $pids: every process with $gid as its real, effective, saved or
-# file-system group id, but zombies, PID 1 and this shell. Shell builtins only, so this shell has no child
-# while it looks (in `run` mode its children would carry $gid too) and a look costs no process
-# start, which a job in a persistent container pays at every end.
+# file-system group id, but zombies, PID 1 and this shell. Shell builtins only, so this shell has
+# no child while it looks (in `run` mode its children would carry $gid too) and a look costs no
+# process start, which a job in a persistent container pays at every end.
 job_pids() {
   pids=
   for f in /proc/[0-9]*; do
     p=${f#/proc/}
     # Never PID 1 (the container's init, never a job's): killing it would stop the container.
     { [ "$p" = "$$" ] || [ "$p" = 1 ]; } && continue
-    # The quick test of `run` mode, where $gid is this shell's own group: the kernel gives a
-    # process's /proc directory its effective uid and gid unless it made itself undumpable (then
-    # root's). Our uid with another group is another job's process or the container's own: a
-    # job's process cannot change its effective group (no CAP_SETGID, and no-new-privileges
-    # ignores set-group-id files). Everything else is read in full.
-    [ -n "$own" ] && [ -O "$f" ] && ! [ -G "$f" ] && continue
+    # The quick test of `run` mode, where $gid is this shell's own group and its uid is not root:
+    # the kernel gives a process's /proc directory its effective uid and gid unless it made
+    # itself undumpable (then root's). Our uid with another group is another job's process or the
+    # container's own: a job's process cannot change its effective group (no CAP_SETGID, and
+    # no-new-privileges ignores set-group-id files). Everything else is read in full.
+    [ -n "$quick" ] && [ -O "$f" ] && ! [ -G "$f" ] && continue
     s=
     m=
     # A process that exits meanwhile takes its file along: then there is nothing to read.
@@ -96,7 +96,8 @@ run)
   (shift 2 && exec "$@")
   status=$?
   gid=$2
-  own=1
+  while read -r k a _; do [ "$k" = Uid: ] && break; done </proc/$$/status
+  [ "$a" != 0 ] && quick=1
   kill_job
   exit $status
   ;;
