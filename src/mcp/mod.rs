@@ -21,6 +21,8 @@
 
 mod bridge;
 mod protocol;
+mod reader;
+mod scan;
 
 pub(crate) use bridge::Bridge;
 
