@@ -37,8 +37,8 @@ use crate::{translate_json_paths, Direction, Error, PathMap, Result};
 /// belongs in a file in the workspace, which the tool reads by path.
 const MAX_MESSAGE: usize = 4 << 20;
 /// The most JSON values (object keys included) one message may hold: 262,144, more than the
-/// tokens of any turn. Bounds what a message costs once parsed ([`super::reader::VALUE_COST`] each), which
-/// for `[0,0,...]` is 32 times its size on the wire.
+/// tokens of any turn. Bounds what a message costs once parsed
+/// ([`super::reader::VALUE_COST`] each), which for `[0,0,...]` is 32 times its size on the wire.
 const MAX_VALUES: u64 = 1 << 18;
 /// What one bridge (one job) may hold of messages read and not yet answered, their parsed
 /// values counted: 32 MiB, room for a message at both limits above and many ordinary calls.

@@ -414,13 +414,17 @@ fn eight_connections_sending_60_mb_each_hold_the_budget_at_most() {
         budget.peak.load(Ordering::SeqCst) >> 10
     );
     assert!(budget.peak.load(Ordering::SeqCst) <= MAX_BUFFERED);
-    assert!(grew < 96 << 20, "RSS grew by {} MiB", grew >> 20);
+    // The budget, the connections' read buffers and the allocator's slack; other tests of this
+    // binary run alongside.
+    assert!(grew < 128 << 20, "RSS grew by {} MiB", grew >> 20);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     for c in &mut clients {
         c.send(call(9, "noop", json!({})));
         assert_eq!(c.read()["result"]["content"][0]["text"], "ran");
     }
-    assert_eq!(budget.used(), 0);
+    wait_until("the answered calls give their share back", || {
+        budget.used() == 0
+    });
 }
 
 #[test]
