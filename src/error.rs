@@ -365,7 +365,7 @@ mod tests {
     /// Every variant, with the secret in each of its texts.
     fn every_variant() -> Vec<Error> {
         let s = || format!("before {SECRET} after");
-        let io_err = || io::Error::new(io::ErrorKind::Other, s());
+        let io_err = || io::Error::other(s());
         vec![
             Error::EngineUnreachable {
                 address: s(),
