@@ -112,7 +112,7 @@ fn an_engine_error_quoting_the_request_body_carries_no_secret() {
         let agent = fleet.agent("echo");
         let config = fleet.config(config_env());
         let spec = fleet.job(&agent, &config, ["cat"]);
-        let e = runner.start(spec).err().expect("exec create fails");
+        let e = runner.start(spec).expect_err("exec create fails");
         assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
         assert_eq!(e.code(), "ENGINE_ERROR", "{e}");
         let text = all_text(&e);

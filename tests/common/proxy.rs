@@ -60,10 +60,7 @@ fn serve(mut client: UnixStream, upstream: &PathBuf, fault: &Fault) {
         let _ = client_in.shutdown(Shutdown::Write);
     });
     let mut pending = Vec::new();
-    loop {
-        let Some((head_end, length)) = read_head(&mut client, &mut pending) else {
-            break;
-        };
+    while let Some((head_end, length)) = read_head(&mut client, &mut pending) {
         let head = String::from_utf8_lossy(&pending[..head_end]).to_string();
         let lower = head.to_ascii_lowercase();
         let Some(length) = length.filter(|_| !lower.contains("\r\nupgrade:")) else {
