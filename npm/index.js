@@ -80,6 +80,73 @@ async function answerToolCalls(toolCalls, servers) {
   }
 }
 
+/** An Error with code INVALID_CONFIG, worded like the Rust core's: `invalid <field>: <problem>`. */
+function invalid(field, problem) {
+  const e = new Error(`invalid ${field}: ${problem}`);
+  e.code = 'INVALID_CONFIG';
+  return e;
+}
+
+/** The Rust side's JSON parser stops at 128 levels; data this deep is a mistake anyway. */
+const MAX_DEPTH = 100;
+
+/** The first lone (unpaired) UTF-16 surrogate of a string. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why a string is not text that UTF-8 (and so Rust) can carry, or undefined. */
+function notText(s) {
+  if (s.isWellFormed()) return undefined;
+  const m = LONE_SURROGATE.exec(s);
+  const unit = m[0].charCodeAt(0).toString(16).toUpperCase();
+  return `contains a lone UTF-16 surrogate (U+${unit} at index ${m.index}), which is not text; expected well-formed Unicode`;
+}
+
+/**
+ * `value` as JSON text for the Rust side, by JSON.stringify's rules (toJSON is called, functions
+ * and undefined are dropped), with what JSON cannot carry made an INVALID_CONFIG error naming the
+ * field (`docker.memory`, `prompt`) instead of a silent change or an uncoded TypeError: NaN and
+ * ±Infinity (1e309 is Infinity in JS) would become null, i.e. the default; a BigInt, a circular
+ * or an over-deep object would throw a TypeError or RangeError without a code; a lone surrogate
+ * would reach Rust as an escape that is not text. `label` names the value itself (`field` is
+ * the prefix of its fields' names, empty for top-level names like `prompt`).
+ */
+function toJson(value, field, label = field) {
+  // Each object being written: its holder, its field name, the top field it is under and its
+  // depth. JSON.stringify writes
+  // depth first, so following holders up from an object gives exactly the objects that contain
+  // it now: a cycle is one of them coming round again.
+  const open = new Map();
+  return JSON.stringify(value, function (key, v) {
+    const holder = open.get(this);
+    const path = holder === undefined ? label : holder.path === '' ? key : Array.isArray(this) ? `${holder.path}[${key}]` : `${holder.path}.${key}`;
+    if (holder !== undefined && !Array.isArray(this)) {
+      const bad = notText(key);
+      if (bad) throw invalid(holder.path || label, `a key ${bad}`);
+    }
+    const prim = v instanceof Number || v instanceof String ? v.valueOf() : v;
+    if (typeof prim === 'number' && !Number.isFinite(prim)) {
+      const why = Number.isNaN(prim) ? 'NaN is not a number' : `${prim} is not a finite number (a literal like 1e309 is Infinity in JS)`;
+      throw invalid(path, `${why}; expected a finite number`);
+    }
+    if (typeof prim === 'bigint') throw invalid(path, 'a BigInt, which JSON cannot carry; expected a number or a string');
+    if (typeof prim === 'string') {
+      const bad = notText(prim);
+      if (bad) throw invalid(path, bad);
+    }
+    if (prim !== null && typeof prim === 'object') {
+      const depth = holder === undefined ? 0 : holder.depth + 1;
+      // Named by its top field (`docker.host_config`): a path a hundred levels long says less.
+      if (depth >= MAX_DEPTH) throw invalid(holder.top, `nested deeper than ${MAX_DEPTH} levels; expected plain data`);
+      for (let h = this; open.has(h); h = open.get(h).holder) {
+        if (h === prim) throw invalid(path, 'a circular structure (an object that contains itself); expected plain data');
+      }
+      const top = depth <= 1 ? path : holder.top;
+      open.set(prim, { holder: this, path: holder === undefined ? field : path, top, depth });
+    }
+    return v;
+  });
+}
+
 const KINDS = { CLIRuntime: 'cli', SDKRuntime: 'sdk' };
 
 /** `raw`, `cli` or `sdk` for a runtime we can run in a container, else undefined. */
@@ -92,7 +159,10 @@ function strategyOf(runtime) {
 /** Wraps one of herdctl's runtimes so that each job runs in a Docker container. */
 class ContainerRunner {
   constructor(wrapped, config, stateDir, options) {
-    this._core = new binding.ContainerRunnerCore(JSON.stringify(config ?? null), String(stateDir ?? ''), options);
+    if (stateDir !== undefined && stateDir !== null && typeof stateDir !== 'string') {
+      throw invalid('stateDir', `expected herdctl's state directory as a string, got ${typeof stateDir}`);
+    }
+    this._core = new binding.ContainerRunnerCore(toJson(config ?? null, 'docker'), stateDir ?? '', toJson(options ?? null, 'options'));
     this.wrapped = wrapped;
     this.stateDir = stateDir;
     this.config = JSON.parse(this._core.resolvedConfig());
@@ -113,15 +183,16 @@ class ContainerRunner {
     const { prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers } = options;
     const request = {
       strategy,
-      agent: JSON.stringify(options.agent ?? {}),
-      // JSON.stringify drops the tools' handlers: they stay here, and run through `toolCalls`.
-      options: JSON.stringify({ prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers }),
+      agent: toJson(options.agent ?? {}, 'agent'),
+      // The tools' handlers (functions) are dropped: they stay here, and run through `toolCalls`.
+      options: toJson({ prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers }, '', 'execute options'),
     };
     if (strategy === 'raw') {
       const command = (await this.wrapped.containerCommand(options)) || {};
       const { argv, stdin } = command;
-      request.argv = JSON.stringify(argv ?? null);
+      request.argv = toJson(argv ?? null, 'containerCommand.argv');
       if (stdin !== undefined && stdin !== null) {
+        if (typeof stdin === 'string' && notText(stdin)) throw invalid('containerCommand.stdin', notText(stdin));
         request.stdin = ArrayBuffer.isView(stdin) ? new Uint8Array(stdin.buffer, stdin.byteOffset, stdin.byteLength) : Buffer.from(String(stdin));
       }
     }
@@ -140,12 +211,14 @@ class ContainerRunner {
   }
 
   /** Removes the agent's oldest stopped containers beyond `keep` (default: maxContainers). */
-  prune(agent, keep) {
+  async prune(agent, keep) {
+    toJson(keep, 'keep'); // a BigInt would be napi's uncoded error
     return this._core.prune(agent, keep);
   }
 
   /** Removes stopped containers of agents not in `liveAgents`; prunes the others to `keep`. */
-  gc(liveAgents, keep) {
+  async gc(liveAgents, keep) {
+    toJson(keep, 'keep');
     return this._core.gc(liveAgents, keep);
   }
 }
@@ -154,7 +227,7 @@ module.exports = {
   ContainerRunner,
   messages,
   MessageStream: binding.MessageStream,
-  resolveDockerConfig: (docker) => JSON.parse(binding._resolveDockerConfig(JSON.stringify(docker ?? null))),
+  resolveDockerConfig: (docker) => JSON.parse(binding._resolveDockerConfig(toJson(docker ?? null, 'docker'))),
   parseMemoryToBytes: binding.parseMemoryToBytes,
   parsePortBinding: binding.parsePortBinding,
   parseTmpfsMount: binding.parseTmpfsMount,

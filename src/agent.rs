@@ -42,7 +42,7 @@ use crate::job::{Canceller, Job, JobReport, Outcome};
 use crate::mcp::{Bridge, InjectedServer, ToolHandler};
 use crate::paths::mcp_socket_dir;
 use crate::{
-    translate_json_paths, workspace_root, Credentials, Direction, DockerConfig, Error, JobSpec,
+    is_secret_name, translate_json_paths, workspace_root, Direction, DockerConfig, Error, JobSpec,
     PathMap, Redactor, Result, Runner,
 };
 
@@ -318,33 +318,45 @@ impl AgentJob {
     /// Starts the job on `runner`. An error here means no job ran (bad input, no engine, a
     /// missing image, a container that would not start); once this returns, every ending is a
     /// message.
+    ///
+    /// Every error is redacted: before the job exists with what this process's environment
+    /// and the config hold secret, afterwards with all of the job's secrets.
     pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
-        let mut bridge = request.mcp_bridge(runner)?;
+        let early = || Redactor::from_process_env().with_env(&request.config.env);
+        let mut bridge = request.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
         let injected = bridge
             .as_ref()
             .map(Bridge::agent_configs)
             .unwrap_or_default();
-        let (mut spec, mcp_env) = request.job_spec(&injected)?;
-        // Discovered here rather than by the runner so that the same secrets redact the stdout
-        // tail of the closing error as the runner redacts stderr. The MCP servers' env (tokens,
-        // the bridge's secrets) reaches the agent too, so an agent that prints it is redacted.
-        let credentials = Credentials::discover(|k| std::env::var(k).ok())?;
-        let redactor = credentials
-            .redactor()
-            .with_env(&spec.config.env)
-            .with_env(mcp_env.iter().map(|(k, v)| (k, v)));
-        spec.credentials = Some(credentials);
+        let (mut spec, mcp_env) = request
+            .job_spec(&injected)
+            .map_err(|e| e.redact(&early()))?;
+        // The MCP servers' env (tokens, the bridge's secrets) reaches the agent too: the runner
+        // redacts it with the job's other secrets, from the job's errors and stderr tail as this
+        // job does from its stdout tail.
+        spec.secrets.extend(
+            mcp_env
+                .into_iter()
+                .filter(|(k, _)| is_secret_name(k))
+                .map(|(_, v)| v),
+        );
         let job = runner.start(spec)?;
+        let redactor = job.redactor().clone();
         if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
             // Connects made since the job started wait in the sockets' backlog until now.
-            bridge.serve(handler.clone(), job.path_map().clone())?;
+            bridge
+                .serve(handler.clone(), job.path_map().clone())
+                .map_err(|e| e.redact(&redactor))?;
         }
         Ok(AgentJob {
             _mcp: bridge,
             canceller: job.canceller(),
             translate_paths: request.translate_paths,
             phase: Phase::Running(Box::new(job)),
-            transcript: Transcript::default(),
+            transcript: Transcript {
+                redactor: redactor.clone(),
+                ..Transcript::default()
+            },
             redactor,
         })
     }
@@ -423,9 +435,12 @@ const MESSAGE_STDERR_BYTES: usize = 1024;
 struct Transcript {
     saw_result: bool,
     messages: u64,
-    /// The last non-JSON stdout lines, each cut to [`OTHER_LINE_BYTES`].
+    /// The last non-JSON stdout lines, each redacted and then cut to [`OTHER_LINE_BYTES`].
     other: VecDeque<String>,
     other_total: u64,
+    /// The job's secrets: a line is redacted before it is cut, so that a secret across the cut
+    /// cannot survive in part.
+    redactor: Redactor,
 }
 
 /// Whether a line looks like one JSON object (its first and last non-blank bytes are braces),
@@ -520,8 +535,9 @@ impl Transcript {
         if self.other.len() == OTHER_LINES {
             self.other.pop_front();
         }
+        let line = String::from_utf8_lossy(line);
         self.other
-            .push_back(cut(&String::from_utf8_lossy(line), OTHER_LINE_BYTES).into_owned());
+            .push_back(cut(&self.redactor.redact(&line), OTHER_LINE_BYTES).into_owned());
         None
     }
 

@@ -14,6 +14,7 @@ use crate::lifecycle::{self, Request};
 use crate::paths::{
     sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
 };
+use crate::redact::Redactor;
 use crate::retention::{self, PruneReport};
 use crate::{plan, Error, Result};
 
@@ -115,6 +116,10 @@ pub struct JobSpec {
     /// the Claude credentials file) at the job's start, so a refreshed token is picked up, and
     /// runs without any when none are configured.
     pub credentials: Option<Credentials>,
+    /// More values to redact from everything the job reports (its errors, warnings and stderr
+    /// tail), besides the credentials and the values of the config's env entries whose names
+    /// look secret: secrets the job is given some other way (on stdin, say). Default: none.
+    pub secrets: Vec<String>,
 }
 
 impl JobSpec {
@@ -135,7 +140,16 @@ impl JobSpec {
             working_dir: None,
             deadline: None,
             credentials: None,
+            secrets: Vec::new(),
         }
+    }
+
+    /// The redactor of this job's secrets, given its credentials.
+    pub(crate) fn redactor(&self, credentials: &Credentials) -> Redactor {
+        credentials
+            .redactor()
+            .with_env(&self.config.env)
+            .with_secrets(&self.secrets)
     }
 }
 
@@ -231,13 +245,33 @@ impl Runner {
     /// Starts a job: acquires its container, starts the exec and begins writing its stdin.
     /// Errors here mean the job never ran (bad config, no engine, missing image, a container that
     /// would not start); once this returns, every ending is an [`crate::Outcome`].
-    pub fn start(&self, spec: JobSpec) -> Result<Job> {
+    ///
+    /// Every error is redacted with the job's secrets: an engine or a proxy may quote a request
+    /// (the exec's, env and all) in its answer.
+    pub fn start(&self, mut spec: JobSpec) -> Result<Job> {
+        let credentials = match spec.credentials.take() {
+            Some(c) => c,
+            None => Credentials::discover(|k| std::env::var(k).ok()).map_err(|e| {
+                // No credentials to redact with: what the environment holds, then.
+                let known = Redactor::from_process_env();
+                e.redact(&known.with_env(&spec.config.env).with_secrets(&spec.secrets))
+            })?,
+        };
+        let redactor = spec.redactor(&credentials);
+        self.start_job(spec, credentials, redactor.clone())
+            .map_err(|e| e.redact(&redactor))
+    }
+
+    /// [`Runner::start`] once the credentials and the redactor are known; its errors are not
+    /// yet redacted.
+    fn start_job(
+        &self,
+        spec: JobSpec,
+        credentials: Credentials,
+        redactor: Redactor,
+    ) -> Result<Job> {
         let started = Instant::now();
         let shared = &self.shared;
-        let credentials = match spec.credentials {
-            Some(c) => c,
-            None => Credentials::discover(|k| std::env::var(k).ok())?,
-        };
         let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
         let mounts = MountPlan::build(&MountRequest {
             config: &spec.config,
@@ -282,9 +316,6 @@ impl Runner {
         };
 
         let job_id = labels::ephemeral_name("job", labels::now_ms());
-        // Redact the values of configured env entries whose names look secret; the credentials'
-        // own values are always redacted.
-        let redactor = credentials.redactor().with_env(&spec.config.env);
         let mut env = spec
             .config
             .env

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::job::Timings;
-use crate::resolve_docker_config;
+use crate::{resolve_docker_config, REDACTED};
 
 fn report(outcome: Outcome, stderr: &str) -> JobReport {
     JobReport {
@@ -167,6 +167,30 @@ fn the_stdout_tail_is_bounded_cut_on_characters_and_redacted() {
         .as_str()
         .unwrap()
         .ends_with("; 51 stdout line(s) were not JSON messages"));
+}
+
+/// A secret across a line's cut, at every offset: no part of it survives (the line is redacted
+/// before it is cut; cut first, the secret's beginning survived before the `...`).
+#[test]
+fn a_stdout_tail_line_is_redacted_before_it_is_cut() {
+    let secret = "sk-ant-api03-0123456789";
+    for offset in 0..=secret.len() {
+        let mut t = Transcript {
+            redactor: Redactor::new([secret]),
+            ..Transcript::default()
+        };
+        let line = format!("{}{secret}xxxx", "x".repeat(OTHER_LINE_BYTES - offset));
+        t.accept(line.as_bytes());
+        let e = closing(&t, Outcome::Exited(1), "").unwrap();
+        let tail = e["stdout_tail"].as_str().unwrap();
+        // The cut may fall inside the marker ("[REDA..."), never inside the secret: every
+        // byte is filler, a dot or the marker's (the secret has none of those).
+        assert!(
+            tail.bytes()
+                .all(|b| b"x.".contains(&b) || REDACTED.as_bytes().contains(&b)),
+            "offset {offset}: {tail}"
+        );
+    }
 }
 
 #[test]

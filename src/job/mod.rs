@@ -95,7 +95,7 @@ impl Job {
             exec_id: s.exec_id,
             output: s.output,
             lines: Lines::new(s.max_line),
-            stderr: Tail::new(STDERR_TAIL),
+            stderr: Tail::new(STDERR_TAIL, s.redactor.longest()),
             redactor: s.redactor,
             writer: Some(writer),
             canceller: s.canceller,
@@ -156,6 +156,12 @@ impl Job {
     /// (`/workspace/src/main.rs`) into the host's, or back.
     pub fn path_map(&self) -> &PathMap {
         &self.paths
+    }
+
+    /// The redactor of this job's secrets (credentials, the config's and the spec's secrets),
+    /// for what a wrapper reports about the job.
+    pub(crate) fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// A handle that cancels this job from another thread.
@@ -226,13 +232,23 @@ impl Job {
         let release_started = Instant::now();
         self.warnings.extend(lease.release());
         self.timings.release = Some(release_started.elapsed());
+        // What the engine said reaches the caller only redacted: an engine or proxy may quote a
+        // request of this job (its exec's env) in an error or a warning.
+        let outcome = match outcome {
+            Outcome::Failed(e) => Outcome::Failed(e.redact(&self.redactor)),
+            other => other,
+        };
+        let warnings = std::mem::take(&mut self.warnings)
+            .into_iter()
+            .map(|w| self.redactor.redact(&w).into_owned())
+            .collect();
         JobReport {
             outcome,
             container_id: lease.id().to_string(),
             container_name: lease.name().to_string(),
-            stderr_tail: self.redactor.redact(&self.stderr.text()).into_owned(),
+            stderr_tail: self.stderr.text(&self.redactor),
             timings: self.timings.clone(),
-            warnings: std::mem::take(&mut self.warnings),
+            warnings,
         }
     }
 

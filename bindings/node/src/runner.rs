@@ -23,11 +23,12 @@ use napi::{Env, Result};
 use napi_derive::napi;
 
 use crate::buffer::Capacity;
-use crate::errors::{guarded, throw, Blocking};
+use crate::errors::{config_secrets, guarded, secrets, throw, Blocking, Secrets};
 use crate::stream::MessageStream;
 use crate::tool_calls::{CloseOnDrop, ToolCalls};
 
-/// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional.
+/// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional; a field of
+/// the wrong type, or one not listed here, throws with code `INVALID_CONFIG`.
 #[napi(object)]
 #[derive(Default)]
 pub struct ContainerRunnerOptions {
@@ -104,6 +105,8 @@ struct Core {
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
+    /// What an error of this runner is redacted with besides a job's own secrets.
+    secrets: Secrets,
 }
 
 impl Core {
@@ -134,27 +137,29 @@ pub struct ContainerRunnerCore {
 
 #[napi]
 impl ContainerRunnerCore {
-    /// Validates the docker config (YAML or resolved shape, as JSON text) and the engine address;
-    /// connects nothing yet.
+    /// Validates the docker config (YAML or resolved shape) and the options (a
+    /// `ContainerRunnerOptions`), each as JSON text, and the engine address; connects nothing
+    /// yet.
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: &Env,
         config: String,
         state_dir: String,
-        options: Option<ContainerRunnerOptions>,
+        options: Option<String>,
     ) -> Result<Self> {
+        let parsed = serde_json::from_str::<serde_json::Value>(&config);
         let built = (|| {
-            let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| {
+            let value = parsed.as_ref().map_err(|e| {
                 herdctl_container::Error::invalid("docker", format!("not JSON: {e}"))
             })?;
-            let config = herdctl_container::resolve_docker_config(&value)?;
+            let config = herdctl_container::resolve_docker_config(value)?;
             if state_dir.is_empty() {
                 return Err(herdctl_container::Error::invalid(
                     "stateDir",
                     "empty; expected herdctl's state directory (.herdctl)",
                 ));
             }
-            let options = options.unwrap_or_default();
+            let options = runner_options(options.as_deref())?;
             let pull = match &options.pull {
                 Some(p) => p.parse::<PullPolicy>().map_err(|_| {
                     herdctl_container::Error::invalid(
@@ -191,11 +196,15 @@ impl ContainerRunnerCore {
                     None => SessionLayout::PerAgent,
                 },
                 state_dir: PathBuf::from(&state_dir),
+                secrets: secrets(config.env.clone()),
                 config,
                 runner: Mutex::new(None),
             })
         })();
-        let core = built.map_err(|e| throw(env, &e))?;
+        let core = built.map_err(|e| {
+            let raw = parsed.as_ref().ok().cloned().unwrap_or_default();
+            throw(env, e, &*config_secrets(&raw))
+        })?;
         Ok(ContainerRunnerCore {
             core: Arc::new(core),
         })
@@ -235,12 +244,12 @@ impl ContainerRunnerCore {
             if sink.is_cancelled() {
                 return Ok(());
             }
-            let request = guarded("reading the request", || {
+            let request = guarded("reading the request", &*core.secrets, || {
                 let mut request = core_request(&core, &strategy, &agent, &options, argv, stdin)?;
                 request.tool_handler = tool_calls.map(|q| q as Arc<dyn ToolHandler>);
                 Ok(request)
             })?;
-            let mut job = guarded("starting the job", || {
+            let mut job = guarded("starting the job", &*core.secrets, || {
                 AgentJob::start(&core.runner()?, request)
             })?;
             let canceller = job.canceller();
@@ -272,36 +281,44 @@ impl ContainerRunnerCore {
         agent: Option<String>,
     ) -> AsyncTask<Blocking<Vec<ContainerInfo>>> {
         let core = self.core.clone();
-        AsyncTask::new(Blocking::new("listing containers", move || {
-            let found = core.runner()?.list(agent.as_deref())?;
-            Ok(found
-                .into_iter()
-                .map(|c| ContainerInfo {
-                    id: c.id,
-                    name: c.name,
-                    agent: c.agent,
-                    mode: c.mode,
-                    config_hash: c.config_hash,
-                    created_ms: c.created_ms as f64,
-                    state: c.state,
-                })
-                .collect())
-        }))
+        AsyncTask::new(Blocking::new(
+            "listing containers",
+            core.secrets.clone(),
+            move || {
+                let found = core.runner()?.list(agent.as_deref())?;
+                Ok(found
+                    .into_iter()
+                    .map(|c| ContainerInfo {
+                        id: c.id,
+                        name: c.name,
+                        agent: c.agent,
+                        mode: c.mode,
+                        config_hash: c.config_hash,
+                        created_ms: c.created_ms as f64,
+                        state: c.state,
+                    })
+                    .collect())
+            },
+        ))
     }
 
     /// Removes the agent's oldest stopped containers so that at most `keep` remain (default:
     /// the config's `maxContainers`).
     #[napi(ts_return_type = "Promise<PruneResult>")]
-    pub fn prune(&self, agent: String, keep: Option<u32>) -> AsyncTask<Blocking<PruneResult>> {
+    pub fn prune(&self, agent: String, keep: Option<f64>) -> AsyncTask<Blocking<PruneResult>> {
         let core = self.core.clone();
-        AsyncTask::new(Blocking::new("pruning containers", move || {
-            let keep = keep.unwrap_or(core.config.max_containers) as usize;
-            let r = core.runner()?.prune(&agent, keep)?;
-            Ok(PruneResult {
-                removed: r.removed,
-                warnings: r.warnings,
-            })
-        }))
+        AsyncTask::new(Blocking::new(
+            "pruning containers",
+            core.secrets.clone(),
+            move || {
+                let keep = keep_count(keep, core.config.max_containers)?;
+                let r = core.runner()?.prune(&agent, keep)?;
+                Ok(PruneResult {
+                    removed: r.removed,
+                    warnings: r.warnings,
+                })
+            },
+        ))
     }
 
     /// Removes every stopped container of an agent not in `liveAgents`, and prunes the live
@@ -310,18 +327,100 @@ impl ContainerRunnerCore {
     pub fn gc(
         &self,
         live_agents: Vec<String>,
-        keep: Option<u32>,
+        keep: Option<f64>,
     ) -> AsyncTask<Blocking<PruneResult>> {
         let core = self.core.clone();
-        AsyncTask::new(Blocking::new("collecting containers", move || {
-            let keep = keep.unwrap_or(core.config.max_containers) as usize;
-            let r = core.runner()?.gc(&live_agents, keep)?;
-            Ok(PruneResult {
-                removed: r.removed,
-                warnings: r.warnings,
-            })
-        }))
+        AsyncTask::new(Blocking::new(
+            "collecting containers",
+            core.secrets.clone(),
+            move || {
+                let keep = keep_count(keep, core.config.max_containers)?;
+                let r = core.runner()?.gc(&live_agents, keep)?;
+                Ok(PruneResult {
+                    removed: r.removed,
+                    warnings: r.warnings,
+                })
+            },
+        ))
     }
+}
+
+/// How many containers to keep: `keep` when given (a whole number from 0 to 2^32 - 1), else the
+/// config's `maxContainers`. A JS number may be NaN, infinite, fractional or negative: each is an
+/// error here (napi's own conversion to an integer made NaN a 0, which removed every stopped
+/// container).
+fn keep_count(keep: Option<f64>, default: u32) -> herdctl_container::Result<usize> {
+    match keep {
+        None => Ok(default as usize),
+        Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= f64::from(u32::MAX) => {
+            Ok(n as usize)
+        }
+        Some(n) => Err(herdctl_container::Error::invalid(
+            "keep",
+            format!("{n} is not a count of containers; expected a whole number, 0 or more"),
+        )),
+    }
+}
+
+/// The runner options from their JSON text (`null` or absent: every default). Each field is
+/// checked for its type here, so a wrong one is an `INVALID_CONFIG` error that names it.
+fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunnerOptions> {
+    use serde_json::Value;
+    fn invalid(field: impl Into<String>, problem: impl Into<String>) -> herdctl_container::Error {
+        herdctl_container::Error::invalid(field, problem)
+    }
+    let value: Value = match json {
+        None => Value::Null,
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| invalid("options", format!("not JSON: {e}")))?
+        }
+    };
+    let map = match value {
+        Value::Null => return Ok(ContainerRunnerOptions::default()),
+        Value::Object(map) => map,
+        _ => return Err(invalid("options", "expected an object of runner options")),
+    };
+    const KNOWN: [&str; 6] = [
+        "dockerHost",
+        "socketPath",
+        "pull",
+        "jobTimeoutMs",
+        "translatePaths",
+        "sessionLayout",
+    ];
+    if let Some(unknown) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(invalid(
+            format!("options.{unknown}"),
+            format!("unknown option; expected one of {}", KNOWN.join(", ")),
+        ));
+    }
+    let string = |key: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(format!("options.{key}"), "expected a string")),
+    };
+    Ok(ContainerRunnerOptions {
+        docker_host: string("dockerHost")?,
+        socket_path: string("socketPath")?,
+        pull: string("pull")?,
+        job_timeout_ms: match map.get("jobTimeoutMs") {
+            None | Some(Value::Null) => None,
+            // Any JSON number reads as an f64; the range is checked by the caller.
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(_) => {
+                return Err(invalid(
+                    "options.jobTimeoutMs",
+                    "expected a number of milliseconds",
+                ))
+            }
+        },
+        translate_paths: match map.get("translatePaths") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(invalid("options.translatePaths", "expected true or false")),
+        },
+        session_layout: string("sessionLayout")?,
+    })
 }
 
 /// The engine address: `socketPath`, else `dockerHost`, else `DOCKER_HOST`.
