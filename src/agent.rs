@@ -334,7 +334,9 @@ impl AgentJob {
             .with_env(&spec.config.env)
             .with_env(mcp_env.iter().map(|(k, v)| (k, v)));
         spec.credentials = Some(credentials);
-        let job = runner.start(spec)?;
+        let mut job = runner.start(spec)?;
+        // So that the job's record is redacted of them too.
+        job.redact_env(mcp_env.iter().map(|(k, v)| (k, v)));
         if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
             // Connects made since the job started wait in the sockets' backlog until now.
             bridge.serve(handler.clone(), job.path_map().clone())?;

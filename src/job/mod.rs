@@ -21,12 +21,18 @@ pub use outcome::{JobReport, Outcome, Timings};
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
 use crate::lifecycle::Lease;
 use crate::paths::PathMap;
+use crate::records;
 use crate::redact::Redactor;
 use crate::Error;
 use lines::{LineTooLong, Lines, Tail};
 
 /// How much of stderr a report keeps.
 const STDERR_TAIL: usize = 8 * 1024;
+/// How much of stdout a job record keeps, after redaction.
+const STDOUT_TAIL: usize = 8 * 1024;
+/// Kept beyond [`STDOUT_TAIL`] before redaction, so that a secret cut at the buffer's front is
+/// dropped by the final cut instead of surviving in part (secrets are far shorter).
+const TAIL_MARGIN: usize = 4 * 1024;
 /// How long an exit code may stay unknown (`ExitCode: null`) after the stream ended before the
 /// job is reported as failed; the engine normally fills it within milliseconds.
 const EXIT_CODE_GRACE: Duration = Duration::from_secs(2);
@@ -40,7 +46,11 @@ pub struct Job {
     output: ExecOutput,
     lines: Lines,
     stderr: Tail,
+    /// The end of stdout, for the job's record.
+    stdout: Tail,
     redactor: Redactor,
+    /// What the job's record says besides the report.
+    record: records::Head,
     writer: Option<JoinHandle<()>>,
     canceller: Canceller,
     /// Dropping it tells the deadline watchdog that the job is over.
@@ -80,6 +90,7 @@ pub(crate) struct Started {
     pub warnings: Vec<String>,
     pub lease: Lease,
     pub paths: PathMap,
+    pub record: records::Head,
 }
 
 impl Job {
@@ -94,7 +105,9 @@ impl Job {
             output: s.output,
             lines: Lines::new(s.max_line),
             stderr: Tail::new(STDERR_TAIL),
+            stdout: Tail::new(STDOUT_TAIL + TAIL_MARGIN),
             redactor: s.redactor,
+            record: s.record,
             writer: Some(writer),
             canceller: s.canceller,
             _watchdog: watchdog,
@@ -131,7 +144,10 @@ impl Job {
                         self.timings.first_byte = Some(self.started.elapsed());
                     }
                     match stream {
-                        Stream::Stdout => self.lines.push(data),
+                        Stream::Stdout => {
+                            self.stdout.push(data);
+                            self.lines.push(data)
+                        }
                         Stream::Stderr => self.stderr.push(data),
                     }
                 }
@@ -214,14 +230,32 @@ impl Job {
         let release_started = Instant::now();
         self.warnings.extend(lease.release());
         self.timings.release = Some(release_started.elapsed());
-        JobReport {
+        let mut report = JobReport {
             outcome,
             container_id: lease.id().to_string(),
             container_name: lease.name().to_string(),
             stderr_tail: self.redactor.redact(&self.stderr.text()).into_owned(),
             timings: self.timings.clone(),
             warnings: std::mem::take(&mut self.warnings),
+        };
+        let stdout = self.redactor.redact(&self.stdout.text()).into_owned();
+        let stdout = records::last_bytes(&stdout, STDOUT_TAIL);
+        if let Err(e) = records::write(&self.record, &report, stdout, &self.redactor) {
+            report.warnings.push(format!(
+                "the job record was not written: {}",
+                self.redactor.redact(&e.to_string())
+            ));
         }
+        report
+    }
+
+    /// Adds the secret-looking values of `env` to what this job's report and record redact
+    /// (an agent job's MCP servers' env, which reaches the agent without passing the runner).
+    pub(crate) fn redact_env<'a>(
+        &mut self,
+        env: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) {
+        self.redactor = self.redactor.with_env(env);
     }
 
     /// The outcome of an exec whose stream ended by itself.
