@@ -95,7 +95,7 @@ pub fn stderr_logger(prefix: &str, redactor: Redactor) -> CallObserver {
 
 /// A redactor of this process's secret-looking environment values (`*TOKEN*`, `*KEY*`, ...),
 /// which include the credentials a job would get.
-pub fn process_env_redactor() -> Redactor {
+pub(crate) fn process_env_redactor() -> Redactor {
     Redactor::new(
         std::env::vars()
             .filter(|(k, _)| is_secret_name(k))

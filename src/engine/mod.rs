@@ -49,10 +49,8 @@ pub use containers::{
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
 pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
-pub use log::{
-    log_level_from_env, process_env_redactor, stderr_logger, CallEvent, CallObserver, LogLevel,
-    LOG_ENV,
-};
+use log::process_env_redactor;
+pub use log::{log_level_from_env, stderr_logger, CallEvent, CallObserver, LogLevel, LOG_ENV};
 pub use system::{EngineInfo, EngineVersion};
 pub use transport::Host;
 
