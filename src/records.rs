@@ -113,12 +113,13 @@ impl JobRecord {
         }
     }
 
-    /// Whether `key` names this record: its job id, its container's name, or its container's id
-    /// (or a prefix of at least 4 characters of either id, as docker accepts).
+    /// Whether `key` names this record: its job id, its container's name or id (or a prefix of
+    /// at least 4 characters of either id, as docker accepts), or its agent's name.
     pub fn matches(&self, key: &str) -> bool {
         let prefix_of = |id: &str| key.len() >= 4 && id.starts_with(key);
         !key.is_empty()
             && (self.job == key
+                || self.agent == key
                 || self.container_name == key
                 || self.container_name == key.trim_start_matches('/')
                 || prefix_of(&self.container_id)
@@ -275,8 +276,8 @@ pub fn list(state_dir: &Path, agent: Option<&str>) -> Result<Vec<JobRecord>> {
     Ok(found)
 }
 
-/// The newest record that `key` names (a job id, a container name or id, or an id prefix): the
-/// container's last job when a container is named.
+/// The newest record that `key` names (a job id, a container name or id, an id prefix, or an
+/// agent): the container's (or agent's) last job when a container (or agent) is named.
 pub fn find(state_dir: &Path, key: &str) -> Result<Option<JobRecord>> {
     Ok(list(state_dir, None)?.into_iter().find(|r| r.matches(key)))
 }

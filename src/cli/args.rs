@@ -600,7 +600,7 @@ fn build(
             let key = p.next().ok_or_else(|| {
                 usage(
                     Some(sub),
-                    "invalid CONTAINER|JOB: is required (a container's name or id, or a job id)",
+                    "invalid CONTAINER|JOB|AGENT: is required (a container's name or id, a job id or an agent)",
                 )
             })?;
             if let Some(extra) = p.next() {
@@ -618,7 +618,7 @@ fn build(
             if positionals.is_empty() {
                 return Err(usage(
                     Some(sub),
-                    "invalid CONTAINER|JOB: is required (a container's name or id, or a job id)",
+                    "invalid CONTAINER|JOB|AGENT: is required (a container's name or id, a job id or an agent)",
                 ));
             }
             Command::Inspect(InspectArgs {

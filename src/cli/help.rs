@@ -64,8 +64,8 @@ fn usage_line(sub: Sub) -> &'static str {
     match sub {
         Sub::Run => "herdctl-container run --agent NAME [FLAGS] [--] COMMAND [ARG]...",
         Sub::Ps => "herdctl-container ps [--agent NAME] [--json | -q]",
-        Sub::Logs => "herdctl-container logs CONTAINER|JOB",
-        Sub::Inspect => "herdctl-container inspect CONTAINER|JOB...",
+        Sub::Logs => "herdctl-container logs CONTAINER|JOB|AGENT",
+        Sub::Inspect => "herdctl-container inspect CONTAINER|JOB|AGENT...",
         Sub::Prune => "herdctl-container prune --agent NAME --keep N",
         Sub::Gc => "herdctl-container gc --keep N [--live-agent NAME]...",
         Sub::Doctor => "herdctl-container doctor [--image IMAGE]",
@@ -95,8 +95,8 @@ its last job's outcome and exit code (from the job records in --state-dir)."
         Sub::Logs => {
             "\
 Prints the redacted end of a job's stdout (to stdout) and stderr (to stderr), from its record:
-this works after the container is gone. A container names its last job; a job id (or a prefix of
-at least 4 characters of a container or job id) names that job. Jobs run through exec, so
+this works after the container is gone. A container (or an agent) names its last job; a job id
+(or a prefix of at least 4 characters of a container or job id) names that job. Jobs run through exec, so
 'docker logs' of the container shows nothing of them."
         }
         Sub::Inspect => {

@@ -191,7 +191,8 @@ impl serde::Serialize for Outcome {
 /// than one).
 fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+        // Microsecond precision: more digits would be noise.
+        Some(d) => s.serialize_some(&(d.as_micros() as f64 / 1000.0)),
         None => s.serialize_none(),
     }
 }

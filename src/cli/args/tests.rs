@@ -139,8 +139,8 @@ fn required_things_are_required() {
     assert!(err(&["run", "--agent", "a"]).starts_with("invalid command: expected the command"));
     assert!(err(&["prune", "--agent", "a"]).starts_with("invalid --keep: is required"));
     assert!(err(&["gc"]).starts_with("invalid --keep: is required"));
-    assert!(err(&["logs"]).starts_with("invalid CONTAINER|JOB: is required"));
-    assert!(err(&["inspect"]).starts_with("invalid CONTAINER|JOB: is required"));
+    assert!(err(&["logs"]).starts_with("invalid CONTAINER|JOB|AGENT: is required"));
+    assert!(err(&["inspect"]).starts_with("invalid CONTAINER|JOB|AGENT: is required"));
     assert!(err(&["ps", "extra"]).starts_with("unexpected argument \"extra\""));
     assert!(err(&["logs", "a", "b"]).starts_with("unexpected argument \"b\""));
 }
