@@ -42,7 +42,7 @@ fn dispatch() -> Result<u8, Failure> {
             println!("{}", help::version());
             Ok(0)
         }
-        Command::Run(a) => run::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, *a),
         Command::Ps(a) => show::ps(&ctx, a),
         Command::Logs(a) => show::logs(a),
         Command::Inspect(a) => show::inspect(a),

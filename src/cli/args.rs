@@ -23,8 +23,8 @@ pub struct Cli {
 /// A subcommand with its arguments.
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    /// Run a job.
-    Run(RunArgs),
+    /// Run a job (boxed: it is far larger than the others).
+    Run(Box<RunArgs>),
     /// List containers.
     Ps(PsArgs),
     /// Print a job's output tails.
@@ -569,7 +569,7 @@ fn build(
                     "invalid command: expected the command to run after the flags (or after --)",
                 ));
             }
-            Command::Run(RunArgs {
+            Command::Run(Box::new(RunArgs {
                 agent,
                 image: seen.one("image"),
                 persistent: seen.has("persistent"),
@@ -584,7 +584,7 @@ fn build(
                 config: seen.one("config"),
                 pull,
                 argv,
-            })
+            }))
         }
         Sub::Ps => {
             no_positionals(&positionals)?;
@@ -767,8 +767,8 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
