@@ -1,8 +1,8 @@
 'use strict';
 // The runner's debug log and pull progress, against the real engine: a `logger` option gets one
 // line per engine call (method, path, status, milliseconds), `HERDCTL_CONTAINER_LOG=debug` prints
-// the same lines to stderr without one, and `onPullProgress` gets each line of a pull from a
-// registry on loopback.
+// the same lines to stderr without one, `onPullProgress` gets each line of a pull from a
+// registry on loopback, and a Node job leaves its record in the state directory as CLI jobs do.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { execFileSync, spawn, spawnSync } = require('node:child_process');
@@ -137,4 +137,24 @@ test('onPullProgress gets each line of a pull from a loopback registry', async (
     fs.rmSync(rootfs, { recursive: true, force: true });
     registry.stop();
   }
+});
+
+test('a Node job leaves a job record in the state directory', async () => {
+  const agent = fleet.agent('record');
+  const runner = new ContainerRunner(raw(['sh', '-c', 'echo not-json; echo oops >&2; exit 5']), fleet.config(), fleet.stateDir);
+  const messages = await collect(runner.execute({ prompt: '', agent }));
+  assert.equal(messages.at(-1).type, 'error');
+  const jobs = path.join(fleet.stateDir, 'jobs');
+  const records = fs
+    .readdirSync(jobs)
+    .flatMap((dir) => fs.readdirSync(path.join(jobs, dir)).map((f) => JSON.parse(fs.readFileSync(path.join(jobs, dir, f), 'utf8'))))
+    .filter((r) => r.agent === agent.qualifiedName);
+  assert.equal(records.length, 1);
+  const [record] = records;
+  assert.equal(record.report.outcome.kind, 'exited');
+  assert.equal(record.report.outcome.exit_code, 5);
+  assert.equal(record.report.stderr_tail, 'oops\n');
+  assert.equal(record.stdout_tail, 'not-json\n');
+  assert.equal(record.image, fleet.config().image);
+  assert.ok(record.job.startsWith('herdctl-job-'));
 });
