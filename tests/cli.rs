@@ -705,3 +705,32 @@ fn pull_progress_is_plain_lines_when_stderr_is_not_a_terminal() {
     unique.dedup();
     assert_eq!(lines, unique, "{err}");
 }
+
+#[test]
+fn a_signal_at_any_moment_of_the_start_leaves_no_running_job() {
+    // Whether it lands before the engine is called, while the container is made, or once the
+    // job runs, the CLI exits 130 and nothing of the job runs on.
+    let fleet = Fleet::new();
+    for after_ms in [150, 500, 900, 1400] {
+        let agent = fleet.agent(&format!("cli-sig-start-{after_ms}"));
+        let args = run_args(
+            &fleet,
+            &agent,
+            &[],
+            &["sh", "-c", "echo started; sleep 303"],
+        );
+        let mut child = command(&fleet, &args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        signal(child.id(), "INT");
+        let (status, err) = wait_within(&mut child, std::time::Duration::from_secs(20));
+        assert_eq!(status, 130, "after {after_ms} ms: {err}");
+        for c in fleet.containers(&agent) {
+            assert_ne!(c.state, "running", "after {after_ms} ms: {err}");
+        }
+    }
+}
