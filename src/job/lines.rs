@@ -114,14 +114,20 @@ impl Tail {
             self.buf.extend_from_slice(&chunk[chunk.len() - self.cap..]);
             return;
         }
-        let overflow = (self.buf.len() + chunk.len()).saturating_sub(self.cap);
-        self.buf.drain(..overflow);
+        // The buffer may hold up to twice the bound, so the front is dropped once per `cap`
+        // bytes rather than on every chunk: stdout's tail sits on the output path, where moving
+        // the whole tail for each small frame would cost more than the copy itself.
+        if self.buf.len() + chunk.len() > 2 * self.cap {
+            let keep = self.cap - chunk.len();
+            self.buf.drain(..self.buf.len() - keep);
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// The tail as text; a character cut at the front by the bound is replaced, not an error.
     pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf).into_owned()
+        let from = self.buf.len().saturating_sub(self.cap);
+        String::from_utf8_lossy(&self.buf[from..]).into_owned()
     }
 }
 
@@ -198,5 +204,10 @@ mod tests {
         assert_eq!(t.text(), "cdefg");
         t.push(b"0123456789");
         assert_eq!(t.text(), "56789");
+        for chunk in [&b"ab"[..], b"cd", b"ef", b"gh", b"ij", b"k"] {
+            t.push(chunk);
+        }
+        assert_eq!(t.text(), "ghijk");
+        assert!(t.buf.len() <= 10, "bounded by twice the tail");
     }
 }
