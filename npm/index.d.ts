@@ -1,12 +1,20 @@
 // herdctl-container's public types. Those of the native classes and helpers are generated from
 // the Rust doc comments into binding.d.ts (by `napi build`) and re-exported here; the shapes that
 // herdctl defines (its config, its execute options, its messages) are written here to match it.
-import type { MessageStream, ContainerRunnerOptions, ContainerInfo, PruneResult } from './binding'
+import type {
+  MessageStream,
+  ContainerRunnerOptions as NativeRunnerOptions,
+  ContainerInfo,
+  PruneResult,
+  EngineCallEvent,
+  PullProgressEvent,
+} from './binding'
 
 export { MessageStream } from './binding'
 export type {
   StreamStats,
-  ContainerRunnerOptions,
+  EngineCallEvent,
+  PullProgressEvent,
   ContainerInfo,
   PruneResult,
   PathMapping,
@@ -24,6 +32,24 @@ export {
   DEFAULT_MAX_CONTAINERS,
 } from './binding'
 import type { PathMapping, PortBinding, TmpfsMount } from './binding'
+
+/** Where the debug log goes: herdctl's logger (any object with `debug(message)`). */
+export interface ContainerLogger {
+  /** Called once per engine call with `herdctl-container: engine: POST /v1.41/... -> 201 (12 ms)`. */
+  debug(message: string, event?: EngineCallEvent): void
+}
+
+/** `ContainerRunner`'s fourth argument. Every field is optional. */
+export interface ContainerRunnerOptions extends NativeRunnerOptions {
+  /**
+   * Receives one line per engine call (method, path, status, milliseconds; secrets redacted) at
+   * `debug`. Without it, `HERDCTL_CONTAINER_LOG=debug` prints the lines to stderr. A throw is
+   * ignored.
+   */
+  logger?: ContainerLogger
+  /** Called with each line of an image pull's progress (see `pull`). A throw is ignored. */
+  onPullProgress?: (event: PullProgressEvent) => void
+}
 
 /** A message of a job, as herdctl's runtimes yield it (one JSON line of the agent's output). */
 export interface SDKMessage {

@@ -156,13 +156,62 @@ function strategyOf(runtime) {
   return KINDS[runtime && runtime.constructor && runtime.constructor.name];
 }
 
+/** An Error with a `code`, as the binding throws them. */
+function invalid(field, problem) {
+  const e = new Error(`invalid ${field}: ${problem}`);
+  e.code = 'INVALID_CONFIG';
+  return e;
+}
+
+/**
+ * The user's callback as the binding calls it: a throw stays here (from the binding's threads it
+ * would end the process). `logger` is herdctl's logger shape: `debug(message)` gets the line.
+ */
+function hooks(options) {
+  const { logger, onPullProgress, ...native } = options ?? {};
+  if (logger != null && typeof logger.debug !== 'function') {
+    throw invalid('options.logger', 'expected an object with a debug(message) method, like herdctl\'s logger');
+  }
+  if (onPullProgress != null && typeof onPullProgress !== 'function') {
+    throw invalid('options.onPullProgress', 'expected a function');
+  }
+  const onCall =
+    logger == null
+      ? undefined
+      : (event) => {
+          try {
+            logger.debug(`herdctl-container: engine: ${event.line}`, event);
+          } catch {
+            // a logger's failure is not the job's
+          }
+        };
+  const onPull =
+    onPullProgress == null
+      ? undefined
+      : (event) => {
+          try {
+            onPullProgress(event);
+          } catch {
+            // nor is a progress display's
+          }
+        };
+  return { native: options == null ? options : native, onCall, onPull };
+}
+
 /** Wraps one of herdctl's runtimes so that each job runs in a Docker container. */
 class ContainerRunner {
   constructor(wrapped, config, stateDir, options) {
     if (stateDir !== undefined && stateDir !== null && typeof stateDir !== 'string') {
       throw invalid('stateDir', `expected herdctl's state directory as a string, got ${typeof stateDir}`);
     }
-    this._core = new binding.ContainerRunnerCore(toJson(config ?? null, 'docker'), stateDir ?? '', toJson(options ?? null, 'options'));
+    const { native, onCall, onPull } = hooks(options);
+    this._core = new binding.ContainerRunnerCore(
+      toJson(config ?? null, 'docker'),
+      stateDir ?? '',
+      toJson(native ?? null, 'options'),
+      onCall,
+      onPull,
+    );
     this.wrapped = wrapped;
     this.stateDir = stateDir;
     this.config = JSON.parse(this._core.resolvedConfig());

@@ -41,7 +41,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No engine answers at the address: it is not running, or the address is wrong.
-    #[error("cannot reach the Docker engine at {address}: {reason}; start one (scripts/ensure-engine or 'dockerd') or point DOCKER_HOST at it")]
+    #[error("cannot reach the Docker engine at {address}: {reason}; start it (dockerd) or point DOCKER_HOST at it; 'herdctl-container doctor' checks the setup")]
     EngineUnreachable {
         /// The socket path or `host:port` tried.
         address: String,

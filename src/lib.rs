@@ -60,6 +60,7 @@ mod lifecycle;
 pub mod mcp;
 mod paths;
 mod plan;
+pub mod records;
 mod redact;
 pub mod retention;
 mod runner;

@@ -16,7 +16,7 @@ use crate::paths::{
 };
 use crate::redact::Redactor;
 use crate::retention::{self, PruneReport};
-use crate::{plan, Error, Result};
+use crate::{plan, records, Error, Result};
 
 /// When the runner may pull an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -146,9 +146,17 @@ impl JobSpec {
 
     /// The redactor of this job's secrets, given its credentials.
     pub(crate) fn redactor(&self, credentials: &Credentials) -> Redactor {
+        // The job's own `KEY=value` env is treated like the config's (the CLI's `--env`).
+        let job_env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         credentials
             .redactor()
             .with_env(&self.config.env)
+            .with_env(job_env.iter().map(|(k, v)| (k, v)))
             .with_secrets(&self.secrets)
     }
 }
@@ -271,6 +279,7 @@ impl Runner {
         redactor: Redactor,
     ) -> Result<Job> {
         let started = Instant::now();
+        let started_ms = labels::now_ms();
         let shared = &self.shared;
         let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
         let mounts = MountPlan::build(&MountRequest {
@@ -316,6 +325,7 @@ impl Runner {
         };
 
         let job_id = labels::ephemeral_name("job", labels::now_ms());
+        let job_id_for_record = job_id.clone();
         let mut env = spec
             .config
             .env
@@ -403,6 +413,16 @@ impl Runner {
             warnings: acquired.warnings,
             lease,
             paths: mounts.path_map(),
+            record: records::Head {
+                state_dir: shared.options.state_dir.clone(),
+                agent: spec.agent,
+                job: job_id_for_record,
+                image: spec.config.image,
+                config_hash: hash,
+                mode,
+                started_ms,
+                keep: spec.config.max_containers as usize,
+            },
         }))
     }
 
@@ -417,13 +437,31 @@ impl Runner {
 
     /// Removes the agent's oldest stopped containers so that at most `keep` remain.
     pub fn prune(&self, agent: &str, keep: usize) -> Result<PruneReport> {
-        retention::prune(&self.shared, agent, keep)
+        let mut report = retention::prune(&self.shared, agent, keep)?;
+        // The agent's job records get the same bound (at least the newest one stays).
+        if let Err(e) = records::prune(self.state_dir(), agent, keep.max(1)) {
+            report.warnings.push(format!("job records: {e}"));
+        }
+        Ok(report)
     }
 
     /// Removes every stopped container of an agent not in `live_agents`, and prunes the live
     /// agents to `keep` each. Safe to run from several processes at once.
     pub fn gc(&self, live_agents: &[String], keep: usize) -> Result<PruneReport> {
-        retention::gc(&self.shared, live_agents, keep)
+        let mut report = retention::gc(&self.shared, live_agents, keep)?;
+        // Records go with their agents; those of a container that is still there stay.
+        let existing = self.list(None).map(|found| {
+            found
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<std::collections::HashSet<_>>()
+        });
+        let pruned =
+            existing.and_then(|ids| records::gc(self.state_dir(), live_agents, keep.max(1), &ids));
+        if let Err(e) = pruned {
+            report.warnings.push(format!("job records: {e}"));
+        }
+        Ok(report)
     }
 
     /// This project's containers, optionally of one agent, newest first.

@@ -21,7 +21,7 @@ const CREATE_404: &[(u16, Meaning)] = &[(
     404,
     Meaning::NotFound(
         "image",
-        "; build it (scripts/build-test-images for the tests) or pull it",
+        "; build it (docker build) or pull it (docker pull)",
     ),
 )];
 /// A logs answer larger than this is refused; ask for a `tail` instead.

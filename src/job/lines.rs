@@ -121,8 +121,13 @@ impl Tail {
             self.buf.extend_from_slice(&chunk[chunk.len() - bound..]);
             return;
         }
-        let overflow = (self.buf.len() + chunk.len()).saturating_sub(bound);
-        self.buf.drain(..overflow);
+        // The buffer may hold up to twice the bound, so the front is dropped once per bound
+        // rather than on every chunk: stdout's tail sits on the output path, where moving the
+        // whole tail for each small frame would cost more than the copy itself.
+        if self.buf.len() + chunk.len() > 2 * bound {
+            let keep = bound - chunk.len();
+            self.buf.drain(..self.buf.len() - keep);
+        }
         self.buf.extend_from_slice(chunk);
     }
 
@@ -130,7 +135,8 @@ impl Tail {
     /// redactor whose [`Redactor::longest`] was the margin); a character cut at the front by the
     /// bound is replaced, not an error.
     pub(crate) fn text(&self, redactor: &Redactor) -> String {
-        String::from_utf8_lossy(&redactor.redact_tail(&self.buf, self.cap)).into_owned()
+        let from = self.buf.len().saturating_sub(self.cap + self.margin);
+        String::from_utf8_lossy(&redactor.redact_tail(&self.buf[from..], self.cap)).into_owned()
     }
 }
 
@@ -209,6 +215,11 @@ mod tests {
         assert_eq!(t.text(&none), "cdefg");
         t.push(b"0123456789");
         assert_eq!(t.text(&none), "56789");
+        for chunk in [&b"ab"[..], b"cd", b"ef", b"gh", b"ij", b"k"] {
+            t.push(chunk);
+        }
+        assert_eq!(t.text(&none), "ghijk");
+        assert!(t.buf.len() <= 10, "bounded by twice the tail");
     }
 
     /// A secret across the tail's cut, at every offset and with the stream split into chunks of

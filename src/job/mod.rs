@@ -23,12 +23,18 @@ pub use outcome::{JobReport, Outcome, Timings};
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
 use crate::lifecycle::Lease;
 use crate::paths::PathMap;
+use crate::records;
 use crate::redact::Redactor;
 use crate::Error;
 use lines::{LineTooLong, Lines, Tail};
 
 /// How much of stderr a report keeps.
 const STDERR_TAIL: usize = 8 * 1024;
+/// How much of stdout a job record keeps, after redaction.
+const STDOUT_TAIL: usize = 8 * 1024;
+/// Kept beyond [`STDOUT_TAIL`] before redaction, so that a secret cut at the buffer's front is
+/// dropped by the final cut instead of surviving in part (secrets are far shorter).
+const TAIL_MARGIN: usize = 4 * 1024;
 /// How long an exit code may stay unknown (`ExitCode: null`) after the stream ended before the
 /// job is reported as failed; the engine normally fills it within milliseconds.
 const EXIT_CODE_GRACE: Duration = Duration::from_secs(2);
@@ -42,7 +48,11 @@ pub struct Job {
     output: ExecOutput,
     lines: Lines,
     stderr: Tail,
+    /// The end of stdout, for the job's record.
+    stdout: Tail,
     redactor: Redactor,
+    /// What the job's record says besides the report.
+    record: records::Head,
     writer: Option<JoinHandle<()>>,
     canceller: Canceller,
     /// Dropping it tells the deadline watchdog that the job is over.
@@ -82,6 +92,7 @@ pub(crate) struct Started {
     pub warnings: Vec<String>,
     pub lease: Lease,
     pub paths: PathMap,
+    pub record: records::Head,
 }
 
 impl Job {
@@ -95,8 +106,11 @@ impl Job {
             exec_id: s.exec_id,
             output: s.output,
             lines: Lines::new(s.max_line),
-            stderr: Tail::new(STDERR_TAIL, s.redactor.longest()),
+            // At least TAIL_MARGIN, whatever the secrets: a tail is never cut mid-secret.
+            stderr: Tail::new(STDERR_TAIL, s.redactor.longest().max(TAIL_MARGIN)),
+            stdout: Tail::new(STDOUT_TAIL, s.redactor.longest().max(TAIL_MARGIN)),
             redactor: s.redactor,
+            record: s.record,
             writer: Some(writer),
             canceller: s.canceller,
             _watchdog: watchdog,
@@ -133,7 +147,10 @@ impl Job {
                         self.timings.first_byte = Some(self.started.elapsed());
                     }
                     match stream {
-                        Stream::Stdout => self.lines.push(data),
+                        Stream::Stdout => {
+                            self.stdout.push(data);
+                            self.lines.push(data)
+                        }
                         Stream::Stderr => self.stderr.push(data),
                     }
                 }
@@ -242,14 +259,22 @@ impl Job {
             .into_iter()
             .map(|w| self.redactor.redact(&w).into_owned())
             .collect();
-        JobReport {
+        let mut report = JobReport {
             outcome,
             container_id: lease.id().to_string(),
             container_name: lease.name().to_string(),
             stderr_tail: self.stderr.text(&self.redactor),
             timings: self.timings.clone(),
             warnings,
+        };
+        let stdout = self.stdout.text(&self.redactor);
+        if let Err(e) = records::write(&self.record, &report, &stdout, &self.redactor) {
+            report.warnings.push(format!(
+                "the job record was not written: {}",
+                self.redactor.redact(&e.to_string())
+            ));
         }
+        report
     }
 
     /// The outcome of an exec whose stream ended by itself.

@@ -86,27 +86,36 @@ impl Outcome {
 }
 
 /// How long each phase of a job took. A phase that did not happen is `None`: a reused persistent
-/// container has no create, a job that printed nothing has no first byte.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// container has no create, a job that printed nothing has no first byte. Serialized (in job
+/// records) as milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Timings {
     /// Finding or making the container, start included.
+    #[serde(serialize_with = "millis")]
     pub acquire: Option<Duration>,
     /// `POST /containers/create`, when a container was created.
+    #[serde(serialize_with = "millis")]
     pub create: Option<Duration>,
     /// `POST /containers/{id}/start`, when the container had to be started.
+    #[serde(serialize_with = "millis")]
     pub start: Option<Duration>,
     /// Exec create and start, until the output stream was open.
+    #[serde(serialize_with = "millis")]
     pub exec_start: Option<Duration>,
     /// From the job's start until the first byte of output.
+    #[serde(serialize_with = "millis")]
     pub first_byte: Option<Duration>,
     /// From the job's start until the output ended.
+    #[serde(serialize_with = "millis")]
     pub end: Option<Duration>,
     /// Stopping an ephemeral container and applying retention.
+    #[serde(serialize_with = "millis")]
     pub release: Option<Duration>,
 }
 
-/// Everything known about a finished job.
-#[derive(Debug)]
+/// Everything known about a finished job. Serialized as the body of its job record (the
+/// outcome as an object with its `kind`, timings in milliseconds).
+#[derive(Debug, serde::Serialize)]
 pub struct JobReport {
     /// How it ended.
     pub outcome: Outcome,
@@ -121,6 +130,71 @@ pub struct JobReport {
     /// Things the engine did not do as asked (a dropped limit) and cleanup that failed; the job
     /// itself was not affected.
     pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// A stable name of the outcome's kind, for programs: `exited`, `command_not_found`,
+    /// `killed`, `container_died`, `cancelled`, `timed_out` or `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Exited(_) => "exited",
+            Outcome::CommandNotFound { .. } => "command_not_found",
+            Outcome::Killed { .. } => "killed",
+            Outcome::ContainerDied { .. } => "container_died",
+            Outcome::Cancelled => "cancelled",
+            Outcome::TimedOut(_) => "timed_out",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// The exit code, when the job's process (or its container) reported one.
+    pub fn exit_code(&self) -> Option<i64> {
+        match self {
+            Outcome::Exited(code)
+            | Outcome::CommandNotFound { code }
+            | Outcome::Killed { code, .. } => Some(*code),
+            Outcome::ContainerDied { exit_code, .. } => *exit_code,
+            _ => None,
+        }
+    }
+
+    /// Whether the engine or the cgroup reported an out-of-memory kill.
+    pub fn oom_killed(&self) -> bool {
+        match self {
+            Outcome::Killed { oom, .. } => *oom,
+            Outcome::ContainerDied { oom_killed, .. } => *oom_killed,
+            _ => false,
+        }
+    }
+}
+
+/// `{"kind", "exit_code", "oom_killed", "description"}`, and the error's `code` for `failed`.
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("kind", self.kind())?;
+        map.serialize_entry("exit_code", &self.exit_code())?;
+        map.serialize_entry("oom_killed", &self.oom_killed())?;
+        map.serialize_entry("description", &self.describe())?;
+        if let Outcome::TimedOut(after) = self {
+            map.serialize_entry("after_ms", &(after.as_millis() as u64))?;
+        }
+        if let Outcome::Failed(e) = self {
+            map.serialize_entry("code", e.code())?;
+        }
+        map.end()
+    }
+}
+
+/// A phase's duration as milliseconds (fractions kept: a reused container's acquire takes less
+/// than one).
+fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        // Microsecond precision: more digits would be noise.
+        Some(d) => s.serialize_some(&(d.as_micros() as f64 / 1000.0)),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]

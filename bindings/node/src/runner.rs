@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
-use herdctl_container::engine::{EngineOptions, Host};
+use herdctl_container::engine::{log_level_from_env, stderr_logger, EngineOptions, Host, LogLevel};
 use herdctl_container::invocation::Strategy;
 use herdctl_container::mcp::ToolHandler;
 use herdctl_container::{DockerConfig, Engine, PullPolicy, Runner, RunnerOptions, SessionLayout};
@@ -24,6 +24,7 @@ use napi_derive::napi;
 
 use crate::buffer::Capacity;
 use crate::errors::{config_secrets, guarded, secrets, throw, Blocking, Secrets};
+use crate::hooks::{call_observer, pull_progress, Callback, EngineCallEvent, PullProgressEvent};
 use crate::stream::MessageStream;
 use crate::tool_calls::{CloseOnDrop, ToolCalls};
 
@@ -98,6 +99,7 @@ pub struct PruneResult {
 
 struct Core {
     engine: EngineOptions,
+    pull_progress: Option<herdctl_container::PullProgressFn>,
     pull: PullPolicy,
     deadline: Option<Duration>,
     translate_paths: bool,
@@ -121,6 +123,7 @@ impl Core {
         let engine = Engine::with_options(self.engine.clone())?;
         let mut options = RunnerOptions::new(&self.state_dir);
         options.pull = self.pull;
+        options.pull_progress = self.pull_progress.clone();
         options.session_layout = self.session_layout;
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
@@ -138,14 +141,19 @@ pub struct ContainerRunnerCore {
 #[napi]
 impl ContainerRunnerCore {
     /// Validates the docker config (YAML or resolved shape) and the options (a
-    /// `ContainerRunnerOptions`), each as JSON text, and the engine address; connects nothing
-    /// yet.
+    /// `ContainerRunnerOptions` without its functions), each as JSON text, and the engine
+    /// address; connects nothing yet. `logger` receives one event per engine call (else
+    /// `HERDCTL_CONTAINER_LOG=debug` prints them to stderr); `onPullProgress` each line of a pull.
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: &Env,
         config: String,
         state_dir: String,
         options: Option<String>,
+        #[napi(ts_arg_type = "((event: EngineCallEvent) => void) | undefined | null")]
+        logger: Option<Callback<EngineCallEvent>>,
+        #[napi(ts_arg_type = "((event: PullProgressEvent) => void) | undefined | null")]
+        on_pull_progress: Option<Callback<PullProgressEvent>>,
     ) -> Result<Self> {
         let parsed = serde_json::from_str::<serde_json::Value>(&config);
         let built = (|| {
@@ -181,8 +189,33 @@ impl ContainerRunnerCore {
                     ))
                 }
             };
+            let mut engine = engine_options(options.docker_host, options.socket_path)?;
+            engine.on_call = match logger {
+                Some(logger) => {
+                    let secrets: Vec<String> = config
+                        .env
+                        .iter()
+                        .filter(|(k, _)| herdctl_container::is_secret_name(k))
+                        .map(|(_, v)| v.clone())
+                        .collect();
+                    Some(call_observer(logger, &secrets))
+                }
+                // Whatever the address came from, the env switch holds.
+                None => match log_level_from_env()? {
+                    LogLevel::Debug => Some(stderr_logger(
+                        "herdctl-container: ",
+                        herdctl_container::Redactor::new(
+                            std::env::vars()
+                                .filter(|(k, _)| herdctl_container::is_secret_name(k))
+                                .map(|(_, v)| v),
+                        ),
+                    )),
+                    LogLevel::Info => None,
+                },
+            };
             Ok(Core {
-                engine: engine_options(options.docker_host, options.socket_path)?,
+                engine,
+                pull_progress: on_pull_progress.map(pull_progress),
                 pull,
                 deadline,
                 translate_paths: options.translate_paths.unwrap_or(false),
