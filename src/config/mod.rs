@@ -23,7 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
-pub use host_config::merge_host_config;
+pub(crate) use host_config::{
+    check_device, merge, no_new_privileges, parse_security_opt, EngineSockets, Gate, SecOpt,
+    ALLOW_HOW,
+};
+pub use host_config::{merge_host_config, ALLOW_UNSAFE_ENV};
 pub use layer::{resolve_layered, DockerLayers, AGENT_FIELDS};
 pub(crate) use parse::quote;
 pub use parse::{
@@ -236,8 +240,11 @@ pub struct DockerConfig {
     /// Default: unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_config_override: Option<serde_json::Value>,
-    /// Lets `host_config_override` loosen security (`Privileged`, `CapAdd`, dropping
-    /// no-new-privileges, host namespaces, devices, unconfined profiles). Fleet only. Default: false.
+    /// Lets `host_config_override` (and `volumes`) loosen the container: `Privileged`, `CapAdd`,
+    /// turning no-new-privileges off, host namespaces, devices other than GPUs, host paths
+    /// beyond `volumes`, the engine's socket, security profiles, and keys the runner does not
+    /// know. Fleet only. The runner's own opt-in ([`crate::RunnerOptions::allow_unsafe_host_config`],
+    /// or [`ALLOW_UNSAFE_ENV`]) does the same for every agent. Default: false.
     #[serde(default)]
     pub allow_unsafe_host_config: bool,
 }
