@@ -49,6 +49,13 @@ pub struct ContainerRunnerOptions {
     /// another's transcripts) or `"flat"` (`<stateDir>/docker-sessions/`, where herdctl's session
     /// discovery looks today).
     pub session_layout: Option<String>,
+    /// Lets every agent's `host_config` (and volumes) loosen the container: privileged mode,
+    /// added capabilities, host namespaces, non-GPU devices, the engine's socket, security
+    /// profiles, keys the runner does not know. Without it a job asking for one of these is
+    /// refused with `INVALID_CONFIG`, saying how to opt in. The environment variable
+    /// `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` does the same; one agent can opt in with
+    /// `allow_unsafe_host_config: true` in its docker config. Default: false.
+    pub allow_unsafe_host_config: Option<bool>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -101,6 +108,7 @@ struct Core {
     deadline: Option<Duration>,
     translate_paths: bool,
     session_layout: SessionLayout,
+    allow_unsafe_host_config: bool,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -119,6 +127,7 @@ impl Core {
         let mut options = RunnerOptions::new(&self.state_dir);
         options.pull = self.pull;
         options.session_layout = self.session_layout;
+        options.allow_unsafe_host_config = self.allow_unsafe_host_config;
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -190,6 +199,7 @@ impl ContainerRunnerCore {
                     })?,
                     None => SessionLayout::PerAgent,
                 },
+                allow_unsafe_host_config: options.allow_unsafe_host_config.unwrap_or(false),
                 state_dir: PathBuf::from(&state_dir),
                 config,
                 runner: Mutex::new(None),
