@@ -216,12 +216,13 @@ fn no_new_privileges_and_capabilities_are_checked_inside_once_per_container() {
     assert_eq!(second.container_id, id);
 
     // Another runner (another process, after a restart) checks before its first job there.
-    let e = fleet
+    let e = match fleet
         .second_runner()
         .start(fleet.job(&agent, &config, ["true"]))
-        .err()
-        .expect("the check cannot run without cat")
-        .to_string();
+    {
+        Ok(_) => panic!("the check ran without cat"),
+        Err(e) => e.to_string(),
+    };
     assert!(
         e.contains("the engine did not apply the check of no-new-privileges and capabilities inside the container")
             && e.contains("the image needs `cat`"),

@@ -364,7 +364,8 @@ pub(crate) fn gate(over: &Map<String, Value>, g: &Gate<'_>) -> Result<()> {
             "Ulimits" => {
                 for (i, u) in list(v).iter().enumerate() {
                     let name = u.get("Name").and_then(Value::as_str).unwrap_or_default();
-                    if !HARMLESS_ULIMITS.contains(&name) {
+                    // The engine upper-cases the name into RLIMIT_<NAME>.
+                    if !HARMLESS_ULIMITS.contains(&name.to_ascii_lowercase().as_str()) {
                         needs(
                             format!("{f}[{i}].Name"),
                             format!("{} is not a limit known to be harmless (nice, rtprio and rttime let the job take real-time CPU from the host)", quote(name)),
@@ -528,7 +529,7 @@ fn mounts(v: &Value, g: &Gate<'_>, needs: &dyn Fn(String, String) -> Result<()>)
 }
 
 /// Merges `config.host_config_override` over the runner's `generated` HostConfig (a JSON object)
-/// and returns the result. Keys are read as the engine reads them ([`read_override`]); every key
+/// and returns the result. Keys are read as the engine reads them (in any letter case); every key
 /// replaces the generated one, as in herdctl, except:
 ///
 /// - `Mounts`: the override's mounts are appended; one whose `Target` the runner already mounts

@@ -192,10 +192,16 @@ pub(crate) fn verify(
     for m in &got.mounts {
         match m.r#type.as_str() {
             "bind" => {
+                // An engine may report the source with its symlinks resolved.
+                let same = |a: &str, b: &str| {
+                    a == b
+                        || std::fs::canonicalize(a)
+                            .is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+                };
                 let planned = expected
                     .binds
                     .iter()
-                    .any(|(s, t)| *s == m.source && *t == m.destination);
+                    .any(|(s, t)| *t == m.destination && same(s, &m.source));
                 if !planned {
                     loosened(format!(
                         "only the runner's bind mounts (got {} at {})",

@@ -134,7 +134,8 @@ fn the_refusal_says_exactly_how_to_opt_in() {
 fn an_allowlist_passes_harmless_keys_and_nothing_else() {
     let harmless = json!({
         "ShmSize": 1 << 26, "CpuShares": 512, "NanoCpus": 1_000_000_000, "CpusetCpus": "0",
-        "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "Dns": ["127.0.0.1"],
+        "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}, {"Name": "NPROC", "Soft": 1, "Hard": 1}],
+        "Dns": ["127.0.0.1"],
         "ExtraHosts": ["a:127.0.0.1"], "ReadonlyRootfs": true, "PidsLimit": 100,
         "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}},
         "RestartPolicy": {"Name": "no"}, "Tmpfs": {"/cache": "size=10m"},
@@ -169,6 +170,10 @@ fn an_allowlist_passes_harmless_keys_and_nothing_else() {
         (json!({"LogConfig": {"type": "syslog"}}), "LogConfig.Type"),
         (
             json!({"Ulimits": [{"name": "rtprio", "Soft": 99, "Hard": 99}]}),
+            "Ulimits[0].Name",
+        ),
+        (
+            json!({"Ulimits": [{"Name": "RTPRIO", "Soft": 99, "Hard": 99}]}),
             "Ulimits[0].Name",
         ),
         (json!({"OomScoreAdj": -1000}), "OomScoreAdj"),
