@@ -308,6 +308,8 @@ impl Runner {
         if let Err(e) =
             check_inside_once(shared, &lease, mode, &spec.config.user.to_string(), inside)
         {
+            // A container that died at start (its exec failed, or was cut short) says why.
+            let e = lifecycle::explain_exec_failure(shared, &lease, e);
             if lease.created() {
                 // No job may run in it, and no earlier job's state is in it.
                 let _ = shared.engine.remove_container(lease.id(), true);

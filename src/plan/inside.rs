@@ -110,6 +110,14 @@ pub(crate) fn check_inside(
     // exit code (one more call) is only needed to explain a failure.
     if !status.contains("\nNoNewPrivs:") {
         let code = engine.exec_exit_code(&id, Duration::from_secs(5))?;
+        // A container whose init failed kills the exec with it, and its state may lag a moment
+        // behind: give it that moment, so the caller reports the container's death instead.
+        for _ in 0..10 {
+            if !engine.inspect_container(container)?.state.running {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
         let said = String::from_utf8_lossy(&stderr);
         let said: String = said.trim().chars().take(200).collect();
         return Err(not_applied(format!(
