@@ -236,8 +236,10 @@ pub struct DockerConfig {
     pub pids_limit: Option<u64>,
     /// User labels; none may use the `dev.herdctl.` prefix. Default: empty.
     pub labels: BTreeMap<String, String>,
-    /// Raw engine `HostConfig` merged over the generated one by [`merge_host_config`]. Fleet only.
-    /// Default: unset.
+    /// Raw engine `HostConfig` merged over the generated one by [`merge_host_config`], with its
+    /// keys in the engine's spelling (the engine reads keys in any letter case; resolving
+    /// rewrites them, and refuses two keys for one field). Settings that can loosen the
+    /// container are refused when a job starts unless opted in. Fleet only. Default: unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_config_override: Option<serde_json::Value>,
     /// Lets `host_config_override` (and `volumes`) loosen the container: `Privileged`, `CapAdd`,
