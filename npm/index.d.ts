@@ -102,9 +102,15 @@ export interface DockerConfig {
   tmpfs: TmpfsMount[]
   pidsLimit?: number
   labels: Record<string, string>
-  /** Raw engine HostConfig merged over the generated one (fleet only). */
+  /**
+   * Raw engine HostConfig merged over the generated one (fleet only), with keys in the engine's
+   * spelling (it reads them in any letter case).
+   */
   hostConfigOverride?: object
-  /** Lets hostConfigOverride loosen security (fleet only). */
+  /**
+   * Lets hostConfigOverride and volumes loosen the container (fleet only); the runner option
+   * `allowUnsafeHostConfig` and `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` do it for every agent.
+   */
   allowUnsafeHostConfig?: boolean
 }
 
@@ -218,7 +224,8 @@ export declare class ContainerRunner {
    *   throws with code INVALID_CONFIG)
    * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
    * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock), the
-   *   pull policy and a job timeout
+   *   pull policy, a job timeout, and `allowUnsafeHostConfig` (the opt-in for host_config settings
+   *   that loosen the container)
    */
   constructor(
     wrapped: WrappableRuntime | object,

@@ -69,9 +69,9 @@ pub use config::{
     format_memory, host_user, merge_host_config, parse_memory_to_bytes, parse_port_binding,
     parse_tmpfs_mount, parse_user, parse_volume_mount, process_user, resolve_docker_config,
     resolve_layered, AccessMode, DockerConfig, DockerLayers, NetworkMode, PortBinding, TmpfsMount,
-    UserSpec, VolumeMount, AGENT_FIELDS, DEFAULT_CPU_SHARES, DEFAULT_DOCKER_IMAGE,
-    DEFAULT_MAX_CONTAINERS, DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_LIMIT, DEFAULT_NON_ROOT_USER,
-    DEFAULT_PIDS_LIMIT, MIN_MEMORY_BYTES,
+    UserSpec, VolumeMount, AGENT_FIELDS, ALLOW_UNSAFE_ENV, DEFAULT_CPU_SHARES,
+    DEFAULT_DOCKER_IMAGE, DEFAULT_MAX_CONTAINERS, DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_LIMIT,
+    DEFAULT_NON_ROOT_USER, DEFAULT_PIDS_LIMIT, MIN_MEMORY_BYTES,
 };
 pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;

@@ -27,6 +27,8 @@ pub(crate) struct Request<'a> {
     pub config_hash: &'a str,
     pub image: &'a str,
     pub body: Value,
+    /// What the inspect after create may show beyond the body.
+    pub expected: plan::Expected,
     pub keep: usize,
 }
 
@@ -80,6 +82,11 @@ impl Lease {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this acquire created the container.
+    pub(crate) fn created(&self) -> bool {
+        self.created
     }
 
     /// Ends the job's use: stops an ephemeral container, then applies retention to the agent.
@@ -224,7 +231,7 @@ fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Resu
     let verified = shared
         .engine
         .inspect_container(&id)
-        .and_then(|got| plan::verify(&req.body, &got));
+        .and_then(|got| plan::verify(&req.body, &req.expected, &got));
     let t = Instant::now();
     let started = verified.and_then(|w| {
         warnings = w;

@@ -1,13 +1,13 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
-use crate::engine::{Engine, ExecSpec, PullProgress};
+use crate::engine::{Engine, ExecSpec, Host, PullProgress};
 use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Request};
@@ -66,6 +66,13 @@ pub struct RunnerOptions {
     pub max_line_bytes: usize,
     /// Session directory per agent (default) or one shared directory (herdctl's layout).
     pub session_layout: SessionLayout,
+    /// Lets every agent's `host_config` (and volumes) loosen the container, as each config's own
+    /// `allow_unsafe_host_config` does for its agent: privileged mode, added capabilities, host
+    /// namespaces, non-GPU devices, the engine's socket, ... [`Runner::new`] also turns it on
+    /// when the environment variable [`ALLOW_UNSAFE_ENV`]
+    /// (`HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG`) is `1` or `true`, so an unmodified herdctl
+    /// can opt in. Default: false.
+    pub allow_unsafe_host_config: bool,
 }
 
 impl RunnerOptions {
@@ -77,6 +84,7 @@ impl RunnerOptions {
             pull_progress: None,
             max_line_bytes: 64 << 20,
             session_layout: SessionLayout::PerAgent,
+            allow_unsafe_host_config: false,
         }
     }
 }
@@ -89,6 +97,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("pull_progress", &self.pull_progress.is_some())
             .field("max_line_bytes", &self.max_line_bytes)
             .field("session_layout", &self.session_layout)
+            .field("allow_unsafe_host_config", &self.allow_unsafe_host_config)
             .finish()
     }
 }
@@ -187,6 +196,8 @@ pub(crate) struct Shared {
     pub options: RunnerOptions,
     /// Containers this process's jobs are using, with a count of jobs per container.
     in_use: Mutex<HashMap<String, usize>>,
+    /// Persistent containers whose processes this runner has checked from inside.
+    checked_inside: Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -216,8 +227,11 @@ impl Shared {
 }
 
 impl Runner {
-    /// A runner over `engine`, keeping its files under `options.state_dir`.
+    /// A runner over `engine`, keeping its files under `options.state_dir`. Reads
+    /// [`ALLOW_UNSAFE_ENV`] (see [`RunnerOptions::allow_unsafe_host_config`]); a value other than
+    /// `1`, `true`, `0`, `false` or empty is an error.
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
+        options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
         // Mount sources must be absolute; a relative state directory means "from here".
         options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
             Error::io(
@@ -236,6 +250,7 @@ impl Runner {
                 engine,
                 options,
                 in_use: Mutex::new(HashMap::new()),
+                checked_inside: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -290,6 +305,19 @@ impl Runner {
             layout: shared.options.session_layout,
             credentials: Some(&credentials),
         })?;
+        // The opt-in: the agent's config, or this runner's option or environment.
+        let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
+        let own_socket = match shared.engine.host() {
+            Host::Unix(path) => Some(path.as_path()),
+            Host::Tcp(_) => None,
+        };
+        let sockets = EngineSockets::find(own_socket);
+        plan::check_mount_sources(&mounts, &sockets, allow)?;
+        let gate = Gate {
+            allow,
+            network: spec.config.network,
+            sockets: &sockets,
+        };
         let hash = crate::hash::config_hash(&spec.config, &mounts);
         let mode = if spec.config.ephemeral {
             Mode::Ephemeral
@@ -303,7 +331,8 @@ impl Runner {
             labels::now_ms(),
             &spec.config.labels,
         );
-        let body = plan::create_body(&spec.config, &mounts, &labels)?;
+        let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
+        let inside = plan::Inside::of(&body);
         let sanitized = sanitize_agent_name(&spec.agent);
         let acquired = lifecycle::acquire(
             shared,
@@ -314,9 +343,24 @@ impl Runner {
                 config_hash: &hash,
                 image: &spec.config.image,
                 body,
+                expected: plan::Expected::new(allow, &mounts),
                 keep: spec.config.max_containers as usize,
             },
         )?;
+        let mut lease = acquired.lease;
+        if let Err(e) =
+            check_inside_once(shared, &lease, mode, &spec.config.user.to_string(), inside)
+        {
+            // A container that died at start (its exec failed, or was cut short) says why.
+            let e = lifecycle::explain_exec_failure(shared, &lease, e);
+            if lease.created() {
+                // No job may run in it, and no earlier job's state is in it.
+                let _ = shared.engine.remove_container(lease.id(), true);
+            } else {
+                lease.release();
+            }
+            return Err(e);
+        }
         let mut timings = Timings {
             acquire: Some(started.elapsed()),
             create: acquired.create,
@@ -335,7 +379,6 @@ impl Runner {
         env.extend(credentials.exec_env());
         env.extend(spec.env.iter().cloned());
 
-        let mut lease = acquired.lease;
         let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
         exec.env = env;
         exec.user = Some(spec.config.user.to_string());
@@ -502,6 +545,54 @@ impl Runner {
     }
 }
 
+/// Checks a container's processes from inside ([`plan::check_inside`]) once: every fresh
+/// container, and a reused persistent one the first time this runner uses it.
+fn check_inside_once(
+    shared: &Shared,
+    lease: &lifecycle::Lease,
+    mode: Mode,
+    user: &str,
+    want: plan::Inside,
+) -> Result<()> {
+    if !want.is_needed() {
+        return Ok(());
+    }
+    let id = lease.id();
+    let seen = || {
+        shared
+            .checked_inside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    if mode == Mode::Persistent && !lease.created() && seen().contains(id) {
+        return Ok(());
+    }
+    plan::check_inside(&shared.engine, id, lease.name(), user, want)?;
+    if mode == Mode::Persistent {
+        // Ids only: a few per agent and config, for the life of the process.
+        seen().insert(id.to_string());
+    }
+    Ok(())
+}
+
+/// Reads the opt-in environment variable: absent, empty, `0` or `false` is off; `1` or `true` on.
+fn allow_from_env(value: Option<std::ffi::OsString>) -> Result<bool> {
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Some("" | "0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        _ => Err(Error::invalid(
+            ALLOW_UNSAFE_ENV,
+            format!(
+                "{:?} is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no",
+                value.to_string_lossy()
+            ),
+        )),
+    }
+}
+
 /// One of this project's containers, as `list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ManagedContainer {
@@ -519,4 +610,29 @@ pub struct ManagedContainer {
     pub created_ms: u64,
     /// The engine's state: `running`, `exited`, `created`, ...
     pub state: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opt_in_variable_is_a_strict_switch() {
+        let read = |v: Option<&str>| allow_from_env(v.map(Into::into));
+        for (v, on) in [
+            (None, false),
+            (Some(""), false),
+            (Some("0"), false),
+            (Some("false"), false),
+            (Some("1"), true),
+            (Some("true"), true),
+            (Some(" 1 "), true),
+        ] {
+            assert_eq!(read(v).unwrap(), on, "{v:?}");
+        }
+        assert_eq!(
+            read(Some("yes")).unwrap_err().to_string(),
+            "invalid HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG: \"yes\" is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no"
+        );
+    }
 }

@@ -40,7 +40,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use container_models::{
     ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerState, ContainerSummary,
-    MountPoint, ProcessList,
+    DeviceMapping, MountPoint, ProcessList,
 };
 pub use containers::{
     KillOutcome, MemoryStats, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus,

@@ -51,6 +51,13 @@ pub struct ContainerRunnerOptions {
     /// another's transcripts) or `"flat"` (`<stateDir>/docker-sessions/`, where herdctl's session
     /// discovery looks today).
     pub session_layout: Option<String>,
+    /// Lets every agent's `host_config` (and volumes) loosen the container: privileged mode,
+    /// added capabilities, host namespaces, non-GPU devices, the engine's socket, security
+    /// profiles, keys the runner does not know. Without it a job asking for one of these is
+    /// refused with `INVALID_CONFIG`, saying how to opt in. The environment variable
+    /// `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` does the same; one agent can opt in with
+    /// `allow_unsafe_host_config: true` in its docker config. Default: false.
+    pub allow_unsafe_host_config: Option<bool>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -104,6 +111,7 @@ struct Core {
     deadline: Option<Duration>,
     translate_paths: bool,
     session_layout: SessionLayout,
+    allow_unsafe_host_config: bool,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -125,6 +133,7 @@ impl Core {
         options.pull = self.pull;
         options.pull_progress = self.pull_progress.clone();
         options.session_layout = self.session_layout;
+        options.allow_unsafe_host_config = self.allow_unsafe_host_config;
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -228,6 +237,7 @@ impl ContainerRunnerCore {
                     })?,
                     None => SessionLayout::PerAgent,
                 },
+                allow_unsafe_host_config: options.allow_unsafe_host_config.unwrap_or(false),
                 state_dir: PathBuf::from(&state_dir),
                 secrets: secrets(config.env.clone()),
                 config,
@@ -413,7 +423,8 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         Value::Object(map) => map,
         _ => return Err(invalid("options", "expected an object of runner options")),
     };
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 7] = [
+        "allowUnsafeHostConfig",
         "dockerHost",
         "socketPath",
         "pull",
@@ -432,7 +443,13 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(invalid(format!("options.{key}"), "expected a string")),
     };
+    let boolean = |key: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid(format!("options.{key}"), "expected true or false")),
+    };
     Ok(ContainerRunnerOptions {
+        allow_unsafe_host_config: boolean("allowUnsafeHostConfig")?,
         docker_host: string("dockerHost")?,
         socket_path: string("socketPath")?,
         pull: string("pull")?,
@@ -447,11 +464,7 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
                 ))
             }
         },
-        translate_paths: match map.get("translatePaths") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => return Err(invalid("options.translatePaths", "expected true or false")),
-        },
+        translate_paths: boolean("translatePaths")?,
         session_layout: string("sessionLayout")?,
     })
 }
