@@ -195,7 +195,9 @@ function hooks(options) {
             // nor is a progress display's
           }
         };
-  return { native: options == null ? options : native, onCall, onPull };
+  // Without hooks the options cross as given (so an error's path is the caller's own).
+  const plain = options == null || (logger === undefined && onPullProgress === undefined);
+  return { native: plain ? options : native, onCall, onPull };
 }
 
 /** Wraps one of herdctl's runtimes so that each job runs in a Docker container. */
