@@ -105,7 +105,8 @@ function unavailable(what, cause) {
       `${NAME}: the package ${pkg}, which holds the ${what} for this platform (${tag}), is not ` +
         `installed. npm leaves optional dependencies out with --omit=optional, and a lockfile ` +
         `written on another platform can lack it (https://github.com/npm/cli/issues/4828): run ` +
-        `\`npm install ${pkg}@${version}\`, or reinstall without the lockfile.`,
+        `\`npm install ${pkg}@${version}\`, or reinstall without the lockfile. (In a checkout, ` +
+        `\`npm run build\` in npm/ builds the addon instead.)`,
       cause,
     );
   }
