@@ -60,9 +60,10 @@ fn all_text(e: &Error) -> String {
     text
 }
 
-/// A proxy whose exec create answers 500 quoting the request body, the first secret found in it
-/// placed `at` bytes before the engine message's display cut (2048) when `at` is given; and a
-/// count of the bodies it echoed that held the API key (proof that the fault happened).
+/// A proxy whose exec create answers 500 quoting the request body of the job's exec, the first
+/// secret found in it placed `at` bytes before the engine message's display cut (2048) when
+/// `at` is given; and a count of the bodies it echoed that held the API key (proof that the
+/// fault happened).
 fn echoing_proxy(at: Option<usize>) -> (Proxy, Arc<AtomicUsize>) {
     let echoed = Arc::new(AtomicUsize::new(0));
     let count = echoed.clone();
@@ -71,9 +72,12 @@ fn echoing_proxy(at: Option<usize>) -> (Proxy, Arc<AtomicUsize>) {
             return None;
         }
         let text = String::from_utf8_lossy(body);
-        if text.contains(API_KEY) {
-            count.fetch_add(1, Ordering::SeqCst);
+        // Only the job's exec carries the key; the runner's own (the check of no-new-privileges
+        // and capabilities inside, made once per container before the job) goes through.
+        if !text.contains(API_KEY) {
+            return None;
         }
+        count.fetch_add(1, Ordering::SeqCst);
         let pad = match (at, text.find(API_KEY)) {
             // The message is the pad, "invalid request body: " (22 bytes), then the body.
             (Some(at), Some(i)) => 2048usize.saturating_sub(22 + i + at),
@@ -118,6 +122,35 @@ fn an_engine_error_quoting_the_request_body_carries_no_secret() {
         let text = all_text(&e);
         assert!(text.contains(REDACTED), "{text}");
         assert_eq!(leaks(&text), None, "at {at:?}: {text}");
+    }
+}
+
+/// A password with characters JSON escapes (`"`, `\`, `<`, `&`) is in the quoted body only as
+/// JSON writes it (`\"`, `\\`): the redactor looked for it as given, and the error carried it.
+#[test]
+fn a_secret_that_json_escapes_is_redacted_as_the_quoted_body_writes_it() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let (proxy, echoed) = echoing_proxy(None);
+    let runner = runner_over(&proxy, &fleet);
+    let agent = fleet.agent("echo-escaped");
+    let odd = r#"pa"ss\wo<r>&d-echo"#;
+    let config = fleet.config(json!({ "env": { "DB_PASSWORD": odd } }));
+    let e = runner
+        .start(fleet.job(&agent, &config, ["cat"]))
+        .expect_err("exec create fails");
+    assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
+    let text = all_text(&e);
+    assert!(text.contains(REDACTED), "{text}");
+    let escaped = serde_json::to_string(odd).unwrap();
+    let escaped = &escaped[1..escaped.len() - 1];
+    for form in [odd, escaped] {
+        for len in 6..=form.len() {
+            for start in 0..=form.len() - len {
+                let piece = &form[start..start + len];
+                assert!(!text.contains(piece), "{piece:?} of {form:?} in: {text}");
+            }
+        }
     }
 }
 
