@@ -195,6 +195,10 @@ impl Shared {
 
 impl Runner {
     /// A runner over `engine`, keeping its files under `options.state_dir`.
+    ///
+    /// The first runner of a process over a state directory takes this process's owner lock
+    /// there (`<state_dir>/owners/`, held until the process exits) and stops the running
+    /// ephemeral containers of processes that died mid-job (one list call when there are none).
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
         // Mount sources must be absolute; a relative state directory means "from here".
         options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
@@ -209,13 +213,22 @@ impl Runner {
                 e,
             )
         })?;
-        Ok(Runner {
+        let (_, first) = crate::owner::current(&options.state_dir)?;
+        let runner = Runner {
             shared: Arc::new(Shared {
                 engine,
                 options,
                 in_use: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        if first {
+            // The first runner of this process over this state directory: stop the ephemeral
+            // containers whose process died (killed mid-job) before it could. Best effort: an
+            // engine that does not answer now fails the first job with a clearer error, and
+            // `gc` tries again.
+            let _ = retention::reap_orphans(&runner.shared);
+        }
+        Ok(runner)
     }
 
     /// The state directory, absolute.
@@ -253,13 +266,23 @@ impl Runner {
         } else {
             Mode::Persistent
         };
-        let labels = labels::container_labels(
+        let mut labels = labels::container_labels(
             &spec.agent,
             mode,
             &hash,
             labels::now_ms(),
             &spec.config.labels,
         );
+        let mount_ids = lifecycle::mount_ids(&mounts);
+        labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
+        let owner = match mode {
+            Mode::Ephemeral => {
+                let (owner, _) = crate::owner::current(&shared.options.state_dir)?;
+                labels.insert(labels::OWNER.into(), owner.id().to_string());
+                Some(owner)
+            }
+            Mode::Persistent => None,
+        };
         let body = plan::create_body(&spec.config, &mounts, &labels)?;
         let sanitized = sanitize_agent_name(&spec.agent);
         let acquired = lifecycle::acquire(
@@ -272,6 +295,8 @@ impl Runner {
                 image: &spec.config.image,
                 body,
                 keep: spec.config.max_containers as usize,
+                mount_ids: &mount_ids,
+                owner,
             },
         )?;
         let mut timings = Timings {
@@ -350,6 +375,8 @@ impl Runner {
             started,
             timings,
             warnings: acquired.warnings,
+            image: spec.config.image.clone(),
+            config_hash: hash,
             lease,
             paths: mounts.path_map(),
         }))

@@ -9,9 +9,12 @@ fn report(outcome: Outcome, stderr: &str) -> JobReport {
         outcome,
         container_id: "0123abcd".into(),
         container_name: "herdctl-a-1".into(),
+        image: "herdctl-test/runtime:latest".into(),
+        config_hash: "0123456789abcdef".into(),
         stderr_tail: stderr.into(),
         timings: Timings::default(),
         warnings: Vec::new(),
+        redactor: Redactor::default(),
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use cancel::Canceller;
 pub(crate) use cancel::{StopReason, JOB_MARKER};
-pub use outcome::{JobReport, Outcome, Timings};
+pub use outcome::{JobReport, JobSummary, Outcome, Timings};
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
 use crate::lifecycle::Lease;
@@ -48,6 +48,8 @@ pub struct Job {
     started: Instant,
     timings: Timings,
     warnings: Vec<String>,
+    image: String,
+    config_hash: String,
     /// The job's mounts, for translating paths between host and container.
     paths: PathMap,
     /// Set when the output ended: `None` for a clean end of stream.
@@ -78,6 +80,8 @@ pub(crate) struct Started {
     pub started: Instant,
     pub timings: Timings,
     pub warnings: Vec<String>,
+    pub image: String,
+    pub config_hash: String,
     pub lease: Lease,
     pub paths: PathMap,
 }
@@ -101,6 +105,8 @@ impl Job {
             started: s.started,
             timings: s.timings,
             warnings: s.warnings,
+            image: s.image,
+            config_hash: s.config_hash,
             ended: None,
             lease: Some(s.lease),
             paths: s.paths,
@@ -214,13 +220,21 @@ impl Job {
         let release_started = Instant::now();
         self.warnings.extend(lease.release());
         self.timings.release = Some(release_started.elapsed());
+        let redactor = &self.redactor;
         JobReport {
             outcome,
             container_id: lease.id().to_string(),
             container_name: lease.name().to_string(),
-            stderr_tail: self.redactor.redact(&self.stderr.text()).into_owned(),
+            image: std::mem::take(&mut self.image),
+            config_hash: std::mem::take(&mut self.config_hash),
+            stderr_tail: redactor.redact(&self.stderr.text()).into_owned(),
             timings: self.timings.clone(),
-            warnings: std::mem::take(&mut self.warnings),
+            // A warning may quote the engine, which may quote the request.
+            warnings: std::mem::take(&mut self.warnings)
+                .into_iter()
+                .map(|w| redactor.redact(&w).into_owned())
+                .collect(),
+            redactor: redactor.clone(),
         }
     }
 

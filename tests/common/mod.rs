@@ -4,6 +4,7 @@
 
 pub mod fake;
 pub mod fleet;
+pub mod proxy;
 pub mod registry;
 pub mod tar;
 
