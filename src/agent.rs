@@ -13,7 +13,7 @@
 //! [`crate::JobSummary`]: outcome, exit code, timings, warnings, container, image, config hash).
 //! herdctl reads nothing after the first `result`, so the agent's `result` is held back until the
 //! job has ended and its container is released (the agent exits within milliseconds of printing
-//! it; one still running [`AFTER_RESULT_GRACE`] later is stopped, as herdctl's own cancel would).
+//! it; one still running half a second later is stopped, as herdctl's own cancel would).
 //!
 //! ```no_run
 //! use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};

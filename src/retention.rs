@@ -8,8 +8,9 @@
 //!
 //! Running ephemeral containers are a different matter: one runs only while its job does, so one
 //! that runs with no job in it was leaked, by a process that died (or whose stop failed).
-//! [`reap_orphans`] stops those whose owner is proven gone (see [`crate::owner`]); they are then
-//! stopped containers like any other.
+//! `gc` (and a process's first runner) stops those whose owner is proven gone, by a lock file
+//! per process under the state directory that the kernel releases when the process dies; they are
+//! then stopped containers like any other.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -116,7 +117,15 @@ pub(crate) fn prune(shared: &Shared, agent: &str, keep: usize) -> Result<PruneRe
 /// Stops the orphans ([`reap_orphans`]), then applies [`choose_gc`] to every container this
 /// project made: one list call for all agents.
 pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result<PruneReport> {
-    let reaped = reap_orphans(shared)?;
+    // Without an owner lock (a file system without flock) there is nothing to prove: say so
+    // and collect the rest.
+    let reaped = reap_orphans(shared).or_else(|e| match e {
+        Error::Io { .. } => Ok(PruneReport {
+            warnings: vec![format!("stop orphaned containers: {e}")],
+            ..PruneReport::default()
+        }),
+        other => Err(other),
+    })?;
     let found = shared
         .engine
         .list_containers(&[(labels::MANAGED, Some("1"))], true)?;

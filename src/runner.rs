@@ -213,7 +213,9 @@ impl Runner {
                 e,
             )
         })?;
-        let (_, first) = crate::owner::current(&options.state_dir)?;
+        // A state directory whose file system refuses the lock costs only the reaping: jobs run,
+        // and each says that its container has no owner.
+        let first = crate::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
         let runner = Runner {
             shared: Arc::new(Shared {
                 engine,
@@ -275,12 +277,20 @@ impl Runner {
         );
         let mount_ids = lifecycle::mount_ids(&mounts);
         labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
+        let mut warnings = Vec::new();
         let owner = match mode {
-            Mode::Ephemeral => {
-                let (owner, _) = crate::owner::current(&shared.options.state_dir)?;
-                labels.insert(labels::OWNER.into(), owner.id().to_string());
-                Some(owner)
-            }
+            Mode::Ephemeral => match crate::owner::current(&shared.options.state_dir) {
+                Ok((owner, _)) => {
+                    labels.insert(labels::OWNER.into(), owner.id().to_string());
+                    Some(owner)
+                }
+                Err(e) => {
+                    warnings.push(format!(
+                        "no owner lock for this job's container ({e}): should this process die mid-job, no other runner can prove it orphaned and stop it"
+                    ));
+                    None
+                }
+            },
             Mode::Persistent => None,
         };
         let body = plan::create_body(&spec.config, &mounts, &labels)?;
@@ -374,7 +384,7 @@ impl Runner {
             max_line: shared.options.max_line_bytes,
             started,
             timings,
-            warnings: acquired.warnings,
+            warnings: warnings.into_iter().chain(acquired.warnings).collect(),
             image: spec.config.image.clone(),
             config_hash: hash,
             lease,

@@ -189,7 +189,11 @@ fn a_live_owners_container_is_never_reaped() {
 
     owner.kill();
     let report = gc_everyone(&fleet.runner);
-    assert_eq!(report.stopped, [container.id.clone()], "{report:?}");
+    assert_eq!(
+        report.stopped,
+        std::slice::from_ref(&container.id),
+        "{report:?}"
+    );
     assert!(!running(&fleet, &container.id));
 }
 
