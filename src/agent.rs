@@ -316,7 +316,7 @@ pub struct AgentJob {
     /// Messages the agent printed after its `result`, handed out after it.
     after_result: AfterResult,
     /// What is left to hand out once the job has ended.
-    closing: VecDeque<String>,
+    pending: VecDeque<String>,
 }
 
 /// Messages after the result, bounded: an agent that floods after its result is stopped within
@@ -372,7 +372,7 @@ impl AgentJob {
             redactor,
             held_result: None,
             after_result: AfterResult::default(),
-            closing: VecDeque::new(),
+            pending: VecDeque::new(),
         })
     }
 
@@ -390,7 +390,7 @@ impl AgentJob {
     /// The agent's first `result` comes once the job has ended, with the job's report added as
     /// `container_report`; so does the synthesized error.
     pub fn next_message(&mut self) -> Option<String> {
-        if let Some(message) = self.closing.pop_front() {
+        if let Some(message) = self.pending.pop_front() {
             return Some(message);
         }
         let Phase::Running(job) = &mut self.phase else {
@@ -439,15 +439,15 @@ impl AgentJob {
             ));
         }
         if let Some(result) = self.held_result.take() {
-            self.closing.push_back(with_report(result, &report));
+            self.pending.push_back(with_report(result, &report));
         }
-        self.closing.extend(self.after_result.kept.drain(..));
+        self.pending.extend(self.after_result.kept.drain(..));
         if !lingered {
-            self.closing
+            self.pending
                 .extend(self.transcript.closing(&report, &self.redactor));
         }
         self.phase = Phase::Ended(Box::new(report));
-        self.closing.pop_front()
+        self.pending.pop_front()
     }
 
     /// How the job ended; cancels it first when its messages have not ended yet.
@@ -485,14 +485,22 @@ impl AfterResult {
 
 /// The agent's `result` with the job's report added as `container_report`; a result that does
 /// not parse after all is handed out as it is (the consumer's parse drops it either way).
+///
+/// Spliced in as text before the closing brace: serialising the parsed message again would sort
+/// the agent's keys and could change its numbers in the last digit. Should the agent have sent a
+/// `container_report` of its own, this one comes last, and JSON.parse keeps the last.
 fn with_report(result: String, report: &JobReport) -> String {
-    match serde_json::from_str::<Value>(&result) {
-        Ok(Value::Object(mut fields)) => {
-            fields.insert("container_report".into(), json!(report.summary()));
-            Value::Object(fields).to_string()
-        }
-        _ => result,
-    }
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&result) else {
+        return result;
+    };
+    let Some(body) = result.trim_end().strip_suffix('}') else {
+        return result;
+    };
+    let comma = if fields.is_empty() { "" } else { "," };
+    format!(
+        "{body}{comma}\"container_report\":{}}}",
+        json!(report.summary())
+    )
 }
 
 /// How long a cancel after the agent's `result` waits for the agent to exit by itself before
