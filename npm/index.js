@@ -268,7 +268,7 @@ class ContainerRunner {
     return this._core.prune(agent, keep);
   }
 
-  /** Removes stopped containers of agents not in `liveAgents`; prunes the others to `keep`. */
+  /** Stops ownerless ephemeral containers; removes stopped ones of agents not in `liveAgents`; prunes the others to `keep`. */
   async gc(liveAgents, keep) {
     toJson(keep, 'keep');
     return this._core.gc(liveAgents, keep);
