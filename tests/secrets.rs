@@ -154,6 +154,37 @@ fn a_secret_that_json_escapes_is_redacted_as_the_quoted_body_writes_it() {
     }
 }
 
+/// A secret whose name does not say so (`DATABASE_URL`) is in the quoted body like any other
+/// env value: from an engine's error, every env value goes.
+#[test]
+fn an_env_value_of_any_name_is_redacted_from_an_engine_error() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let (proxy, echoed) = echoing_proxy(None);
+    let runner = runner_over(&proxy, &fleet);
+    let agent = fleet.agent("echo-any-name");
+    let url = "postgres://app:url-pass-echo-test@db.internal/app";
+    let config = fleet.config(json!({ "env": { "DATABASE_URL": url } }));
+    let mut spec = fleet.job(&agent, &config, ["cat"]);
+    spec.env
+        .push("EXTRA_DSN=mysql://u:dsn-pass-echo-test@h/d".into());
+    let e = runner.start(spec).expect_err("exec create fails");
+    assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
+    let text = all_text(&e);
+    for secret in ["url-pass-echo-test", "dsn-pass-echo-test"] {
+        assert!(!text.contains(secret), "{secret} in: {text}");
+    }
+    assert!(text.contains("DATABASE_URL=[REDACTED]"), "{text}");
+    // A config error keeps its own words, even where an env value is one of them.
+    let config = fleet.config(json!({ "env": { "MODE": "expected" } }));
+    let mut bad = config.clone();
+    bad.host_config_override = Some(json!({"Privileged": "yes"}));
+    let e = runner
+        .start(fleet.job(&agent, &bad, ["cat"]))
+        .expect_err("refused");
+    assert!(e.to_string().contains("expected true or false"), "{e}");
+}
+
 #[test]
 fn an_agent_job_error_quoting_the_request_body_carries_no_secret() {
     api_key_in_env();
