@@ -197,6 +197,20 @@ fn an_allowlist_passes_harmless_keys_and_nothing_else() {
         ),
         // Unknown to this runner: maybe known to a newer engine.
         (json!({"FutureEscapeHatch": true}), "FutureEscapeHatch"),
+        // A dotless i folds to no ASCII letter in Go (old or new): an unknown key, refused
+        // all the same should an engine fold it further.
+        (json!({"Pr\u{131}vileged": true}), "Pr\u{131}vileged"),
+        // Values are read exactly as the engine reads them: it knows no `TMPFS` or `RUNC`.
+        (
+            json!({"Mounts": [{"type": "TMPFS", "Target": "/t"}]}),
+            "Mounts[0]",
+        ),
+        (json!({"Runtime": "RUNC"}), "Runtime"),
+        (json!({"GroupAdd": ["disk"]}), "GroupAdd[0]"),
+        (
+            json!({"Devices": [{"PathOnHost": "/dev/mem"}]}),
+            "Devices[0].PathOnHost",
+        ),
     ] {
         let e = refusal(hc.clone());
         assert!(
@@ -204,6 +218,21 @@ fn an_allowlist_passes_harmless_keys_and_nothing_else() {
             "{hc}: {e}"
         );
         assert!(merged(hc, true).is_ok());
+    }
+    // A tmpfs over the runner's mounts, however the path is spelt, is refused even with the
+    // opt-in.
+    for path in [
+        "/workspace/../home/claude/.claude",
+        "//home/claude/./.claude/",
+        "/home",
+    ] {
+        let e = config(json!({"Tmpfs": {path: ""}}), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid docker.host_config.Tmpfs: path "),
+            "{path}: {e}"
+        );
     }
     // Types are checked, so the engine's create never fails on a mistyped override.
     assert_eq!(
