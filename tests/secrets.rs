@@ -253,3 +253,34 @@ fn a_key_across_the_stderr_tail_cut_leaves_no_fragment() {
         assert_eq!(tail.len(), REDACTED.len() + after);
     }
 }
+
+/// Jobs of one persistent container share its uid, but each runs with a group id of its own:
+/// the kernel lets a process read another's environment only with the same ids, so one job
+/// cannot read another's secrets through `/proc`.
+#[test]
+fn a_job_cannot_read_another_jobs_environment_in_a_shared_container() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let agent = fleet.agent("env-peek");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut victim = fleet.job(&agent, &config, ["sleep", "30"]);
+    victim.env.push("JOB_A_ONLY=job-a-secret-value".into());
+    let victim = fleet.runner.start(victim).expect("the first job starts");
+    let peek = "for f in /proc/[0-9]*; do tr '\\0' '\\n' < $f/environ 2>/dev/null; done \
+                | grep -c JOB_A_ONLY; \
+                for f in /proc/[0-9]*; do tr '\\0' ' ' < $f/cmdline; echo; done | grep -c '^sleep 30'";
+    let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", peek]));
+    victim.canceller().cancel().expect("cancel");
+    let victim = victim.finish();
+    assert!(
+        matches!(victim.outcome, Outcome::Cancelled),
+        "{:?}",
+        victim.outcome
+    );
+    assert_eq!(
+        report.container_id, victim.container_id,
+        "one shared container"
+    );
+    // No environment read; the other job's process is there (its command line is public).
+    assert_eq!(lines, ["0", "1"], "{:?}", report.outcome);
+}
