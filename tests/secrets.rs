@@ -60,10 +60,10 @@ fn all_text(e: &Error) -> String {
     text
 }
 
-/// A proxy whose exec create answers 500 quoting the request body of the job's exec, the first
-/// secret found in it placed `at` bytes before the engine message's display cut (2048) when
-/// `at` is given; and a count of the bodies it echoed that held the API key (proof that the
-/// fault happened).
+/// A proxy whose exec create of the job (the one carrying the key) answers 500 quoting the
+/// request body, the first secret found in it
+/// placed `at` bytes before the engine message's display cut (2048) when `at` is given; and a
+/// count of the bodies it echoed that held the API key (proof that the fault happened).
 fn echoing_proxy(at: Option<usize>) -> (Proxy, Arc<AtomicUsize>) {
     let echoed = Arc::new(AtomicUsize::new(0));
     let count = echoed.clone();
@@ -72,9 +72,8 @@ fn echoing_proxy(at: Option<usize>) -> (Proxy, Arc<AtomicUsize>) {
             return None;
         }
         let text = String::from_utf8_lossy(body);
-        // Only the job's exec carries the key; the runner's own (the check of no-new-privileges
-        // and capabilities inside, made once per container before the job) goes through.
         if !text.contains(API_KEY) {
+            // The runner's own execs (its check of a fresh container) carry no env: forwarded.
             return None;
         }
         count.fetch_add(1, Ordering::SeqCst);
