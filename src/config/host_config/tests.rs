@@ -406,3 +406,19 @@ fn memory_override_keeps_no_extra_swap() {
     assert_eq!(m["Memory"], 1073741824);
     assert_eq!(m["SecurityOpt"], json!(["no-new-privileges"]));
 }
+
+/// A key twice in the JSON text itself (a fleet file read as JSON): the last one is the value,
+/// as in Go's decoder, and that is what the gate reads and what the engine is sent (the body is
+/// written anew, with the key once).
+#[test]
+fn a_key_twice_in_the_text_is_read_as_the_engine_reads_it() {
+    let hc: Value = serde_json::from_str(r#"{"Privileged": false, "Privileged": true}"#).unwrap();
+    assert!(refusal(hc.clone()).starts_with("invalid docker.host_config.Privileged: "));
+    let m = merged(hc, true).unwrap();
+    assert_eq!(m["Privileged"], true);
+    // Labels in the runner's prefix, in any letter case, are the runner's.
+    let e = resolve_docker_config(&json!({"labels": {"DEV.Herdctl.agent": "x"}}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dev.herdctl. prefix"), "{e}");
+}
