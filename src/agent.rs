@@ -5,9 +5,18 @@
 //! herdctl stops at the first `result` or `error`. A job in a container can end in ways a runtime
 //! never reports (killed, out of memory, cancelled, a missing binary, no engine mid-stream), so
 //! every such ending becomes one last synthesized `{"type":"error"}` message carrying what is known:
-//! the outcome, exit code, OOM flag and the redacted end of stderr. Only stdout lines that look like
-//! JSON objects are messages (whoever parses them drops one that is not JSON after all); anything
-//! else a broken tool prints goes into a short tail for that error, since herdctl would choke on it.
+//! the outcome, exit code, OOM flag and the redacted end of stderr. Only stdout lines that are JSON
+//! objects are messages (each is parsed in full: one that looks like a message and is not is
+//! named in that error, since its consumer would drop it without a word); anything else a broken
+//! tool prints goes into a short tail for that error, since herdctl would choke on it.
+//!
+//! The messages that close the stream (the synthesized error, the agent's `result`) carry the
+//! job's whole report as `container_report` (a [`crate::JobSummary`]: outcome, exit code,
+//! timings, warnings, container, image, config hash). herdctl reads nothing after the first
+//! `result` or `error`, so the agent's `result` is held back until the job has ended and its
+//! container is released (the agent exits within milliseconds of printing it; one still running
+//! half a second later is stopped, as herdctl's own cancel would); a job that failed yields its
+//! error before that result.
 //!
 //! ```no_run
 //! use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
@@ -48,7 +57,7 @@ use crate::paths::{
     prepare_session_dir,
 };
 use crate::{
-    process_user, translate_json_paths, workspace_root, Credentials, Direction, DockerConfig,
+    is_secret_name, process_user, translate_json_paths, workspace_root, Direction, DockerConfig,
     Error, JobSpec, PathMap, Redactor, Result, Runner, SessionLayout,
 };
 
@@ -157,7 +166,7 @@ impl Command {
     /// A raw command, checked: `argv` must name a program, and no element may hold a NUL byte
     /// (the kernel cannot pass one).
     pub fn raw(argv: Vec<String>, stdin: Vec<u8>) -> Result<Command> {
-        if argv.first().map_or(true, |p| p.is_empty()) {
+        if argv.first().is_none_or(|p| p.is_empty()) {
             return Err(Error::invalid(
                 "containerCommand.argv",
                 "empty; expected the program and its arguments, like [\"node\", \"agent.js\"]",
@@ -312,14 +321,28 @@ pub struct AgentJob {
     redactor: Redactor,
     /// `None` when the job failed before its command ran.
     canceller: Option<Canceller>,
-    /// The agent's error `result`, held back until the job's outcome is known (see
-    /// [`AgentJob::next_message`]).
-    held_result: Option<String>,
-    /// Messages still to yield after the job ended: the closing error, then a held result.
+    /// The agent's first `result`, held until the job has ended (see the module docs).
+    held_result: Option<Accepted>,
+    /// Messages the agent printed after its `result`, handed out after it.
+    after_result: AfterResult,
+    /// What is left to hand out once the job has ended: the closing error, the held result,
+    /// then the messages after it.
     pending: VecDeque<String>,
     /// herdctl's flat view of this agent's transcripts, kept by [`SessionLinks`].
     sessions: Option<SessionLinks>,
 }
+
+/// Messages after the result, bounded: an agent that floods after its result is stopped within
+/// [`AFTER_RESULT_GRACE`], but what it prints until then must not pile up without limit.
+#[derive(Debug, Default)]
+struct AfterResult {
+    kept: VecDeque<String>,
+    bytes: usize,
+    dropped: u64,
+}
+
+/// How many bytes of messages after the result are kept.
+const AFTER_RESULT_BYTES: usize = 1 << 20;
 
 enum Phase {
     Running(Box<Job>),
@@ -348,66 +371,103 @@ impl SessionLinks {
 
 impl AgentJob {
     /// Starts the job on `runner`. An error here means the job got no container (bad input, no
-    /// engine, a missing image, a name held by a container not this agent's); once the job has a
-    /// container, every ending is a message, a failed start in it included.
+    /// engine, a missing image, settings the gate refuses, a name held by a container not this
+    /// agent's); once the job has a container, every ending is a message, a failed start in it
+    /// included.
+    ///
+    /// Every error is redacted: before the job exists with what this process's environment
+    /// and the config hold secret, afterwards with all of the job's secrets.
     pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
-        let mut bridge = request.mcp_bridge(runner)?;
+        let early = || Redactor::from_process_env().with_env(&request.config.env);
+        let mut bridge = request.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
         let injected = bridge
             .as_ref()
             .map(Bridge::agent_configs)
             .unwrap_or_default();
-        let (mut spec, mcp_env) = request.job_spec(&injected)?;
-        // Discovered here rather than by the runner so that the same secrets redact the stdout
-        // tail of the closing error as the runner redacts stderr. The MCP servers' env (tokens,
-        // the bridge's secrets) reaches the agent too, so an agent that prints it is redacted.
-        let credentials = Credentials::discover(|k| std::env::var(k).ok())?;
-        let redactor = credentials
-            .redactor()
-            .with_env(&spec.config.env)
-            .with_env(mcp_env.iter().map(|(k, v)| (k, v)));
-        spec.credentials = Some(credentials);
-        let sessions = session_links(runner, &spec, request.options.resume.as_deref())?;
+        let (mut spec, mcp_env) = request
+            .job_spec(&injected)
+            .map_err(|e| e.redact(&early()))?;
+        // The MCP servers' env (tokens, the bridge's secrets) reaches the agent too: the runner
+        // redacts it with the job's other secrets, from the job's errors and stderr tail as this
+        // job does from its stdout tail.
+        spec.secrets.extend(
+            mcp_env
+                .into_iter()
+                .filter(|(k, _)| is_secret_name(k))
+                .map(|(_, v)| v),
+        );
+        let sessions = session_links(runner, &spec, request.options.resume.as_deref())
+            .map_err(|e| e.redact(&early().with_secrets(&spec.secrets)))?;
+        // For the report of a job that fails in its container before its command runs.
+        let image = spec.config.image.clone();
+        let secrets = spec.secrets.clone();
         let reached = Cell::new(None);
-        let mut job = AgentJob {
-            _mcp: None,
-            canceller: None,
-            translate_paths: request.translate_paths,
-            phase: Phase::Gone,
-            transcript: Transcript::default(),
-            redactor,
-            held_result: None,
-            pending: VecDeque::new(),
-            sessions,
-        };
-        match runner.start_tracked(spec, &reached) {
-            Ok(started) => {
-                if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
-                    // Connects made since the job started wait in the sockets' backlog until now.
-                    bridge.serve(handler.clone(), started.path_map().clone())?;
-                }
-                job._mcp = bridge;
-                job.canceller = Some(started.canceller());
-                job.phase = Phase::Running(Box::new(started));
-            }
+        let started = match runner.start_tracked(spec, &reached) {
+            Ok(started) => started,
             Err(e) => {
                 // The README's promise: errors after the container exists are messages. The
                 // runner has released the container (an ephemeral one is stopped, kept for
-                // inspection; one that never started is removed).
-                let Some((container_id, container_name)) = reached.take() else {
+                // inspection; one that never started is removed) and redacted the error.
+                let Some(reached) = reached.take() else {
                     return Err(e);
                 };
+                let redactor = early().with_secrets(&secrets);
+                let mut job = AgentJob::new(None, None, &request, redactor, sessions);
                 let report = JobReport {
                     outcome: Outcome::Failed(e),
-                    container_id,
-                    container_name,
+                    container_id: reached.id,
+                    container_name: reached.name,
+                    image,
+                    config_hash: reached.config_hash,
                     stderr_tail: String::new(),
                     timings: Timings::default(),
                     warnings: Vec::new(),
+                    redactor: job.redactor.clone(),
                 };
                 job.end(report);
+                return Ok(job);
             }
+        };
+        let redactor = started.redactor().clone();
+        if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
+            // Connects made since the job started wait in the sockets' backlog until now.
+            bridge
+                .serve(handler.clone(), started.path_map().clone())
+                .map_err(|e| e.redact(&redactor))?;
         }
-        Ok(job)
+        Ok(AgentJob::new(
+            Some(started),
+            bridge,
+            &request,
+            redactor,
+            sessions,
+        ))
+    }
+
+    /// A job in its first phase: running, or (without `job`) about to be ended by
+    /// [`AgentJob::end`].
+    fn new(
+        job: Option<Job>,
+        mcp: Option<Bridge>,
+        request: &AgentRequest,
+        redactor: Redactor,
+        sessions: Option<SessionLinks>,
+    ) -> AgentJob {
+        AgentJob {
+            _mcp: mcp,
+            canceller: job.as_ref().map(Job::canceller),
+            translate_paths: request.translate_paths,
+            phase: job.map_or(Phase::Gone, |j| Phase::Running(Box::new(j))),
+            transcript: Transcript {
+                redactor: redactor.clone(),
+                ..Transcript::default()
+            },
+            redactor,
+            held_result: None,
+            after_result: AfterResult::default(),
+            pending: VecDeque::new(),
+            sessions,
+        }
     }
 
     /// A handle that cancels the job from another thread (it blocks while the job's processes
@@ -421,46 +481,58 @@ impl AgentJob {
     /// own messages, one synthesized `{"type":"error"}` when the job did not succeed or printed no
     /// valid `result`; then `None`. Blocks until a message arrives or the job ends.
     ///
-    /// An error `result` (`is_error`, or a subtype other than `success`) is held back until the
-    /// job's outcome is known: herdctl stops at the first `result` or `error` and records the job
-    /// by which one it was, so a job that failed yields its closing error first (quoting the
-    /// result's text, which is what herdctl's retry of a stale session looks for) and the result
-    /// after it. An error result of a job that exited 0 is yielded as it is, as herdctl's own
-    /// runtimes do.
+    /// The agent's first `result` comes once the job has ended, with the job's report added as
+    /// `container_report`; so does the synthesized error. herdctl stops at the first `result` or
+    /// `error` and records the job by which one it was, so a job that failed yields its closing
+    /// error first (quoting an error result's text, which is what herdctl's retry of a stale
+    /// session looks for) and the result after it. An error result (`is_error`, or a subtype
+    /// other than `success`) of a job that exited 0 comes alone, as herdctl's own runtimes pass
+    /// it on.
     pub fn next_message(&mut self) -> Option<String> {
-        if let Phase::Running(job) = &mut self.phase {
-            while let Some(line) = job.next_line() {
-                let Some(accepted) = self.transcript.accept(line) else {
-                    continue;
-                };
-                if self.transcript.saw_result {
-                    if let Some(c) = &self.canceller {
-                        // Set before herdctl sees the result: it cancels right after it.
-                        c.set_grace(AFTER_RESULT_GRACE);
-                    }
-                }
-                if let Some(links) = self.sessions.as_mut().filter(|l| !l.linked_early) {
-                    // The transcript exists once the agent speaks: list it while the job runs.
-                    links.linked_early = true;
-                    links.link();
-                }
-                let message = if self.translate_paths {
-                    to_host_paths(accepted.text, job.path_map())
-                } else {
-                    accepted.text
-                };
-                if accepted.error_result {
-                    self.held_result = Some(message);
-                    continue;
-                }
-                return Some(message);
-            }
-            let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
-                unreachable!("matched Running above and nothing changed the phase since");
-            };
-            let report = self.report(*job);
-            self.end(report);
+        if let Some(message) = self.pending.pop_front() {
+            return Some(message);
         }
+        let Phase::Running(job) = &mut self.phase else {
+            return None;
+        };
+        while let Some(line) = job.next_line() {
+            let Some(mut accepted) = self.transcript.accept(line) else {
+                continue;
+            };
+            if let Some(links) = self.sessions.as_mut().filter(|l| !l.linked_early) {
+                // The transcript exists once the agent speaks: list it while the job runs.
+                links.linked_early = true;
+                links.link();
+            }
+            if self.translate_paths {
+                accepted.text = to_host_paths(accepted.text, job.path_map());
+            }
+            if self.held_result.is_some() {
+                self.after_result.push(accepted.text);
+            } else if self.transcript.saw_result {
+                // A cancel from now on (herdctl's, or the one below) lets the agent exit by
+                // itself first; one that lingers is stopped, so the result is not held for ever.
+                let Some(canceller) = self.canceller.clone() else {
+                    return Some(accepted.text);
+                };
+                canceller.set_grace(AFTER_RESULT_GRACE);
+                let waited = std::thread::Builder::new()
+                    .name("herdctl-after-result".into())
+                    .spawn(move || canceller.cancel());
+                if waited.is_err() {
+                    // No thread to wait with: hand the result out now, without the report.
+                    return Some(accepted.text);
+                }
+                self.held_result = Some(accepted);
+            } else {
+                return Some(accepted.text);
+            }
+        }
+        let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
+            unreachable!("matched Running above and nothing changed the phase since");
+        };
+        let report = self.report(*job);
+        self.end(report);
         self.pending.pop_front()
     }
 
@@ -483,19 +555,37 @@ impl AgentJob {
         if let Some(links) = &self.sessions {
             report.warnings.extend(links.link());
         }
+        // This job's secrets include the runner's: the report's own texts are redacted with them.
+        report.redactor = self.redactor.clone();
         report
     }
 
-    /// Queues the messages that end the job (the closing error, then a held result) and keeps
-    /// the report.
-    fn end(&mut self, report: JobReport) {
-        if let Some(closing) =
-            self.transcript
-                .closing(&report, &self.redactor, self.held_result.is_some())
-        {
-            self.pending.push_back(closing);
+    /// Queues the messages that end the job and keeps the report: the closing error (when the
+    /// job failed or has no valid result), then the held result with the report, then what the
+    /// agent printed after its result.
+    fn end(&mut self, mut report: JobReport) {
+        let lingered = self.held_result.is_some() && matches!(report.outcome, Outcome::Cancelled);
+        if lingered {
+            report.warnings.push(format!(
+                "the agent was still running {AFTER_RESULT_GRACE:?} after its result and was stopped"
+            ));
         }
-        self.pending.extend(self.held_result.take());
+        if self.after_result.dropped > 0 {
+            report.warnings.push(format!(
+                "{} message(s) the agent printed after its result were dropped (past {AFTER_RESULT_BYTES} bytes)",
+                self.after_result.dropped
+            ));
+        }
+        if !lingered {
+            // A stopped lingerer's result stands: its cancel is no failure of the job.
+            let held_error = self.held_result.as_ref().is_some_and(|r| r.error_result);
+            self.pending
+                .extend(self.transcript.closing(&report, &self.redactor, held_error));
+        }
+        if let Some(result) = self.held_result.take() {
+            self.pending.push_back(with_report(result.text, &report));
+        }
+        self.pending.extend(self.after_result.kept.drain(..));
         self.phase = Phase::Ended(Box::new(report));
     }
 }
@@ -534,6 +624,36 @@ fn session_links(
 /// written by the job: file systems with coarse timestamps (FAT, some network file systems) round
 /// to a second or two.
 const CLOCK_MARGIN: Duration = Duration::from_secs(2);
+impl AfterResult {
+    fn push(&mut self, message: String) {
+        if self.bytes + message.len() > AFTER_RESULT_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += message.len();
+        self.kept.push_back(message);
+    }
+}
+
+/// The agent's `result` with the job's report added as `container_report`; a result that does
+/// not parse after all is handed out as it is (the consumer's parse drops it either way).
+///
+/// Spliced in as text before the closing brace: serialising the parsed message again would sort
+/// the agent's keys and could change its numbers in the last digit. Should the agent have sent a
+/// `container_report` of its own, this one comes last, and JSON.parse keeps the last.
+fn with_report(result: String, report: &JobReport) -> String {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&result) else {
+        return result;
+    };
+    let Some(body) = result.trim_end().strip_suffix('}') else {
+        return result;
+    };
+    let comma = if fields.is_empty() { "" } else { "," };
+    format!(
+        "{body}{comma}\"container_report\":{}}}",
+        json!(report.summary())
+    )
+}
 
 /// How long a cancel after the agent's `result` waits for the agent to exit by itself before
 /// killing it. herdctl cancels at every `result`; an agent exits within milliseconds of printing
@@ -557,14 +677,18 @@ struct Transcript {
     messages: u64,
     /// Every stdout line, messages and others, for the line numbers of errors.
     lines: u64,
-    /// The last non-JSON stdout lines, each cut to [`OTHER_LINE_BYTES`].
+    /// The last non-JSON stdout lines, each redacted and then cut to [`OTHER_LINE_BYTES`].
     other: VecDeque<String>,
     other_total: u64,
     /// The first line that looked like a message but is not JSON (a result line wins over an
     /// earlier one): herdctl would drop it without a word.
     broken: Option<Broken>,
-    /// The text of the agent's error `result` (its first 64 KiB).
+    /// The text of the agent's first `result` when that is an error result (redacted, its first
+    /// 64 KiB).
     error_result: Option<String>,
+    /// The job's secrets: a line is redacted before it is cut, so that a secret across the cut
+    /// cannot survive in part.
+    redactor: Redactor,
 }
 
 /// A stdout line that looked like a JSON message and is not one.
@@ -684,13 +808,14 @@ impl Transcript {
                         self.messages += 1;
                         let error_result = result.as_ref().is_some_and(is_error_result);
                         if let Some(result) = &result {
-                            self.saw_result = true;
-                            if error_result {
+                            if error_result && !self.saw_result {
+                                // The first result is the one held and quoted: redacted before
+                                // it is cut, so no part of a secret survives a cut.
                                 let text = result["result"].as_str().unwrap_or("").trim();
-                                // Redacted, then cut to size, when quoted; kept long enough
-                                // that a cut here cannot leave part of a secret in the quote.
-                                self.error_result = Some(cut(text, 64 << 10).into_owned());
+                                let text = self.redactor.redact(text);
+                                self.error_result = Some(cut(&text, 64 << 10).into_owned());
                             }
+                            self.saw_result = true;
                         }
                         return Some(Accepted {
                             text: text.to_string(),
@@ -698,11 +823,7 @@ impl Transcript {
                         });
                     }
                     Err(e) => {
-                        if self
-                            .broken
-                            .as_ref()
-                            .map_or(true, |b| is_result && !b.result)
-                        {
+                        if self.broken.as_ref().is_none_or(|b| is_result && !b.result) {
                             self.broken = Some(Broken {
                                 line: self.lines,
                                 result: is_result,
@@ -717,8 +838,9 @@ impl Transcript {
         if self.other.len() == OTHER_LINES {
             self.other.pop_front();
         }
+        let line = String::from_utf8_lossy(line);
         self.other
-            .push_back(cut(&String::from_utf8_lossy(line), OTHER_LINE_BYTES).into_owned());
+            .push_back(cut(&self.redactor.redact(&line), OTHER_LINE_BYTES).into_owned());
         None
     }
 
@@ -802,6 +924,7 @@ impl Transcript {
             "stderr_tail": report.stderr_tail,
             "stdout_tail": stdout_tail,
             "container": report.container_name,
+            "container_report": report.summary(),
         });
         if let Outcome::Failed(e) = &report.outcome {
             error["code"] = json!(e.code());

@@ -9,7 +9,7 @@ use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::engine::{EngineOptions, Host};
 use herdctl_container::invocation::Strategy;
 use herdctl_container::mcp::ToolCall;
-use herdctl_container::{agent_dir_name, Engine, Outcome, Runner, RunnerOptions};
+use herdctl_container::{agent_dir_name, Engine, JobSummary, Outcome, Runner, RunnerOptions};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -183,6 +183,13 @@ fn secrets_of_mcp_servers_are_redacted_from_what_the_agent_prints() {
     assert_eq!(error["stderr_tail"], "starting gh with [REDACTED]\n");
     assert_eq!(error["stdout_tail"], "[REDACTED]");
     assert!(!report.stderr_tail.contains(token));
+    // The job's record (written by the core, so agent jobs get one too) is redacted alike.
+    let records = herdctl_container::records::list(fleet.runner.state_dir(), Some(&agent)).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].exit_code, Some(3));
+    let body = std::fs::read_to_string(&records[0].path).unwrap();
+    assert!(!body.contains(token), "{body}");
+    assert_eq!(records[0].stdout_tail, "[REDACTED]\n");
 }
 
 #[test]
@@ -513,8 +520,16 @@ fn a_failed_job_yields_its_error_before_its_result() {
         );
         assert!(message.contains(quoted), "{message}");
         assert_eq!(run.last()["is_error"], true);
+        // Both carry the job's report, whichever one a consumer stops at.
+        let reports = [summary(error), summary(run.last())];
+        assert_eq!(reports[0], reports[1]);
+        assert_eq!(
+            (reports[0].outcome.as_str(), reports[0].exit_code),
+            ("exited", Some(1))
+        );
+        assert!(!reports[0].success);
     }
-    // A successful job's result is not held: it is the last message and there is no error.
+    // A successful job has no error; its result, the last message, carries the report.
     let run = run_agent(
         &fleet,
         request(
@@ -525,6 +540,14 @@ fn a_failed_job_yields_its_error_before_its_result() {
         ),
     );
     assert_eq!(endings(&run), ["result"]);
+    assert_eq!(run.last()["type"], "result");
+    assert!(summary(run.last()).success);
+}
+
+/// The job's report a closing message carries.
+fn summary(message: &Value) -> JobSummary {
+    serde_json::from_value(message["container_report"].clone())
+        .unwrap_or_else(|e| panic!("container_report: {e}: {message}"))
 }
 
 /// Issue 9.13: a result line that is not JSON (a raw tab in a string, a trailing comma) was
@@ -643,6 +666,16 @@ fn engine_faults_after_the_container_exists_end_in_an_error_message() {
         );
         let message = error["message"].as_str().unwrap();
         assert!(message.starts_with("the agent job failed: "), "{message}");
+        // The report names the container the job reached.
+        let report = summary(&error);
+        assert_eq!(
+            (report.outcome.as_str(), report.code.as_deref()),
+            ("failed", Some(code)),
+            "{what}"
+        );
+        assert_eq!(report.container_name, error["container"], "{what}");
+        assert_eq!(report.image, common::IMAGE, "{what}");
+        assert_eq!(report.config_hash.len(), 16, "{what}: {report:?}");
         assert!(matches!(job.finish().outcome, Outcome::Failed(_)));
         // Nothing of the job is left running.
         assert!(

@@ -339,9 +339,13 @@ fn a_cancel_after_the_output_ended_changes_nothing() {
         "--filter",
         "event=exec_create",
         "--format",
-        "{{.Action}}",
+        "{{json .Action}}",
     ]);
-    assert_eq!(execs.lines().count(), 1, "{execs}");
+    // (The runner's own check of a fresh container, `cat /proc/self/status`, comes before it.)
+    let job_execs = execs
+        .lines()
+        .filter(|l| !l.contains(": cat /proc/self/status"));
+    assert_eq!(job_execs.count(), 1, "{execs}");
 }
 
 #[test]
@@ -394,5 +398,252 @@ fn secrets_are_redacted_from_the_stderr_tail_and_env_values_reach_the_exec() {
     assert!(
         !env.contains("ghp_abcdefgh12345") && !env.contains("sk-ant"),
         "{env}"
+    );
+}
+
+/// Three ways a job's process leaves the job's process tree, session and environment, each a
+/// `sleep` named by its number: a new session with a cleared environment whose shell exits at once
+/// (`setsid env -i`), a detached node child with an empty environment, and a background subshell.
+/// The job waits until all three run, so what outlives it is certain to have been started.
+fn escapes(n: u32) -> String {
+    let (a, b, c) = (n, n + 1, n + 2);
+    format!(
+        "setsid env -i sh -c 'sleep {a} & exit'; \
+         node -e 'require(\"child_process\").spawn(\"sleep\", [\"{b}\"], \
+           {{detached: true, stdio: \"ignore\", env: {{}}}}).unref()'; \
+         (sleep {c}) & \
+         for p in {a} {b} {c}; do \
+           until ps -o args | grep -qx \"sleep $p\"; do sleep 0.02; done; \
+         done; "
+    )
+}
+
+/// The commands of the escaped processes [`escapes`]`(n)` starts.
+fn escaped(n: u32) -> Vec<String> {
+    (n..n + 3).map(|p| format!("sleep {p}")).collect()
+}
+
+/// Another job of the agent that also left a process behind (and keeps running): a job must not
+/// touch it, whatever it escaped from.
+fn start_bystander(fleet: &Fleet, agent: &str, config: &herdctl_container::DockerConfig) -> Job {
+    let mut other = fleet
+        .runner
+        .start(fleet.job(
+            agent,
+            config,
+            [
+                "sh",
+                "-c",
+                "setsid env -i sh -c 'sleep 1200 & exit'; echo ok; exec sleep 1201",
+            ],
+        ))
+        .unwrap();
+    assert_eq!(other.next_line(), Some(&b"ok"[..]));
+    other
+}
+
+/// Asserts that none of `gone` runs in the container and that the bystander's processes do.
+fn assert_only_bystander_left(fleet: &Fleet, container: &str, gone: &[String]) {
+    let after = processes(fleet, container);
+    for p in gone {
+        assert!(
+            !after.iter().any(|c| c == p),
+            "{p} outlived its job: {after:?}"
+        );
+    }
+    for p in ["sleep 1200", "sleep 1201"] {
+        assert!(
+            after.iter().any(|c| c == p),
+            "the other job's {p} was killed: {after:?}"
+        );
+    }
+}
+
+#[test]
+fn processes_that_escape_the_job_die_with_its_cancel() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-cancel");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} echo started; sleep 1003", escapes(1000));
+    let mut job = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", &script]))
+        .unwrap();
+    assert_eq!(job.next_line(), Some(&b"started"[..]));
+    let container = job_container(&fleet, &agent);
+    let mut mine = escaped(1000);
+    mine.push("sleep 1003".into());
+    let all: Vec<&str> = mine.iter().map(String::as_str).collect();
+    wait_for_processes(&fleet, &container, &all);
+
+    let asked = Instant::now();
+    job.canceller().cancel().unwrap();
+    let took = asked.elapsed();
+    assert_only_bystander_left(&fleet, &container, &mine);
+    assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+    assert!(matches!(job.finish().outcome, Outcome::Cancelled));
+
+    // The bystander's own escaped process goes with its cancel.
+    other.canceller().cancel().unwrap();
+    assert!(!processes(&fleet, &container)
+        .iter()
+        .any(|c| c == "sleep 1200"));
+}
+
+#[test]
+fn processes_that_escape_the_job_die_when_it_ends() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-end");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} echo done", escapes(1000));
+    let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", &script]));
+    assert_eq!(lines, ["done"]);
+    assert!(
+        matches!(report.outcome, Outcome::Exited(0)),
+        "{:?}",
+        report.outcome
+    );
+    let container = job_container(&fleet, &agent);
+    assert_only_bystander_left(&fleet, &container, &escaped(1000));
+    assert!(matches!(other.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn processes_that_escape_the_job_die_at_its_deadline() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-deadline");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} echo started; sleep 1003", escapes(1000));
+    let mut spec = fleet.job(&agent, &config, ["sh", "-c", &script]);
+    // Long enough for node to start under load; the job says when its escapes run.
+    spec.deadline = Some(Duration::from_secs(3));
+    let (lines, report) = fleet.run(spec);
+    assert_eq!(
+        lines,
+        ["started"],
+        "the escapes were not up before the deadline"
+    );
+    assert!(
+        matches!(report.outcome, Outcome::TimedOut(_)),
+        "{:?}",
+        report.outcome
+    );
+    let container = job_container(&fleet, &agent);
+    let mut mine = escaped(1000);
+    mine.push("sleep 1003".into());
+    assert_only_bystander_left(&fleet, &container, &mine);
+    assert!(matches!(other.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn an_ephemeral_jobs_escaped_processes_stop_with_its_container() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-eph");
+    let config = fleet.config(json!({}));
+    let script = format!("{} echo done", escapes(1000));
+    let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", &script]));
+    assert_eq!(lines, ["done"]);
+    assert!(
+        matches!(report.outcome, Outcome::Exited(0)),
+        "{:?}",
+        report.outcome
+    );
+    // A stopped container runs no process at all.
+    let c = &fleet.containers(&agent)[0];
+    assert_eq!(c.state, "exited");
+}
+
+#[test]
+fn a_job_that_kills_its_own_end_still_leaves_nothing_behind() {
+    // A persistent job's command runs under the runner's kill script, which kills what the
+    // command left when it exits. A job can kill that script (same user): the exec then ends by a
+    // signal, and the runner kills the job's leftovers from outside.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("escape-wrapper");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let other = start_bystander(&fleet, &agent, &config);
+    let script = format!("{} kill -KILL $PPID; echo done", escapes(1000));
+    let (_, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", &script]));
+    assert!(
+        matches!(report.outcome, Outcome::Killed { code: 137, .. }),
+        "{:?}",
+        report.outcome
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let container = job_container(&fleet, &agent);
+    assert_only_bystander_left(&fleet, &container, &escaped(1000));
+    assert!(matches!(other.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn a_persistent_job_has_a_group_of_its_own_and_keeps_the_configured_one() {
+    // The job's own group is what marks its processes; files it makes get that group, and the
+    // configured group (1000 here) stays a supplementary one, so a directory only that group may
+    // write to stays writable.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("job-group");
+    let config = fleet.config(json!({ "ephemeral": false, "user": "1000:1000" }));
+    let shared = fleet.workspace.path().join("group-only");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(0), Some(1000)).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
+    let script = "id -g; id -G; touch group-only/made && stat -c %g group-only/made; \
+                  echo \"$gid $mode\"";
+    let mut spec = fleet.job(&agent, &config, ["sh", "-c", script]);
+    // The runner's script around the job sets no variable the job could see.
+    spec.env = vec!["gid=mine".into(), "mode=mine too".into()];
+    let (first, report) = fleet.run(spec.clone());
+    assert!(
+        report.outcome.success(),
+        "{:?} {}",
+        report.outcome,
+        report.stderr_tail
+    );
+    let gid: u32 = first[0].parse().unwrap();
+    assert!((65000..65534).contains(&gid), "{first:?}");
+    let groups: Vec<&str> = first[1].split(' ').collect();
+    assert!(groups.contains(&"1000"), "{first:?}");
+    assert_eq!(
+        first[2],
+        gid.to_string(),
+        "a file the job made has the job's group"
+    );
+    assert_eq!(first[3], "mine mine too");
+    // While one job runs, another gets another id.
+    let mut running = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["sh", "-c", "id -g; exec sleep 600"]))
+        .unwrap();
+    let running_gid = String::from_utf8_lossy(running.next_line().unwrap()).into_owned();
+    spec.argv = vec!["id".into(), "-g".into()];
+    let (second, _) = fleet.run(spec);
+    assert_ne!(second, [running_gid], "two running jobs shared a group");
+    assert!(matches!(running.finish().outcome, Outcome::Cancelled));
+}
+
+#[test]
+fn a_persistent_jobs_bad_argv_is_refused_as_given() {
+    // The runner wraps a persistent job's argv in its kill script: an error must still name the
+    // job's own argument, and an empty argv must not become a script that runs nothing.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("bad-argv");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let e = fleet
+        .runner
+        .start(fleet.job(&agent, &config, Vec::<String>::new()))
+        .unwrap_err();
+    assert!(e.to_string().contains("exec.cmd: empty"), "{e}");
+    let big = "x".repeat(200_000);
+    let e = fleet
+        .runner
+        .start(fleet.job(&agent, &config, ["echo", big.as_str()]))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("invalid exec.cmd[1]: 200000 bytes"),
+        "{e}"
     );
 }

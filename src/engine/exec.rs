@@ -93,7 +93,8 @@ impl ExecSpec {
         self
     }
 
-    fn check(&self) -> Result<()> {
+    /// Whether the engine can run it: a program, and no argument or variable the kernel refuses.
+    pub(crate) fn check(&self) -> Result<()> {
         if self.cmd.is_empty() {
             return Err(Error::invalid(
                 "exec.cmd",

@@ -1,21 +1,43 @@
-//! Cancelling a running job from any thread.
+//! Cancelling a running job from any thread, and killing what a job left behind.
 //!
 //! No engine API kills an exec, and an exec'd process outlives the connection that started it. So a
 //! cancel kills the job's processes itself: an ephemeral job's whole container (nothing else runs
-//! there), or, in a persistent container shared with other jobs, exactly the processes of this job,
-//! found by a marker in their environment (see `kill.sh`).
+//! there), or, in a persistent container shared with other jobs, exactly the processes that carry
+//! the job's own group id (see `group.rs` and `kill.sh`). A job in a persistent container runs
+//! under `kill.sh` too, which kills what the job's command left behind when it exits.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::group::JobGroup;
 use crate::engine::{Engine, ExecAbort, ExecSpec};
 use crate::labels::Mode;
 use crate::{Error, Result};
 
-/// The environment variable that marks every process of a job (inherited by its children).
-pub(crate) const JOB_MARKER: &str = "HERDCTL_JOB_ID";
+/// `kill.sh` without its comment lines: it travels as an argument of every job in a persistent
+/// container, where `ps` shows it.
+static KILL_SCRIPT: LazyLock<String> = LazyLock::new(|| {
+    include_str!("kill.sh")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+});
 
-const KILL_SCRIPT: &str = include_str!("kill.sh");
+/// The argv that runs a job's `argv` in a persistent container: `kill.sh` in `run` mode, which
+/// runs it and then kills the processes it left behind (found by `gid`), keeping its exit status.
+pub(crate) fn run_argv(gid: u32, argv: &[String]) -> Vec<String> {
+    let mut wrapped = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        KILL_SCRIPT.clone(),
+        "sh".to_string(),
+        "run".to_string(),
+        gid.to_string(),
+    ];
+    wrapped.extend(argv.iter().cloned());
+    wrapped
+}
 
 /// Why a job was stopped before it ended by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +76,9 @@ struct Inner {
     mode: Mode,
     job_id: String,
     user: String,
+    /// The job's group id in a persistent container, claimed until the job is over; `None` in an
+    /// ephemeral one, and once released (a late cancel then has nothing left to kill).
+    group: Mutex<Option<JobGroup>>,
     abort: ExecAbort,
 }
 
@@ -64,6 +89,7 @@ impl Canceller {
         mode: Mode,
         job_id: String,
         user: String,
+        group: Option<JobGroup>,
         abort: ExecAbort,
     ) -> Canceller {
         Canceller {
@@ -76,6 +102,7 @@ impl Canceller {
                 mode,
                 job_id,
                 user,
+                group: Mutex::new(group),
                 abort,
             }),
         }
@@ -88,8 +115,9 @@ impl Canceller {
     /// Once an agent job has seen the agent's `result`, a cancel first gives the job a short grace
     /// (`agent::AFTER_RESULT_GRACE`) to end by itself; if it does, nothing is killed.
     ///
-    /// An error means the processes could not be confirmed gone (the engine went away, or the
-    /// image has no `/bin/sh` for the kill); the job's stream is closed all the same.
+    /// An error means the processes could not be confirmed gone (the engine went away, the image
+    /// has no `sh` for the kill, or a process outlived SIGKILL); the job's stream is closed all
+    /// the same.
     pub fn cancel(&self) -> Result<()> {
         let ending = self.ending();
         let grace = ending.grace;
@@ -163,10 +191,37 @@ impl Canceller {
         killed
     }
 
+    /// The job is over: kills what it left behind when `sweep` says its own `kill.sh` may not
+    /// have (see [`super::Job`]'s conclusion), then releases its group id. Returns a warning when
+    /// leftovers could not be confirmed gone. Nothing to do in an ephemeral container, whose
+    /// stop kills everything in it.
+    pub(crate) fn end(&self, sweep: bool) -> Option<String> {
+        let swept = if sweep && self.reason().is_none() && self.inner.mode == Mode::Persistent {
+            self.kill_job_processes().err()
+        } else {
+            None
+        };
+        drop(self.group().take());
+        swept.map(|e| format!("processes the job left behind may still run: {e}"))
+    }
+
+    fn group(&self) -> MutexGuard<'_, Option<JobGroup>> {
+        // An id or none: a panic elsewhere cannot leave it inconsistent.
+        self.inner.group.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn kill_job_processes(&self) -> Result<()> {
-        let mut spec = ExecSpec::new(["sh", "-c", KILL_SCRIPT, "sh", &self.inner.job_id]);
-        // The job's own uid may signal its processes and read their environment; root without
-        // capabilities could do neither for another uid.
+        // Held while killing: the id is released (and may go to another job) only afterwards.
+        let group = self.group();
+        let Some(gid) = group.as_ref().map(JobGroup::gid) else {
+            // Released: the job is over and its end killed what it left.
+            return Ok(());
+        };
+        let gid = gid.to_string();
+        let mut spec = ExecSpec::new(["sh", "-c", KILL_SCRIPT.as_str(), "sh", "kill", &gid]);
+        // The job's uid may signal its processes; the user's own group (not the job's) keeps the
+        // script's own processes out of what it kills. Root without capabilities could not
+        // signal another uid.
         spec.user = Some(self.inner.user.clone());
         let out = self
             .inner

@@ -1,35 +1,86 @@
 //! The sockets of a job's injected servers, and the threads that serve them.
 //!
 //! One accept thread per socket, one thread per connection (the agent opens one per server), one
-//! per tool call. An agent is not trusted to be polite: connections and calls in flight are
-//! capped, a connection must present its socket's secret within a few seconds, and everything is
-//! closed, and the socket files removed, when the job ends.
+//! per tool call. Neither the agent nor whatever else reaches the socket is trusted to be polite:
+//!
+//! - A connection must present its socket's secret on its first line, once, within a deadline
+//!   fixed when it is accepted. Connections still waiting to do so are capped apart from the
+//!   authenticated ones, and when their cap is full the oldest gives way to the newest: squatters
+//!   can neither take the agent's places nor keep it out (its shim sends the secret as it
+//!   connects, and a secret already there is checked at accept, before the connection needs a
+//!   place among the waiting ones).
+//! - Messages are bounded (bytes and JSON values each), and so is what the whole bridge holds of
+//!   messages not yet answered. A message past a bound is read to its end without being kept and
+//!   answered with a JSON-RPC error; the connection stays usable.
+//! - Authenticated connections and calls in flight are capped, and everything is closed, and the
+//!   socket files removed, when the job ends.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use serde_json::Value;
+use std::time::{Duration, Instant};
 
 use super::protocol::{call_result, rpc_error, rpc_result, step, Step};
+use super::reader::{Budget, Line, LineReader, MessageLimits};
 use super::{InjectedServer, ToolHandler, CONTAINER_MCP_DIR, SECRET_ENV, STDIO_SHIM};
 use crate::invocation::McpServer;
 use crate::{translate_json_paths, Direction, Error, PathMap, Result};
 
-/// The longest JSON-RPC line accepted from the agent (a tool's arguments may carry a file).
-const MAX_LINE: u64 = 64 << 20;
-/// Connections served at once per socket; Claude Code opens one per server.
+/// The longest message the agent may send, in bytes: 4 MiB. A tool call's arguments are written
+/// by the model, and the longest output of any Claude model in one turn (128k tokens) is about
+/// half a megabyte; herdctl's own tools take a path and a line of text. Data larger than that
+/// belongs in a file in the workspace, which the tool reads by path.
+const MAX_MESSAGE: usize = 4 << 20;
+/// The most JSON values (object keys included) one message may hold: 262,144, more than the
+/// tokens of any turn. Bounds what a message costs once parsed
+/// ([`super::reader::VALUE_COST`] each), which for `[0,0,...]` is 32 times its size on the wire.
+const MAX_VALUES: u64 = 1 << 18;
+/// What one bridge (one job) may hold of messages read and not yet answered, their parsed
+/// values counted: 32 MiB, room for a message at both limits above and many ordinary calls.
+/// Bounds the host's memory however many connections send at once.
+const MAX_BUFFERED: usize = 32 << 20;
+/// Authenticated connections served at once per socket; Claude Code opens one per server.
 const MAX_CONNECTIONS: usize = 8;
+/// Connections per socket that have not yet presented the secret. Counted apart from the
+/// authenticated ones; when full, the oldest is closed to make room.
+const MAX_PENDING: usize = 16;
 /// Tool calls in flight at once per connection.
 const MAX_CALLS: usize = 16;
-/// How long a new connection has to send its secret.
+/// How long a new connection has, from accept, to send its secret. The shim sends it as it
+/// connects; the rest is room for a loaded machine.
 const SECRET_WAIT: Duration = Duration::from_secs(10);
+
+/// The bounds of a bridge: the constants above, which tests shorten through [`Bridge::limits`].
+#[derive(Debug, Clone)]
+pub(super) struct Limits {
+    pub(super) message: MessageLimits,
+    pub(super) max_buffered: usize,
+    pub(super) max_connections: usize,
+    pub(super) max_pending: usize,
+    pub(super) max_calls: usize,
+    pub(super) secret_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            message: MessageLimits {
+                max_bytes: MAX_MESSAGE,
+                max_values: MAX_VALUES,
+            },
+            max_buffered: MAX_BUFFERED,
+            max_connections: MAX_CONNECTIONS,
+            max_pending: MAX_PENDING,
+            max_calls: MAX_CALLS,
+            secret_wait: SECRET_WAIT,
+        }
+    }
+}
 
 /// The sockets of one job's injected servers. Bound before the job starts (so the agent's
 /// first connect waits in the backlog rather than failing), served once the job's path map is
@@ -41,6 +92,10 @@ pub(crate) struct Bridge {
     /// state directory's often does not.
     dir: std::fs::File,
     sockets: Vec<Socket>,
+    /// Fixed when serving starts.
+    pub(super) limits: Limits,
+    /// What the sockets are served with, once they are.
+    serving: Option<Arc<Serving>>,
 }
 
 struct Socket {
@@ -57,13 +112,35 @@ struct Endpoint {
     server: InjectedServer,
     secret: String,
     stopped: AtomicBool,
-    /// The connections being served, by number, to shut them down when the job ends.
-    connections: Mutex<HashMap<u64, UnixStream>>,
+    /// The open connections, by number, to shut them down when the job ends.
+    connections: Mutex<Connections>,
     next_connection: AtomicU64,
 }
 
+/// A socket's open connections: a copy of each stream, to shut it down from outside its thread.
+#[derive(Default)]
+struct Connections {
+    /// Not yet authenticated, oldest first (numbers only grow).
+    pending: BTreeMap<u64, UnixStream>,
+    /// Authenticated.
+    served: HashMap<u64, UnixStream>,
+}
+
+impl Connections {
+    /// Closes connection `number`, in whichever set it is.
+    fn close(&mut self, number: u64) {
+        if let Some(c) = self
+            .pending
+            .remove(&number)
+            .or_else(|| self.served.remove(&number))
+        {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
 impl Endpoint {
-    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, UnixStream>> {
+    fn connections(&self) -> std::sync::MutexGuard<'_, Connections> {
         self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -83,6 +160,8 @@ impl Bridge {
         let mut bridge = Bridge {
             dir,
             sockets: Vec::new(),
+            limits: Limits::default(),
+            serving: None,
         };
         bridge.remove_dead_sockets(host_dir);
         for server in servers {
@@ -160,7 +239,13 @@ impl Bridge {
 
     /// Starts answering.
     pub(crate) fn serve(&mut self, handler: Arc<dyn ToolHandler>, paths: PathMap) -> Result<()> {
-        let serving = Arc::new(Serving { handler, paths });
+        let serving = Arc::new(Serving {
+            handler,
+            paths,
+            budget: Arc::new(Budget::new(self.limits.max_buffered)),
+            limits: self.limits.clone(),
+        });
+        self.serving = Some(serving.clone());
         for socket in &mut self.sockets {
             let Some(listener) = socket.listener.take() else {
                 continue;
@@ -185,17 +270,22 @@ impl Drop for Bridge {
                 let _ = UnixStream::connect(self.short_path(&socket.file));
             }
             let _ = std::fs::remove_file(&socket.host_path);
-            for (_, c) in socket.endpoint.connections().drain() {
+            let mut connections = socket.endpoint.connections();
+            let pending = std::mem::take(&mut connections.pending).into_values();
+            for c in pending.chain(connections.served.drain().map(|(_, c)| c)) {
                 let _ = c.shutdown(std::net::Shutdown::Both);
             }
         }
     }
 }
 
-/// What serving needs beyond the socket: the tools' runner and the job's path map.
+/// What serving needs beyond the socket, shared by all the bridge's sockets: the tools' runner,
+/// the job's path map, the bounds and the budget they draw on.
 struct Serving {
     handler: Arc<dyn ToolHandler>,
     paths: PathMap,
+    budget: Arc<Budget>,
+    limits: Limits,
 }
 
 fn accept_loop(listener: UnixListener, endpoint: Arc<Endpoint>, serving: Arc<Serving>) {
@@ -211,8 +301,16 @@ fn accept_loop(listener: UnixListener, endpoint: Arc<Endpoint>, serving: Arc<Ser
                 continue;
             }
         };
+        let deadline = Instant::now() + serving.limits.secret_wait;
         let Ok(kept) = stream.try_clone() else {
             continue;
+        };
+        let mut reader = LineReader::new(stream);
+        // One try: a wrong first line closes the connection (dropped here) unanswered.
+        let authenticated = match reader.secret_now(&endpoint.secret) {
+            Some(false) => continue,
+            Some(true) => true,
+            None => false,
         };
         let number = endpoint.next_connection.fetch_add(1, Ordering::Relaxed);
         {
@@ -222,51 +320,75 @@ fn accept_loop(listener: UnixListener, endpoint: Arc<Endpoint>, serving: Arc<Ser
             if endpoint.stopped.load(Ordering::SeqCst) {
                 return;
             }
-            if connections.len() >= MAX_CONNECTIONS {
-                continue; // dropping the stream closes it
+            if authenticated {
+                if connections.served.len() >= serving.limits.max_connections {
+                    continue; // dropping the stream closes it
+                }
+                connections.served.insert(number, kept);
+            } else {
+                if connections.pending.len() >= serving.limits.max_pending {
+                    if let Some((_, oldest)) = connections.pending.pop_first() {
+                        let _ = oldest.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+                connections.pending.insert(number, kept);
             }
-            connections.insert(number, kept);
         }
         let (ep, sv) = (endpoint.clone(), serving.clone());
         let spawned = std::thread::Builder::new()
             .name("herdctl-mcp-conn".into())
             .spawn(move || {
-                serve_connection(stream, &ep, &sv);
-                if let Some(c) = ep.connections().remove(&number) {
-                    let _ = c.shutdown(std::net::Shutdown::Both);
+                if authenticated || admit(&mut reader, number, deadline, &ep, &sv) {
+                    serve_connection(reader, &ep, &sv);
                 }
+                ep.connections().close(number);
             });
         if spawned.is_err() {
             // The closure, and the stream in it, are gone: close the kept copy too.
-            if let Some(c) = endpoint.connections().remove(&number) {
-                let _ = c.shutdown(std::net::Shutdown::Both);
-            }
+            endpoint.connections().close(number);
         }
     }
 }
 
-fn serve_connection(stream: UnixStream, endpoint: &Endpoint, serving: &Arc<Serving>) {
-    let Ok(writer) = stream.try_clone() else {
+/// Waits for a pending connection's secret (until `deadline`), then moves it among the
+/// authenticated ones if there is room. False when it is to be closed: a wrong or late secret,
+/// no room, or closed meanwhile to make room for a newer one (or by the job's end).
+fn admit(
+    reader: &mut LineReader,
+    number: u64,
+    deadline: Instant,
+    endpoint: &Endpoint,
+    serving: &Serving,
+) -> bool {
+    let authenticated = reader.secret_by(&endpoint.secret, deadline);
+    let mut connections = endpoint.connections();
+    let Some(kept) = connections.pending.remove(&number) else {
+        return false;
+    };
+    if !authenticated || connections.served.len() >= serving.limits.max_connections {
+        let _ = kept.shutdown(std::net::Shutdown::Both);
+        return false;
+    }
+    connections.served.insert(number, kept);
+    true
+}
+
+fn serve_connection(mut reader: LineReader, endpoint: &Endpoint, serving: &Arc<Serving>) {
+    let Ok(writer) = reader.stream().try_clone() else {
         return;
     };
     let writer = Arc::new(Mutex::new(writer));
-    let mut reader = BufReader::new(stream);
-    if !presents_secret(&mut reader, &endpoint.secret) {
-        return;
-    }
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut line = Vec::new();
+    let max_calls = serving.limits.max_calls;
     loop {
-        line.clear();
-        match reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if line.last() != Some(&b'\n') && line.len() as u64 == MAX_LINE {
-            let too_long = format!("a message longer than {MAX_LINE} bytes");
-            send(&writer, rpc_error(Value::Null, -32600, too_long));
-            return;
-        }
+        let (line, held) = match reader.next_message(serving.limits.message, &serving.budget) {
+            Line::End => return,
+            Line::Refused { id, code, message } => {
+                send(&writer, rpc_error(id, code, message));
+                continue;
+            }
+            Line::Message(line, held) => (line, held),
+        };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -277,10 +399,13 @@ fn serve_connection(stream: UnixStream, endpoint: &Endpoint, serving: &Arc<Servi
                 continue;
             }
         };
-        if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_CALLS {
+        // The parsed call replaces the line, but keeps its share of the budget until it has
+        // been answered: its arguments travel on to the handler.
+        drop(line);
+        if in_flight.fetch_add(1, Ordering::SeqCst) >= max_calls {
             in_flight.fetch_sub(1, Ordering::SeqCst);
             let busy = format!(
-                "more than {MAX_CALLS} tool calls at once; try again when one has answered"
+                "more than {max_calls} tool calls at once; try again when one has answered"
             );
             send(&writer, rpc_error(id, -32000, busy));
             continue;
@@ -298,31 +423,15 @@ fn serve_connection(stream: UnixStream, endpoint: &Endpoint, serving: &Arc<Servi
                 // A panicking handler must still answer: the agent waits for every call.
                 let answer = catch_unwind(AssertUnwindSafe(|| serving2.handler.call(&call)))
                     .unwrap_or_else(|_| Err("the tool's handler panicked".into()));
+                drop(call);
                 send(&writer2, rpc_result(id2, call_result(answer)));
+                drop(held);
                 in_flight2.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
             in_flight.fetch_sub(1, Ordering::SeqCst);
             send(&writer, rpc_error(id, -32603, "no thread to run the tool"));
         }
-    }
-}
-
-/// Whether the connection's first line is the secret, within [`SECRET_WAIT`].
-fn presents_secret(reader: &mut BufReader<UnixStream>, secret: &str) -> bool {
-    let _ = reader.get_ref().set_read_timeout(Some(SECRET_WAIT));
-    let mut first = Vec::new();
-    let read = reader.by_ref().take(256).read_until(b'\n', &mut first);
-    let _ = reader.get_ref().set_read_timeout(None);
-    read.is_ok() && first.last() == Some(&b'\n') && {
-        let given = &first[..first.len() - 1];
-        // Compared in constant time: how long a wrong guess took says nothing about the secret.
-        given.len() == secret.len()
-            && given
-                .iter()
-                .zip(secret.as_bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
     }
 }
 

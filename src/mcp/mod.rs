@@ -14,6 +14,15 @@
 //! sharing one persistent container share its user, and so each other's processes). They work
 //! with any network mode, and no port is opened.
 //!
+//! The secret is the protection that holds. The socket directory's modes keep other host users
+//! out, but not processes of this process's uid, and when the containers run as that uid (a
+//! non-root herdctl with the default user) a container that sees the state directory through its
+//! workspace can reach every agent's sockets. So a connection gets one try, on its first line,
+//! within a deadline fixed at accept, against a comparison whose time tells nothing; and what
+//! reaches a socket without the secret can neither hold the agent's places nor keep it out.
+//! (A host process of the containers' uid can read the secret from the agent's processes, as it
+//! can anything else of theirs: on the host, the boundary is the uid.)
+//!
 //! The protocol side is small: MCP's stdio transport is JSON-RPC 2.0, one message a line. The
 //! bridge answers `initialize`, `ping` and `tools/list` itself from the servers' descriptions and
 //! hands each `tools/call` to a [`ToolHandler`] on its own thread (so a slow tool never holds up
@@ -21,6 +30,8 @@
 
 mod bridge;
 mod protocol;
+mod reader;
+mod scan;
 
 pub(crate) use bridge::Bridge;
 

@@ -33,12 +33,6 @@ const ALL = [
     when: root,
     reason: 'run as root, getHostUser() gives the non-root default 1000:1000, not 0:0: an agent runs as root only when docker.user says so.',
   },
-  {
-    file: 'src/runner/runtime/__tests__/docker-config.test.ts',
-    test: 'resolveDockerConfig complex configurations passes through host_config for raw dockerode options',
-    kind: 'deliberate',
-    reason: 'its host_config sets Privileged: true, which loosens isolation: refused unless the fleet opts in to unsafe host_config settings explicitly.',
-  },
 ];
 
 export const DIFFERENCES = ALL.filter((d) => d.when !== false);

@@ -19,7 +19,7 @@ use herdctl_container::mcp::{ToolCall, ToolHandler};
 use napi::bindgen_prelude::Object;
 use napi::{Env, Error, Result};
 use napi_derive::napi;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::buffer::Wake;
 
@@ -99,8 +99,15 @@ impl ToolHandler for Queue {
             let id = s.next_id;
             s.next_id = s.next_id.wrapping_add(1);
             s.pending.insert(id, tx);
-            let text = json!({"id": id, "server": call.server, "tool": call.tool, "arguments": call.arguments});
-            s.queue.push_back(text.to_string());
+            // Written out rather than built with `json!`, which would copy the arguments (up
+            // to the bridge's 4 MiB message) once more before writing them.
+            let text = format!(
+                r#"{{"id":{id},"server":{},"tool":{},"arguments":{}}}"#,
+                Value::from(call.server.as_str()),
+                Value::from(call.tool.as_str()),
+                call.arguments
+            );
+            s.queue.push_back(text);
             s.waiter.take()
         };
         if let Some(wake) = waiter {
@@ -178,6 +185,7 @@ impl Default for ToolCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
