@@ -256,6 +256,8 @@ impl AgentRequest {
                 "a runtime with its own containerCommand cannot be given injected MCP servers; wrap a CLIRuntime or SDKRuntime",
             ));
         }
+        // Never an agent silently without its tools: its OCI runtime must reach the sockets.
+        runner.check_host_sockets(&self.config)?;
         let state_dir = runner.state_dir().to_string_lossy();
         let dir = mcp_socket_dir(&state_dir, &agent_name(&self.agent)?)?;
         Bridge::bind(std::path::Path::new(&dir), servers.clone()).map(Some)

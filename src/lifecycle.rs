@@ -82,6 +82,11 @@ impl Lease {
         &self.name
     }
 
+    /// Whether this acquire created the container.
+    pub(crate) fn created(&self) -> bool {
+        self.created
+    }
+
     /// Ends the job's use: stops an ephemeral container, then applies retention to the agent.
     /// Failures here do not change the job's outcome; they come back as warnings.
     pub(crate) fn release(&mut self) -> Vec<String> {

@@ -44,6 +44,9 @@ pub(crate) fn create_body(
     if let Some(gid) = config.user.gid {
         host.insert("GroupAdd".into(), json!([gid.to_string()]));
     }
+    if let Some(runtime) = &config.runtime {
+        host.insert("Runtime".into(), json!(runtime));
+    }
     if let Some(v) = config.cpu_shares {
         host.insert("CpuShares".into(), json!(v));
     }
@@ -141,6 +144,11 @@ pub(crate) fn verify(asked: &Value, got: &ContainerInspect) -> Result<Vec<String
             .any(|o| o.starts_with("no-new-privileges"))
     {
         problems.push("no-new-privileges".to_string());
+    }
+    if let Some(r) = want["Runtime"].as_str() {
+        if have.runtime != r {
+            problems.push(format!("runtime {r} (got {:?})", have.runtime));
+        }
     }
     let want_user = asked["User"].as_str().unwrap_or_default();
     if got.config.user != want_user {

@@ -1,6 +1,6 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use crate::paths::{
     sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
 };
 use crate::retention::{self, PruneReport};
-use crate::{plan, Error, Result};
+use crate::{isolation, plan, Error, Result};
 
 /// When the runner may pull an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +65,10 @@ pub struct RunnerOptions {
     pub max_line_bytes: usize,
     /// Session directory per agent (default) or one shared directory (herdctl's layout).
     pub session_layout: SessionLayout,
+    /// The OCI runtime of every job whose docker config names none ([`DockerConfig::runtime`]),
+    /// like `runsc` for gVisor: checked and proven as if the config had named it. A config that
+    /// names a runtime keeps its own. Default: none (the engine's default runtime).
+    pub runtime: Option<String>,
 }
 
 impl RunnerOptions {
@@ -76,6 +80,7 @@ impl RunnerOptions {
             pull_progress: None,
             max_line_bytes: 64 << 20,
             session_layout: SessionLayout::PerAgent,
+            runtime: None,
         }
     }
 }
@@ -88,6 +93,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("pull_progress", &self.pull_progress.is_some())
             .field("max_line_bytes", &self.max_line_bytes)
             .field("session_layout", &self.session_layout)
+            .field("runtime", &self.runtime)
             .finish()
     }
 }
@@ -165,6 +171,8 @@ pub(crate) struct Shared {
     pub options: RunnerOptions,
     /// Containers this process's jobs are using, with a count of jobs per container.
     in_use: Mutex<HashMap<String, usize>>,
+    /// Persistent containers this runner has proven to run under their sandbox runtime.
+    proven: Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -196,6 +204,10 @@ impl Shared {
 impl Runner {
     /// A runner over `engine`, keeping its files under `options.state_dir`.
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
+        if let Some(name) = options.runtime.take() {
+            options.runtime =
+                crate::config::runtime_name("runtime", &serde_json::Value::String(name))?;
+        }
         // Mount sources must be absolute; a relative state directory means "from here".
         options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
             Error::io(
@@ -214,6 +226,7 @@ impl Runner {
                 engine,
                 options,
                 in_use: Mutex::new(HashMap::new()),
+                proven: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -231,10 +244,21 @@ impl Runner {
     /// Starts a job: acquires its container, starts the exec and begins writing its stdin.
     /// Errors here mean the job never ran (bad config, no engine, missing image, a container that
     /// would not start); once this returns, every ending is an [`crate::Outcome`].
-    pub fn start(&self, spec: JobSpec) -> Result<Job> {
+    pub fn start(&self, mut spec: JobSpec) -> Result<Job> {
         let started = Instant::now();
         let shared = &self.shared;
-        let credentials = match spec.credentials {
+        if spec.config.runtime.is_none() {
+            spec.config.runtime = shared.options.runtime.clone();
+        }
+        // Before anything is made: a runtime the engine does not list, or one that cannot give
+        // the job what its config asks for, is refused here.
+        let runtime = match spec.config.runtime.as_deref() {
+            Some(name) => isolation::with_runtimes(&shared.engine, Some(name), |engine| {
+                isolation::check(&spec.config, engine, spec.config.allow_unsafe_host_config)
+            })?,
+            None => None,
+        };
+        let credentials = match spec.credentials.take() {
             Some(c) => c,
             None => Credentials::discover(|k| std::env::var(k).ok())?,
         };
@@ -274,6 +298,19 @@ impl Runner {
                 keep: spec.config.max_containers as usize,
             },
         )?;
+        let mut lease = acquired.lease;
+        if let Some(checked) = runtime.as_ref().filter(|c| c.needs_proof()) {
+            let user = spec.config.user.to_string();
+            if let Err(e) = prove_once(shared, &lease, mode, &user, checked) {
+                if lease.created() {
+                    // No job may run in it, and no earlier job's state is in it.
+                    let _ = shared.engine.remove_container(lease.id(), true);
+                } else {
+                    lease.release();
+                }
+                return Err(e);
+            }
+        }
         let mut timings = Timings {
             acquire: Some(started.elapsed()),
             create: acquired.create,
@@ -294,7 +331,6 @@ impl Runner {
         env.extend(credentials.exec_env());
         env.extend(spec.env.iter().cloned());
 
-        let mut lease = acquired.lease;
         let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
         exec.env = env;
         exec.user = Some(spec.config.user.to_string());
@@ -375,6 +411,18 @@ impl Runner {
         }))
     }
 
+    /// Refuses a job with injected MCP servers (whose sockets are mounted into its container)
+    /// under a runtime that cannot connect to them; see [`isolation::check_host_sockets`].
+    pub(crate) fn check_host_sockets(&self, config: &DockerConfig) -> Result<()> {
+        let name = config
+            .runtime
+            .as_deref()
+            .or(self.shared.options.runtime.as_deref());
+        isolation::with_runtimes(&self.shared.engine, name, |engine| {
+            isolation::check_host_sockets(name, engine)
+        })
+    }
+
     /// Runs a job to its end, handing each stdout line to `on_line`.
     pub fn run(&self, spec: JobSpec, mut on_line: impl FnMut(&[u8])) -> Result<JobReport> {
         let mut job = self.start(spec)?;
@@ -431,6 +479,29 @@ impl Runner {
         found.sort_by_key(|c| std::cmp::Reverse(c.created_ms));
         Ok(found)
     }
+}
+
+/// Proves, once per container, that a job's container runs under its sandbox runtime
+/// ([`isolation::prove`]): every fresh container, and a reused persistent one the first time
+/// this runner uses it (its runtime cannot change while it exists).
+fn prove_once(
+    shared: &Shared,
+    lease: &lifecycle::Lease,
+    mode: Mode,
+    user: &str,
+    checked: &isolation::Checked,
+) -> Result<()> {
+    let id = lease.id();
+    let seen = || shared.proven.lock().unwrap_or_else(|p| p.into_inner());
+    if mode == Mode::Persistent && !lease.created() && seen().contains(id) {
+        return Ok(());
+    }
+    isolation::prove(&shared.engine, id, lease.name(), user, checked)?;
+    if mode == Mode::Persistent {
+        // Ids only: a few per agent and config, for the life of the process.
+        seen().insert(id.to_string());
+    }
+    Ok(())
 }
 
 /// One of this project's containers, as `list` shows it.

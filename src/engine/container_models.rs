@@ -148,6 +148,9 @@ pub struct ContainerHostConfig {
     /// tmpfs mounts: path to options.
     #[serde(default, deserialize_with = "null_default")]
     pub tmpfs: BTreeMap<String, String>,
+    /// Its runtime, like `runc`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub runtime: String,
 }
 
 /// One mount of a container, as mounted.

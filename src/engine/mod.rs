@@ -48,7 +48,7 @@ pub use containers::{
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
 pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
-pub use system::{EngineInfo, EngineVersion};
+pub use system::{EngineInfo, EngineRuntime, EngineVersion};
 pub use transport::Host;
 
 use call::Req;
