@@ -16,18 +16,20 @@
 mod proof;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::config::{DockerConfig, NetworkMode};
+use crate::config::{DockerConfig, NetworkMode, DEFAULT_PIDS_LIMIT};
 use crate::engine::{Engine, EngineInfo, EngineRuntime};
 use crate::{Error, Result};
 
 #[cfg(test)]
 pub(crate) use proof::kernel_problem;
 pub(crate) use proof::prove;
+pub(crate) use watch::watch_container;
 
 /// What a runtime puts between a job and the host's kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +247,13 @@ impl Checked {
     }
 }
 
+/// The lowest pids limit gVisor runs under. The limit counts the sandbox's host tasks, not the
+/// job's processes: at rest (Debian's 2022 runsc, ptrace platform, the runner's three mounts)
+/// the sandbox holds 68, every process of the job adds 6 to 7 (20 sleeping processes: 201), and
+/// at the limit the whole sandbox dies rather than one fork failing. Below about 70 it cannot
+/// start at all.
+const GVISOR_MIN_PIDS: u64 = 128;
+
 /// How a refusal of an unknown runtime says to allow it (the opt-in of the host_config gate).
 const ALLOW_UNKNOWN: &str =
     "set docker.allow_unsafe_host_config: true in the fleet config to allow it";
@@ -291,6 +300,15 @@ pub(crate) fn check(
             format!(
                 "\"{}\" asks for a network, but the engine runs \"{name}\" with --network=none, which gives every container loopback only; set docker.network: none, or register gVisor without --network=none (see the README, Choosing gVisor)",
                 config.network.as_str()
+            ),
+        ));
+    }
+    let pids = config.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
+    if boundary == Some(Boundary::Gvisor) && pids < GVISOR_MIN_PIDS {
+        return Err(Error::invalid(
+            "docker.pids_limit",
+            format!(
+                "{pids} is too low for gVisor (\"{name}\"), whose sandbox takes about 70 of the container's pids limit itself and a few more for every process of the job; give at least {GVISOR_MIN_PIDS}"
             ),
         ));
     }

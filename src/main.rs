@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 const USAGE: &str = "usage:
   herdctl-container run --agent NAME [--image IMAGE] [--persistent] [--keep N] [--network none|bridge|host]
-                        [--memory SIZE] [--user UID[:GID]] [--workspace DIR] [--state-dir DIR]
+                        [--memory SIZE] [--user UID[:GID]] [--runtime NAME] [--workspace DIR] [--state-dir DIR]
                         [--env KEY=VALUE]... [--timeout SECONDS] [--config FILE.json]
                         [--pull never|if-missing|always] -- COMMAND [ARG]...
   herdctl-container ps [--agent NAME] [--json]
@@ -209,6 +209,7 @@ fn run(flags: &mut Flags) -> Result<ExitCode, Error> {
         ("network", "network"),
         ("memory", "memory"),
         ("user", "user"),
+        ("runtime", "runtime"),
     ] {
         if let Some(v) = flags.take(flag) {
             block.insert(field.into(), json!(v));

@@ -302,6 +302,9 @@ impl Runner {
         if let Some(checked) = runtime.as_ref().filter(|c| c.needs_proof()) {
             let user = spec.config.user.to_string();
             if let Err(e) = prove_once(shared, &lease, mode, &user, checked) {
+                // A sandbox that died at start (a pids limit below what gVisor itself needs)
+                // fails the proof's exec: say that the container stopped, and how.
+                let e = lifecycle::explain_exec_failure(shared, &lease, e);
                 if lease.created() {
                     // No job may run in it, and no earlier job's state is in it.
                     let _ = shared.engine.remove_container(lease.id(), true);
@@ -393,6 +396,13 @@ impl Runner {
             group,
             abort,
         );
+        let container_watch = runtime.as_ref().filter(|c| c.needs_proof()).map(|_| {
+            isolation::watch_container(
+                shared.engine.clone(),
+                lease.id().to_string(),
+                canceller.clone(),
+            )
+        });
         Ok(Job::new(Started {
             engine: shared.engine.clone(),
             exec_id,
@@ -408,6 +418,7 @@ impl Runner {
             warnings: acquired.warnings,
             lease,
             paths: mounts.path_map(),
+            container_watch,
         }))
     }
 

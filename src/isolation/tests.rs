@@ -234,3 +234,24 @@ fn the_kernel_proves_the_sandbox() {
         .unwrap()
         .contains("the engine does not report its host's kernel"));
 }
+
+#[test]
+fn gvisor_needs_room_for_its_own_threads_in_the_pids_limit() {
+    let e = checked(
+        json!({"runtime": "runsc", "network": "none", "pids_limit": 64}),
+        &engine(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "invalid docker.pids_limit: 64 is too low for gVisor (\"runsc\"), whose sandbox takes about 70 of the container's pids limit itself and a few more for every process of the job; give at least 128"
+    );
+    assert!(checked(
+        json!({"runtime": "runsc", "network": "none", "pids_limit": 128}),
+        &engine(&[])
+    )
+    .is_ok());
+    // runc counts the job's processes only.
+    assert!(checked(json!({"runtime": "runc", "pids_limit": 8}), &engine(&[])).is_ok());
+}
