@@ -22,13 +22,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::config::{DockerConfig, NetworkMode, DEFAULT_PIDS_LIMIT};
+use crate::config::{DockerConfig, NetworkMode, ALLOW_HOW, DEFAULT_PIDS_LIMIT};
 use crate::engine::{Engine, EngineInfo, EngineRuntime};
 use crate::{Error, Result};
 
-#[cfg(test)]
-pub(crate) use proof::kernel_problem;
-pub(crate) use proof::prove;
+pub(crate) use proof::{kernel_problem, KERNEL_FILE};
 pub(crate) use watch::watch_container;
 
 /// What a runtime puts between a job and the host's kernel.
@@ -254,14 +252,10 @@ impl Checked {
 /// start at all.
 const GVISOR_MIN_PIDS: u64 = 128;
 
-/// How a refusal of an unknown runtime says to allow it (the opt-in of the host_config gate).
-const ALLOW_UNKNOWN: &str =
-    "set docker.allow_unsafe_host_config: true in the fleet config to allow it";
-
 /// Checks `config.runtime` against the engine's runtimes before any container is created:
-/// the engine must list it; a runtime this runner does not know needs `allow_unsafe` (it may
-/// ignore the capability drop or no-new-privileges, and nothing inside could prove it is a
-/// sandbox); and gVisor must be able to give the job what its config asks for (a network).
+/// the engine must list it; a runtime this runner does not know needs `allow_unsafe`, the opt-in
+/// of the host_config gate (it may ignore the capability drop or no-new-privileges, and nothing
+/// inside could prove it is a sandbox); and gVisor must be able to give the job what its config asks for (a network).
 /// `None` when the config names no runtime.
 pub(crate) fn check(
     config: &DockerConfig,
@@ -286,7 +280,7 @@ pub(crate) fn check(
         return Err(Error::invalid(
             "docker.runtime",
             format!(
-                "\"{name}\" ({}) is a runtime this runner does not know to apply the container's security settings; {ALLOW_UNKNOWN}",
+                "\"{name}\" ({}) is a runtime this runner does not know to apply the container's security settings; {ALLOW_HOW}",
                 program(entry)
             ),
         ));

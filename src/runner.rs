@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
-use crate::engine::{Engine, ExecSpec, PullProgress};
+use crate::engine::{Engine, ExecSpec, Host, PullProgress};
 use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Request};
 use crate::paths::{
     sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
 };
+use crate::redact::Redactor;
 use crate::retention::{self, PruneReport};
-use crate::{isolation, plan, Error, Result};
+use crate::{isolation, plan, records, Error, Result};
 
 /// When the runner may pull an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +66,13 @@ pub struct RunnerOptions {
     pub max_line_bytes: usize,
     /// Session directory per agent (default) or one shared directory (herdctl's layout).
     pub session_layout: SessionLayout,
+    /// Lets every agent's `host_config` (and volumes) loosen the container, as each config's own
+    /// `allow_unsafe_host_config` does for its agent: privileged mode, added capabilities, host
+    /// namespaces, non-GPU devices, the engine's socket, ... [`Runner::new`] also turns it on
+    /// when the environment variable [`ALLOW_UNSAFE_ENV`]
+    /// (`HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG`) is `1` or `true`, so an unmodified herdctl
+    /// can opt in. Default: false.
+    pub allow_unsafe_host_config: bool,
     /// The OCI runtime of every job whose docker config names none ([`DockerConfig::runtime`]),
     /// like `runsc` for gVisor: checked and proven as if the config had named it. A config that
     /// names a runtime keeps its own. Default: none (the engine's default runtime).
@@ -80,6 +88,7 @@ impl RunnerOptions {
             pull_progress: None,
             max_line_bytes: 64 << 20,
             session_layout: SessionLayout::PerAgent,
+            allow_unsafe_host_config: false,
             runtime: None,
         }
     }
@@ -93,6 +102,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("pull_progress", &self.pull_progress.is_some())
             .field("max_line_bytes", &self.max_line_bytes)
             .field("session_layout", &self.session_layout)
+            .field("allow_unsafe_host_config", &self.allow_unsafe_host_config)
             .field("runtime", &self.runtime)
             .finish()
     }
@@ -121,6 +131,10 @@ pub struct JobSpec {
     /// the Claude credentials file) at the job's start, so a refreshed token is picked up, and
     /// runs without any when none are configured.
     pub credentials: Option<Credentials>,
+    /// More values to redact from everything the job reports (its errors, warnings and stderr
+    /// tail), besides the credentials and the values of the config's env entries whose names
+    /// look secret: secrets the job is given some other way (on stdin, say). Default: none.
+    pub secrets: Vec<String>,
 }
 
 impl JobSpec {
@@ -141,7 +155,24 @@ impl JobSpec {
             working_dir: None,
             deadline: None,
             credentials: None,
+            secrets: Vec::new(),
         }
+    }
+
+    /// The redactor of this job's secrets, given its credentials.
+    pub(crate) fn redactor(&self, credentials: &Credentials) -> Redactor {
+        // The job's own `KEY=value` env is treated like the config's (the CLI's `--env`).
+        let job_env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        credentials
+            .redactor()
+            .with_env(&self.config.env)
+            .with_env(job_env.iter().map(|(k, v)| (k, v)))
+            .with_secrets(&self.secrets)
     }
 }
 
@@ -171,8 +202,8 @@ pub(crate) struct Shared {
     pub options: RunnerOptions,
     /// Containers this process's jobs are using, with a count of jobs per container.
     in_use: Mutex<HashMap<String, usize>>,
-    /// Persistent containers this runner has proven to run under their sandbox runtime.
-    proven: Mutex<HashSet<String>>,
+    /// Persistent containers whose processes this runner has checked from inside.
+    checked_inside: Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -202,8 +233,15 @@ impl Shared {
 }
 
 impl Runner {
-    /// A runner over `engine`, keeping its files under `options.state_dir`.
+    /// A runner over `engine`, keeping its files under `options.state_dir`. Reads
+    /// [`ALLOW_UNSAFE_ENV`] (see [`RunnerOptions::allow_unsafe_host_config`]); a value other than
+    /// `1`, `true`, `0`, `false` or empty is an error.
+    ///
+    /// The first runner of a process over a state directory takes this process's owner lock
+    /// there (`<state_dir>/owners/`, held until the process exits) and stops the running
+    /// ephemeral containers of processes that died mid-job (one list call when there are none).
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
+        options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
         if let Some(name) = options.runtime.take() {
             options.runtime =
                 crate::config::runtime_name("runtime", &serde_json::Value::String(name))?;
@@ -221,14 +259,25 @@ impl Runner {
                 e,
             )
         })?;
-        Ok(Runner {
+        // A state directory whose file system refuses the lock costs only the reaping: jobs run,
+        // and each says that its container has no owner.
+        let first = crate::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
+        let runner = Runner {
             shared: Arc::new(Shared {
                 engine,
                 options,
                 in_use: Mutex::new(HashMap::new()),
-                proven: Mutex::new(HashSet::new()),
+                checked_inside: Mutex::new(HashSet::new()),
             }),
-        })
+        };
+        if first {
+            // The first runner of this process over this state directory: stop the ephemeral
+            // containers whose process died (killed mid-job) before it could. Best effort: an
+            // engine that does not answer now fails the first job with a clearer error, and
+            // `gc` tries again.
+            let _ = retention::reap_orphans(&runner.shared);
+        }
+        Ok(runner)
     }
 
     /// The state directory, absolute.
@@ -244,24 +293,47 @@ impl Runner {
     /// Starts a job: acquires its container, starts the exec and begins writing its stdin.
     /// Errors here mean the job never ran (bad config, no engine, missing image, a container that
     /// would not start); once this returns, every ending is an [`crate::Outcome`].
+    ///
+    /// Every error is redacted with the job's secrets: an engine or a proxy may quote a request
+    /// (the exec's, env and all) in its answer.
     pub fn start(&self, mut spec: JobSpec) -> Result<Job> {
+        let credentials = match spec.credentials.take() {
+            Some(c) => c,
+            None => Credentials::discover(|k| std::env::var(k).ok()).map_err(|e| {
+                // No credentials to redact with: what the environment holds, then.
+                let known = Redactor::from_process_env();
+                e.redact(&known.with_env(&spec.config.env).with_secrets(&spec.secrets))
+            })?,
+        };
+        let redactor = spec.redactor(&credentials);
+        self.start_job(spec, credentials, redactor.clone())
+            .map_err(|e| e.redact(&redactor))
+    }
+
+    /// [`Runner::start`] once the credentials and the redactor are known; its errors are not
+    /// yet redacted.
+    fn start_job(
+        &self,
+        mut spec: JobSpec,
+        credentials: Credentials,
+        redactor: Redactor,
+    ) -> Result<Job> {
         let started = Instant::now();
+        let started_ms = labels::now_ms();
         let shared = &self.shared;
         if spec.config.runtime.is_none() {
             spec.config.runtime = shared.options.runtime.clone();
         }
         // Before anything is made: a runtime the engine does not list, or one that cannot give
-        // the job what its config asks for, is refused here.
+        // the job what its config asks for, is refused here. Only a sandbox needs the proof.
+        let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
         let runtime = match spec.config.runtime.as_deref() {
             Some(name) => isolation::with_runtimes(&shared.engine, Some(name), |engine| {
-                isolation::check(&spec.config, engine, spec.config.allow_unsafe_host_config)
+                isolation::check(&spec.config, engine, allow)
             })?,
             None => None,
-        };
-        let credentials = match spec.credentials.take() {
-            Some(c) => c,
-            None => Credentials::discover(|k| std::env::var(k).ok())?,
-        };
+        }
+        .filter(isolation::Checked::needs_proof);
         let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
         let mounts = MountPlan::build(&MountRequest {
             config: &spec.config,
@@ -271,20 +343,52 @@ impl Runner {
             layout: shared.options.session_layout,
             credentials: Some(&credentials),
         })?;
+        // The opt-in: the agent's config, or this runner's option or environment.
+        let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
+        let own_socket = match shared.engine.host() {
+            Host::Unix(path) => Some(path.as_path()),
+            Host::Tcp(_) => None,
+        };
+        let sockets = EngineSockets::find(own_socket);
+        plan::check_mount_sources(&mounts, &sockets, allow)?;
+        let gate = Gate {
+            allow,
+            network: spec.config.network,
+            sockets: &sockets,
+        };
         let hash = crate::hash::config_hash(&spec.config, &mounts);
         let mode = if spec.config.ephemeral {
             Mode::Ephemeral
         } else {
             Mode::Persistent
         };
-        let labels = labels::container_labels(
+        let mut labels = labels::container_labels(
             &spec.agent,
             mode,
             &hash,
             labels::now_ms(),
             &spec.config.labels,
         );
-        let body = plan::create_body(&spec.config, &mounts, &labels)?;
+        let mount_ids = lifecycle::mount_ids(&mounts);
+        labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
+        let mut warnings = Vec::new();
+        let owner = match mode {
+            Mode::Ephemeral => match crate::owner::current(&shared.options.state_dir) {
+                Ok((owner, _)) => {
+                    labels.insert(labels::OWNER.into(), owner.id().to_string());
+                    Some(owner)
+                }
+                Err(e) => {
+                    warnings.push(format!(
+                        "no owner lock for this job's container ({e}): should this process die mid-job, no other runner can prove it orphaned and stop it"
+                    ));
+                    None
+                }
+            },
+            Mode::Persistent => None,
+        };
+        let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
+        let inside = plan::Inside::of(&body);
         let sanitized = sanitize_agent_name(&spec.agent);
         let acquired = lifecycle::acquire(
             shared,
@@ -295,24 +399,30 @@ impl Runner {
                 config_hash: &hash,
                 image: &spec.config.image,
                 body,
+                expected: plan::Expected::new(allow, &mounts),
                 keep: spec.config.max_containers as usize,
+                mount_ids: &mount_ids,
+                owner,
             },
         )?;
         let mut lease = acquired.lease;
-        if let Some(checked) = runtime.as_ref().filter(|c| c.needs_proof()) {
-            let user = spec.config.user.to_string();
-            if let Err(e) = prove_once(shared, &lease, mode, &user, checked) {
-                // A sandbox that died at start (a pids limit below what gVisor itself needs)
-                // fails the proof's exec: say that the container stopped, and how.
-                let e = lifecycle::explain_exec_failure(shared, &lease, e);
-                if lease.created() {
-                    // No job may run in it, and no earlier job's state is in it.
-                    let _ = shared.engine.remove_container(lease.id(), true);
-                } else {
-                    lease.release();
-                }
-                return Err(e);
+        if let Err(e) = check_inside_once(
+            shared,
+            &lease,
+            mode,
+            &spec.config.user.to_string(),
+            inside,
+            runtime.as_ref(),
+        ) {
+            // A container that died at start (its exec failed, or was cut short) says why.
+            let e = lifecycle::explain_exec_failure(shared, &lease, e);
+            if lease.created() {
+                // No job may run in it, and no earlier job's state is in it.
+                let _ = shared.engine.remove_container(lease.id(), true);
+            } else {
+                lease.release();
             }
+            return Err(e);
         }
         let mut timings = Timings {
             acquire: Some(started.elapsed()),
@@ -322,9 +432,7 @@ impl Runner {
         };
 
         let job_id = labels::ephemeral_name("job", labels::now_ms());
-        // Redact the values of configured env entries whose names look secret; the credentials'
-        // own values are always redacted.
-        let redactor = credentials.redactor().with_env(&spec.config.env);
+        let job_id_for_record = job_id.clone();
         let mut env = spec
             .config
             .env
@@ -396,7 +504,7 @@ impl Runner {
             group,
             abort,
         );
-        let container_watch = runtime.as_ref().filter(|c| c.needs_proof()).map(|_| {
+        let container_watch = runtime.as_ref().map(|_| {
             isolation::watch_container(
                 shared.engine.clone(),
                 lease.id().to_string(),
@@ -415,9 +523,19 @@ impl Runner {
             max_line: shared.options.max_line_bytes,
             started,
             timings,
-            warnings: acquired.warnings,
+            warnings: warnings.into_iter().chain(acquired.warnings).collect(),
+            image: spec.config.image,
+            config_hash: hash,
             lease,
             paths: mounts.path_map(),
+            record: records::Head {
+                state_dir: shared.options.state_dir.clone(),
+                agent: spec.agent,
+                job: job_id_for_record,
+                mode,
+                started_ms,
+                keep: spec.config.max_containers as usize,
+            },
             container_watch,
         }))
     }
@@ -445,13 +563,31 @@ impl Runner {
 
     /// Removes the agent's oldest stopped containers so that at most `keep` remain.
     pub fn prune(&self, agent: &str, keep: usize) -> Result<PruneReport> {
-        retention::prune(&self.shared, agent, keep)
+        let mut report = retention::prune(&self.shared, agent, keep)?;
+        // The agent's job records get the same bound (at least the newest one stays).
+        if let Err(e) = records::prune(self.state_dir(), agent, keep.max(1)) {
+            report.warnings.push(format!("job records: {e}"));
+        }
+        Ok(report)
     }
 
     /// Removes every stopped container of an agent not in `live_agents`, and prunes the live
     /// agents to `keep` each. Safe to run from several processes at once.
     pub fn gc(&self, live_agents: &[String], keep: usize) -> Result<PruneReport> {
-        retention::gc(&self.shared, live_agents, keep)
+        let mut report = retention::gc(&self.shared, live_agents, keep)?;
+        // Records go with their agents; those of a container that is still there stay.
+        let existing = self.list(None).map(|found| {
+            found
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<std::collections::HashSet<_>>()
+        });
+        let pruned =
+            existing.and_then(|ids| records::gc(self.state_dir(), live_agents, keep.max(1), &ids));
+        if let Err(e) = pruned {
+            report.warnings.push(format!("job records: {e}"));
+        }
+        Ok(report)
     }
 
     /// This project's containers, optionally of one agent, newest first.
@@ -492,27 +628,55 @@ impl Runner {
     }
 }
 
-/// Proves, once per container, that a job's container runs under its sandbox runtime
-/// ([`isolation::prove`]): every fresh container, and a reused persistent one the first time
-/// this runner uses it (its runtime cannot change while it exists).
-fn prove_once(
+/// Checks a container's processes from inside ([`plan::check_inside`]) once: every fresh
+/// container, and a reused persistent one the first time this runner uses it. The same exec
+/// proves a sandbox `runtime` by the kernel it reports (its runtime cannot change while the
+/// container exists).
+fn check_inside_once(
     shared: &Shared,
     lease: &lifecycle::Lease,
     mode: Mode,
     user: &str,
-    checked: &isolation::Checked,
+    want: plan::Inside,
+    runtime: Option<&isolation::Checked>,
 ) -> Result<()> {
+    if !want.is_needed() && runtime.is_none() {
+        return Ok(());
+    }
     let id = lease.id();
-    let seen = || shared.proven.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = || {
+        shared
+            .checked_inside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
     if mode == Mode::Persistent && !lease.created() && seen().contains(id) {
         return Ok(());
     }
-    isolation::prove(&shared.engine, id, lease.name(), user, checked)?;
+    plan::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
     if mode == Mode::Persistent {
         // Ids only: a few per agent and config, for the life of the process.
         seen().insert(id.to_string());
     }
     Ok(())
+}
+
+/// Reads the opt-in environment variable: absent, empty, `0` or `false` is off; `1` or `true` on.
+fn allow_from_env(value: Option<std::ffi::OsString>) -> Result<bool> {
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Some("" | "0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        _ => Err(Error::invalid(
+            ALLOW_UNSAFE_ENV,
+            format!(
+                "{:?} is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no",
+                value.to_string_lossy()
+            ),
+        )),
+    }
 }
 
 /// One of this project's containers, as `list` shows it.
@@ -532,4 +696,29 @@ pub struct ManagedContainer {
     pub created_ms: u64,
     /// The engine's state: `running`, `exited`, `created`, ...
     pub state: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opt_in_variable_is_a_strict_switch() {
+        let read = |v: Option<&str>| allow_from_env(v.map(Into::into));
+        for (v, on) in [
+            (None, false),
+            (Some(""), false),
+            (Some("0"), false),
+            (Some("false"), false),
+            (Some("1"), true),
+            (Some("true"), true),
+            (Some(" 1 "), true),
+        ] {
+            assert_eq!(read(v).unwrap(), on, "{v:?}");
+        }
+        assert_eq!(
+            read(Some("yes")).unwrap_err().to_string(),
+            "invalid HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG: \"yes\" is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no"
+        );
+    }
 }

@@ -369,8 +369,7 @@ fn a_reused_container_that_is_not_in_its_sandbox_runs_no_job() {
     let runner = fleet.second_runner();
     let e = runner
         .start(fleet.job(&agent, &config, ["true"]))
-        .err()
-        .expect("no job in a container that is not in its sandbox");
+        .expect_err("no job in a container that is not in its sandbox");
     assert_eq!(e.code(), "NOT_APPLIED");
     let host = host_kernel(&fleet);
     assert_eq!(
@@ -434,7 +433,7 @@ fn gvisor_refuses_what_it_cannot_give_before_any_container() {
     let started = fleet.runner.start(fleet.job(&agent, &bridge, ["true"]));
     if args.iter().any(|a| a == "--network=none") {
         // This engine's gVisor gives containers loopback only (see scripts/ensure-engine).
-        let e = started.err().expect("refused");
+        let e = started.expect_err("refused");
         assert!(
             e.to_string().starts_with("invalid docker.network: \"bridge\" asks for a network, but the engine runs \"runsc\" with --network=none"),
             "{e}"

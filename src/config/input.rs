@@ -144,7 +144,7 @@ impl DockerInput {
                 "labels" => d.labels = Some(labels(v)?),
                 "runtime" => d.runtime = runtime_name(f, v)?,
                 "host_config" => match v {
-                    Value::Object(m) => d.host_config = Some(m.clone()),
+                    Value::Object(m) => d.host_config = Some(super::host_config::read_override(m)?),
                     other => {
                         return Err(Error::invalid(
                             f,
@@ -216,10 +216,9 @@ impl DockerInput {
             }
             targets.insert(target, field);
         }
+        // The host_config override was read with its block; whether it needs the opt-in is
+        // decided when a job starts, where the runner's own opt-in is known.
         let allow = self.allow_unsafe_host_config.unwrap_or(false);
-        if let Some(hc) = &self.host_config {
-            super::host_config::check_override(hc, allow)?;
-        }
         let runtime = match (
             self.runtime,
             host_config_runtime(self.host_config.as_ref())?,

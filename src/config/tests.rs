@@ -272,11 +272,12 @@ fn runtime_is_one_field_in_two_spellings() {
     );
     let cases = [
         (json!({"runtime": "runsc", "host_config": {"Runtime": "runc"}}), "invalid docker.runtime: \"runsc\" differs from docker.host_config.Runtime \"runc\"; set the runtime once"),
-        (json!({"host_config": {"Runtime": "runsc", "runtime": "runc"}}), "invalid docker.host_config.Runtime: set twice, as \"Runtime\" and as \"runtime\"; keep one"),
+        (json!({"host_config": {"Runtime": "runsc", "runtime": "runc"}}), "invalid docker.host_config.Runtime: set twice, as \"Runtime\" and as \"runtime\""),
         (json!({"runtime": 3}), "invalid docker.runtime: expected a runtime's name like \"runsc\", got 3"),
         (json!({"runtime": "run sc"}), "invalid docker.runtime: \"run sc\" is not a runtime name"),
         (json!({"runtime": "../runsc"}), "invalid docker.runtime: \"../runsc\" is not a runtime name"),
-        (json!({"host_config": {"Runtime": ["runsc"]}}), "invalid docker.host_config.Runtime: expected a runtime's name"),
+        (json!({"host_config": {"Runtime": ["runsc"]}}), "invalid docker.host_config.Runtime: expected a string, got a list"),
+        (json!({"host_config": {"Runtime": "a/b"}}), "invalid docker.host_config.Runtime: \"a/b\" is not a runtime name"),
     ];
     for (input, want) in cases {
         let e = err(input.clone());

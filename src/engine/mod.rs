@@ -27,6 +27,7 @@ mod frames;
 mod hijack;
 mod http;
 mod images;
+mod log;
 mod system;
 mod transport;
 
@@ -39,7 +40,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use container_models::{
     ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerState, ContainerSummary,
-    MountPoint, ProcessList,
+    DeviceMapping, MountPoint, ProcessList,
 };
 pub use containers::{
     KillOutcome, MemoryStats, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus,
@@ -48,6 +49,8 @@ pub use containers::{
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
 pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
+use log::process_env_redactor;
+pub use log::{log_level_from_env, stderr_logger, CallEvent, CallObserver, LogLevel, LOG_ENV};
 pub use system::{EngineInfo, EngineRuntime, EngineVersion};
 pub use transport::Host;
 
@@ -61,7 +64,7 @@ pub const CLIENT_MIN_API: u32 = 41;
 pub const CLIENT_MAX_API: u32 = 47;
 
 /// How to reach the engine and how long to wait for it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineOptions {
     /// Where the engine listens. Default: `unix:///var/run/docker.sock`.
     pub host: Host,
@@ -71,6 +74,20 @@ pub struct EngineOptions {
     /// that block by nature (wait, pull, import, an exec's output) have none unless given one.
     /// Default: 60 s.
     pub call_timeout: Duration,
+    /// Receives one [`CallEvent`] per call (a debug log). Default: none; [`EngineOptions::from_env`]
+    /// sets a stderr printer when `HERDCTL_CONTAINER_LOG=debug`.
+    pub on_call: Option<CallObserver>,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("host", &self.host)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("call_timeout", &self.call_timeout)
+            .field("on_call", &self.on_call.is_some())
+            .finish()
+    }
 }
 
 impl Default for EngineOptions {
@@ -79,15 +96,21 @@ impl Default for EngineOptions {
             host: Host::Unix(PathBuf::from("/var/run/docker.sock")),
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),
+            on_call: None,
         }
     }
 }
 
 impl EngineOptions {
     /// The defaults, with the host from `DOCKER_HOST` when it is set and not empty. A `tcp://`
-    /// host with `DOCKER_TLS_VERIFY` set is refused: this client speaks no TLS.
+    /// host with `DOCKER_TLS_VERIFY` set is refused: this client speaks no TLS. With
+    /// `HERDCTL_CONTAINER_LOG=debug`, each call is printed to stderr (redacted of this process's
+    /// secret-looking env values).
     pub fn from_env() -> crate::Result<EngineOptions> {
         let mut opts = EngineOptions::default();
+        if log_level_from_env()? == LogLevel::Debug {
+            opts.on_call = Some(stderr_logger("herdctl-container: ", process_env_redactor()));
+        }
         if let Some(value) = std::env::var_os("DOCKER_HOST") {
             let value = value
                 .into_string()

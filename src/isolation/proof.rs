@@ -6,15 +6,12 @@
 //! under gVisor it reads gVisor's own (`Linux version 4.4.0 ...` in every build so far), under
 //! Kata the guest VM's. The host's release comes from the engine (`GET /info`), so a remote
 //! engine's host is compared with its own containers. The proof is a process of the job's own
-//! kind (an exec, as the job's user, without a TTY), so it proves the job's own conditions; it
-//! reads one file with `cat`, which herdctl's images have, and costs one exec per container
-//! (a reused persistent container is proven once per runner).
-
-use std::time::{Duration, Instant};
+//! kind (an exec, as the job's user, without a TTY), so it proves the job's own conditions: the
+//! `cat` of the in-container security check (`plan/inside.rs`) reads this file too, so the proof
+//! costs no exec of its own (one per container; a reused persistent container is checked once
+//! per runner).
 
 use super::Checked;
-use crate::engine::{Engine, ExecSpec};
-use crate::{Error, Result};
 
 /// The file the proof reads. `/proc/version` and not `uname -r`: one `cat` can read it together
 /// with `/proc/self/status`, so the in-container security check and this proof can share an exec.
@@ -44,40 +41,4 @@ pub(crate) fn kernel_problem(text: &str, checked: &Checked) -> Option<String> {
         ));
     }
     None
-}
-
-/// Runs `cat /proc/version` in `container` as `user` and checks it with [`kernel_problem`].
-/// Returns how long it took; fails with [`Error::NotApplied`] naming `name` when the kernel is
-/// the host's or cannot be read.
-pub(crate) fn prove(
-    engine: &Engine,
-    container: &str,
-    name: &str,
-    user: &str,
-    checked: &Checked,
-) -> Result<Duration> {
-    let t = Instant::now();
-    let mut spec = ExecSpec::new(["cat", KERNEL_FILE]);
-    spec.user = Some(user.to_string());
-    let id = engine.exec_create(container, &spec)?;
-    let (_stdin, mut output) = engine.exec_start(&id)?.split()?;
-    let (stdout, stderr) = output.read_to_end()?;
-    let text = String::from_utf8_lossy(&stdout);
-    if let Some(problem) = kernel_problem(&text, checked) {
-        let said: String = String::from_utf8_lossy(&stderr)
-            .trim()
-            .chars()
-            .take(200)
-            .collect();
-        let said = if said.is_empty() {
-            String::new()
-        } else {
-            format!(" (cat said: {said}; the image needs `cat`)")
-        };
-        return Err(Error::NotApplied {
-            container: name.to_string(),
-            what: format!("{problem}{said}"),
-        });
-    }
-    Ok(t.elapsed())
 }

@@ -139,7 +139,7 @@ fn an_unknown_runtime_needs_the_opt_in() {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("is a runtime this runner does not know to apply the container's security settings; set docker.allow_unsafe_host_config: true"),
+            e.contains("is a runtime this runner does not know to apply the container's security settings; to allow it, set allow_unsafe_host_config: true"),
             "{e}"
         );
         let c = check(&config(json!({ "runtime": name })), &engine(&[]), true)
