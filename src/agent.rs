@@ -347,7 +347,9 @@ impl AgentJob {
     ///
     /// Every error is redacted: before the job exists with what this process's environment
     /// and the config hold secret, afterwards with all of the job's secrets.
-    pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
+    pub fn start(runner: &Runner, mut request: AgentRequest) -> Result<AgentJob> {
+        // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
+        crate::isolation::runtime_from_agent(&request.agent, &mut request.config)?;
         let early = || Redactor::from_process_env().with_env(&request.config.env);
         let mut bridge = request.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
         let injected = bridge

@@ -345,6 +345,41 @@ pub(crate) fn check_host_sockets(runtime: Option<&str>, engine: &EngineRuntimes)
     ))
 }
 
+/// Applies the runtime that herdctl's agent object asks for (`agent.docker.runtime`) to `config`.
+///
+/// herdctl's schema refuses `runtime` in `defaults.docker`, but lets it through in a fleet's
+/// per-agent `overrides.docker`, and its `resolveDockerConfig` then drops it: an unmodified
+/// herdctl hands this runner a config without the runtime the fleet asked for, and the agent
+/// object with it. Taking it from there keeps that fleet's agents in their sandbox. Only as a
+/// tightening, as for an agent's own config: a sandbox (gVisor, Kata) over a config without one;
+/// any other difference from `config` is refused, never silently settled either way.
+pub(crate) fn runtime_from_agent(
+    agent: &serde_json::Value,
+    config: &mut DockerConfig,
+) -> Result<()> {
+    let Some(v) = agent.get("docker").and_then(|d| d.get("runtime")) else {
+        return Ok(());
+    };
+    let field = "agent.docker.runtime";
+    let Some(asked) = crate::config::runtime_name(field, v)? else {
+        return Ok(());
+    };
+    match config.runtime.as_deref() {
+        Some(have) if have == asked => Ok(()),
+        have if is_sandbox_name(&asked) && !have.is_some_and(is_sandbox_name) => {
+            config.runtime = Some(asked);
+            Ok(())
+        }
+        have => Err(Error::invalid(
+            field,
+            format!(
+                "\"{asked}\" differs from the runtime of the docker config this runner was given ({}); set docker.runtime in one place (with herdctl: host_config: {{Runtime: {asked}}} reaches the runner through its resolver)",
+                have.map_or("none".to_string(), |h| format!("\"{h}\""))
+            ),
+        )),
+    }
+}
+
 /// The program of a runtime, for messages.
 fn program(entry: &EngineRuntime) -> &str {
     if !entry.path.is_empty() {

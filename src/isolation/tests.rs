@@ -255,3 +255,41 @@ fn gvisor_needs_room_for_its_own_threads_in_the_pids_limit() {
     // runc counts the job's processes only.
     assert!(checked(json!({"runtime": "runc", "pids_limit": 8}), &engine(&[])).is_ok());
 }
+
+#[test]
+fn the_agent_objects_runtime_reaches_a_config_that_lost_it() {
+    // What herdctl's resolver makes of `overrides.docker: {runtime: runsc}`: a config without it.
+    let agent = json!({"name": "a", "docker": {"enabled": true, "runtime": "runsc"}});
+    let mut c = config(json!({}));
+    runtime_from_agent(&agent, &mut c).unwrap();
+    assert_eq!(c.runtime.as_deref(), Some("runsc"));
+    // The same, or nothing asked: left as it is.
+    runtime_from_agent(&agent, &mut c).unwrap();
+    let mut plain = config(json!({"runtime": "runc"}));
+    runtime_from_agent(&json!({"name": "a", "docker": {}}), &mut plain).unwrap();
+    runtime_from_agent(&json!({"name": "a"}), &mut plain).unwrap();
+    assert_eq!(plain.runtime.as_deref(), Some("runc"));
+    // A sandbox over runc tightens; out of a sandbox, or to another, is refused.
+    runtime_from_agent(&agent, &mut plain).unwrap();
+    assert_eq!(plain.runtime.as_deref(), Some("runsc"));
+    for (asked, have) in [
+        ("runc", Some("runsc")),
+        ("kata", Some("runsc")),
+        ("crun", None),
+    ] {
+        let mut c = config(json!({ "runtime": have }));
+        let e = runtime_from_agent(&json!({"docker": {"runtime": asked}}), &mut c)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("invalid agent.docker.runtime: \"{asked}\" differs from the runtime of the docker config this runner was given")),
+            "{e}"
+        );
+        assert_eq!(c.runtime.as_deref(), have);
+    }
+    assert!(runtime_from_agent(
+        &json!({"docker": {"runtime": "a b"}}),
+        &mut config(json!({}))
+    )
+    .is_err());
+}
