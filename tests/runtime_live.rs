@@ -475,3 +475,46 @@ fn a_runner_option_gives_the_runtime_to_configs_without_one() {
         "{e}"
     );
 }
+
+#[test]
+fn doctor_lists_the_runtimes_and_probes_under_one() {
+    let fleet = Fleet::new();
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = cli(&fleet, &args, b"");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let plain = run(&["doctor"]);
+    let runtimes = plain
+        .lines()
+        .find(|l| l.starts_with("runtimes:"))
+        .unwrap_or_else(|| panic!("{plain}"));
+    assert!(runtimes.contains("runc (runc, the default)"), "{runtimes}");
+    assert!(
+        runtimes.contains("runsc (/usr/bin/runsc --host-uds=open"),
+        "{runtimes}"
+    );
+    assert!(!plain.contains("gvisor:"), "gVisor is there: {plain}");
+    assert!(
+        plain.contains(&format!("host kernel:  {}", host_kernel(&fleet))),
+        "{plain}"
+    );
+
+    let probed = run(&["doctor", "--image", common::IMAGE, "--runtime", GVISOR]);
+    assert!(probed.contains("runtime:      runsc"), "{probed}");
+    assert!(probed.contains("probe:        Linux version "), "{probed}");
+    assert!(
+        !probed.contains(&format!("Linux version {} ", host_kernel(&fleet))),
+        "{probed}"
+    );
+    assert!(
+        probed.contains("outcome:      exited with code 0"),
+        "{probed}"
+    );
+}
