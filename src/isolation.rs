@@ -6,12 +6,14 @@
 //! virtual machine there. A fleet asks for one with `docker.runtime` (or `host_config.Runtime`),
 //! and, as for the capability drop, the runner does not take the engine's word for it: the
 //! inspect after create must name the runtime, and a process of the job's own kind, exec'd in the
-//! container as the job's user, must report a kernel other than the host's. A container that
-//! fails either runs no job.
+//! container as the job's user (the in-container check of `plan/inside.rs`, whose `cat` reads
+//! `/proc/version` too), must report a kernel other than the host's. A container that fails
+//! either runs no job.
 //!
-//! What the runner reads from the engine (`GET /info`, once per runner and again only when a
-//! runtime it has not seen is asked for): the runtimes it lists (a name it does not list is
-//! refused with the list), each one's program and arguments, and the host's kernel release.
+//! What the runner reads from the engine (`GET /info`, at most every [`FRESH_FOR`] per engine and
+//! process, and at once for a runtime not seen yet or before a refusal): the runtimes it lists (a
+//! name it does not list is refused with the list), each one's program and arguments, and the
+//! host's kernel release.
 
 mod proof;
 #[cfg(test)]
