@@ -133,6 +133,22 @@ fn an_unlisted_runtime_is_refused_with_the_engines_list() {
 }
 
 #[test]
+fn runtime_names_are_matched_exactly_as_the_engine_does() {
+    // The engine's runtime names are case-sensitive: `RUNC` is not `runc`, in either spelling.
+    for c in [
+        json!({"runtime": "RUNC"}),
+        json!({"host_config": {"Runtime": "RUNC"}}),
+        json!({"host_config": {"runtime": "Runsc"}}),
+    ] {
+        let e = checked(c.clone(), &engine(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("is not a runtime of this engine, which lists"),
+            "{c}: {e}"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_runtime_needs_the_opt_in() {
     for name in ["custom", "runsc-looking"] {
         let e = checked(json!({ "runtime": name }), &engine(&[]))
