@@ -54,6 +54,7 @@ pub mod engine;
 mod error;
 mod hash;
 pub mod invocation;
+mod isolation;
 mod job;
 mod labels;
 mod lifecycle;
@@ -78,6 +79,7 @@ pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use hash::{canonical_json, config_hash, hash_value};
+pub use isolation::ADD_GVISOR;
 pub use job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
 pub use labels::Mode;
 pub use paths::{

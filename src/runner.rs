@@ -17,7 +17,7 @@ use crate::paths::{
 };
 use crate::redact::Redactor;
 use crate::retention::{self, PruneReport};
-use crate::{plan, records, Error, Result};
+use crate::{isolation, plan, records, Error, Result};
 
 /// When the runner may pull an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +74,10 @@ pub struct RunnerOptions {
     /// (`HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG`) is `1` or `true`, so an unmodified herdctl
     /// can opt in. Default: false.
     pub allow_unsafe_host_config: bool,
+    /// The OCI runtime of every job whose docker config names none ([`DockerConfig::runtime`]),
+    /// like `runsc` for gVisor: checked and proven as if the config had named it. A config that
+    /// names a runtime keeps its own. Default: none (the engine's default runtime).
+    pub runtime: Option<String>,
 }
 
 impl RunnerOptions {
@@ -86,6 +90,7 @@ impl RunnerOptions {
             max_line_bytes: 64 << 20,
             session_layout: SessionLayout::PerAgent,
             allow_unsafe_host_config: false,
+            runtime: None,
         }
     }
 }
@@ -99,6 +104,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("max_line_bytes", &self.max_line_bytes)
             .field("session_layout", &self.session_layout)
             .field("allow_unsafe_host_config", &self.allow_unsafe_host_config)
+            .field("runtime", &self.runtime)
             .finish()
     }
 }
@@ -252,6 +258,10 @@ impl Runner {
     /// ephemeral containers of processes that died mid-job (one list call when there are none).
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
         options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
+        if let Some(name) = options.runtime.take() {
+            options.runtime =
+                crate::config::runtime_name("runtime", &serde_json::Value::String(name))?;
+        }
         // Mount sources must be absolute; a relative state directory means "from here".
         options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
             Error::io(
@@ -343,7 +353,7 @@ impl Runner {
     /// yet redacted.
     fn start_job(
         &self,
-        spec: JobSpec,
+        mut spec: JobSpec,
         credentials: Credentials,
         redactor: Redactor,
         reached: &Cell<Option<Reached>>,
@@ -351,6 +361,19 @@ impl Runner {
         let started = Instant::now();
         let started_ms = labels::now_ms();
         let shared = &self.shared;
+        if spec.config.runtime.is_none() {
+            spec.config.runtime = shared.options.runtime.clone();
+        }
+        // Before anything is made: a runtime the engine does not list, or one that cannot give
+        // the job what its config asks for, is refused here. Only a sandbox needs the proof.
+        let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
+        let runtime = match spec.config.runtime.as_deref() {
+            Some(name) => isolation::with_runtimes(&shared.engine, Some(name), |engine| {
+                isolation::check(&spec.config, engine, allow)
+            })?,
+            None => None,
+        }
+        .filter(isolation::Checked::needs_proof);
         let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
         let mounts = MountPlan::build(&MountRequest {
             config: &spec.config,
@@ -424,9 +447,14 @@ impl Runner {
             },
         )?;
         let mut lease = acquired.lease;
-        if let Err(e) =
-            check_inside_once(shared, &lease, mode, &spec.config.user.to_string(), inside)
-        {
+        if let Err(e) = check_inside_once(
+            shared,
+            &lease,
+            mode,
+            &spec.config.user.to_string(),
+            inside,
+            runtime.as_ref(),
+        ) {
             // A container that died at start (its exec failed, or was cut short) says why.
             let e = lifecycle::explain_exec_failure(shared, &lease, e);
             if lease.created() {
@@ -517,6 +545,13 @@ impl Runner {
             group,
             abort,
         );
+        let container_watch = runtime.as_ref().map(|_| {
+            isolation::watch_container(
+                shared.engine.clone(),
+                lease.id().to_string(),
+                canceller.clone(),
+            )
+        });
         Ok(Job::new(Started {
             engine: shared.engine.clone(),
             exec_id,
@@ -542,7 +577,20 @@ impl Runner {
                 started_ms,
                 keep: spec.config.max_containers as usize,
             },
+            container_watch,
         }))
+    }
+
+    /// Refuses a job with injected MCP servers (whose sockets are mounted into its container)
+    /// under a runtime that cannot connect to them; see [`isolation::check_host_sockets`].
+    pub(crate) fn check_host_sockets(&self, config: &DockerConfig) -> Result<()> {
+        let name = config
+            .runtime
+            .as_deref()
+            .or(self.shared.options.runtime.as_deref());
+        isolation::with_runtimes(&self.shared.engine, name, |engine| {
+            isolation::check_host_sockets(name, engine)
+        })
     }
 
     /// Runs a job to its end, handing each stdout line to `on_line`.
@@ -622,15 +670,18 @@ impl Runner {
 }
 
 /// Checks a container's processes from inside ([`plan::check_inside`]) once: every fresh
-/// container, and a reused persistent one the first time this runner uses it.
+/// container, and a reused persistent one the first time this runner uses it. The same exec
+/// proves a sandbox `runtime` by the kernel it reports (its runtime cannot change while the
+/// container exists).
 fn check_inside_once(
     shared: &Shared,
     lease: &lifecycle::Lease,
     mode: Mode,
     user: &str,
     want: plan::Inside,
+    runtime: Option<&isolation::Checked>,
 ) -> Result<()> {
-    if !want.is_needed() {
+    if !want.is_needed() && runtime.is_none() {
         return Ok(());
     }
     let id = lease.id();
@@ -643,7 +694,7 @@ fn check_inside_once(
     if mode == Mode::Persistent && !lease.created() && seen().contains(id) {
         return Ok(());
     }
-    plan::check_inside(&shared.engine, id, lease.name(), user, want)?;
+    plan::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
     if mode == Mode::Persistent {
         // Ids only: a few per agent and config, for the life of the process.
         seen().insert(id.to_string());

@@ -1,6 +1,8 @@
 //! `prune`, `gc` and `doctor`: looking after the containers and the setup.
 
-use herdctl_container::{resolve_docker_config, Engine, Error, JobSpec, Runner, RunnerOptions};
+use herdctl_container::{
+    resolve_docker_config, Engine, Error, JobSpec, Runner, RunnerOptions, ADD_GVISOR,
+};
 use serde_json::json;
 
 use super::args::{DoctorArgs, GcArgs, PruneArgs};
@@ -56,6 +58,31 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         engine.api_version(),
         engine.host()
     );
+    let info = engine.info()?;
+    let runtimes: Vec<String> = info
+        .runtimes
+        .iter()
+        .map(|(name, r)| {
+            let mut program = vec![if r.path.is_empty() {
+                &r.runtime_type
+            } else {
+                &r.path
+            }];
+            program.extend(&r.runtime_args);
+            let default = if *name == info.default_runtime {
+                ", the default"
+            } else {
+                ""
+            };
+            let program: Vec<&str> = program.iter().map(|s| s.as_str()).collect();
+            format!("{name} ({}{default})", program.join(" "))
+        })
+        .collect();
+    println!("runtimes:     {}", runtimes.join("; "));
+    if !info.runtimes.contains_key("runsc") {
+        println!("gvisor:       not registered as runsc; {ADD_GVISOR}");
+    }
+    println!("host kernel:  {}", info.kernel_version);
     let Some(image) = args.image else {
         println!("hardening:    pass --image IMAGE to start a probe container and check it");
         return Ok(0);
@@ -70,8 +97,9 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .map_err(|e| Error::io("open the probe workspace to the container user", e))?;
-    let config =
-        resolve_docker_config(&json!({"image": image, "network": "none", "max_containers": 1}))?;
+    let config = resolve_docker_config(&json!({
+        "image": image, "network": "none", "max_containers": 1, "runtime": args.runtime,
+    }))?;
     let spec = JobSpec::new(
         "herdctl-doctor",
         config,
@@ -79,7 +107,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         [
             "sh",
             "-c",
-            "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+            "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; cat /proc/version",
         ],
     );
     let mut lines = Vec::new();
@@ -105,6 +133,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     println!("pids limit:   {:?}", h.pids_limit);
     println!("network:      {}", h.network_mode);
     println!("init:         {:?}", h.init);
+    println!("runtime:      {}", h.runtime);
     println!("outcome:      {}", report.outcome.describe());
     let _ = runner.engine().remove_container(&report.container_id, true);
     let _ = std::fs::remove_dir_all(&probe_dir);

@@ -53,6 +53,7 @@ pub struct RunArgs {
     pub network: Option<String>,
     pub memory: Option<String>,
     pub user: Option<String>,
+    pub runtime: Option<String>,
     pub workspace: Option<String>,
     pub state_dir: Option<String>,
     /// `KEY=VALUE`, or `KEY` to pass this process's value on (docker's `-e KEY`).
@@ -106,6 +107,7 @@ pub struct GcArgs {
 #[derive(Debug, Default, PartialEq)]
 pub struct DoctorArgs {
     pub image: Option<String>,
+    pub runtime: Option<String>,
 }
 
 /// A subcommand's name.
@@ -189,6 +191,11 @@ const RUN_FLAGS: &[Flag] = &[
         "user",
         Some("UID[:GID]"),
         "the user in the container (default: yours; root gets 1000:1000)",
+    ),
+    flag(
+        "runtime",
+        Some("NAME"),
+        "the engine's OCI runtime, like runsc for gVisor (default: the engine's)",
     ),
     flag(
         "workspace",
@@ -283,6 +290,11 @@ const DOCTOR_FLAGS: &[Flag] = &[
         "image",
         Some("IMAGE"),
         "start a probe container of this image and check its hardening",
+    ),
+    flag(
+        "runtime",
+        Some("NAME"),
+        "run the probe under this OCI runtime, like runsc (gVisor)",
     ),
     LOG_LEVEL,
     HELP,
@@ -577,6 +589,7 @@ fn build(
                 network: seen.one("network"),
                 memory: seen.one("memory"),
                 user: seen.one("user"),
+                runtime: seen.one("runtime"),
                 workspace: seen.one("workspace"),
                 state_dir: seen.one("state-dir"),
                 env: seen.all("env"),
@@ -653,6 +666,7 @@ fn build(
             no_positionals(&positionals)?;
             Command::Doctor(DoctorArgs {
                 image: seen.one("image"),
+                runtime: seen.one("runtime"),
             })
         }
         Sub::Help => {

@@ -68,7 +68,7 @@ fn usage_line(sub: Sub) -> &'static str {
         Sub::Inspect => "herdctl-container inspect CONTAINER|JOB|AGENT...",
         Sub::Prune => "herdctl-container prune --agent NAME --keep N",
         Sub::Gc => "herdctl-container gc --keep N [--live-agent NAME]...",
-        Sub::Doctor => "herdctl-container doctor [--image IMAGE]",
+        Sub::Doctor => "herdctl-container doctor [--image IMAGE [--runtime NAME]]",
         Sub::Help => "herdctl-container help [COMMAND]",
         Sub::Version => "herdctl-container version",
     }
@@ -116,8 +116,10 @@ prunes the live agents to --keep each. Safe to run from several processes at onc
         }
         Sub::Doctor => {
             "\
-Prints the engine's version and the API version in use; with --image, starts a probe container
-and prints its effective user, capabilities, no-new-privileges, limits and network."
+Prints the engine's version and the API version in use, and the OCI runtimes it offers (with how
+to add gVisor when it has none); with --image, starts a probe container (under --runtime, when
+given) and prints its effective user, capabilities, no-new-privileges, limits, network, runtime
+and the kernel it runs on."
         }
         Sub::Help => "Prints the overview, or one command's help.",
         Sub::Version => "Prints the version (also: herdctl-container --version or -V).",

@@ -147,6 +147,7 @@ fn docker_block(args: &RunArgs) -> Result<Value, Failure> {
         ("network", &args.network),
         ("memory", &args.memory),
         ("user", &args.user),
+        ("runtime", &args.runtime),
     ] {
         if let Some(v) = value {
             block.insert(field.into(), json!(v));

@@ -51,7 +51,7 @@ pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
 use log::process_env_redactor;
 pub use log::{log_level_from_env, stderr_logger, CallEvent, CallObserver, LogLevel, LOG_ENV};
-pub use system::{EngineInfo, EngineVersion};
+pub use system::{EngineInfo, EngineRuntime, EngineVersion};
 pub use transport::Host;
 
 use call::Req;

@@ -60,6 +60,10 @@ pub struct ContainerRunnerOptions {
     /// `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` does the same; one agent can opt in with
     /// `allow_unsafe_host_config: true` in its docker config. Default: false.
     pub allow_unsafe_host_config: Option<bool>,
+    /// The OCI runtime of every job whose docker config names none, like `"runsc"` for gVisor;
+    /// checked against the engine's runtimes and proven from inside each container, as a
+    /// config's own `runtime` is. Default: the engine's default runtime (runc).
+    pub runtime: Option<String>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -117,6 +121,7 @@ struct Core {
     translate_paths: bool,
     session_layout: SessionLayout,
     allow_unsafe_host_config: bool,
+    runtime: Option<String>,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -139,6 +144,7 @@ impl Core {
         options.pull_progress = self.pull_progress.clone();
         options.session_layout = self.session_layout;
         options.allow_unsafe_host_config = self.allow_unsafe_host_config;
+        options.runtime = self.runtime.clone();
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -235,6 +241,11 @@ impl ContainerRunnerCore {
                     None => SessionLayout::PerAgent,
                 },
                 allow_unsafe_host_config: options.allow_unsafe_host_config.unwrap_or(false),
+                // Checked here, so a bad name throws from the constructor, not the first job.
+                runtime: match options.runtime {
+                    Some(name) => runtime_option(name)?,
+                    None => None,
+                },
                 state_dir: PathBuf::from(&state_dir),
                 secrets: secrets(config.env.clone()),
                 config,
@@ -430,6 +441,18 @@ fn keep_count(keep: Option<f64>, default: u32) -> herdctl_container::Result<usiz
     }
 }
 
+/// `options.runtime`, checked as a docker config's `runtime` is (`""` is none).
+fn runtime_option(name: String) -> herdctl_container::Result<Option<String>> {
+    let block = serde_json::json!({ "runtime": name });
+    match herdctl_container::resolve_docker_config(&block) {
+        Ok(config) => Ok(config.runtime),
+        Err(herdctl_container::Error::InvalidConfig { problem, .. }) => Err(
+            herdctl_container::Error::invalid("options.runtime", problem),
+        ),
+        Err(e) => Err(e),
+    }
+}
+
 /// The runner options from their JSON text (`null` or absent: every default). Each field is
 /// checked for its type here, so a wrong one is an `INVALID_CONFIG` error that names it.
 fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunnerOptions> {
@@ -448,8 +471,9 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         Value::Object(map) => map,
         _ => return Err(invalid("options", "expected an object of runner options")),
     };
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 8] = [
         "allowUnsafeHostConfig",
+        "runtime",
         "dockerHost",
         "socketPath",
         "pull",
@@ -475,6 +499,7 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
     };
     Ok(ContainerRunnerOptions {
         allow_unsafe_host_config: boolean("allowUnsafeHostConfig")?,
+        runtime: string("runtime")?,
         docker_host: string("dockerHost")?,
         socket_path: string("socketPath")?,
         pull: string("pull")?,
