@@ -243,7 +243,7 @@ fn an_agent_job_and_its_cancel_under_each_runtime() {
         .unwrap();
         assert!(job.next_message().unwrap().contains("\"init\""));
         assert!(job.next_message().unwrap().contains("standin_child_pid"));
-        let canceller = job.canceller();
+        let canceller = job.canceller().expect("a running job");
         let t = std::thread::spawn(move || canceller.cancel());
         let closing: Value = serde_json::from_str(&job.next_message().unwrap()).unwrap();
         assert_eq!(closing["outcome"], "cancelled", "{runtime:?}");
