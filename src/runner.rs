@@ -391,6 +391,7 @@ impl Runner {
         };
         let sockets = EngineSockets::find(own_socket);
         plan::check_mount_sources(&mounts, &sockets, allow)?;
+        mounts.check_workspace_access(&spec.config)?;
         let gate = Gate {
             allow,
             network: spec.config.network,

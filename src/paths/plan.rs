@@ -132,6 +132,10 @@ impl MountPlan {
     /// runner's. That protects it fully when it sits at the top of a read-write mount (a
     /// directory between could be renamed, and a new one made in its place) or anywhere in a
     /// read-only one; the other cases are refused without the opt-in.
+    ///
+    /// Whether the container user can use the workspace is a separate step,
+    /// [`MountPlan::check_workspace_access`], taken after the runner's refusals of dangerous
+    /// sources: its advice (`chown` the workspace) must never be given for `/sys` or a socket.
     pub fn build(req: &MountRequest<'_>) -> Result<MountPlan> {
         let config = req.config;
         let workspace = normalize_path(req.workspace).ok_or_else(|| {
@@ -144,7 +148,6 @@ impl MountPlan {
             )
         })?;
         must_be_dir("working_directory", &workspace)?;
-        check_workspace_access(&workspace, config)?;
         let state_dir = normalize_path(req.state_dir).ok_or_else(|| {
             Error::invalid(
                 "state_dir",
@@ -379,6 +382,17 @@ pub fn agent_session_dir(state_dir: &str, agent: &str, layout: SessionLayout) ->
     match layout {
         SessionLayout::PerAgent => format!("{root}/{}", agent_dir_name(agent)),
         SessionLayout::Flat => root,
+    }
+}
+
+impl MountPlan {
+    /// Refuses a workspace the container user cannot use as it is mounted (see
+    /// [`check_workspace_access`]); the runner calls it once the sources are known to be safe.
+    pub fn check_workspace_access(&self, config: &DockerConfig) -> Result<()> {
+        match self.mounts.iter().find(|m| m.role == MountRole::Workspace) {
+            Some(m) => check_workspace_access(&m.source, config),
+            None => Ok(()),
+        }
     }
 }
 

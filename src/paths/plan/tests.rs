@@ -48,6 +48,7 @@ fn build(
         layout,
         credentials: creds,
     })
+    .and_then(|plan| plan.check_workspace_access(config).map(|()| plan))
 }
 
 #[test]
