@@ -21,6 +21,15 @@ pub const MODE: &str = "dev.herdctl.mode";
 pub const CONFIG_HASH: &str = "dev.herdctl.config-hash";
 /// Creation time in unix milliseconds; retention orders by it.
 pub const CREATED: &str = "dev.herdctl.created";
+/// `dev:inode` of each bind mount's host source at create time, comma-separated in mount order:
+/// a persistent container whose sources were since deleted and recreated is replaced, not reused
+/// (its mounts still point at the deleted directories).
+pub const MOUNT_IDS: &str = "dev.herdctl.mount-ids";
+
+/// On a warm pool container (see `pool`): the id of the process that warmed it, whose lock under
+/// `<stateDir>/pool/owners/` proves it alive. The label stays when a job takes the container;
+/// which container is idle and which runs a job is told by the pool's claim files.
+pub const POOL: &str = "dev.herdctl.pool";
 
 /// Whether a container is fresh per job or reused across jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

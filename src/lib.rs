@@ -60,6 +60,7 @@ mod lifecycle;
 pub mod mcp;
 mod paths;
 mod plan;
+mod pool;
 pub mod records;
 mod redact;
 pub mod retention;
@@ -84,6 +85,9 @@ pub use paths::{
     MountPlan, MountRequest, MountRole, PathMap, SessionLayout, CONTAINER_CREDENTIALS_FILE,
     CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
+pub use pool::{close_all as close_warm_pools, MAX_WARM_POOL};
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use retention::PruneReport;
-pub use runner::{JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions};
+pub use runner::{
+    JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions, WARM_POOL_ENV,
+};

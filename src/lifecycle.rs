@@ -5,6 +5,9 @@
 //! every runner, in this process or another, and after a restart, finds the same one; when two race
 //! to create it, the engine's 409 tells the loser to use the winner's. A container that was created
 //! but failed to start is removed: it would only confuse the next look.
+//!
+//! An ephemeral job of a runner with a warm pool takes a container from the pool first (see
+//! [`crate::pool`]); only when there is none does it make its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +17,7 @@ use serde_json::Value;
 use crate::engine::{ContainerInspect, StartOutcome};
 use crate::labels::{self, Mode};
 use crate::runner::{PullPolicy, Shared};
-use crate::{plan, retention, Error, Result};
+use crate::{plan, pool, retention, Error, Result};
 
 /// How long a persistent acquire may chase a container that others are creating or removing.
 const RACE_BUDGET: Duration = Duration::from_secs(30);
@@ -30,6 +33,8 @@ pub(crate) struct Request<'a> {
     /// What the inspect after create may show beyond the body.
     pub expected: plan::Expected,
     pub keep: usize,
+    /// For an ephemeral job of a runner with a warm pool: what the pool needs.
+    pub pool: Option<pool::Want<'a>>,
 }
 
 /// A container a job holds. While a lease lives, this process's retention will not remove the
@@ -45,6 +50,8 @@ pub(crate) struct Lease {
     created: bool,
     /// Whether this lease still counts as a use of the container.
     held: bool,
+    /// For a container taken from a warm pool: the claim on it, held while the job runs.
+    claim: Option<pool::Claim>,
 }
 
 /// A lease and what getting it cost.
@@ -73,6 +80,7 @@ impl Lease {
             keep: req.keep,
             created,
             held: true,
+            claim: None,
         }
     }
 
@@ -84,9 +92,24 @@ impl Lease {
         &self.name
     }
 
-    /// Whether this acquire created the container.
+    /// Whether this acquire created the container (or took it fresh from a warm pool).
     pub(crate) fn created(&self) -> bool {
         self.created
+    }
+
+    /// Whether the container came from a warm pool (checked when it was warmed).
+    pub(crate) fn pooled(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// Removes a pool container that turned out unusable before the job ran in it (it died
+    /// while idle), so the job can be given another.
+    pub(crate) fn discard(&mut self) {
+        let _ = self.shared.engine.remove_container(&self.id, true);
+        if let Some(claim) = self.claim.take() {
+            claim.release();
+        }
+        self.let_go();
     }
 
     /// Ends the job's use: stops an ephemeral container, then applies retention to the agent.
@@ -101,6 +124,8 @@ impl Lease {
                 warnings.push(format!("stop container {}: {e}", self.name));
             }
         }
+        // A pool container's claim stays as a tombstone: its warmer never hands it out again.
+        drop(self.claim.take());
         self.let_go();
         match retention::prune(&self.shared, &self.agent, self.keep) {
             Ok(report) => warnings.extend(report.warnings),
@@ -133,8 +158,31 @@ pub(crate) fn acquire(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
     }
     match req.mode {
         Mode::Ephemeral => {
+            let mut pool_warning = None;
+            let _cold = match &req.pool {
+                Some(want) => {
+                    let taken = pool::claim(&shared.engine, &shared.options.state_dir, want);
+                    pool_warning = taken.warning.clone();
+                    if let Some(c) = taken.claimed {
+                        let mut lease = Lease::new(shared, c.id, c.name, req, true);
+                        lease.claim = Some(c.claim);
+                        let mut warnings = c.warnings;
+                        warnings.extend(pool_warning);
+                        return Ok(Acquired {
+                            lease,
+                            create: None,
+                            start: None,
+                            warnings,
+                        });
+                    }
+                    Some(taken.going_cold())
+                }
+                None => None,
+            };
             let name = labels::ephemeral_name(req.sanitized_agent, labels::now_ms());
-            create_and_start(shared, req, &name)
+            let mut acquired = create_and_start(shared, req, &name)?;
+            acquired.warnings.extend(pool_warning);
+            Ok(acquired)
         }
         Mode::Persistent => acquire_persistent(shared, req),
     }

@@ -5,12 +5,18 @@
 //! container is never removed, even past the limit: it may be another process's job, and the next
 //! prune after it stops will take it. Agents are compared by their exact label value, so agent
 //! `foo` never touches agent `foo-bar`'s containers (herdctl's name-prefix filter did).
+//!
+//! Warm pool containers count apart: an idle one (or one being warmed or retired) is neither
+//! counted nor removed here (its pool and `gc` see to it), and one that stopped before any job
+//! took it is removed whatever the limit, having nothing to inspect. One that a job took is an
+//! ordinary ephemeral container.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::engine::{ContainerSummary, RemoveOutcome};
 use crate::labels;
+use crate::pool::{self, Role};
 use crate::runner::Shared;
 use crate::{Error, Result};
 
@@ -99,23 +105,46 @@ pub struct PruneReport {
 pub(crate) fn prune(shared: &Shared, agent: &str, keep: usize) -> Result<PruneReport> {
     let filters = [(labels::MANAGED, Some("1")), (labels::AGENT, Some(agent))];
     let found = shared.engine.list_containers(&filters, true)?;
-    let candidates = candidates(shared, &found);
-    Ok(remove_all(shared, choose_removals(&candidates, keep)))
+    let (ordinary, mut removals) = by_role(shared, &found);
+    removals.extend(choose_removals(&candidates(shared, &ordinary), keep));
+    Ok(remove_all(shared, removals, &found))
 }
 
-/// Applies [`choose_gc`] to every container this project made: one list call for all agents.
+/// Clears what dead processes left of their warm pools ([`pool::reap`]), then applies
+/// [`choose_gc`] to every container this project made: one list call for all agents.
 pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result<PruneReport> {
+    let reaped = pool::reap(&shared.engine, &shared.options.state_dir)?;
     let found = shared
         .engine
         .list_containers(&[(labels::MANAGED, Some("1"))], true)?;
-    let candidates = candidates(shared, &found);
-    Ok(remove_all(
-        shared,
-        choose_gc(&candidates, live_agents, keep),
-    ))
+    let (ordinary, mut removals) = by_role(shared, &found);
+    removals.extend(choose_gc(&candidates(shared, &ordinary), live_agents, keep));
+    let mut report = remove_all(shared, removals, &found);
+    report.removed.extend(reaped.removed);
+    report.warnings.extend(reaped.warnings);
+    Ok(report)
 }
 
-fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {
+/// The ordinary containers (warm pool containers a job took included), and the ids of pool
+/// containers that stopped before any job took them (removed whatever the limit). Idle pool
+/// containers are in neither.
+fn by_role<'a>(
+    shared: &Shared,
+    found: &'a [ContainerSummary],
+) -> (Vec<&'a ContainerSummary>, Vec<String>) {
+    let mut ordinary = Vec::with_capacity(found.len());
+    let mut dead = Vec::new();
+    for c in found {
+        match pool::role(&shared.options.state_dir, c) {
+            Role::Ordinary => ordinary.push(c),
+            Role::Dead => dead.push(c.id.clone()),
+            Role::Idle => {}
+        }
+    }
+    (ordinary, dead)
+}
+
+fn candidates(shared: &Shared, found: &[&ContainerSummary]) -> Vec<Candidate> {
     let now_ms = labels::now_ms();
     found
         .iter()
@@ -142,12 +171,18 @@ fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {
         .collect()
 }
 
-fn remove_all(shared: &Shared, ids: Vec<String>) -> PruneReport {
+fn remove_all(shared: &Shared, ids: Vec<String>, found: &[ContainerSummary]) -> PruneReport {
     let mut report = PruneReport::default();
     for id in ids {
         // Never forced: a container that started since the list answers 409 and stays.
         match shared.engine.remove_container(&id, false) {
-            Ok(RemoveOutcome::Removed) => report.removed.push(id),
+            Ok(RemoveOutcome::Removed) => {
+                // A pool container's claim goes with it.
+                if let Some(c) = found.iter().find(|c| c.id == id) {
+                    pool::forget(&shared.options.state_dir, c);
+                }
+                report.removed.push(id)
+            }
             Ok(RemoveOutcome::Gone) => {}
             Err(Error::Conflict { .. }) => {}
             Err(e) => report.warnings.push(format!("remove container {id}: {e}")),

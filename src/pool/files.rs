@@ -1,0 +1,518 @@
+//! The pool's files under `<stateDir>/pool/`: which process owns an idle pool container, and who
+//! holds a pool container right now. Both are proven with `flock(2)`, which the kernel drops when
+//! the holder dies however it dies, in whatever pid namespace it runs, as long as every process
+//! sees the same state directory (the same idea as the owner locks of ephemeral containers).
+//!
+//! - `owners/<id>`: one per process and state directory, locked for the process's life. Every
+//!   pool container carries its warmer's id in the [`crate::labels::POOL`] label: a free lock
+//!   proves the warmer gone, and its idle containers are removed by the next `gc` or pool start.
+//! - `claims/<container name>`: a claim on one pool container, created exclusively (a hard link,
+//!   which fails when the name exists, of a file already locked and written), so of two processes
+//!   that race for one container exactly one gets it. Its content says why it is held: `warm`
+//!   (being created and checked), `job` (a job runs in it) or `retire` (being removed). A `job`
+//!   claim outlives its job as a tombstone, so the warmer never hands the container out again; it
+//!   goes with the container.
+//!
+//! Why not the engine's rename as the claim: it writes the container's config to disk (measured
+//! 7-35 ms on the project's machines) and takes the container's lock, which the job's own exec
+//! then waits for; a claim here costs a few system calls. Every process that can see a pool
+//! container under a config hash shares this state directory: the hash covers the session
+//! directory's path under it.
+
+use std::fs::{self, File, TryLockError};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::{Error, Result};
+
+/// The pool's directory under the state directory.
+pub(crate) const POOL_DIR: &str = "pool";
+const OWNERS: &str = "owners";
+const CLAIMS: &str = "claims";
+/// A claim file's name is the container's name, unless that is longer than this (file names
+/// stop at 255 bytes; a container name has none): then a hash of it.
+const LONGEST_NAME: usize = 200;
+
+/// Why a claim is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The container is being created and checked; nobody may take it yet.
+    Warm,
+    /// A job runs (or ran) in it.
+    Job,
+    /// It is being removed.
+    Retire,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Warm => "warm",
+            Purpose::Job => "job",
+            Purpose::Retire => "retire",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Purpose> {
+        let v: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+        match v["purpose"].as_str()? {
+            "warm" => Some(Purpose::Warm),
+            "job" => Some(Purpose::Job),
+            "retire" => Some(Purpose::Retire),
+            _ => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded data are plain lists: a panic elsewhere cannot leave them half-made.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn make_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("create {}", dir.display()), e))
+}
+
+/// A random 64-bit value in hex, for names no other process picks.
+fn random_hex() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(crate::labels::now_ms());
+    format!("{:016x}", h.finish())
+}
+
+/// Writes `content` to a new file under `dir` with a dot name, locked: it is published (by rename
+/// or hard link) only once locked and written, so no reader ever finds it free by mistake.
+fn locked_temp(dir: &Path, content: &str) -> Result<(PathBuf, File)> {
+    let tmp = dir.join(format!(".{}.tmp", random_hex()));
+    let ctx = |what: &str| format!("{what} {}", tmp.display());
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(ctx("create"), e))?;
+    let written = file
+        .lock()
+        .and_then(|()| file.write_all(content.as_bytes()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(ctx("write"), e));
+    }
+    Ok((tmp, file))
+}
+
+/// This process's lock for one state directory.
+#[derive(Debug)]
+pub(crate) struct Owner {
+    id: String,
+    path: PathBuf,
+    /// Open and locked for the process's life.
+    _file: File,
+}
+
+static PROCESS_OWNERS: Mutex<Vec<Arc<Owner>>> = Mutex::new(Vec::new());
+
+impl Owner {
+    /// This process's owner for `state_dir` (absolute), made on first use. A lock file deleted
+    /// under the process (a state directory removed and recreated) is made again: containers
+    /// naming a file that is gone can never be proven orphaned.
+    pub(crate) fn of(state_dir: &Path) -> Result<Arc<Owner>> {
+        let dir = state_dir.join(POOL_DIR).join(OWNERS);
+        let mut owners = lock(&PROCESS_OWNERS);
+        if let Some(i) = owners.iter().position(|o| o.path.parent() == Some(&dir)) {
+            if owners[i].path.exists() {
+                return Ok(owners[i].clone());
+            }
+            owners.remove(i);
+        }
+        make_dir(&dir)?;
+        let id = format!("{}-{}", std::process::id(), random_hex());
+        let about =
+            serde_json::json!({"pid": std::process::id(), "created_ms": crate::labels::now_ms()});
+        let (tmp, file) = locked_temp(&dir, &format!("{about}\n"))?;
+        let path = dir.join(&id);
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io(format!("create owner lock {}", path.display()), e)
+        })?;
+        let owner = Arc::new(Owner {
+            id,
+            path,
+            _file: file,
+        });
+        owners.push(owner.clone());
+        Ok(owner)
+    }
+
+    /// The value of the [`crate::labels::POOL`] label of the containers this process warms.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// What a lock file says about its holder.
+#[derive(Debug)]
+pub(crate) enum Liveness {
+    /// Its lock is held: the holder lives.
+    Alive,
+    /// Its lock was free and the caller now holds it: the holder is gone (or let go). Dropping
+    /// this lets go again.
+    Free(Held),
+    /// There is no such file here (another state directory's, or a label someone wrote).
+    Unknown,
+}
+
+/// A lock the caller took from a holder that is gone.
+#[derive(Debug)]
+pub(crate) struct Held {
+    path: PathBuf,
+    file: File,
+}
+
+impl Held {
+    /// Why the claim was taken (claim files only); `None` when the file says nothing readable
+    /// (its taker died between creating and writing it, which a claim's taker never does, so
+    /// only a tampered file).
+    pub(crate) fn purpose(&mut self) -> Option<Purpose> {
+        let mut text = String::new();
+        self.file.read_to_string(&mut text).ok()?;
+        Purpose::parse(&text)
+    }
+
+    /// Removes the file while still holding its lock, so nobody takes it meanwhile.
+    pub(crate) fn forget(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn liveness_of(path: PathBuf) -> Liveness {
+    let Ok(file) = File::open(&path) else {
+        return Liveness::Unknown;
+    };
+    match file.try_lock() {
+        Ok(()) => Liveness::Free(Held { path, file }),
+        Err(TryLockError::WouldBlock) => Liveness::Alive,
+        Err(TryLockError::Error(_)) => Liveness::Unknown,
+    }
+}
+
+/// Whether the process whose id is `id` (a [`crate::labels::POOL`] label) lives.
+pub(crate) fn owner_liveness(state_dir: &Path, id: &str) -> Liveness {
+    if !valid_owner_id(id) {
+        return Liveness::Unknown;
+    }
+    liveness_of(state_dir.join(POOL_DIR).join(OWNERS).join(id))
+}
+
+/// Whether a process with this id ever had its lock in this state directory (alive or not): the
+/// pool containers of an owner that is not here belong to another state directory.
+pub(crate) fn owner_known(state_dir: &Path, id: &str) -> bool {
+    valid_owner_id(id) && state_dir.join(POOL_DIR).join(OWNERS).join(id).exists()
+}
+
+/// An owner id as [`Owner::of`] makes them: `<pid>-<16 hex digits>`. Anything else names no file
+/// of ours (`../x` never becomes a path).
+fn valid_owner_id(id: &str) -> bool {
+    match id.split_once('-') {
+        Some((pid, hex)) => {
+            !pid.is_empty()
+                && pid.len() <= 10
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && hex.len() == 16
+                && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }
+        None => false,
+    }
+}
+
+/// The lock files of owners that are gone and own no container in `in_use`.
+pub(crate) fn sweep_owners(state_dir: &Path, in_use: &std::collections::HashSet<&str>) {
+    let Ok(entries) = fs::read_dir(state_dir.join(POOL_DIR).join(OWNERS)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if in_use.contains(name) {
+            continue;
+        }
+        if let Liveness::Free(held) = owner_liveness(state_dir, name) {
+            held.forget();
+        }
+    }
+}
+
+/// The claim file's name for a container.
+fn claim_file(state_dir: &Path, container: &str) -> PathBuf {
+    let valid = !container.is_empty()
+        && container.len() <= LONGEST_NAME
+        && !container.starts_with('.')
+        && container
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    let name = if valid {
+        container.to_string()
+    } else {
+        format!(
+            "h-{}",
+            crate::hash::hash_value(&serde_json::Value::String(container.into()))
+        )
+    };
+    state_dir.join(POOL_DIR).join(CLAIMS).join(name)
+}
+
+/// A claim on one pool container, held (locked) until dropped.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Claim {
+    /// Claims the container named `container` for `purpose`; `None` when someone else holds (or
+    /// held) it. Atomic across processes: the claim file appears already locked, by a hard link
+    /// that fails when the name exists.
+    pub(crate) fn take(
+        state_dir: &Path,
+        container: &str,
+        purpose: Purpose,
+        owner: &Owner,
+    ) -> Result<Option<Claim>> {
+        let path = claim_file(state_dir, container);
+        let dir = path.parent().unwrap_or(state_dir);
+        let content = serde_json::json!({
+            "purpose": purpose.as_str(),
+            "owner": owner.id(),
+            "container": container,
+        });
+        let (tmp, file) = match locked_temp(dir, &format!("{content}\n")) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                make_dir(dir)?;
+                locked_temp(dir, &format!("{content}\n"))?
+            }
+            other => other?,
+        };
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(Some(Claim { path, _file: file })),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(Error::io(format!("claim {}", path.display()), e)),
+        }
+    }
+
+    /// Lets go and removes the file: the container is free for the next claim (a warmed
+    /// container now ready), or gone (removed).
+    pub(crate) fn release(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Who holds a pool container, by its claim file.
+#[derive(Debug)]
+pub(crate) enum ClaimState {
+    /// No claim: an idle pool container (or one of another state directory).
+    None,
+    /// Held by a live process.
+    Held,
+    /// The file is there but its holder let go or died; the caller now holds it.
+    Free(Held),
+}
+
+/// The claim state of the container named `container`.
+pub(crate) fn claim_state(state_dir: &Path, container: &str) -> ClaimState {
+    let path = claim_file(state_dir, container);
+    match liveness_of(path.clone()) {
+        Liveness::Unknown => ClaimState::None,
+        Liveness::Free(held) => ClaimState::Free(held),
+        Liveness::Alive => ClaimState::Held,
+    }
+}
+
+/// Why the container is claimed, without touching its lock: `None` when there is no claim file,
+/// `Some(None)` when it cannot be read.
+pub(crate) fn claim_purpose(state_dir: &Path, container: &str) -> Option<Option<Purpose>> {
+    match fs::read_to_string(claim_file(state_dir, container)) {
+        Ok(text) => Some(Purpose::parse(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => Some(None),
+    }
+}
+
+/// Whether any claim file exists for the container (held or not): cheaper than
+/// [`claim_state`] where only "is it free to take" matters.
+pub(crate) fn is_claimed(state_dir: &Path, container: &str) -> bool {
+    claim_file(state_dir, container).exists()
+}
+
+/// Removes a free claim file of a container that is gone (a tombstone).
+pub(crate) fn forget_claim(state_dir: &Path, container: &str) {
+    if let ClaimState::Free(held) = claim_state(state_dir, container) {
+        held.forget();
+    }
+}
+
+/// Removes the free claim files whose container is not in `existing` (its name), and temp files
+/// a crash left.
+pub(crate) fn sweep_claims(state_dir: &Path, existing: &std::collections::HashSet<PathBuf>) {
+    let dir = state_dir.join(POOL_DIR).join(CLAIMS);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if existing.contains(&path) {
+            continue;
+        }
+        if let Liveness::Free(held) = liveness_of(path) {
+            held.forget();
+        }
+    }
+}
+
+/// The claim file paths of these container names, for [`sweep_claims`].
+pub(crate) fn claim_paths<'a>(
+    state_dir: &Path,
+    names: impl IntoIterator<Item = &'a str>,
+) -> std::collections::HashSet<PathBuf> {
+    names
+        .into_iter()
+        .map(|n| claim_file(state_dir, n))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_ids_are_checked_before_they_become_paths() {
+        assert!(valid_owner_id("1234-0123456789abcdef"));
+        for bad in [
+            "",
+            "1234",
+            "-0123456789abcdef",
+            "1234-0123456789ABCDEF",
+            "../../etc-0123456789abcdef",
+            "1234-0123456789abcdef/..",
+        ] {
+            assert!(!valid_owner_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_owner_per_state_directory_alive_while_held() {
+        let state = tempfile::tempdir().unwrap();
+        let a = Owner::of(state.path()).unwrap();
+        let b = Owner::of(state.path()).unwrap();
+        assert_eq!(a.id(), b.id());
+        assert!(valid_owner_id(a.id()), "{}", a.id());
+        assert!(matches!(
+            owner_liveness(state.path(), a.id()),
+            Liveness::Alive
+        ));
+        assert!(owner_known(state.path(), a.id()));
+        assert!(matches!(
+            owner_liveness(state.path(), "1-0000000000000000"),
+            Liveness::Unknown
+        ));
+        // A state directory wiped under the process gets a new lock.
+        fs::remove_dir_all(state.path().join(POOL_DIR)).unwrap();
+        let c = Owner::of(state.path()).unwrap();
+        assert_ne!(c.id(), a.id());
+    }
+
+    #[test]
+    fn a_claim_is_taken_once_and_says_why() {
+        let state = tempfile::tempdir().unwrap();
+        let me = Owner::of(state.path()).unwrap();
+        let first = Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, &me).unwrap();
+        assert!(first.is_some());
+        assert!(
+            Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, &me)
+                .unwrap()
+                .is_none()
+        );
+        assert!(is_claimed(state.path(), "herdctl-a-1-x"));
+        // Held by this process (a lock of another open file description): alive.
+        assert!(matches!(
+            claim_state(state.path(), "herdctl-a-1-x"),
+            ClaimState::Held
+        ));
+        assert_eq!(
+            claim_purpose(state.path(), "herdctl-a-1-x"),
+            Some(Some(Purpose::Job))
+        );
+        // Let go without releasing: a tombstone, free, still not claimable.
+        drop(first);
+        match claim_state(state.path(), "herdctl-a-1-x") {
+            ClaimState::Free(mut held) => assert_eq!(held.purpose(), Some(Purpose::Job)),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Claim::take(state.path(), "herdctl-a-1-x", Purpose::Warm, &me)
+                .unwrap()
+                .is_none()
+        );
+        forget_claim(state.path(), "herdctl-a-1-x");
+        assert!(matches!(
+            claim_state(state.path(), "herdctl-a-1-x"),
+            ClaimState::None
+        ));
+        // Released: free to take again; no temp files left behind.
+        let warm = Claim::take(state.path(), "herdctl-a-1-x", Purpose::Warm, &me)
+            .unwrap()
+            .unwrap();
+        warm.release();
+        assert!(
+            Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, &me)
+                .unwrap()
+                .is_some()
+        );
+        let left: Vec<_> = fs::read_dir(state.path().join(POOL_DIR).join(CLAIMS))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["herdctl-a-1-x"]);
+    }
+
+    #[test]
+    fn odd_and_long_names_become_hashes() {
+        let state = Path::new("/s");
+        assert_eq!(
+            claim_file(state, "herdctl-a-1-x"),
+            Path::new("/s/pool/claims/herdctl-a-1-x")
+        );
+        for odd in [".hidden", "../x", &"a".repeat(300)] {
+            let f = claim_file(state, odd);
+            let name = f.file_name().unwrap().to_str().unwrap();
+            assert!(name.starts_with("h-") && name.len() == 18, "{name}");
+        }
+    }
+
+    #[test]
+    fn sweeps_remove_only_free_files_of_what_is_gone() {
+        let state = tempfile::tempdir().unwrap();
+        let me = Owner::of(state.path()).unwrap();
+        let held = Claim::take(state.path(), "held", Purpose::Job, &me)
+            .unwrap()
+            .unwrap();
+        drop(Claim::take(state.path(), "gone", Purpose::Job, &me).unwrap());
+        drop(Claim::take(state.path(), "kept", Purpose::Job, &me).unwrap());
+        sweep_claims(state.path(), &claim_paths(state.path(), ["kept"]));
+        assert!(is_claimed(state.path(), "held"));
+        assert!(!is_claimed(state.path(), "gone"));
+        assert!(is_claimed(state.path(), "kept"));
+        drop(held);
+        // Owners: this process's lock stays (held); nothing else is there.
+        sweep_owners(state.path(), &Default::default());
+        assert!(owner_known(state.path(), me.id()));
+    }
+}
