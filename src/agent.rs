@@ -151,7 +151,7 @@ impl Command {
     /// A raw command, checked: `argv` must name a program, and no element may hold a NUL byte
     /// (the kernel cannot pass one).
     pub fn raw(argv: Vec<String>, stdin: Vec<u8>) -> Result<Command> {
-        if argv.first().map_or(true, |p| p.is_empty()) {
+        if argv.first().is_none_or(|p| p.is_empty()) {
             return Err(Error::invalid(
                 "containerCommand.argv",
                 "empty; expected the program and its arguments, like [\"node\", \"agent.js\"]",

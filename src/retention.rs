@@ -125,18 +125,19 @@ pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result
     Ok(report)
 }
 
-/// The ordinary containers (warm pool containers a job took included), and the ids of pool
-/// containers that stopped before any job took them (removed whatever the limit). Idle pool
-/// containers are in neither.
+/// The ordinary containers (warm pool containers a job took included, with the time it took
+/// them), and the ids of pool containers that stopped before any job took them (removed
+/// whatever the limit). Idle pool containers are in neither.
 fn by_role<'a>(
     shared: &Shared,
     found: &'a [ContainerSummary],
-) -> (Vec<&'a ContainerSummary>, Vec<String>) {
+) -> (Vec<(&'a ContainerSummary, Option<u64>)>, Vec<String>) {
     let mut ordinary = Vec::with_capacity(found.len());
     let mut dead = Vec::new();
     for c in found {
         match pool::role(&shared.options.state_dir, c) {
-            Role::Ordinary => ordinary.push(c),
+            Role::Ordinary => ordinary.push((c, None)),
+            Role::Taken(at) => ordinary.push((c, Some(at))),
             Role::Dead => dead.push(c.id.clone()),
             Role::Idle => {}
         }
@@ -144,19 +145,20 @@ fn by_role<'a>(
     (ordinary, dead)
 }
 
-fn candidates(shared: &Shared, found: &[&ContainerSummary]) -> Vec<Candidate> {
+fn candidates(shared: &Shared, found: &[(&ContainerSummary, Option<u64>)]) -> Vec<Candidate> {
     let now_ms = labels::now_ms();
     found
         .iter()
-        .filter_map(|c| {
+        .filter_map(|&(c, taken_ms)| {
             let agent = c.labels.get(labels::AGENT)?.clone();
             // The label is ours and exact; the engine's own `Created` (seconds) is the fallback
             // for a container whose label was tampered with.
-            let created_ms = c
-                .labels
-                .get(labels::CREATED)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(c.created.max(0) as u64 * 1000);
+            let created_ms = taken_ms.unwrap_or_else(|| {
+                c.labels
+                    .get(labels::CREATED)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(c.created.max(0) as u64 * 1000)
+            });
             let starting = c.state == "created"
                 && now_ms.saturating_sub(created_ms) < STARTING_GRACE.as_millis() as u64;
             Some(Candidate {

@@ -393,9 +393,9 @@ impl Runner {
                 shared,
                 &Request {
                     agent: &spec.agent,
-                    sanitized_agent: &sanitized,
+                    sanitized_agent: sanitized,
                     mode,
-                    config_hash: &hash,
+                    config_hash: hash,
                     image: &spec.config.image,
                     body: body.clone(),
                     expected: expected.clone(),
@@ -403,7 +403,7 @@ impl Runner {
                     pool: want,
                 },
             )?;
-            if let Err(e) = check_inside_once(shared, &lease, mode, &user, inside) {
+            if let Err(e) = check_inside_once(shared, &lease, mode, user, inside) {
                 // A container that died at start (its exec failed, or was cut short) says why.
                 let e = lifecycle::explain_exec_failure(shared, &lease, e);
                 if lease.created() {
@@ -684,30 +684,37 @@ impl Runner {
             .engine
             .list_containers(&filters, true)?
             .into_iter()
-            .map(|c| ManagedContainer {
-                mode: if pool::role(self.state_dir(), &c) == pool::Role::Idle {
-                    "pool".to_string()
-                } else {
-                    c.labels.get(labels::MODE).cloned().unwrap_or_default()
-                },
-                name: c
-                    .names
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
-                agent: c.labels.get(labels::AGENT).cloned().unwrap_or_default(),
-                config_hash: c
-                    .labels
-                    .get(labels::CONFIG_HASH)
-                    .cloned()
-                    .unwrap_or_default(),
-                created_ms: c
-                    .labels
-                    .get(labels::CREATED)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                state: c.state,
-                id: c.id,
+            .map(|c| {
+                let role = pool::role(self.state_dir(), &c);
+                ManagedContainer {
+                    mode: if role == pool::Role::Idle {
+                        "pool".to_string()
+                    } else {
+                        c.labels.get(labels::MODE).cloned().unwrap_or_default()
+                    },
+                    name: c
+                        .names
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    agent: c.labels.get(labels::AGENT).cloned().unwrap_or_default(),
+                    config_hash: c
+                        .labels
+                        .get(labels::CONFIG_HASH)
+                        .cloned()
+                        .unwrap_or_default(),
+                    // A pool container is as new as the job that took it.
+                    created_ms: match role {
+                        pool::Role::Taken(at) => at,
+                        _ => c
+                            .labels
+                            .get(labels::CREATED)
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
+                    },
+                    state: c.state,
+                    id: c.id,
+                }
             })
             .collect();
         found.sort_by_key(|c| std::cmp::Reverse(c.created_ms));
@@ -831,7 +838,7 @@ pub struct ManagedContainer {
     pub mode: String,
     /// The config hash it was created for.
     pub config_hash: String,
-    /// Creation time, unix milliseconds.
+    /// Creation time, unix milliseconds; for a warm pool container a job took, when it took it.
     pub created_ms: u64,
     /// The engine's state: `running`, `exited`, `created`, ...
     pub state: String,

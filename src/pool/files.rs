@@ -336,14 +336,26 @@ pub(crate) fn claim_state(state_dir: &Path, container: &str) -> ClaimState {
     }
 }
 
-/// Why the container is claimed, without touching its lock: `None` when there is no claim file,
-/// `Some(None)` when it cannot be read.
-pub(crate) fn claim_purpose(state_dir: &Path, container: &str) -> Option<Option<Purpose>> {
-    match fs::read_to_string(claim_file(state_dir, container)) {
-        Ok(text) => Some(Purpose::parse(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(_) => Some(None),
-    }
+/// Why the container is claimed and since when (unix milliseconds), without touching its lock:
+/// `None` when there is no claim file, a `None` purpose when it cannot be read.
+pub(crate) fn claim_purpose(state_dir: &Path, container: &str) -> Option<(Option<Purpose>, u64)> {
+    let mut file = match File::open(claim_file(state_dir, container)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(_) => return Some((None, 0)),
+    };
+    let since = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut text = String::new();
+    let purpose = file
+        .read_to_string(&mut text)
+        .ok()
+        .and_then(|_| Purpose::parse(&text));
+    Some((purpose, since))
 }
 
 /// Whether any claim file exists for the container (held or not): cheaper than
@@ -446,10 +458,9 @@ mod tests {
             claim_state(state.path(), "herdctl-a-1-x"),
             ClaimState::Held
         ));
-        assert_eq!(
-            claim_purpose(state.path(), "herdctl-a-1-x"),
-            Some(Some(Purpose::Job))
-        );
+        let (purpose, since) = claim_purpose(state.path(), "herdctl-a-1-x").unwrap();
+        assert_eq!(purpose, Some(Purpose::Job));
+        assert!(since.abs_diff(crate::labels::now_ms()) < 60_000, "{since}");
         // Let go without releasing: a tombstone, free, still not claimable.
         drop(first);
         match claim_state(state.path(), "herdctl-a-1-x") {
@@ -481,6 +492,94 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["herdctl-a-1-x"]);
+    }
+
+    /// Processes racing for the same containers' claims: each is taken exactly once. Four
+    /// processes (this test binary, running [`claim_race_child`]) wait at a starting line, then
+    /// claim the same 400 names in the same order, so they collide on most of them.
+    #[test]
+    fn processes_racing_for_one_claim_get_it_once() {
+        const RACERS: usize = 4;
+        const NAMES: usize = 400;
+        let state = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let go = state.path().join("go");
+        let children: Vec<_> = (0..RACERS)
+            .map(|i| {
+                std::process::Command::new(&exe)
+                    .args(["pool::files::tests::claim_race_child", "--exact"])
+                    .args(["--nocapture", "--test-threads", "1"])
+                    .env("HERDCTL_CLAIM_RACE", state.path())
+                    .env("HERDCTL_CLAIM_RACE_NAMES", NAMES.to_string())
+                    .env("HERDCTL_CLAIM_RACE_GO", &go)
+                    .env("HERDCTL_CLAIM_RACE_ME", i.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let ready = |i| state.path().join(format!("ready-{i}")).exists();
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !(0..RACERS).all(ready) {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the racers never got ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        fs::write(&go, "").unwrap();
+        let mut won = vec![0; NAMES];
+        let mut racers_that_won = 0;
+        for (i, mut child) in children.into_iter().enumerate() {
+            assert!(child.wait().unwrap().success());
+            let line = fs::read_to_string(state.path().join(format!("won-{i}"))).unwrap();
+            let mine: Vec<usize> = line
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect();
+            racers_that_won += usize::from(!mine.is_empty());
+            for k in mine {
+                won[k] += 1;
+            }
+        }
+        let wrong: Vec<_> = won.iter().enumerate().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            wrong.is_empty(),
+            "names not claimed exactly once: {wrong:?}"
+        );
+        // Not a race if one process took everything before the others started.
+        assert!(racers_that_won > 1, "only one racer ever won");
+    }
+
+    /// One racer of [`processes_racing_for_one_claim_get_it_once`]; a no-op run on its own.
+    #[test]
+    fn claim_race_child() {
+        let Some(dir) = std::env::var_os("HERDCTL_CLAIM_RACE") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let names: usize = std::env::var("HERDCTL_CLAIM_RACE_NAMES")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let go = PathBuf::from(std::env::var_os("HERDCTL_CLAIM_RACE_GO").unwrap());
+        let i = std::env::var("HERDCTL_CLAIM_RACE_ME").unwrap();
+        let me = Owner::of(&dir).unwrap();
+        fs::write(dir.join(format!("ready-{i}")), "").unwrap();
+        while !go.exists() {
+            std::hint::spin_loop();
+        }
+        let mut claims = Vec::new();
+        let mut won = Vec::new();
+        for k in 0..names {
+            if let Some(c) =
+                Claim::take(&dir, &format!("herdctl-race-{k}"), Purpose::Job, &me).unwrap()
+            {
+                claims.push(c);
+                won.push(k.to_string());
+            }
+        }
+        fs::write(dir.join(format!("won-{i}")), won.join(" ")).unwrap();
     }
 
     #[test]

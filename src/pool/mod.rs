@@ -496,8 +496,11 @@ fn close_matching(matches: impl Fn(&Key) -> bool) -> PruneReport {
 /// How retention and listings treat a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
-    /// Not a pool container, or one a job took: an ordinary container.
+    /// Not a pool container: an ordinary container.
     Ordinary,
+    /// A pool container a job took, at this time (unix milliseconds): an ordinary ephemeral
+    /// container, as new as its job (its `created` label is the warm's).
+    Taken(u64),
     /// An idle pool container, or one being warmed or retired: not counted, not removed (the
     /// pool and `gc` see to it).
     Idle,
@@ -515,7 +518,7 @@ pub(crate) fn role(state_dir: &Path, c: &ContainerSummary) -> Role {
         return Role::Ordinary;
     };
     match files::claim_purpose(state_dir, name) {
-        Some(Some(Purpose::Job)) => Role::Ordinary,
+        Some((Some(Purpose::Job), since)) => Role::Taken(since),
         Some(_) => Role::Idle,
         None if matches!(
             c.state.as_str(),
@@ -578,9 +581,15 @@ mod tests {
         assert_eq!(role(dir, &summary("a", "exited", true)), Role::Dead);
         let me = Owner::of(dir).unwrap();
         let job = Claim::take(dir, "a", Purpose::Job, &me).unwrap().unwrap();
-        assert_eq!(role(dir, &summary("a", "running", true)), Role::Ordinary);
+        assert!(matches!(
+            role(dir, &summary("a", "running", true)),
+            Role::Taken(_)
+        ));
         drop(job);
-        assert_eq!(role(dir, &summary("a", "exited", true)), Role::Ordinary);
+        assert!(matches!(
+            role(dir, &summary("a", "exited", true)),
+            Role::Taken(_)
+        ));
         forget(dir, &summary("a", "exited", true));
         assert_eq!(role(dir, &summary("a", "exited", true)), Role::Dead);
         let warm = Claim::take(dir, "b", Purpose::Warm, &me).unwrap().unwrap();
