@@ -139,7 +139,7 @@ fn by_role<'a>(
             Role::Ordinary => ordinary.push((c, None)),
             Role::Taken(at) => ordinary.push((c, Some(at))),
             Role::Dead => dead.push(c.id.clone()),
-            Role::Idle => {}
+            Role::Idle | Role::Busy => {}
         }
     }
     (ordinary, dead)

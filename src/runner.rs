@@ -687,10 +687,10 @@ impl Runner {
             .map(|c| {
                 let role = pool::role(self.state_dir(), &c);
                 ManagedContainer {
-                    mode: if role == pool::Role::Idle {
-                        "pool".to_string()
-                    } else {
-                        c.labels.get(labels::MODE).cloned().unwrap_or_default()
+                    mode: match role {
+                        pool::Role::Idle => "pool".to_string(),
+                        pool::Role::Busy => "warming".to_string(),
+                        _ => c.labels.get(labels::MODE).cloned().unwrap_or_default(),
                     },
                     name: c
                         .names
@@ -833,8 +833,8 @@ pub struct ManagedContainer {
     pub name: String,
     /// The agent's qualified name.
     pub agent: String,
-    /// `ephemeral` or `persistent`, or `pool` for an idle warm pool container (one no job has
-    /// taken yet).
+    /// `ephemeral` or `persistent`; for a warm pool container no job has taken yet, `pool`
+    /// when it is ready and `warming` while it is being made (or removed).
     pub mode: String,
     /// The config hash it was created for.
     pub config_hash: String,

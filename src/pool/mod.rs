@@ -501,9 +501,11 @@ pub(crate) enum Role {
     /// A pool container a job took, at this time (unix milliseconds): an ordinary ephemeral
     /// container, as new as its job (its `created` label is the warm's).
     Taken(u64),
-    /// An idle pool container, or one being warmed or retired: not counted, not removed (the
-    /// pool and `gc` see to it).
+    /// An idle pool container, ready for a job: not counted, not removed (the pool and `gc`
+    /// see to it).
     Idle,
+    /// A pool container being warmed or retired: not counted, not removed, not to be taken.
+    Busy,
     /// A pool container that stopped before any job took it: nothing to inspect, removed by the
     /// next prune whatever the limit.
     Dead,
@@ -519,14 +521,9 @@ pub(crate) fn role(state_dir: &Path, c: &ContainerSummary) -> Role {
     };
     match files::claim_purpose(state_dir, name) {
         Some((Some(Purpose::Job), since)) => Role::Taken(since),
-        Some(_) => Role::Idle,
-        None if matches!(
-            c.state.as_str(),
-            "running" | "created" | "restarting" | "paused"
-        ) =>
-        {
-            Role::Idle
-        }
+        Some(_) => Role::Busy,
+        None if c.state == "running" => Role::Idle,
+        None if matches!(c.state.as_str(), "created" | "restarting" | "paused") => Role::Busy,
         None => Role::Dead,
     }
 }
@@ -577,7 +574,7 @@ mod tests {
         assert_eq!(role(dir, &summary("a", "running", false)), Role::Ordinary);
         assert_eq!(role(dir, &summary("a", "exited", false)), Role::Ordinary);
         assert_eq!(role(dir, &summary("a", "running", true)), Role::Idle);
-        assert_eq!(role(dir, &summary("a", "created", true)), Role::Idle);
+        assert_eq!(role(dir, &summary("a", "created", true)), Role::Busy);
         assert_eq!(role(dir, &summary("a", "exited", true)), Role::Dead);
         let me = Owner::of(dir).unwrap();
         let job = Claim::take(dir, "a", Purpose::Job, &me).unwrap().unwrap();
@@ -593,7 +590,7 @@ mod tests {
         forget(dir, &summary("a", "exited", true));
         assert_eq!(role(dir, &summary("a", "exited", true)), Role::Dead);
         let warm = Claim::take(dir, "b", Purpose::Warm, &me).unwrap().unwrap();
-        assert_eq!(role(dir, &summary("b", "created", true)), Role::Idle);
+        assert_eq!(role(dir, &summary("b", "running", true)), Role::Busy);
         warm.release();
     }
 
