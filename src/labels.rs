@@ -25,10 +25,14 @@ pub const CREATED: &str = "dev.herdctl.created";
 /// a persistent container whose sources were since deleted and recreated is replaced, not reused
 /// (its mounts still point at the deleted directories).
 pub const MOUNT_IDS: &str = "dev.herdctl.mount-ids";
+/// On an ephemeral container: the lock file, under `<stateDir>/owners/`, of the process whose job
+/// it runs. A container whose owner's lock is free is stopped by the next runner (see `gc`).
+pub const OWNER: &str = "dev.herdctl.owner";
 
-/// On a warm pool container (see `pool`): the id of the process that warmed it, whose lock under
-/// `<stateDir>/pool/owners/` proves it alive. The label stays when a job takes the container;
-/// which container is idle and which runs a job is told by the pool's claim files.
+/// On a warm pool container (see `pool`), instead of [`OWNER`]: the owner id (the same lock under
+/// `<stateDir>/owners/`) of the process that warmed it, which proves its idle containers kept.
+/// The label stays when a job (of any process) takes the container; whose job runs in it is told
+/// by the pool's claim files, so the owner reaper of ephemeral containers leaves it alone.
 pub const POOL: &str = "dev.herdctl.pool";
 
 /// Whether a container is fresh per job or reused across jobs.

@@ -6,16 +6,23 @@
 //! prune after it stops will take it. Agents are compared by their exact label value, so agent
 //! `foo` never touches agent `foo-bar`'s containers (herdctl's name-prefix filter did).
 //!
+//! Running ephemeral containers are a different matter: one runs only while its job does, so one
+//! that runs with no job in it was leaked, by a process that died (or whose stop failed).
+//! `gc` (and a process's first runner) stops those whose owner is proven gone, by a lock file
+//! per process under the state directory that the kernel releases when the process dies; they are
+//! then stopped containers like any other.
+//!
 //! Warm pool containers count apart: an idle one (or one being warmed or retired) is neither
 //! counted nor removed here (its pool and `gc` see to it), and one that stopped before any job
 //! took it is removed whatever the limit, having nothing to inspect. One that a job took is an
 //! ordinary ephemeral container.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use crate::engine::{ContainerSummary, RemoveOutcome};
-use crate::labels;
+use crate::labels::{self, Mode};
+use crate::owner::{self, Liveness};
 use crate::pool::{self, Role};
 use crate::runner::Shared;
 use crate::{Error, Result};
@@ -97,7 +104,11 @@ pub fn choose_gc(candidates: &[Candidate], live_agents: &[String], keep: usize) 
 pub struct PruneReport {
     /// Ids of the containers removed.
     pub removed: Vec<String>,
-    /// Containers that were chosen but could not be removed (started meanwhile, engine errors).
+    /// Ids of running ephemeral containers stopped because no live process owned them (`gc`
+    /// only; a prune stops nothing).
+    pub stopped: Vec<String>,
+    /// Containers that were chosen but could not be removed or stopped (started meanwhile,
+    /// engine errors).
     pub warnings: Vec<String>,
 }
 
@@ -110,18 +121,109 @@ pub(crate) fn prune(shared: &Shared, agent: &str, keep: usize) -> Result<PruneRe
     Ok(remove_all(shared, removals, &found))
 }
 
-/// Clears what dead processes left of their warm pools ([`pool::reap`]), then applies
-/// [`choose_gc`] to every container this project made: one list call for all agents.
+/// Clears what dead processes left of their warm pools ([`pool::reap`]), stops the orphans
+/// ([`reap_orphans`]), then applies [`choose_gc`] to every container this project made: one
+/// list call for all agents.
 pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result<PruneReport> {
-    let reaped = pool::reap(&shared.engine, &shared.options.state_dir)?;
+    // First, so that the owners of the pool containers it removes are swept below.
+    let pooled = pool::reap(&shared.engine, &shared.options.state_dir);
+    // Without an owner lock (a file system without flock) there is nothing to prove: say so
+    // and collect the rest.
+    let reaped = reap_orphans(shared).or_else(|e| match e {
+        Error::Io { .. } => Ok(PruneReport {
+            warnings: vec![format!("stop orphaned containers: {e}")],
+            ..PruneReport::default()
+        }),
+        other => Err(other),
+    })?;
     let found = shared
         .engine
         .list_containers(&[(labels::MANAGED, Some("1"))], true)?;
     let (ordinary, mut removals) = by_role(shared, &found);
     removals.extend(choose_gc(&candidates(shared, &ordinary), live_agents, keep));
     let mut report = remove_all(shared, removals, &found);
-    report.removed.extend(reaped.removed);
+    report.stopped = reaped.stopped;
     report.warnings.extend(reaped.warnings);
+    match pooled {
+        Ok(p) => {
+            report.removed.extend(p.removed);
+            report.stopped.extend(p.stopped);
+            report.warnings.extend(p.warnings);
+        }
+        Err(e) => report
+            .warnings
+            .push(format!("warm pools of processes that are gone: {e}")),
+    }
+    Ok(report)
+}
+
+/// Stops the running ephemeral containers that no live process owns: those whose owner's lock
+/// under this state directory is free (the process died), and this process's own that no job of
+/// it is using (a stop that failed). A container whose owner lives, or cannot be judged (no lock
+/// file here: another state directory's, or one from before owners were recorded), is left alone.
+/// Once every container of a dead owner is stopped, its lock file is removed, unless a running
+/// warm pool container still names it ([`labels::POOL`]): its pool's reap needs it to prove the
+/// owner gone.
+pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
+    let state_dir = &shared.options.state_dir;
+    let (me, _) = owner::current(state_dir)?;
+    // Pool containers carry no owner label: they are listed only to keep their owners' files.
+    let filters = [
+        (labels::MANAGED, Some("1")),
+        (labels::MODE, Some(Mode::Ephemeral.as_str())),
+    ];
+    let running = shared.engine.list_containers(&filters, false)?;
+    let pool_owners: HashSet<&str> = running
+        .iter()
+        .filter_map(|c| c.labels.get(labels::POOL).map(String::as_str))
+        .collect();
+    let mut by_owner: BTreeMap<&str, Vec<&ContainerSummary>> = BTreeMap::new();
+    for c in &running {
+        if let Some(o) = c.labels.get(labels::OWNER) {
+            by_owner.entry(o.as_str()).or_default().push(c);
+        }
+    }
+    let mut report = PruneReport::default();
+    let mut unfinished = HashSet::new();
+    for (id, containers) in by_owner {
+        let orphaned = if id == me.id() {
+            None
+        } else {
+            match owner::liveness(state_dir, id) {
+                Liveness::Dead(orphaned) => Some(orphaned),
+                Liveness::Alive | Liveness::Unknown => continue,
+            }
+        };
+        let mut all_stopped = true;
+        for c in containers {
+            let name = c.names.first().map(|n| n.trim_start_matches('/'));
+            let ours_in_use = orphaned.is_none()
+                && (name.is_some_and(|n| me.is_in_flight(n)) || shared.is_held(&c.id));
+            if ours_in_use {
+                continue;
+            }
+            match shared.engine.stop_container(&c.id, 2) {
+                Ok(_) => report.stopped.push(c.id.clone()),
+                Err(e) => {
+                    all_stopped = false;
+                    report.warnings.push(format!(
+                        "stop container {} (no live process owns it): {e}",
+                        name.unwrap_or(&c.id)
+                    ));
+                }
+            }
+        }
+        match orphaned {
+            Some(orphaned) if all_stopped && !pool_owners.contains(id) => orphaned.forget(),
+            Some(_) => {
+                unfinished.insert(id.to_string());
+            }
+            None if !all_stopped => me.set_leaked(),
+            None => {}
+        }
+    }
+    unfinished.extend(pool_owners.iter().map(|o| o.to_string()));
+    owner::sweep(state_dir, &unfinished);
     Ok(report)
 }
 

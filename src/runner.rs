@@ -259,6 +259,10 @@ impl Runner {
     /// A runner over `engine`, keeping its files under `options.state_dir`. Reads
     /// [`ALLOW_UNSAFE_ENV`] (see [`RunnerOptions::allow_unsafe_host_config`]); a value other than
     /// `1`, `true`, `0`, `false` or empty is an error.
+    ///
+    /// The first runner of a process over a state directory takes this process's owner lock
+    /// there (`<state_dir>/owners/`, held until the process exits) and stops the running
+    /// ephemeral containers of processes that died mid-job (one list call when there are none).
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
         options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
         let warm_pool = match options.warm_pool {
@@ -286,7 +290,10 @@ impl Runner {
                 e,
             )
         })?;
-        Ok(Runner {
+        // A state directory whose file system refuses the lock costs only the reaping: jobs run,
+        // and each says that its container has no owner.
+        let first = crate::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
+        let runner = Runner {
             shared: Arc::new(Shared {
                 engine,
                 options,
@@ -295,7 +302,15 @@ impl Runner {
                 warm_pool,
                 pools_used: Mutex::new(HashSet::new()),
             }),
-        })
+        };
+        if first {
+            // The first runner of this process over this state directory: stop the ephemeral
+            // containers whose process died (killed mid-job) before it could. Best effort: an
+            // engine that does not answer now fails the first job with a clearer error, and
+            // `gc` tries again.
+            let _ = retention::reap_orphans(&runner.shared);
+        }
+        Ok(runner)
     }
 
     /// The state directory, absolute.
@@ -349,6 +364,9 @@ impl Runner {
             sanitized,
             expected,
             user,
+            mount_ids,
+            owner,
+            warnings: plan_warnings,
         } = &planned;
         let (mode, inside) = (*mode, *inside);
 
@@ -378,7 +396,7 @@ impl Runner {
         // A pool container that died while idle is found when the job's exec cannot be made in
         // it: it is removed and the job gets a container of its own (never the dead one).
         let mut try_pool = mode == Mode::Ephemeral && shared.warm_pool > 0;
-        let mut early_warnings = Vec::new();
+        let mut early_warnings = plan_warnings.clone();
         let (create, start, mut warnings, mut lease, group, opened, exec_started) = loop {
             let want = try_pool.then(|| planned.want(&spec.agent, shared.warm_pool));
             if try_pool {
@@ -400,6 +418,8 @@ impl Runner {
                     body: body.clone(),
                     expected: expected.clone(),
                     keep: spec.config.max_containers as usize,
+                    mount_ids,
+                    owner: owner.clone(),
                     pool: want,
                 },
             )?;
@@ -498,14 +518,14 @@ impl Runner {
             started,
             timings,
             warnings,
+            image: spec.config.image,
+            config_hash: hash.clone(),
             lease,
             paths: mounts.path_map(),
             record: records::Head {
                 state_dir: shared.options.state_dir.clone(),
                 agent: spec.agent,
                 job: job_id_for_record,
-                image: spec.config.image,
-                config_hash: hash.clone(),
                 mode,
                 started_ms,
                 keep: spec.config.max_containers as usize,
@@ -545,13 +565,31 @@ impl Runner {
         } else {
             Mode::Persistent
         };
-        let labels = labels::container_labels(
+        let mut labels = labels::container_labels(
             &spec.agent,
             mode,
             &hash,
             labels::now_ms(),
             &spec.config.labels,
         );
+        let mount_ids = lifecycle::mount_ids(&mounts);
+        labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
+        let mut warnings = Vec::new();
+        let owner = match mode {
+            Mode::Ephemeral => match crate::owner::current(&shared.options.state_dir) {
+                Ok((owner, _)) => {
+                    labels.insert(labels::OWNER.into(), owner.id().to_string());
+                    Some(owner)
+                }
+                Err(e) => {
+                    warnings.push(format!(
+                        "no owner lock for this job's container ({e}): should this process die mid-job, no other runner can prove it orphaned and stop it"
+                    ));
+                    None
+                }
+            },
+            Mode::Persistent => None,
+        };
         let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
         let inside = plan::Inside::of(&body);
         let sanitized = sanitize_agent_name(&spec.agent);
@@ -566,6 +604,9 @@ impl Runner {
             sanitized,
             expected,
             user,
+            mount_ids,
+            owner,
+            warnings,
         })
     }
 
@@ -732,6 +773,12 @@ struct Planned {
     sanitized: String,
     expected: plan::Expected,
     user: String,
+    /// The [`labels::MOUNT_IDS`] value of the mounts as the host has them now.
+    mount_ids: String,
+    /// For an ephemeral job: this process's owner, whose label is in `body`.
+    owner: Option<Arc<crate::owner::Owner>>,
+    /// What the job should hear about its plan (an owner lock that could not be had).
+    warnings: Vec<String>,
 }
 
 impl Planned {

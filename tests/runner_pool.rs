@@ -432,7 +432,7 @@ fn gc(fleet: &Fleet, agent: &str) -> herdctl_container::PruneReport {
 }
 
 fn owners(state: &Path) -> Vec<String> {
-    std::fs::read_dir(state.join("pool/owners"))
+    std::fs::read_dir(state.join("owners"))
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())

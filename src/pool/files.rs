@@ -1,36 +1,29 @@
-//! The pool's files under `<stateDir>/pool/`: which process owns an idle pool container, and who
-//! holds a pool container right now. Both are proven with `flock(2)`, which the kernel drops when
-//! the holder dies however it dies, in whatever pid namespace it runs, as long as every process
-//! sees the same state directory (the same idea as the owner locks of ephemeral containers).
+//! The pool's claim files under `<stateDir>/pool/claims/`: who holds a pool container right now.
 //!
-//! - `owners/<id>`: one per process and state directory, locked for the process's life. Every
-//!   pool container carries its warmer's id in the [`crate::labels::POOL`] label: a free lock
-//!   proves the warmer gone, and its idle containers are removed by the next `gc` or pool start.
-//! - `claims/<container name>`: a claim on one pool container, created exclusively (a hard link,
-//!   which fails when the name exists, of a file already locked and written), so of two processes
-//!   that race for one container exactly one gets it. Its content says why it is held: `warm`
-//!   (being created and checked), `job` (a job runs in it) or `retire` (being removed). A `job`
-//!   claim outlives its job as a tombstone, so the warmer never hands the container out again; it
-//!   goes with the container.
+//! Which process owns an idle pool container is the owner lock of [`crate::owner`] (its id is
+//! the [`crate::labels::POOL`] label). Who holds one is a claim: `claims/<container name>`,
+//! created exclusively (a hard link, which fails when the name exists, of a file already locked
+//! with `flock(2)` and written), so of two processes that race for one container exactly one
+//! gets it, and locked while held, so a free lock proves the holder gone however it died. Its
+//! content says why it is held: `warm` (being created and checked), `job` (a job runs in it) or
+//! `retire` (being removed). A `job` claim outlives its job as a tombstone, so the warmer never
+//! hands the container out again; it goes with the container.
 //!
 //! Why not the engine's rename as the claim: it writes the container's config to disk (measured
-//! 7-35 ms on the project's machines) and takes the container's lock, which the job's own exec
-//! then waits for; a claim here costs a few system calls. Every process that can see a pool
-//! container under a config hash shares this state directory: the hash covers the session
+//! 7-35 ms on the project's machines) and holds the container's lock meanwhile, which the job's
+//! own exec then waits for; a claim here costs a few system calls. Every process that can see a
+//! pool container under a config hash shares this state directory: the hash covers the session
 //! directory's path under it.
 
+use crate::{Error, Result};
 use std::fs::{self, File, TryLockError};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-use crate::{Error, Result};
 
 /// The pool's directory under the state directory.
 pub(crate) const POOL_DIR: &str = "pool";
-const OWNERS: &str = "owners";
 const CLAIMS: &str = "claims";
 /// A claim file's name is the container's name, unless that is longer than this (file names
 /// stop at 255 bytes; a container name has none): then a hash of it.
@@ -65,11 +58,6 @@ impl Purpose {
             _ => None,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The guarded data are plain lists: a panic elsewhere cannot leave them half-made.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn make_dir(dir: &Path) -> Result<()> {
@@ -108,64 +96,15 @@ fn locked_temp(dir: &Path, content: &str) -> Result<(PathBuf, File)> {
     Ok((tmp, file))
 }
 
-/// This process's lock for one state directory.
+/// What a claim file says about its holder.
 #[derive(Debug)]
-pub(crate) struct Owner {
-    id: String,
-    path: PathBuf,
-    /// Open and locked for the process's life.
-    _file: File,
-}
-
-static PROCESS_OWNERS: Mutex<Vec<Arc<Owner>>> = Mutex::new(Vec::new());
-
-impl Owner {
-    /// This process's owner for `state_dir` (absolute), made on first use. A lock file deleted
-    /// under the process (a state directory removed and recreated) is made again: containers
-    /// naming a file that is gone can never be proven orphaned.
-    pub(crate) fn of(state_dir: &Path) -> Result<Arc<Owner>> {
-        let dir = state_dir.join(POOL_DIR).join(OWNERS);
-        let mut owners = lock(&PROCESS_OWNERS);
-        if let Some(i) = owners.iter().position(|o| o.path.parent() == Some(&dir)) {
-            if owners[i].path.exists() {
-                return Ok(owners[i].clone());
-            }
-            owners.remove(i);
-        }
-        make_dir(&dir)?;
-        let id = format!("{}-{}", std::process::id(), random_hex());
-        let about =
-            serde_json::json!({"pid": std::process::id(), "created_ms": crate::labels::now_ms()});
-        let (tmp, file) = locked_temp(&dir, &format!("{about}\n"))?;
-        let path = dir.join(&id);
-        fs::rename(&tmp, &path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Error::io(format!("create owner lock {}", path.display()), e)
-        })?;
-        let owner = Arc::new(Owner {
-            id,
-            path,
-            _file: file,
-        });
-        owners.push(owner.clone());
-        Ok(owner)
-    }
-
-    /// The value of the [`crate::labels::POOL`] label of the containers this process warms.
-    pub(crate) fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-/// What a lock file says about its holder.
-#[derive(Debug)]
-pub(crate) enum Liveness {
+enum Liveness {
     /// Its lock is held: the holder lives.
     Alive,
     /// Its lock was free and the caller now holds it: the holder is gone (or let go). Dropping
     /// this lets go again.
     Free(Held),
-    /// There is no such file here (another state directory's, or a label someone wrote).
+    /// There is no such file.
     Unknown,
 }
 
@@ -203,52 +142,6 @@ fn liveness_of(path: PathBuf) -> Liveness {
     }
 }
 
-/// Whether the process whose id is `id` (a [`crate::labels::POOL`] label) lives.
-pub(crate) fn owner_liveness(state_dir: &Path, id: &str) -> Liveness {
-    if !valid_owner_id(id) {
-        return Liveness::Unknown;
-    }
-    liveness_of(state_dir.join(POOL_DIR).join(OWNERS).join(id))
-}
-
-/// Whether a process with this id ever had its lock in this state directory (alive or not): the
-/// pool containers of an owner that is not here belong to another state directory.
-pub(crate) fn owner_known(state_dir: &Path, id: &str) -> bool {
-    valid_owner_id(id) && state_dir.join(POOL_DIR).join(OWNERS).join(id).exists()
-}
-
-/// An owner id as [`Owner::of`] makes them: `<pid>-<16 hex digits>`. Anything else names no file
-/// of ours (`../x` never becomes a path).
-fn valid_owner_id(id: &str) -> bool {
-    match id.split_once('-') {
-        Some((pid, hex)) => {
-            !pid.is_empty()
-                && pid.len() <= 10
-                && pid.bytes().all(|b| b.is_ascii_digit())
-                && hex.len() == 16
-                && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        }
-        None => false,
-    }
-}
-
-/// The lock files of owners that are gone and own no container in `in_use`.
-pub(crate) fn sweep_owners(state_dir: &Path, in_use: &std::collections::HashSet<&str>) {
-    let Ok(entries) = fs::read_dir(state_dir.join(POOL_DIR).join(OWNERS)) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if in_use.contains(name) {
-            continue;
-        }
-        if let Liveness::Free(held) = owner_liveness(state_dir, name) {
-            held.forget();
-        }
-    }
-}
-
 /// The claim file's name for a container.
 fn claim_file(state_dir: &Path, container: &str) -> PathBuf {
     let valid = !container.is_empty()
@@ -283,13 +176,13 @@ impl Claim {
         state_dir: &Path,
         container: &str,
         purpose: Purpose,
-        owner: &Owner,
+        owner: &str,
     ) -> Result<Option<Claim>> {
         let path = claim_file(state_dir, container);
         let dir = path.parent().unwrap_or(state_dir);
         let content = serde_json::json!({
             "purpose": purpose.as_str(),
-            "owner": owner.id(),
+            "owner": owner,
             "container": container,
         });
         let (tmp, file) = match locked_temp(dir, &format!("{content}\n")) {
@@ -405,53 +298,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owner_ids_are_checked_before_they_become_paths() {
-        assert!(valid_owner_id("1234-0123456789abcdef"));
-        for bad in [
-            "",
-            "1234",
-            "-0123456789abcdef",
-            "1234-0123456789ABCDEF",
-            "../../etc-0123456789abcdef",
-            "1234-0123456789abcdef/..",
-        ] {
-            assert!(!valid_owner_id(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn one_owner_per_state_directory_alive_while_held() {
-        let state = tempfile::tempdir().unwrap();
-        let a = Owner::of(state.path()).unwrap();
-        let b = Owner::of(state.path()).unwrap();
-        assert_eq!(a.id(), b.id());
-        assert!(valid_owner_id(a.id()), "{}", a.id());
-        assert!(matches!(
-            owner_liveness(state.path(), a.id()),
-            Liveness::Alive
-        ));
-        assert!(owner_known(state.path(), a.id()));
-        assert!(matches!(
-            owner_liveness(state.path(), "1-0000000000000000"),
-            Liveness::Unknown
-        ));
-        // A state directory wiped under the process gets a new lock.
-        fs::remove_dir_all(state.path().join(POOL_DIR)).unwrap();
-        let c = Owner::of(state.path()).unwrap();
-        assert_ne!(c.id(), a.id());
-    }
-
-    #[test]
     fn a_claim_is_taken_once_and_says_why() {
         let state = tempfile::tempdir().unwrap();
-        let me = Owner::of(state.path()).unwrap();
-        let first = Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, &me).unwrap();
+        let me = "1-0123456789abcdef";
+        let first = Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, me).unwrap();
         assert!(first.is_some());
-        assert!(
-            Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, &me)
-                .unwrap()
-                .is_none()
-        );
+        assert!(Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, me)
+            .unwrap()
+            .is_none());
         assert!(is_claimed(state.path(), "herdctl-a-1-x"));
         // Held by this process (a lock of another open file description): alive.
         assert!(matches!(
@@ -468,7 +322,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            Claim::take(state.path(), "herdctl-a-1-x", Purpose::Warm, &me)
+            Claim::take(state.path(), "herdctl-a-1-x", Purpose::Warm, me)
                 .unwrap()
                 .is_none()
         );
@@ -478,15 +332,13 @@ mod tests {
             ClaimState::None
         ));
         // Released: free to take again; no temp files left behind.
-        let warm = Claim::take(state.path(), "herdctl-a-1-x", Purpose::Warm, &me)
+        let warm = Claim::take(state.path(), "herdctl-a-1-x", Purpose::Warm, me)
             .unwrap()
             .unwrap();
         warm.release();
-        assert!(
-            Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, &me)
-                .unwrap()
-                .is_some()
-        );
+        assert!(Claim::take(state.path(), "herdctl-a-1-x", Purpose::Job, me)
+            .unwrap()
+            .is_some());
         let left: Vec<_> = fs::read_dir(state.path().join(POOL_DIR).join(CLAIMS))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -564,7 +416,7 @@ mod tests {
             .unwrap();
         let go = PathBuf::from(std::env::var_os("HERDCTL_CLAIM_RACE_GO").unwrap());
         let i = std::env::var("HERDCTL_CLAIM_RACE_ME").unwrap();
-        let me = Owner::of(&dir).unwrap();
+        let me = format!("{}-0123456789abcdef", std::process::id());
         fs::write(dir.join(format!("ready-{i}")), "").unwrap();
         while !go.exists() {
             std::hint::spin_loop();
@@ -599,19 +451,16 @@ mod tests {
     #[test]
     fn sweeps_remove_only_free_files_of_what_is_gone() {
         let state = tempfile::tempdir().unwrap();
-        let me = Owner::of(state.path()).unwrap();
-        let held = Claim::take(state.path(), "held", Purpose::Job, &me)
+        let me = "1-0123456789abcdef";
+        let held = Claim::take(state.path(), "held", Purpose::Job, me)
             .unwrap()
             .unwrap();
-        drop(Claim::take(state.path(), "gone", Purpose::Job, &me).unwrap());
-        drop(Claim::take(state.path(), "kept", Purpose::Job, &me).unwrap());
+        drop(Claim::take(state.path(), "gone", Purpose::Job, me).unwrap());
+        drop(Claim::take(state.path(), "kept", Purpose::Job, me).unwrap());
         sweep_claims(state.path(), &claim_paths(state.path(), ["kept"]));
         assert!(is_claimed(state.path(), "held"));
         assert!(!is_claimed(state.path(), "gone"));
         assert!(is_claimed(state.path(), "kept"));
         drop(held);
-        // Owners: this process's lock stays (held); nothing else is there.
-        sweep_owners(state.path(), &Default::default());
-        assert!(owner_known(state.path(), me.id()));
     }
 }

@@ -129,18 +129,22 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
     let engine = &pool.engine;
     let state_dir = &pool.key.state_dir;
     let name = labels::ephemeral_name(&t.sanitized, labels::now_ms());
-    let claim = Claim::take(state_dir, &name, Purpose::Warm, &pool.owner)?.ok_or_else(|| {
-        Error::io(
-            format!("claim {name}"),
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "a claim with this fresh name exists",
-            ),
-        )
-    })?;
+    let claim =
+        Claim::take(state_dir, &name, Purpose::Warm, pool.owner.id())?.ok_or_else(|| {
+            Error::io(
+                format!("claim {name}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a claim with this fresh name exists",
+                ),
+            )
+        })?;
     let mount_ids = super::mount_ids(&t.sources);
     let mut body = t.body.clone();
     if let Some(l) = body["Labels"].as_object_mut() {
+        // Not the owner label of a job's ephemeral container: the reaper of those would stop
+        // an idle one as leaked, or a job another process took from this pool.
+        l.remove(labels::OWNER);
         l.insert(labels::CREATED.into(), labels::now_ms().to_string().into());
         l.insert(labels::POOL.into(), pool.owner.id().into());
         l.insert(labels::MOUNT_IDS.into(), mount_ids.clone().into());
@@ -185,7 +189,7 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
 /// Removes one of this process's containers, unless a job (of any process) took it meanwhile.
 fn retire(pool: &Pool, warm: Warm) {
     let state_dir = &pool.key.state_dir;
-    let claim = match Claim::take(state_dir, &warm.name, Purpose::Retire, &pool.owner) {
+    let claim = match Claim::take(state_dir, &warm.name, Purpose::Retire, pool.owner.id()) {
         Ok(Some(c)) => c,
         Ok(None) => return,
         Err(e) => {

@@ -45,8 +45,10 @@ use crate::retention::PruneReport;
 use crate::{Error, Result};
 
 pub(crate) use files::Claim;
-use files::{Owner, Purpose};
+use files::Purpose;
 pub(crate) use reap::reap;
+
+use crate::owner::{self, Owner};
 
 /// The largest pool a runner may keep per agent: each idle container costs host memory (the
 /// engine's shim and the container's init and `sleep`; see BENCHMARKS.md).
@@ -248,7 +250,7 @@ fn pool_for(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Result<Arc<Po
         pool.changed.notify_all();
         return Ok(pool.clone());
     }
-    let owner = Owner::of(state_dir)?;
+    let (owner, _) = owner::current(state_dir)?;
     let pool = Arc::new(Pool {
         key: key.clone(),
         engine: engine.clone(),
@@ -321,7 +323,7 @@ pub(crate) fn claim(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Taken
             pool.lock().retire.push(warm);
             continue;
         }
-        match Claim::take(state_dir, &warm.name, Purpose::Job, &pool.owner) {
+        match Claim::take(state_dir, &warm.name, Purpose::Job, pool.owner.id()) {
             Ok(Some(claim)) => {
                 claimed = Some(Claimed {
                     id: warm.id,
@@ -367,7 +369,7 @@ fn claim_foreign(pool: &Pool, state_dir: &Path, want: &Want<'_>, now_ids: &str) 
         };
         // Ours are in our queue (or being warmed); an owner whose lock is not in this state
         // directory is another directory's, whose claims we cannot see.
-        if owner == pool.owner.id() || !files::owner_known(state_dir, owner) {
+        if owner == pool.owner.id() || !owner::known(state_dir, owner) {
             continue;
         }
         if c.state != "running"
@@ -381,7 +383,7 @@ fn claim_foreign(pool: &Pool, state_dir: &Path, want: &Want<'_>, now_ids: &str) 
         if files::is_claimed(state_dir, name) {
             continue;
         }
-        if let Ok(Some(claim)) = Claim::take(state_dir, name, Purpose::Job, &pool.owner) {
+        if let Ok(Some(claim)) = Claim::take(state_dir, name, Purpose::Job, pool.owner.id()) {
             return Some(Claimed {
                 id: c.id,
                 name: name.to_string(),
@@ -576,8 +578,8 @@ mod tests {
         assert_eq!(role(dir, &summary("a", "running", true)), Role::Idle);
         assert_eq!(role(dir, &summary("a", "created", true)), Role::Busy);
         assert_eq!(role(dir, &summary("a", "exited", true)), Role::Dead);
-        let me = Owner::of(dir).unwrap();
-        let job = Claim::take(dir, "a", Purpose::Job, &me).unwrap().unwrap();
+        let me = "1-0123456789abcdef";
+        let job = Claim::take(dir, "a", Purpose::Job, me).unwrap().unwrap();
         assert!(matches!(
             role(dir, &summary("a", "running", true)),
             Role::Taken(_)
@@ -589,7 +591,7 @@ mod tests {
         ));
         forget(dir, &summary("a", "exited", true));
         assert_eq!(role(dir, &summary("a", "exited", true)), Role::Dead);
-        let warm = Claim::take(dir, "b", Purpose::Warm, &me).unwrap().unwrap();
+        let warm = Claim::take(dir, "b", Purpose::Warm, me).unwrap().unwrap();
         assert_eq!(role(dir, &summary("b", "running", true)), Role::Busy);
         warm.release();
     }

@@ -4,12 +4,12 @@
 //! mid-job and is stopped (kept for inspection, like any ephemeral container after its job).
 //! Run by `gc` and by the first pool of each process.
 
-use std::collections::HashSet;
 use std::path::Path;
 
-use super::files::{self, Claim, ClaimState, Liveness, Owner, Purpose};
+use super::files::{self, Claim, ClaimState, Purpose};
 use crate::engine::Engine;
 use crate::labels;
+use crate::owner::{self, Liveness};
 use crate::retention::PruneReport;
 use crate::Result;
 
@@ -18,8 +18,7 @@ pub(crate) fn reap(engine: &Engine, state_dir: &Path) -> Result<PruneReport> {
     let found =
         engine.list_containers(&[(labels::MANAGED, Some("1")), (labels::POOL, None)], true)?;
     let mut report = PruneReport::default();
-    let mut owners_in_use: HashSet<&str> = HashSet::new();
-    let mut me: Option<std::sync::Arc<Owner>> = None;
+    let mut me: Option<std::sync::Arc<owner::Owner>> = None;
     for c in &found {
         let Some(name) = c.names.first().map(|n| n.trim_start_matches('/')) else {
             continue;
@@ -30,18 +29,17 @@ pub(crate) fn reap(engine: &Engine, state_dir: &Path) -> Result<PruneReport> {
             "running" | "created" | "restarting" | "paused"
         );
         match files::claim_state(state_dir, name) {
-            ClaimState::Held => {
-                owners_in_use.insert(owner);
-            }
+            ClaimState::Held => {}
             ClaimState::Free(mut held) => match held.purpose() {
                 Some(Purpose::Job) => {
                     if running {
                         // Its job's process is gone. The tombstone stays with the container, so
                         // its warmer never hands it out again.
-                        if let Err(e) = engine.stop_container(&c.id, 2) {
-                            report.warnings.push(format!(
+                        match engine.stop_container(&c.id, 2) {
+                            Ok(_) => report.stopped.push(c.id.clone()),
+                            Err(e) => report.warnings.push(format!(
                                 "stop pool container {name} (its job's process is gone): {e}"
-                            ));
+                            )),
                         }
                     }
                 }
@@ -57,25 +55,21 @@ pub(crate) fn reap(engine: &Engine, state_dir: &Path) -> Result<PruneReport> {
                     }
                 },
             },
-            ClaimState::None if running => match files::owner_liveness(state_dir, owner) {
-                Liveness::Alive => {
-                    owners_in_use.insert(owner);
-                }
-                Liveness::Unknown => {}
-                Liveness::Free(_dead) => {
+            ClaimState::None if running => match owner::liveness(state_dir, owner) {
+                Liveness::Alive | Liveness::Unknown => {}
+                Liveness::Dead(_dead) => {
                     // Claimed before the remove: a live process may be taking it right now.
                     let me = match &me {
                         Some(m) => m.clone(),
-                        None => me.insert(Owner::of(state_dir)?).clone(),
+                        None => me.insert(owner::current(state_dir)?.0).clone(),
                     };
-                    match Claim::take(state_dir, name, Purpose::Retire, &me) {
+                    match Claim::take(state_dir, name, Purpose::Retire, me.id()) {
                         Ok(Some(claim)) => match engine.remove_container(&c.id, true) {
                             Ok(_) => {
                                 report.removed.push(c.id.clone());
                                 claim.release();
                             }
                             Err(e) => {
-                                owners_in_use.insert(owner);
                                 report
                                     .warnings
                                     .push(format!("remove pool container {name}: {e}"));
@@ -83,7 +77,6 @@ pub(crate) fn reap(engine: &Engine, state_dir: &Path) -> Result<PruneReport> {
                         },
                         Ok(None) => {}
                         Err(e) => {
-                            owners_in_use.insert(owner);
                             report
                                 .warnings
                                 .push(format!("claim pool container {name}: {e}"));
@@ -98,7 +91,8 @@ pub(crate) fn reap(engine: &Engine, state_dir: &Path) -> Result<PruneReport> {
     let names = found
         .iter()
         .filter_map(|c| c.names.first().map(|n| n.trim_start_matches('/')));
+    // The dead owners' lock files go with the owner reaper's sweep, once no running pool
+    // container names them.
     files::sweep_claims(state_dir, &files::claim_paths(state_dir, names));
-    files::sweep_owners(state_dir, &owners_in_use);
     Ok(report)
 }

@@ -108,7 +108,10 @@ pub struct ContainerInfo {
 pub struct PruneResult {
     /// Ids of the containers removed.
     pub removed: Vec<String>,
-    /// Containers chosen but not removed, and why.
+    /// Ids of running ephemeral containers that `gc` stopped because no live process owned
+    /// them (their process was killed mid-job, or its stop failed); always empty for `prune`.
+    pub stopped: Vec<String>,
+    /// Containers chosen but not removed or stopped, and why.
     pub warnings: Vec<String>,
 }
 
@@ -369,6 +372,7 @@ impl ContainerRunnerCore {
                 let r = core.runner()?.prune(&agent, keep)?;
                 Ok(PruneResult {
                     removed: r.removed,
+                    stopped: r.stopped,
                     warnings: r.warnings,
                 })
             },
@@ -392,14 +396,16 @@ impl ContainerRunnerCore {
                 let r = runner.map(|r| r.close()).unwrap_or_default();
                 Ok(PruneResult {
                     removed: r.removed,
+                    stopped: r.stopped,
                     warnings: r.warnings,
                 })
             },
         ))
     }
 
-    /// Removes every stopped container of an agent not in `liveAgents`, and prunes the live
-    /// agents to `keep` each (default: the config's `maxContainers`).
+    /// Stops the running ephemeral containers that no live process owns, then removes every
+    /// stopped container of an agent not in `liveAgents` and prunes the live agents to `keep`
+    /// each (default: the config's `maxContainers`).
     #[napi(ts_return_type = "Promise<PruneResult>")]
     pub fn gc(
         &self,
@@ -415,6 +421,7 @@ impl ContainerRunnerCore {
                 let r = core.runner()?.gc(&live_agents, keep)?;
                 Ok(PruneResult {
                     removed: r.removed,
+                    stopped: r.stopped,
                     warnings: r.warnings,
                 })
             },
@@ -429,6 +436,7 @@ pub fn close_warm_pools() -> PruneResult {
     let r = herdctl_container::close_warm_pools();
     PruneResult {
         removed: r.removed,
+        stopped: r.stopped,
         warnings: r.warnings,
     }
 }
