@@ -793,12 +793,8 @@ impl Planned {
             expected: &self.expected,
             inside: self.inside,
             user: &self.user,
-            sources: self
-                .mounts
-                .mounts()
-                .iter()
-                .map(|m| m.source.clone())
-                .collect(),
+            mounts: &self.mounts,
+            mount_ids: &self.mount_ids,
         }
     }
 }

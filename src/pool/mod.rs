@@ -31,7 +31,6 @@ mod keeper;
 mod reap;
 
 use std::collections::VecDeque;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -40,6 +39,7 @@ use serde_json::Value;
 
 use crate::engine::{ContainerSummary, Engine};
 use crate::labels;
+use crate::paths::MountPlan;
 use crate::plan;
 use crate::retention::PruneReport;
 use crate::{Error, Result};
@@ -76,9 +76,11 @@ pub(crate) struct Want<'a> {
     pub inside: plan::Inside,
     /// The job's user, as the check's exec runs.
     pub user: &'a str,
-    /// The host paths the container mounts, whose identity ([`mount_ids`]) must not change
+    /// The job's mounts, whose sources' identity ([`labels::MOUNT_IDS`]) must not change
     /// between the warm and the claim.
-    pub sources: Vec<String>,
+    pub mounts: &'a MountPlan,
+    /// That identity now.
+    pub mount_ids: &'a str,
 }
 
 /// A pool container a job now holds.
@@ -145,7 +147,7 @@ struct Template {
     expected: plan::Expected,
     inside: plan::Inside,
     user: String,
-    sources: Vec<String>,
+    mounts: MountPlan,
 }
 
 impl Template {
@@ -157,7 +159,7 @@ impl Template {
             expected: want.expected.clone(),
             inside: want.inside,
             user: want.user.to_string(),
-            sources: want.sources.clone(),
+            mounts: want.mounts.clone(),
         }
     }
 }
@@ -304,7 +306,7 @@ pub(crate) fn claim(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Taken
             }
         }
     };
-    let now_ids = mount_ids(&want.sources);
+    let now_ids = want.mount_ids;
     let mut warning = None;
     let mut claimed = None;
     loop {
@@ -343,7 +345,7 @@ pub(crate) fn claim(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Taken
         }
     }
     if claimed.is_none() {
-        claimed = claim_foreign(&pool, state_dir, want, &now_ids);
+        claimed = claim_foreign(&pool, state_dir, want, now_ids);
     }
     pool.changed.notify_all();
     Taken {
@@ -539,20 +541,6 @@ pub(crate) fn forget(state_dir: &Path, c: &ContainerSummary) {
     }
 }
 
-/// The identity of each mount source now: `dev:inode`, following symlinks as the engine does,
-/// `-` for one that cannot be read (the engine would refuse it anyway). A container made when a
-/// source had another identity mounts a directory that has since been replaced.
-pub(crate) fn mount_ids(sources: &[String]) -> String {
-    sources
-        .iter()
-        .map(|s| match std::fs::metadata(s) {
-            Ok(m) => format!("{}:{}", m.dev(), m.ino()),
-            Err(_) => "-".to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,21 +582,5 @@ mod tests {
         let warm = Claim::take(dir, "b", Purpose::Warm, me).unwrap().unwrap();
         assert_eq!(role(dir, &summary("b", "running", true)), Role::Busy);
         warm.release();
-    }
-
-    #[test]
-    fn mount_ids_change_when_a_source_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("ws");
-        std::fs::create_dir(&src).unwrap();
-        let sources = vec![src.to_string_lossy().into_owned(), "/no/such/path".into()];
-        let before = mount_ids(&sources);
-        assert_eq!(before, mount_ids(&sources));
-        assert!(before.ends_with(",-"), "{before}");
-        // Kept while the first exists, so the new directory gets another inode.
-        let moved = dir.path().join("old");
-        std::fs::rename(&src, &moved).unwrap();
-        std::fs::create_dir(&src).unwrap();
-        assert_ne!(before, mount_ids(&sources));
     }
 }
