@@ -187,7 +187,7 @@ impl Lease {
         // A pool container's claim stays as a tombstone: its warmer never hands it out again.
         drop(self.claim.take());
         self.let_go();
-        match retention::prune(&self.shared, &self.agent, self.keep) {
+        match retention::prune_after_job(&self.shared, &self.agent, self.keep) {
             Ok(report) => warnings.extend(report.warnings),
             Err(e) => warnings.push(format!("retention for agent {}: {e}", self.agent)),
         }

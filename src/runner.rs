@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
@@ -210,16 +210,22 @@ pub struct Runner {
 pub(crate) struct Shared {
     pub engine: Engine,
     pub options: RunnerOptions,
-    /// Containers this process's jobs are using, with a count of jobs per container.
-    in_use: Mutex<HashMap<String, usize>>,
-    /// Persistent containers whose processes this runner has checked from inside.
-    checked_inside: Mutex<HashSet<String>>,
     /// The warm pool's size per ephemeral agent: the option or its environment variable, 0
     /// with [`PullPolicy::Always`].
     pub warm_pool: usize,
     /// Agents whose warm pools this runner used, for [`Runner::close`].
     pools_used: Mutex<HashSet<String>>,
 }
+
+/// Containers this process's jobs are using (in any runner: herdctl makes one per job), with a
+/// count of jobs per container. Ids, which no two engines share in practice.
+static IN_USE: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Mutex::default);
+
+/// Persistent containers this process has checked from inside (any runner), each with the lock
+/// that the first of several jobs arriving at once holds while it checks, so the others wait
+/// for its answer instead of each making the check's exec.
+static CHECKED_INSIDE: LazyLock<Mutex<HashMap<String, Arc<Mutex<bool>>>>> =
+    LazyLock::new(Mutex::default);
 
 impl Shared {
     pub(crate) fn hold(&self, id: &str) {
@@ -249,9 +255,9 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'static, HashMap<String, usize>> {
         // The map holds plain counts: a panic elsewhere cannot leave it inconsistent.
-        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+        IN_USE.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -297,8 +303,6 @@ impl Runner {
             shared: Arc::new(Shared {
                 engine,
                 options,
-                in_use: Mutex::new(HashMap::new()),
-                checked_inside: Mutex::new(HashSet::new()),
                 warm_pool,
                 pools_used: Mutex::new(HashSet::new()),
             }),
@@ -800,7 +804,10 @@ impl Planned {
 }
 
 /// Checks a container's processes from inside ([`plan::check_inside`]) once: every fresh
-/// container, and a reused persistent one the first time this runner uses it.
+/// container (a pool's when it was warmed), and a reused persistent one the first time this
+/// process uses it. Jobs that reach an unchecked persistent container at once wait for one
+/// check instead of each making one: the answer cannot differ between them (the check runs as
+/// the configured user, in a container whose settings were fixed at create).
 fn check_inside_once(
     shared: &Shared,
     lease: &lifecycle::Lease,
@@ -808,25 +815,27 @@ fn check_inside_once(
     user: &str,
     want: plan::Inside,
 ) -> Result<()> {
-    // A pool container was checked when it was warmed, before any job could take it.
     if !want.is_needed() || lease.pooled() {
         return Ok(());
     }
     let id = lease.id();
-    let seen = || {
-        shared
-            .checked_inside
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    };
-    if mode == Mode::Persistent && !lease.created() && seen().contains(id) {
+    if mode == Mode::Ephemeral {
+        plan::check_inside(&shared.engine, id, lease.name(), user, want)?;
+        return Ok(());
+    }
+    // Ids only: a few per agent and config, for the life of the process.
+    let cell = CHECKED_INSIDE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(id.to_string())
+        .or_default()
+        .clone();
+    let mut checked = cell.lock().unwrap_or_else(|p| p.into_inner());
+    if *checked && !lease.created() {
         return Ok(());
     }
     plan::check_inside(&shared.engine, id, lease.name(), user, want)?;
-    if mode == Mode::Persistent {
-        // Ids only: a few per agent and config, for the life of the process.
-        seen().insert(id.to_string());
-    }
+    *checked = true;
     Ok(())
 }
 

@@ -66,8 +66,9 @@ fn run(pool: &Pool, reap_first: bool) {
     }
 }
 
-/// Waits for the next task: retiring first, then warming when the pool is short and the agent
-/// has been quiet for [`QUIET`] (or short for [`MAX_DEFER`]), with no cold acquire running.
+/// Waits for the next task: retiring first, then warming when the pool is short, no cold acquire
+/// of the agent is running in this process, and the agent has been quiet for [`QUIET`] (or the
+/// pool short for [`MAX_DEFER`], under a steady stream of claims).
 fn next(pool: &Pool) -> Task {
     let mut st = pool.lock();
     loop {
@@ -92,20 +93,17 @@ fn next(pool: &Pool) -> Task {
             let retry_at = st.retry_at.filter(|t| *t > now);
             let quiet_at = st.last_activity + QUIET;
             let overdue_at = since + MAX_DEFER;
-            let calm = st.cold == 0 && now >= quiet_at;
             match retry_at {
                 Some(t) => wake = Some(t),
-                None if st.urgent || calm || now >= overdue_at => {
+                // While this process makes cold containers for the agent, a refill would only
+                // slow them: the engine serialises much of create and start. It waits for them
+                // (each notifies when it ends).
+                None if st.cold > 0 && !st.urgent => {}
+                None if st.urgent || now >= quiet_at || now >= overdue_at => {
                     st.warming += 1;
                     return Task::Warm(st.template.clone());
                 }
-                None => {
-                    wake = Some(if st.cold > 0 {
-                        overdue_at
-                    } else {
-                        quiet_at.min(overdue_at)
-                    })
-                }
+                None => wake = Some(quiet_at.min(overdue_at)),
             }
         } else {
             st.short_since = None;

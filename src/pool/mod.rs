@@ -57,7 +57,8 @@ pub const MAX_WARM_POOL: usize = 64;
 /// How long after the last acquire of an agent a refill waits, so it does not compete with a
 /// burst of jobs for the engine. Short next to an agent job (seconds to minutes).
 const QUIET: Duration = Duration::from_millis(150);
-/// The longest a refill waits for quiet: under a steady stream of jobs the pool still refills.
+/// The longest a refill waits for quiet: under a steady stream of claims the pool still refills
+/// (it always waits out this process's cold acquires of the agent, though: see `keeper`).
 const MAX_DEFER: Duration = Duration::from_secs(2);
 /// How long [`close`] waits for a pool's containers to be removed.
 const CLOSE_BUDGET: Duration = Duration::from_secs(60);
