@@ -490,7 +490,7 @@ fn create_start(f: &mut Floor, body: &str, name: &str) -> io::Result<String> {
         .call(
             "POST",
             &format!("/containers/create?name={name}"),
-            Some(&body),
+            Some(body),
         )?
         .expect("create", &[201])?
         .str_field("Id")?;
