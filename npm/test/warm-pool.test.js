@@ -56,7 +56,7 @@ test('a job of a runner with warmPool takes a warm container, and close() remove
   assert.deepEqual(idle(left), [], JSON.stringify(left));
   assert.ok(left.some((c) => c.id === warm.id), 'the job containers are kept');
   // A runner that never ran a job has nothing to close.
-  assert.deepEqual(await runner().close(), { removed: [], warnings: [] });
+  assert.deepEqual(await runner().close(), { removed: [], stopped: [], warnings: [] });
 });
 
 test('warmPool must be a whole number from 0 to 64', () => {
