@@ -113,6 +113,26 @@ fn a_config_change_retires_the_pool() {
 }
 
 #[test]
+fn a_pool_checked_with_the_runners_opt_in_is_not_for_a_runner_without_it() {
+    let fleet = Fleet::new();
+    let loose = fleet.pool_runner_with(1, true);
+    let strict = fleet.pool_runner(1);
+    let agent = fleet.agent("optin");
+    let config = fleet.config(json!({}));
+    loose
+        .warm(&fleet.job(&agent, &config, ["true"]), WAIT)
+        .unwrap();
+    let warm = with_mode(&fleet.containers(&agent), "pool")[0].id.clone();
+    let (_, report) = run_on(&strict, fleet.job(&agent, &config, ["true"]));
+    assert!(report.outcome.success(), "{}", report.outcome.describe());
+    assert_ne!(report.container_id, warm);
+    assert!(report.timings.create.is_some());
+    wait_until("the loose pool's retirement", || {
+        fleet.containers(&agent).iter().all(|c| c.id != warm)
+    });
+}
+
+#[test]
 fn a_pool_container_that_died_is_never_handed_out() {
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(1);

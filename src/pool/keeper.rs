@@ -41,7 +41,7 @@ fn run(pool: &Pool, reap_first: bool) {
                 let mut st = pool.lock();
                 st.warming -= 1;
                 match made {
-                    Ok(warm) if !st.closing && st.template.hash == template.hash => {
+                    Ok(warm) if !st.closing && Arc::ptr_eq(&st.template, &template) => {
                         st.idle.push_back(warm);
                         st.failures = 0;
                         st.retry_at = None;
@@ -146,6 +146,9 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
         l.insert(labels::CREATED.into(), labels::now_ms().to_string().into());
         l.insert(labels::POOL.into(), pool.owner.id().into());
         l.insert(labels::MOUNT_IDS.into(), mount_ids.clone().into());
+        if t.expected.allow {
+            l.insert(labels::POOL_LOOSE.into(), "1".into());
+        }
     }
     let id = match engine.create_container(&name, &body) {
         Ok(id) => id,

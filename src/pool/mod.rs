@@ -240,7 +240,9 @@ fn pool_for(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Result<Arc<Po
     if let Some(pool) = all.iter().find(|p| p.key == key) {
         let mut st = pool.lock();
         st.target = want.target;
-        if st.template.hash != want.hash {
+        // A pool checked with the runner's opt-in (which the config hash does not cover) is not
+        // handed to a runner without it.
+        if st.template.hash != want.hash || st.template.expected.allow != want.expected.allow {
             let old: Vec<Warm> = st.idle.drain(..).collect();
             st.retire.extend(old);
             st.template = Arc::new(Template::of(want));
@@ -375,8 +377,11 @@ fn claim_foreign(pool: &Pool, state_dir: &Path, want: &Want<'_>, now_ids: &str) 
         if owner == pool.owner.id() || !owner::known(state_dir, owner) {
             continue;
         }
+        // Checked with an opt-in this runner does not have: not for its jobs.
+        let checked_loose = c.labels.contains_key(labels::POOL_LOOSE);
         if c.state != "running"
             || c.labels.get(labels::MOUNT_IDS).map(String::as_str) != Some(now_ids)
+            || (checked_loose && !want.expected.allow)
         {
             continue;
         }

@@ -48,11 +48,17 @@ impl Fleet {
     /// A runner over the fleet's state directory that keeps `size` warm containers per
     /// ephemeral agent.
     pub fn pool_runner(&self, size: usize) -> Runner {
+        self.pool_runner_with(size, false)
+    }
+
+    /// [`Fleet::pool_runner`] with the runner's opt-in for settings that loosen the container.
+    pub fn pool_runner_with(&self, size: usize, allow_unsafe_host_config: bool) -> Runner {
         let engine = Engine::connect().unwrap_or_else(|e| {
             panic!("live tests need a Docker engine (run scripts/ensure-engine): {e}")
         });
         let mut options = RunnerOptions::new(self.state.path());
         options.warm_pool = Some(size);
+        options.allow_unsafe_host_config = allow_unsafe_host_config;
         let runner = Runner::new(engine, options).expect("a runner");
         self.pool_runners.lock().unwrap().push(runner.clone());
         runner
