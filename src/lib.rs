@@ -43,7 +43,8 @@
 //! ([`engine`]), then an [`Outcome`]. [`Runner`] ties them together; [`invocation`] turns a
 //! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`; [`agent`] runs
 //! one herdctl execute call as a job of SDK messages, and [`mcp`] bridges its injected MCP servers
-//! into the container.
+//! into the container. With [`RunnerOptions::warm_pool`], ephemeral jobs take containers made
+//! ahead of need ([`Runner::warm`], [`Runner::close`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
