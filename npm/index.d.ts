@@ -366,9 +366,10 @@ export declare class ContainerRunner {
    *   throws with code INVALID_CONFIG)
    * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
    * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock), the
-   *   pull policy, a job timeout, and `allowUnsafeHostConfig` (the opt-in for host_config settings
-   *   that loosen the container) and `runtime` (the OCI runtime of configs that name none); or a dockerode client (herdctl's 4th argument), whose engine
-   *   address is used
+   *   pull policy, a job timeout, `allowUnsafeHostConfig` (the opt-in for host_config settings
+   *   that loosen the container), `runtime` (the OCI runtime of configs that name none) and
+   *   `warmPool` (warm containers per ephemeral agent); or a dockerode client (herdctl's 4th
+   *   argument), whose engine address is used
    */
   constructor(
     wrapped: WrappableRuntime | object,
@@ -400,6 +401,11 @@ export declare class ContainerRunner {
    * containers of agents not in `liveAgents`, and prunes the others to `keep`.
    */
   gc(liveAgents: string[], keep?: number): Promise<PruneResult>
+  /**
+   * Retires the warm pools (`warmPool`) this runner's jobs used: their idle containers are
+   * removed. The process's remaining pools are retired when it exits.
+   */
+  close(): Promise<PruneResult>
 }
 
 /** herdctl's `resolveDockerConfig`: defaults applied, every field checked (throws INVALID_CONFIG). */

@@ -332,7 +332,23 @@ class ContainerRunner {
     toJson(keep, 'keep');
     return this._core.gc(liveAgents, keep);
   }
+
+  /** Retires the warm pools this runner's jobs used: their idle containers are removed. */
+  async close() {
+    return this._core.close();
+  }
 }
+
+// The warm pools' idle containers go with the process. 'exit' runs on a normal end and on
+// process.exit() (herdctl's shutdown); a process killed by a signal leaves them to the next gc or
+// pool start, which finds their owner gone.
+process.once('exit', () => {
+  try {
+    binding._closeWarmPools();
+  } catch {
+    // nothing to do at exit
+  }
+});
 
 module.exports = {
   ContainerRunner,

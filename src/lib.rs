@@ -43,7 +43,8 @@
 //! ([`engine`]), then an [`Outcome`]. [`Runner`] ties them together; [`invocation`] turns a
 //! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`; [`agent`] runs
 //! one herdctl execute call as a job of SDK messages, and [`mcp`] bridges its injected MCP servers
-//! into the container.
+//! into the container. With [`RunnerOptions::warm_pool`], ephemeral jobs take containers made
+//! ahead of need ([`Runner::warm`], [`Runner::close`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -62,6 +63,7 @@ pub mod mcp;
 mod owner;
 mod paths;
 mod plan;
+mod pool;
 pub mod records;
 mod redact;
 pub mod retention;
@@ -87,6 +89,9 @@ pub use paths::{
     Direction, Mount, MountPlan, MountRequest, MountRole, PathMap, SessionLayout,
     CONTAINER_CREDENTIALS_FILE, CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
+pub use pool::{close_all as close_warm_pools, MAX_WARM_POOL};
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use retention::PruneReport;
-pub use runner::{JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions};
+pub use runner::{
+    JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions, WARM_POOL_ENV,
+};

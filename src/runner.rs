@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
@@ -17,7 +17,7 @@ use crate::paths::{
 };
 use crate::redact::Redactor;
 use crate::retention::{self, PruneReport};
-use crate::{isolation, plan, records, Error, Result};
+use crate::{isolation, plan, pool, records, Error, Result};
 
 /// When the runner may pull an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,7 +78,21 @@ pub struct RunnerOptions {
     /// like `runsc` for gVisor: checked and proven as if the config had named it. A config that
     /// names a runtime keeps its own. Default: none (the engine's default runtime).
     pub runtime: Option<String>,
+    /// How many idle containers to keep warm per ephemeral agent (see [`Runner::warm`] and the
+    /// README's "Warm pools"): an ephemeral job then takes a container that was created,
+    /// checked and started ahead of need, and a replacement is warmed in the background. Each
+    /// idle container costs host memory (about 1.5 MiB in the engine's shim and the container;
+    /// see BENCHMARKS.md). Persistent agents have no pool. `None` reads the environment
+    /// variable [`WARM_POOL_ENV`] (`HERDCTL_CONTAINER_WARM_POOL`), so an unmodified herdctl can
+    /// turn it on; at most [`MAX_WARM_POOL`](crate::MAX_WARM_POOL). Ignored with
+    /// [`PullPolicy::Always`], which wants a fresh pull for every container. Default: `None`,
+    /// and without the variable 0 (no pool).
+    pub warm_pool: Option<usize>,
 }
+
+/// The environment variable that sizes the warm pool when [`RunnerOptions::warm_pool`] is
+/// `None`: a whole number from 0 to [`MAX_WARM_POOL`](crate::MAX_WARM_POOL).
+pub const WARM_POOL_ENV: &str = "HERDCTL_CONTAINER_WARM_POOL";
 
 impl RunnerOptions {
     /// Options with every default and the given state directory.
@@ -91,6 +105,7 @@ impl RunnerOptions {
             session_layout: SessionLayout::PerAgent,
             allow_unsafe_host_config: false,
             runtime: None,
+            warm_pool: None,
         }
     }
 }
@@ -105,6 +120,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("session_layout", &self.session_layout)
             .field("allow_unsafe_host_config", &self.allow_unsafe_host_config)
             .field("runtime", &self.runtime)
+            .field("warm_pool", &self.warm_pool)
             .finish()
     }
 }
@@ -216,11 +232,22 @@ pub struct Runner {
 pub(crate) struct Shared {
     pub engine: Engine,
     pub options: RunnerOptions,
-    /// Containers this process's jobs are using, with a count of jobs per container.
-    in_use: Mutex<HashMap<String, usize>>,
-    /// Persistent containers whose processes this runner has checked from inside.
-    checked_inside: Mutex<HashSet<String>>,
+    /// The warm pool's size per ephemeral agent: the option or its environment variable, 0
+    /// with [`PullPolicy::Always`].
+    pub warm_pool: usize,
+    /// Agents whose warm pools this runner used, for [`Runner::close`].
+    pools_used: Mutex<HashSet<String>>,
 }
+
+/// Containers this process's jobs are using (in any runner: herdctl makes one per job), with a
+/// count of jobs per container. Ids, which no two engines share in practice.
+static IN_USE: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Mutex::default);
+
+/// Persistent containers this process has checked from inside (any runner), each with the lock
+/// that the first of several jobs arriving at once holds while it checks, so the others wait
+/// for its answer instead of each making the check's exec.
+static CHECKED_INSIDE: LazyLock<Mutex<HashMap<String, Arc<Mutex<bool>>>>> =
+    LazyLock::new(Mutex::default);
 
 impl Shared {
     pub(crate) fn hold(&self, id: &str) {
@@ -242,9 +269,17 @@ impl Shared {
         self.lock().contains_key(id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    /// Notes that this runner used the warm pool of `agent`.
+    pub(crate) fn used_pool(&self, agent: &str) {
+        let mut used = self.pools_used.lock().unwrap_or_else(|p| p.into_inner());
+        if !used.contains(agent) {
+            used.insert(agent.to_string());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'static, HashMap<String, usize>> {
         // The map holds plain counts: a panic elsewhere cannot leave it inconsistent.
-        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+        IN_USE.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -262,6 +297,18 @@ impl Runner {
             options.runtime =
                 crate::config::runtime_name("runtime", &serde_json::Value::String(name))?;
         }
+        let warm_pool = match options.warm_pool {
+            Some(n) => check_pool_size("warm_pool", &n.to_string())?,
+            None => match std::env::var_os(WARM_POOL_ENV) {
+                Some(v) => check_pool_size(WARM_POOL_ENV, &v.to_string_lossy())?,
+                None => 0,
+            },
+        };
+        let warm_pool = if options.pull == PullPolicy::Always {
+            0
+        } else {
+            warm_pool
+        };
         // Mount sources must be absolute; a relative state directory means "from here".
         options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
             Error::io(
@@ -282,8 +329,8 @@ impl Runner {
             shared: Arc::new(Shared {
                 engine,
                 options,
-                in_use: Mutex::new(HashMap::new()),
-                checked_inside: Mutex::new(HashSet::new()),
+                warm_pool,
+                pools_used: Mutex::new(HashSet::new()),
             }),
         };
         if first {
@@ -361,6 +408,200 @@ impl Runner {
         let started = Instant::now();
         let started_ms = labels::now_ms();
         let shared = &self.shared;
+        let planned = self.plan(&mut spec, &credentials)?;
+        let Planned {
+            mounts,
+            hash,
+            mode,
+            body,
+            inside,
+            sanitized,
+            expected,
+            user,
+            mount_ids,
+            owner,
+            runtime,
+            warnings: plan_warnings,
+        } = &planned;
+        let (mode, inside) = (*mode, *inside);
+
+        let job_id = labels::ephemeral_name("job", labels::now_ms());
+        let job_id_for_record = job_id.clone();
+        let mut env = spec
+            .config
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>();
+        env.extend(credentials.exec_env());
+        env.extend(spec.env.iter().cloned());
+
+        let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
+        exec.env = env;
+        exec.user = Some(user.clone());
+        exec.working_dir = Some(
+            spec.working_dir
+                .unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
+        );
+        exec.attach_stdin = true;
+        // The job's own argv is checked before any container is made or taken, so an error names
+        // its arguments (not a wrapper's) and leaves nothing behind.
+        exec.check()?;
+
+        // A pool container that died while idle is found when the job's exec cannot be made in
+        // it: it is removed and the job gets a container of its own (never the dead one).
+        let mut try_pool = mode == Mode::Ephemeral && shared.warm_pool > 0;
+        let mut early_warnings = plan_warnings.clone();
+        let (create, start, mut warnings, mut lease, group, opened, exec_started) = loop {
+            let want = try_pool.then(|| planned.want(&spec.agent, shared.warm_pool));
+            if try_pool {
+                shared.used_pool(&spec.agent);
+            }
+            let lifecycle::Acquired {
+                mut lease,
+                create,
+                start,
+                warnings,
+            } = lifecycle::acquire(
+                shared,
+                &Request {
+                    agent: &spec.agent,
+                    sanitized_agent: sanitized,
+                    mode,
+                    config_hash: hash,
+                    image: &spec.config.image,
+                    body: body.clone(),
+                    expected: expected.clone(),
+                    keep: spec.config.max_containers as usize,
+                    mount_ids,
+                    owner: owner.clone(),
+                    reached,
+                    pool: want,
+                },
+            )?;
+            if let Err(e) = check_inside_once(shared, &lease, mode, user, inside, runtime.as_ref())
+            {
+                // A container that died at start (its exec failed, or was cut short) says why.
+                let e = lifecycle::explain_exec_failure(shared, &lease, e);
+                if lease.created() {
+                    // No job may run in it, and no earlier job's state is in it.
+                    let _ = shared.engine.remove_container(lease.id(), true);
+                } else {
+                    lease.release();
+                }
+                return Err(e);
+            }
+            // In a persistent container, which other jobs share, the job runs with a group id of
+            // its own, the mark by which its cancel and its end find exactly its processes (see
+            // `job/group.rs`), under `kill.sh`, which kills what it left behind when it exits. An
+            // ephemeral container runs only this job and is stopped after it.
+            let group = match mode {
+                Mode::Ephemeral => None,
+                Mode::Persistent => match JobGroup::claim(lease.id(), spec.config.user.gid) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        lease.release();
+                        return Err(e);
+                    }
+                },
+            };
+            if let Some(g) = &group {
+                exec.cmd = run_argv(g.gid(), &spec.argv);
+                exec.user = Some(format!("{}:{}", spec.config.user.uid, g.gid()));
+            }
+            let t = Instant::now();
+            let opened = shared
+                .engine
+                .exec_create(lease.id(), &exec)
+                .and_then(|exec_id| Ok((shared.engine.exec_start(&exec_id)?, exec_id)));
+            match opened {
+                Ok(o) => break (create, start, warnings, lease, group, o, t),
+                Err(e) if lease.pooled() => {
+                    lease.discard();
+                    early_warnings.push(format!(
+                        "the warm pool's container {} could not run the job ({e}); it was removed and the job got a container of its own",
+                        lease.name()
+                    ));
+                    try_pool = false;
+                }
+                Err(e) => {
+                    let e = lifecycle::explain_exec_failure(shared, &lease, e);
+                    // The job never ran: give the container back the way a finished job would.
+                    lease.release();
+                    return Err(e);
+                }
+            }
+        };
+        early_warnings.append(&mut warnings);
+        let warnings = early_warnings;
+        let mut timings = Timings {
+            acquire: Some(exec_started.duration_since(started)),
+            create,
+            start,
+            ..Timings::default()
+        };
+        let (stream, exec_id) = opened;
+        let t = exec_started;
+        timings.exec_start = Some(t.elapsed());
+        let parts = stream
+            .split()
+            .and_then(|(input, output)| Ok((output.abort_handle()?, input, output)));
+        let (abort, input, output) = match parts {
+            Ok(parts) => parts,
+            Err(e) => {
+                lease.release();
+                return Err(e);
+            }
+        };
+        let canceller = Canceller::new(
+            shared.engine.clone(),
+            lease.id().to_string(),
+            mode,
+            job_id,
+            spec.config.user.to_string(),
+            group,
+            abort,
+        );
+        let container_watch = runtime.as_ref().map(|_| {
+            isolation::watch_container(
+                shared.engine.clone(),
+                lease.id().to_string(),
+                canceller.clone(),
+            )
+        });
+        Ok(Job::new(Started {
+            engine: shared.engine.clone(),
+            exec_id,
+            input,
+            output,
+            stdin: spec.stdin,
+            canceller,
+            redactor,
+            deadline: spec.deadline,
+            max_line: shared.options.max_line_bytes,
+            started,
+            timings,
+            warnings,
+            image: spec.config.image,
+            config_hash: hash.clone(),
+            lease,
+            paths: mounts.path_map(),
+            record: records::Head {
+                state_dir: shared.options.state_dir.clone(),
+                agent: spec.agent,
+                job: job_id_for_record,
+                mode,
+                started_ms,
+                keep: spec.config.max_containers as usize,
+            },
+            container_watch,
+        }))
+    }
+
+    /// What a job's container looks like: its mounts (prepared on the host), config hash, mode,
+    /// create body and what the checks expect.
+    fn plan(&self, spec: &mut JobSpec, credentials: &Credentials) -> Result<Planned> {
+        let shared = &self.shared;
         if spec.config.runtime.is_none() {
             spec.config.runtime = shared.options.runtime.clone();
         }
@@ -381,7 +622,7 @@ impl Runner {
             state_dir: &state_dir,
             agent: &spec.agent,
             layout: shared.options.session_layout,
-            credentials: Some(&credentials),
+            credentials: Some(credentials),
         })?;
         // The opt-in: the agent's config, or this runner's option or environment.
         let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
@@ -431,155 +672,88 @@ impl Runner {
         let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
         let inside = plan::Inside::of(&body);
         let sanitized = sanitize_agent_name(&spec.agent);
-        let acquired = lifecycle::acquire(
-            shared,
-            &Request {
-                agent: &spec.agent,
-                sanitized_agent: &sanitized,
-                mode,
-                config_hash: &hash,
-                image: &spec.config.image,
-                body,
-                expected: plan::Expected::new(allow, &mounts),
-                keep: spec.config.max_containers as usize,
-                mount_ids: &mount_ids,
-                owner,
-                reached,
-            },
-        )?;
-        let mut lease = acquired.lease;
-        if let Err(e) = check_inside_once(
-            shared,
-            &lease,
+        let expected = plan::Expected::new(allow, &mounts);
+        let user = spec.config.user.to_string();
+        Ok(Planned {
+            mounts,
+            hash,
             mode,
-            &spec.config.user.to_string(),
+            body,
             inside,
-            runtime.as_ref(),
-        ) {
-            // A container that died at start (its exec failed, or was cut short) says why.
-            let e = lifecycle::explain_exec_failure(shared, &lease, e);
-            if lease.created() {
-                // No job may run in it, and no earlier job's state is in it.
-                let _ = shared.engine.remove_container(lease.id(), true);
-            } else {
-                lease.release();
-            }
-            return Err(e);
+            sanitized,
+            expected,
+            user,
+            mount_ids,
+            owner,
+            runtime,
+            warnings,
+        })
+    }
+
+    /// Fills the warm pool of `spec`'s agent for `spec`'s config (the containers its ephemeral
+    /// jobs will take) and waits until it holds [`RunnerOptions::warm_pool`] idle containers,
+    /// or `timeout` passes ([`Error::Timeout`]). Without it a pool starts warming after the
+    /// agent's first job, which makes its own container. Fails, naming the field, for a
+    /// persistent agent or a runner without a pool, and with the engine's error when a
+    /// container cannot be warmed (a missing image, a failed check).
+    pub fn warm(&self, spec: &JobSpec, timeout: Duration) -> Result<()> {
+        let shared = &self.shared;
+        if !spec.config.ephemeral {
+            return Err(Error::invalid(
+                "docker.ephemeral",
+                "false: a persistent agent reuses its container and has no warm pool",
+            ));
         }
-        let mut timings = Timings {
-            acquire: Some(started.elapsed()),
-            create: acquired.create,
-            start: acquired.start,
-            ..Timings::default()
-        };
-
-        let job_id = labels::ephemeral_name("job", labels::now_ms());
-        let job_id_for_record = job_id.clone();
-        let mut env = spec
-            .config
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>();
-        env.extend(credentials.exec_env());
-        env.extend(spec.env.iter().cloned());
-
-        let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
-        exec.env = env;
-        exec.user = Some(spec.config.user.to_string());
-        exec.working_dir = Some(
-            spec.working_dir
-                .unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
-        );
-        exec.attach_stdin = true;
-        // In a persistent container, which other jobs share, the job runs with a group id of its
-        // own, the mark by which its cancel and its end find exactly its processes (see
-        // `job/group.rs`), under `kill.sh`, which kills what it left behind when it exits. An
-        // ephemeral container runs only this job and is stopped after it. The job's own argv is
-        // checked first, so an error names its arguments, not the wrapper's.
-        let group = match exec.check().and_then(|()| match mode {
-            Mode::Ephemeral => Ok(None),
-            Mode::Persistent => JobGroup::claim(lease.id(), spec.config.user.gid).map(Some),
-        }) {
-            Ok(group) => group,
-            Err(e) => {
-                lease.release();
-                return Err(e);
-            }
-        };
-        if let Some(g) = &group {
-            exec.cmd = run_argv(g.gid(), &spec.argv);
-            exec.user = Some(format!("{}:{}", spec.config.user.uid, g.gid()));
+        if shared.warm_pool == 0 {
+            return Err(Error::invalid(
+                "warm_pool",
+                format!("this runner has no warm pool; set RunnerOptions::warm_pool or {WARM_POOL_ENV} (and a pull policy other than always)"),
+            ));
         }
+        let credentials = match &spec.credentials {
+            Some(c) => c.clone(),
+            None => Credentials::discover(|k| std::env::var(k).ok())?,
+        };
+        let redactor = spec.redactor(&credentials);
+        let planned = self
+            .plan(&mut spec.clone(), &credentials)
+            .map_err(|e| e.redact(&redactor))?;
+        shared.used_pool(&spec.agent);
+        pool::prewarm(
+            &shared.engine,
+            &shared.options.state_dir,
+            &planned.want(&spec.agent, shared.warm_pool),
+            timeout,
+        )
+        .map_err(|e| e.redact(&redactor))
+    }
 
-        let t = Instant::now();
-        let opened = shared
-            .engine
-            .exec_create(lease.id(), &exec)
-            .and_then(|exec_id| Ok((shared.engine.exec_start(&exec_id)?, exec_id)));
-        let (stream, exec_id) = match opened {
-            Ok(o) => o,
-            Err(e) => {
-                let e = lifecycle::explain_exec_failure(shared, &lease, e);
-                // The job never ran: give the container back the way a finished job would.
-                lease.release();
-                return Err(e);
-            }
-        };
-        timings.exec_start = Some(t.elapsed());
-        let parts = stream
-            .split()
-            .and_then(|(input, output)| Ok((output.abort_handle()?, input, output)));
-        let (abort, input, output) = match parts {
-            Ok(parts) => parts,
-            Err(e) => {
-                lease.release();
-                return Err(e);
-            }
-        };
-        let canceller = Canceller::new(
-            shared.engine.clone(),
-            lease.id().to_string(),
-            mode,
-            job_id,
-            spec.config.user.to_string(),
-            group,
-            abort,
-        );
-        let container_watch = runtime.as_ref().map(|_| {
-            isolation::watch_container(
-                shared.engine.clone(),
-                lease.id().to_string(),
-                canceller.clone(),
-            )
-        });
-        Ok(Job::new(Started {
-            engine: shared.engine.clone(),
-            exec_id,
-            input,
-            output,
-            stdin: spec.stdin,
-            canceller,
-            redactor,
-            deadline: spec.deadline,
-            max_line: shared.options.max_line_bytes,
-            started,
-            timings,
-            warnings: warnings.into_iter().chain(acquired.warnings).collect(),
-            image: spec.config.image,
-            config_hash: hash,
-            lease,
-            paths: mounts.path_map(),
-            record: records::Head {
-                state_dir: shared.options.state_dir.clone(),
-                agent: spec.agent,
-                job: job_id_for_record,
-                mode,
-                started_ms,
-                keep: spec.config.max_containers as usize,
-            },
-            container_watch,
-        }))
+    /// Retires the warm pools this runner used: their idle containers are removed (waiting up
+    /// to a minute). The pools are shared by every runner of the process, so another runner's
+    /// next job of such an agent starts a new one. Containers that jobs took are not touched.
+    /// Call it before the process exits; what a process that died left is removed by the next
+    /// [`Runner::gc`], or when a pool next starts over this state directory.
+    pub fn close(&self) -> PruneReport {
+        let agents: Vec<String> = self
+            .shared
+            .pools_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        if agents.is_empty() {
+            return PruneReport::default();
+        }
+        pool::close(
+            &self.shared.engine,
+            &self.shared.options.state_dir,
+            Some(&agents),
+        )
+    }
+
+    /// How many idle containers this process's warm pool of `agent` holds right now.
+    pub fn warm_pool_idle(&self, agent: &str) -> usize {
+        pool::idle_count(&self.shared.engine, &self.shared.options.state_dir, agent)
     }
 
     /// Refuses a job with injected MCP servers (whose sockets are mounted into its container)
@@ -643,26 +817,37 @@ impl Runner {
             .engine
             .list_containers(&filters, true)?
             .into_iter()
-            .map(|c| ManagedContainer {
-                name: c
-                    .names
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
-                agent: c.labels.get(labels::AGENT).cloned().unwrap_or_default(),
-                mode: c.labels.get(labels::MODE).cloned().unwrap_or_default(),
-                config_hash: c
-                    .labels
-                    .get(labels::CONFIG_HASH)
-                    .cloned()
-                    .unwrap_or_default(),
-                created_ms: c
-                    .labels
-                    .get(labels::CREATED)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                state: c.state,
-                id: c.id,
+            .map(|c| {
+                let role = pool::role(self.state_dir(), &c);
+                ManagedContainer {
+                    mode: match role {
+                        pool::Role::Idle => "pool".to_string(),
+                        pool::Role::Busy => "warming".to_string(),
+                        _ => c.labels.get(labels::MODE).cloned().unwrap_or_default(),
+                    },
+                    name: c
+                        .names
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    agent: c.labels.get(labels::AGENT).cloned().unwrap_or_default(),
+                    config_hash: c
+                        .labels
+                        .get(labels::CONFIG_HASH)
+                        .cloned()
+                        .unwrap_or_default(),
+                    // A pool container is as new as the job that took it.
+                    created_ms: match role {
+                        pool::Role::Taken(at) => at,
+                        _ => c
+                            .labels
+                            .get(labels::CREATED)
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
+                    },
+                    state: c.state,
+                    id: c.id,
+                }
             })
             .collect();
         found.sort_by_key(|c| std::cmp::Reverse(c.created_ms));
@@ -670,10 +855,52 @@ impl Runner {
     }
 }
 
+/// A job's container as [`Runner::plan`] works it out.
+struct Planned {
+    mounts: MountPlan,
+    hash: String,
+    mode: Mode,
+    body: serde_json::Value,
+    inside: plan::Inside,
+    sanitized: String,
+    expected: plan::Expected,
+    user: String,
+    /// The [`labels::MOUNT_IDS`] value of the mounts as the host has them now.
+    mount_ids: String,
+    /// For an ephemeral job: this process's owner, whose label is in `body`.
+    owner: Option<Arc<crate::owner::Owner>>,
+    /// The sandbox runtime a process inside must prove it runs under, if any.
+    runtime: Option<isolation::Checked>,
+    /// What the job should hear about its plan (an owner lock that could not be had).
+    warnings: Vec<String>,
+}
+
+impl Planned {
+    /// What the warm pool of `agent` needs to make containers like this job's.
+    fn want<'a>(&'a self, agent: &'a str, target: usize) -> pool::Want<'a> {
+        pool::Want {
+            target,
+            agent,
+            sanitized: &self.sanitized,
+            hash: &self.hash,
+            body: &self.body,
+            expected: &self.expected,
+            inside: self.inside,
+            user: &self.user,
+            mounts: &self.mounts,
+            mount_ids: &self.mount_ids,
+            runtime: self.runtime.as_ref(),
+        }
+    }
+}
+
 /// Checks a container's processes from inside ([`plan::check_inside`]) once: every fresh
-/// container, and a reused persistent one the first time this runner uses it. The same exec
-/// proves a sandbox `runtime` by the kernel it reports (its runtime cannot change while the
-/// container exists).
+/// container (a pool's when it was warmed), and a reused persistent one the first time this
+/// process uses it. Jobs that reach an unchecked persistent container at once wait for one
+/// check instead of each making one: the answer cannot differ between them (the check runs as
+/// the configured user, in a container whose settings were fixed at create).
+/// The same exec proves a sandbox `runtime` by the kernel it reports (its runtime cannot change
+/// while the container exists).
 fn check_inside_once(
     shared: &Shared,
     lease: &lifecycle::Lease,
@@ -682,25 +909,47 @@ fn check_inside_once(
     want: plan::Inside,
     runtime: Option<&isolation::Checked>,
 ) -> Result<()> {
-    if !want.is_needed() && runtime.is_none() {
+    if (!want.is_needed() && runtime.is_none()) || lease.pooled() {
         return Ok(());
     }
     let id = lease.id();
-    let seen = || {
-        shared
-            .checked_inside
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    };
-    if mode == Mode::Persistent && !lease.created() && seen().contains(id) {
+    if mode == Mode::Ephemeral {
+        plan::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
+        return Ok(());
+    }
+    // Ids only: a few per agent and config, for the life of the process.
+    let cell = CHECKED_INSIDE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(id.to_string())
+        .or_default()
+        .clone();
+    let mut checked = cell.lock().unwrap_or_else(|p| p.into_inner());
+    if *checked && !lease.created() {
         return Ok(());
     }
     plan::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
-    if mode == Mode::Persistent {
-        // Ids only: a few per agent and config, for the life of the process.
-        seen().insert(id.to_string());
-    }
+    *checked = true;
     Ok(())
+}
+
+/// A warm pool size from the option or its environment variable: a whole number from 0 to
+/// [`pool::MAX_WARM_POOL`]; empty is 0.
+fn check_pool_size(field: &str, value: &str) -> Result<usize> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(0);
+    }
+    match v.parse::<usize>() {
+        Ok(n) if n <= pool::MAX_WARM_POOL => Ok(n),
+        _ => Err(Error::invalid(
+            field,
+            format!(
+                "{value:?} is not a warm pool size; expected a whole number from 0 to {}",
+                pool::MAX_WARM_POOL
+            ),
+        )),
+    }
 }
 
 /// Reads the opt-in environment variable: absent, empty, `0` or `false` is off; `1` or `true` on.
@@ -730,11 +979,12 @@ pub struct ManagedContainer {
     pub name: String,
     /// The agent's qualified name.
     pub agent: String,
-    /// `ephemeral` or `persistent`.
+    /// `ephemeral` or `persistent`; for a warm pool container no job has taken yet, `pool`
+    /// when it is ready and `warming` while it is being made (or removed).
     pub mode: String,
     /// The config hash it was created for.
     pub config_hash: String,
-    /// Creation time, unix milliseconds.
+    /// Creation time, unix milliseconds; for a warm pool container a job took, when it took it.
     pub created_ms: u64,
     /// The engine's state: `running`, `exited`, `created`, ...
     pub state: String,

@@ -7,16 +7,18 @@
 //! brings up the engine and the image first.
 //!
 //! ```text
-//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention,gvisor] [--out FILE]
+//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention,gvisor,pool,concurrent] [--out FILE]
 //! herdctl-bench profile warm-rust|warm-floor|stream-rust|stream-agent|stream-drain N  (callgrind)
 //! ```
 
 mod cold;
+mod concurrent;
 mod cpu;
 mod ext;
 mod fixture;
 mod floor;
 mod gvisor;
+mod pool;
 mod profile;
 mod report;
 mod retention;
@@ -33,7 +35,16 @@ use ext::{version_of, Node};
 use fixture::{Ctx, IMAGE};
 use report::Row;
 
-const ALL: [&str; 6] = ["warm", "cold", "stream", "rss", "retention", "gvisor"];
+const ALL: [&str; 8] = [
+    "warm",
+    "cold",
+    "stream",
+    "rss",
+    "retention",
+    "gvisor",
+    "pool",
+    "concurrent",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,6 +116,8 @@ fn run(args: &[String]) -> Result<(), String> {
             "rss" => rss::run(&ctx, &mut node),
             "retention" => retention::run(&ctx),
             "gvisor" => gvisor::run(&ctx),
+            "pool" => pool::run(&ctx),
+            "concurrent" => concurrent::run(&ctx),
             _ => unreachable!("filtered by ALL"),
         }?;
         eprintln!("bench: {name} took {:.1} s", t.elapsed().as_secs_f64());

@@ -10,7 +10,7 @@ use super::{Context, Failure};
 
 /// `prune`: the agent's oldest stopped containers (and records) beyond `--keep`.
 pub fn prune(ctx: &Context, args: PruneArgs) -> Result<u8, Failure> {
-    let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
+    let runner = ctx.runner(args.state_dir.as_deref(), None, None, &[])?;
     let report = runner.prune(&args.agent, args.keep as usize)?;
     print_prune(&report);
     Ok(0)
@@ -19,7 +19,7 @@ pub fn prune(ctx: &Context, args: PruneArgs) -> Result<u8, Failure> {
 /// `gc`: running ephemeral containers whose owner process is gone are stopped; every stopped
 /// container (and record) of agents that are gone is removed.
 pub fn gc(ctx: &Context, args: GcArgs) -> Result<u8, Failure> {
-    let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
+    let runner = ctx.runner(args.state_dir.as_deref(), None, None, &[])?;
     let report = runner.gc(&args.live, args.keep as usize)?;
     print_prune(&report);
     Ok(0)

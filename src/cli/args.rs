@@ -61,6 +61,8 @@ pub struct RunArgs {
     pub timeout: Option<u64>,
     pub config: Option<String>,
     pub pull: Option<PullPolicy>,
+    /// Idle containers to keep warm for the agent while the job runs.
+    pub warm_pool: Option<u64>,
     pub argv: Vec<String>,
 }
 
@@ -226,6 +228,11 @@ const RUN_FLAGS: &[Flag] = &[
         "pull",
         Some("POLICY"),
         "never (default), if-missing or always",
+    ),
+    flag(
+        "warm-pool",
+        Some("N"),
+        "take a warm container (any process's over this state directory) instead of making one, and keep N warm while the job runs; this run's idle ones are removed at exit (default: HERDCTL_CONTAINER_WARM_POOL, else 0)",
     ),
     LOG_LEVEL,
     HELP,
@@ -596,6 +603,7 @@ fn build(
                 timeout: seen.number(sub, "timeout")?,
                 config: seen.one("config"),
                 pull,
+                warm_pool: seen.number(sub, "warm-pool")?,
                 argv,
             }))
         }

@@ -22,6 +22,8 @@ const ENVIRONMENT: &str = "\
 Environment:
   DOCKER_HOST            the engine: unix:///path or tcp://host:port (default: /var/run/docker.sock)
   HERDCTL_CONTAINER_LOG  debug prints one line per engine call on stderr (like --log-level debug)
+  HERDCTL_CONTAINER_WARM_POOL
+                         run: warm containers to keep per agent (like --warm-pool)
   ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN
                          credentials handed to each job (never to the container's config)";
 

@@ -87,6 +87,7 @@ impl Context {
         &self,
         state_dir: Option<&str>,
         pull: Option<herdctl_container::PullPolicy>,
+        warm_pool: Option<u64>,
         secrets: &[String],
     ) -> Result<Runner, Failure> {
         let engine = Engine::with_options(self.engine_options(secrets)?)?;
@@ -94,6 +95,8 @@ impl Context {
         if let Some(p) = pull {
             options.pull = p;
         }
+        // Beyond what usize holds is beyond the maximum too: the runner says which.
+        options.warm_pool = warm_pool.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let view = Mutex::new(progress::PullView::new(
             std::io::stderr(),
             std::io::stderr().is_terminal(),

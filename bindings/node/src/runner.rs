@@ -64,6 +64,13 @@ pub struct ContainerRunnerOptions {
     /// checked against the engine's runtimes and proven from inside each container, as a
     /// config's own `runtime` is. Default: the engine's default runtime (runc).
     pub runtime: Option<String>,
+    /// How many idle containers to keep warm per ephemeral agent, from 0 to 64: an ephemeral job
+    /// then takes a container that was created, checked and started ahead of need (at the cost
+    /// of an exec into a running container instead of a create and start), and a replacement is
+    /// warmed in the background. Pools are shared by every `ContainerRunner` of the process and
+    /// retired by `close()` and when the process exits. Each idle container costs host memory.
+    /// Default: the environment variable `HERDCTL_CONTAINER_WARM_POOL`, else 0 (no pool).
+    pub warm_pool: Option<u32>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -91,11 +98,12 @@ pub struct ContainerInfo {
     pub name: String,
     /// The agent's qualified name.
     pub agent: String,
-    /// `"ephemeral"` or `"persistent"`.
+    /// `"ephemeral"` or `"persistent"`; for a warm pool container no job has taken yet, `"pool"`
+    /// when it is ready and `"warming"` while it is being made (or removed).
     pub mode: String,
     /// The hash of the config it was created for.
     pub config_hash: String,
-    /// Creation time, unix milliseconds.
+    /// Creation time, unix milliseconds (for a warm pool container a job took, when it took it).
     pub created_ms: f64,
     /// The engine's state: `running`, `exited`, `created`, ...
     pub state: String,
@@ -122,6 +130,7 @@ struct Core {
     session_layout: SessionLayout,
     allow_unsafe_host_config: bool,
     runtime: Option<String>,
+    warm_pool: Option<usize>,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -145,6 +154,7 @@ impl Core {
         options.session_layout = self.session_layout;
         options.allow_unsafe_host_config = self.allow_unsafe_host_config;
         options.runtime = self.runtime.clone();
+        options.warm_pool = self.warm_pool;
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -246,6 +256,7 @@ impl ContainerRunnerCore {
                     Some(name) => runtime_option(name)?,
                     None => None,
                 },
+                warm_pool: options.warm_pool.map(|n| n as usize),
                 state_dir: PathBuf::from(&state_dir),
                 secrets: secrets(config.env.clone()),
                 config,
@@ -377,6 +388,30 @@ impl ContainerRunnerCore {
         ))
     }
 
+    /// Retires the warm pools this runner's jobs used: their idle containers are removed. Other
+    /// runners of the process that use those agents start new pools at their next job.
+    #[napi(ts_return_type = "Promise<PruneResult>")]
+    pub fn close(&self) -> AsyncTask<Blocking<PruneResult>> {
+        let core = self.core.clone();
+        AsyncTask::new(Blocking::new(
+            "closing the runner",
+            core.secrets.clone(),
+            move || {
+                let runner = core
+                    .runner
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let r = runner.map(|r| r.close()).unwrap_or_default();
+                Ok(PruneResult {
+                    removed: r.removed,
+                    stopped: r.stopped,
+                    warnings: r.warnings,
+                })
+            },
+        ))
+    }
+
     /// Stops the running ephemeral containers that no live process owns, then removes every
     /// stopped container of an agent not in `liveAgents` and prunes the live agents to `keep`
     /// each (default: the config's `maxContainers`).
@@ -422,6 +457,18 @@ fn pull_policy(option: Option<&str>, env: Option<String>) -> herdctl_container::
             ),
         )
     })
+}
+
+/// Retires every warm pool of this process (their idle containers are removed), blocking until
+/// done or a minute passed. `npm/index.js` calls it when the process exits.
+#[napi(js_name = "_closeWarmPools", catch_unwind)]
+pub fn close_warm_pools() -> PruneResult {
+    let r = herdctl_container::close_warm_pools();
+    PruneResult {
+        removed: r.removed,
+        stopped: r.stopped,
+        warnings: r.warnings,
+    }
 }
 
 /// How many containers to keep: `keep` when given (a whole number from 0 to 2^32 - 1), else the
@@ -471,7 +518,7 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         Value::Object(map) => map,
         _ => return Err(invalid("options", "expected an object of runner options")),
     };
-    const KNOWN: [&str; 8] = [
+    const KNOWN: [&str; 9] = [
         "allowUnsafeHostConfig",
         "runtime",
         "dockerHost",
@@ -480,6 +527,7 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         "jobTimeoutMs",
         "translatePaths",
         "sessionLayout",
+        "warmPool",
     ];
     if let Some(unknown) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(invalid(
@@ -516,6 +564,30 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         },
         translate_paths: boolean("translatePaths")?,
         session_layout: string("sessionLayout")?,
+        warm_pool: match map.get("warmPool") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(k) if k <= herdctl_container::MAX_WARM_POOL as u64 => Some(k as u32),
+                _ => {
+                    return Err(invalid(
+                        "options.warmPool",
+                        format!(
+                            "{n} is not a warm pool size; expected a whole number from 0 to {}",
+                            herdctl_container::MAX_WARM_POOL
+                        ),
+                    ))
+                }
+            },
+            Some(_) => {
+                return Err(invalid(
+                    "options.warmPool",
+                    format!(
+                        "expected a whole number from 0 to {}",
+                        herdctl_container::MAX_WARM_POOL
+                    ),
+                ))
+            }
+        },
     })
 }
 
