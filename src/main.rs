@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use herdctl_container::engine::PullProgress;
+use herdctl_container::engine::{EngineOptions, PullProgress};
 use herdctl_container::{
     resolve_docker_config, Engine, Error, JobSpec, Outcome, Runner, RunnerOptions,
 };
@@ -26,7 +26,8 @@ const USAGE: &str = "usage:
   herdctl-container doctor [--image IMAGE]
 
 run forwards stdin to the command, streams its stdout lines, and exits with its exit code.
-The engine is DOCKER_HOST, else /var/run/docker.sock. The state directory defaults to ./.herdctl.";
+The engine is the docker CLI's: DOCKER_HOST, else DOCKER_CONTEXT, else the current docker context,
+else /var/run/docker.sock (doctor says which). The state directory defaults to ./.herdctl.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -350,7 +351,9 @@ fn doctor(flags: &mut Flags) -> Result<ExitCode, Error> {
     let image = flags.take("image");
     let state_dir = std::env::temp_dir().join(format!("herdctl-doctor-{}", std::process::id()));
     flags.done()?;
-    let engine = Engine::connect()?;
+    let options = EngineOptions::from_env()?;
+    println!("address:      {} ({})", options.describe(), options.source);
+    let engine = Engine::with_options(options)?;
     let version = engine.version()?;
     println!(
         "engine:       {} (API {}, using {})",

@@ -1,13 +1,13 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::DockerConfig;
 use crate::credentials::Credentials;
-use crate::engine::{Engine, ExecSpec, PullProgress};
+use crate::engine::{Engine, EngineOptions, ExecSpec, PullProgress};
 use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Request};
@@ -65,6 +65,13 @@ pub struct RunnerOptions {
     pub max_line_bytes: usize,
     /// Session directory per agent (default) or one shared directory (herdctl's layout).
     pub session_layout: SessionLayout,
+    /// Agents whose containers live on another engine than the runner's own: the agent's
+    /// qualified name (exact) and how to reach its engine ([`EngineOptions::for_address`]).
+    /// Placement is this configuration, not a scheduler: an agent always runs where it is put.
+    /// Agents with the same address share one engine handle and its pool of connections; each
+    /// engine is connected when its first agent needs it (a failure fails that job and is tried
+    /// again by the next). Default: none, every agent on the runner's engine.
+    pub agent_engines: BTreeMap<String, EngineOptions>,
 }
 
 impl RunnerOptions {
@@ -76,6 +83,7 @@ impl RunnerOptions {
             pull_progress: None,
             max_line_bytes: 64 << 20,
             session_layout: SessionLayout::PerAgent,
+            agent_engines: BTreeMap::new(),
         }
     }
 }
@@ -88,6 +96,14 @@ impl std::fmt::Debug for RunnerOptions {
             .field("pull_progress", &self.pull_progress.is_some())
             .field("max_line_bytes", &self.max_line_bytes)
             .field("session_layout", &self.session_layout)
+            .field(
+                "agent_engines",
+                &self
+                    .agent_engines
+                    .iter()
+                    .map(|(agent, o)| (agent, o.describe()))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -155,7 +171,33 @@ impl JobSpec {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Runner {
+    /// The runner's own engine, where every agent not placed elsewhere runs.
     shared: Arc<Shared>,
+    engines: Arc<Engines>,
+}
+
+/// The engines of [`RunnerOptions::agent_engines`], by address: one [`Shared`] (engine handle,
+/// connection pool, containers in use) each, the runner's own included.
+#[derive(Debug)]
+struct Engines {
+    /// Agent -> the key of its engine.
+    placement: BTreeMap<String, String>,
+    /// Key -> how to reach it.
+    options: BTreeMap<String, EngineOptions>,
+    /// Key -> the connected engine.
+    connected: Mutex<HashMap<String, Arc<Shared>>>,
+}
+
+impl Engines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Shared>>> {
+        // The map holds handles only: a panic elsewhere cannot leave it inconsistent.
+        self.connected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Two options with the same key reach the same engine the same way.
+fn engine_key(o: &EngineOptions) -> String {
+    format!("{} {:?}", o.describe(), o.ssh_options)
 }
 
 /// What every job and lease of a runner shares.
@@ -209,13 +251,69 @@ impl Runner {
                 e,
             )
         })?;
+        let mut engines = Engines {
+            placement: BTreeMap::new(),
+            options: BTreeMap::new(),
+            connected: Mutex::new(HashMap::new()),
+        };
+        for (agent, o) in &options.agent_engines {
+            let key = engine_key(o);
+            engines.placement.insert(agent.clone(), key.clone());
+            engines.options.insert(key, o.clone());
+        }
+        let own_key = engine_key(engine.options());
+        let shared = Arc::new(Shared {
+            engine,
+            options,
+            in_use: Mutex::new(HashMap::new()),
+        });
+        engines.lock().insert(own_key, shared.clone());
         Ok(Runner {
-            shared: Arc::new(Shared {
-                engine,
-                options,
-                in_use: Mutex::new(HashMap::new()),
-            }),
+            shared,
+            engines: Arc::new(engines),
         })
+    }
+
+    /// What the jobs of `agent` share: its engine's, connected when first needed.
+    fn shared_for(&self, agent: &str) -> Result<Arc<Shared>> {
+        match self.engines.placement.get(agent) {
+            None => Ok(self.shared.clone()),
+            Some(key) => self.connect(key),
+        }
+    }
+
+    /// The engine of this key, connected (without holding the map's lock while connecting, so a
+    /// slow engine does not hold up the others).
+    fn connect(&self, key: &str) -> Result<Arc<Shared>> {
+        if let Some(s) = self.engines.lock().get(key) {
+            return Ok(s.clone());
+        }
+        let engine = Engine::with_options(self.engines.options[key].clone())?;
+        let mut connected = self.engines.lock();
+        let shared = connected.entry(key.to_string()).or_insert_with(|| {
+            Arc::new(Shared {
+                engine,
+                options: self.shared.options.clone(),
+                in_use: Mutex::new(HashMap::new()),
+            })
+        });
+        Ok(shared.clone())
+    }
+
+    /// Every engine of the runner: its own first, then those agents are placed on.
+    fn all_engines(&self) -> Vec<Result<Arc<Shared>>> {
+        let mut all = vec![Ok(self.shared.clone())];
+        let own = engine_key(self.shared.engine.options());
+        for key in self.engines.options.keys().filter(|k| **k != own) {
+            all.push(self.connect(key));
+        }
+        all
+    }
+
+    /// The engine the jobs of `agent` run on (connecting it, when it is placed on another engine
+    /// not connected yet).
+    pub fn engine_for(&self, agent: &str) -> Result<Engine> {
+        Ok(self.shared_for(agent)?.engine.clone())
     }
 
     /// The state directory, absolute.
@@ -223,7 +321,7 @@ impl Runner {
         &self.shared.options.state_dir
     }
 
-    /// The engine this runner talks to.
+    /// The runner's own engine, where agents not in [`RunnerOptions::agent_engines`] run.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
     }
@@ -233,7 +331,11 @@ impl Runner {
     /// would not start); once this returns, every ending is an [`crate::Outcome`].
     pub fn start(&self, spec: JobSpec) -> Result<Job> {
         let started = Instant::now();
-        let shared = &self.shared;
+        let shared = &self.shared_for(&spec.agent)?;
+        // On another machine's engine, bind mounts name that machine's paths: the injected
+        // tools' sockets and the credentials copy of this one cannot be mounted there (the
+        // credentials go to the exec instead; see `Credentials::remote_exec_env`).
+        let local = shared.engine.options().is_local();
         let credentials = match spec.credentials {
             Some(c) => c,
             None => Credentials::discover(|k| std::env::var(k).ok())?,
@@ -245,8 +347,13 @@ impl Runner {
             state_dir: &state_dir,
             agent: &spec.agent,
             layout: shared.options.session_layout,
-            credentials: Some(&credentials),
+            credentials: local.then_some(&credentials),
         })?;
+        let mounts = if local {
+            mounts
+        } else {
+            mounts.without_mcp_sockets()
+        };
         let hash = crate::hash::config_hash(&spec.config, &mounts);
         let mode = if spec.config.ephemeral {
             Mode::Ephemeral
@@ -273,7 +380,8 @@ impl Runner {
                 body,
                 keep: spec.config.max_containers as usize,
             },
-        )?;
+        )
+        .map_err(|e| remote_mount_hint(e, &shared.engine))?;
         let mut timings = Timings {
             acquire: Some(started.elapsed()),
             create: acquired.create,
@@ -291,7 +399,11 @@ impl Runner {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>();
-        env.extend(credentials.exec_env());
+        env.extend(if local {
+            credentials.exec_env()
+        } else {
+            credentials.remote_exec_env()
+        });
         env.extend(spec.env.iter().cloned());
 
         let mut lease = acquired.lease;
@@ -386,25 +498,46 @@ impl Runner {
 
     /// Removes the agent's oldest stopped containers so that at most `keep` remain.
     pub fn prune(&self, agent: &str, keep: usize) -> Result<PruneReport> {
-        retention::prune(&self.shared, agent, keep)
+        retention::prune(&*self.shared_for(agent)?, agent, keep)
     }
 
     /// Removes every stopped container of an agent not in `live_agents`, and prunes the live
-    /// agents to `keep` each. Safe to run from several processes at once.
+    /// agents to `keep` each, on every engine of the runner. Safe to run from several processes
+    /// at once. An engine agents are placed on that cannot be reached is a warning, not an error,
+    /// so one machine down does not stop the others' collection.
     pub fn gc(&self, live_agents: &[String], keep: usize) -> Result<PruneReport> {
-        retention::gc(&self.shared, live_agents, keep)
+        let mut all = self.all_engines().into_iter();
+        // The runner's own engine comes first, and is connected already.
+        let own = all.next().expect("the runner's own engine")?;
+        let mut report = retention::gc(&own, live_agents, keep)?;
+        for shared in all {
+            match shared.and_then(|s| retention::gc(&s, live_agents, keep)) {
+                Ok(r) => {
+                    report.removed.extend(r.removed);
+                    report.warnings.extend(r.warnings);
+                }
+                Err(e) => report.warnings.push(format!("gc skipped an engine: {e}")),
+            }
+        }
+        Ok(report)
     }
 
-    /// This project's containers, optionally of one agent, newest first.
+    /// This project's containers, optionally of one agent (on its engine), else of every engine
+    /// of the runner; newest first.
     pub fn list(&self, agent: Option<&str>) -> Result<Vec<ManagedContainer>> {
         let mut filters = vec![(labels::MANAGED, Some("1"))];
         if let Some(a) = agent {
             filters.push((labels::AGENT, Some(a)));
         }
-        let mut found: Vec<ManagedContainer> = self
-            .shared
-            .engine
-            .list_containers(&filters, true)?
+        let engines = match agent {
+            Some(a) => vec![self.shared_for(a)?],
+            None => self.all_engines().into_iter().collect::<Result<_>>()?,
+        };
+        let mut listed = Vec::new();
+        for shared in engines {
+            listed.extend(shared.engine.list_containers(&filters, true)?);
+        }
+        let mut found: Vec<ManagedContainer> = listed
             .into_iter()
             .map(|c| ManagedContainer {
                 name: c
@@ -430,6 +563,28 @@ impl Runner {
             .collect();
         found.sort_by_key(|c| std::cmp::Reverse(c.created_ms));
         Ok(found)
+    }
+}
+
+/// An engine's refusal of a bind mount whose source is missing, with what to do when the engine
+/// is another machine's (where the path must exist).
+fn remote_mount_hint(e: Error, engine: &Engine) -> Error {
+    match e {
+        Error::Api {
+            call,
+            status,
+            message,
+        } if !engine.options().is_local() && message.contains("bind source path does not exist") => {
+            Error::Api {
+                call,
+                status,
+                message: format!(
+                    "{message}; the engine at {} runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's 'Remote engines')",
+                    engine.host()
+                ),
+            }
+        }
+        other => other,
     }
 }
 

@@ -125,7 +125,7 @@ impl<'a> Resolver<'a> {
 
     /// The docker CLI's order: `DOCKER_HOST`, `DOCKER_CONTEXT`, the config's current context,
     /// the platform socket (then the fallbacks).
-    pub fn from_env(&self) -> Result<Resolved> {
+    pub fn resolve(&self) -> Result<Resolved> {
         if let Some(host) = self.var("DOCKER_HOST") {
             return self.url(&host, "DOCKER_HOST", AddressSource::DockerHost);
         }

@@ -115,7 +115,7 @@ impl EngineOptions {
     /// [`EngineOptions::source`] says which.
     pub fn from_env() -> crate::Result<EngineOptions> {
         let env = process_env;
-        let resolved = address::Resolver::new(&env).from_env()?;
+        let resolved = address::Resolver::new(&env).resolve()?;
         Ok(EngineOptions::resolved(resolved))
     }
 

@@ -56,7 +56,7 @@ impl Fixture {
     /// Resolves with the platform socket at `<dir>/docker.sock` (absent unless made).
     fn resolve(&self) -> Result<Resolved> {
         let env = |k: &str| self.env.get(k).cloned();
-        self.resolver(&env).from_env()
+        self.resolver(&env).resolve()
     }
 
     fn given(&self, address: &str) -> Result<Resolved> {
