@@ -114,8 +114,14 @@ impl EngineOptions {
     /// does not exist, rootless Docker's or Podman's socket (see [`AddressSource::Fallback`]).
     /// [`EngineOptions::source`] says which.
     pub fn from_env() -> crate::Result<EngineOptions> {
-        let env = process_env;
-        let resolved = address::Resolver::new(&env).resolve()?;
+        EngineOptions::from_env_lookup(&process_env)
+    }
+
+    /// [`EngineOptions::from_env`], reading the variables (`DOCKER_HOST`, `DOCKER_CONTEXT`,
+    /// `DOCKER_CONFIG`, `HOME`, ...) through `env` rather than from the process: for a caller
+    /// that keeps a fleet's environment apart from its own, and for tests.
+    pub fn from_env_lookup(env: &dyn Fn(&str) -> Option<String>) -> crate::Result<EngineOptions> {
+        let resolved = address::Resolver::new(env).resolve()?;
         Ok(EngineOptions::resolved(resolved))
     }
 

@@ -342,21 +342,30 @@ impl SshStream {
     }
 }
 
+/// Whether an error is the socket pair's end going away: ssh exited (closing its end with our
+/// request unread shows as a reset).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
 impl Read for SshStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let answered = self.process.answered.load(Ordering::Relaxed);
         match self.sock.read(buf) {
-            Ok(0) if !buf.is_empty() && !self.process.answered.load(Ordering::Relaxed) => {
-                match self.process.failure() {
-                    Some(e) => Err(e),
-                    None => Ok(0),
-                }
-            }
+            Ok(0) if !buf.is_empty() && !answered => match self.process.failure() {
+                Some(e) => Err(e),
+                None => Ok(0),
+            },
             Ok(n) => {
-                if n > 0 {
+                if n > 0 && !answered {
                     self.process.answered.store(true, Ordering::Relaxed);
                 }
                 Ok(n)
             }
+            Err(e) if gone(&e) && !answered => Err(self.process.failure().unwrap_or(e)),
             Err(e) => Err(e),
         }
     }
@@ -365,10 +374,7 @@ impl Read for SshStream {
 impl Write for SshStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.sock.write(buf) {
-            Err(e)
-                if e.kind() == io::ErrorKind::BrokenPipe
-                    && !self.process.answered.load(Ordering::Relaxed) =>
-            {
+            Err(e) if gone(&e) && !self.process.answered.load(Ordering::Relaxed) => {
                 Err(self.process.failure().unwrap_or(e))
             }
             other => other,

@@ -5,6 +5,7 @@
 pub mod fake;
 pub mod fleet;
 pub mod registry;
+pub mod remote;
 pub mod tar;
 
 use std::collections::BTreeMap;
