@@ -381,7 +381,7 @@ impl Runner {
                 keep: spec.config.max_containers as usize,
             },
         )
-        .map_err(|e| remote_mount_hint(e, &shared.engine))?;
+        .map_err(|e| remote_mount_hint(e, shared.engine.options()))?;
         let mut timings = Timings {
             acquire: Some(started.elapsed()),
             create: acquired.create,
@@ -568,23 +568,50 @@ impl Runner {
 
 /// An engine's refusal of a bind mount whose source is missing, with what to do when the engine
 /// is another machine's (where the path must exist).
-fn remote_mount_hint(e: Error, engine: &Engine) -> Error {
+fn remote_mount_hint(e: Error, engine: &EngineOptions) -> Error {
     match e {
         Error::Api {
             call,
             status,
             message,
-        } if !engine.options().is_local() && message.contains("bind source path does not exist") => {
+        } if !engine.is_local() && message.contains("bind source path does not exist") => {
             Error::Api {
                 call,
                 status,
                 message: format!(
-                    "{message}; the engine at {} runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's 'Remote engines')",
-                    engine.host()
+                    "{message}; the engine at {} runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's \"Engines\")",
+                    engine.host
                 ),
             }
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 16: on another machine's engine, a missing bind source says where it is missing.
+    #[test]
+    fn a_missing_bind_source_on_another_machine_says_where() {
+        let refusal = || Error::Api {
+            call: "POST /containers/create".into(),
+            status: 400,
+            message:
+                "invalid mount config for type \"bind\": bind source path does not exist: /srv/repo"
+                    .into(),
+        };
+        let remote = EngineOptions::for_address("ssh://fleet@build-1").unwrap();
+        let e = remote_mount_hint(refusal(), &remote).to_string();
+        assert!(
+            e.ends_with("/srv/repo; the engine at ssh://fleet@build-1 runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's \"Engines\")"),
+            "{e}"
+        );
+        let local = EngineOptions::default();
+        assert!(remote_mount_hint(refusal(), &local)
+            .to_string()
+            .ends_with("/srv/repo"));
     }
 }
 

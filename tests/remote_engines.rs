@@ -114,7 +114,10 @@ fn sha256_hex(s: &str) -> String {
 
 /// A lookup of only these variables: the test never changes its own environment.
 fn env_of(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
 }
 
@@ -156,7 +159,11 @@ fn remote_engines() {
             .collect();
         running
             .into_iter()
-            .filter_map(|(name, h)| h.join().err().map(|p| format!("[{name}] {}", panic_text(&p))))
+            .filter_map(|(name, h)| {
+                h.join()
+                    .err()
+                    .map(|p| format!("[{name}] {}", panic_text(&p)))
+            })
             .collect()
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -184,41 +191,81 @@ fn scenarios(t: &Transport) {
     // A job: 4 MiB in through stdin while the same 4 MiB come back (both directions at once
     // over one connection), stderr apart, and the end of stdin reaching `cat`.
     let a = agent(t.name, "job");
-    let lines: Vec<String> = (0..4096).map(|i| format!("{i:05}-{}", "x".repeat(1018))).collect();
-    let mut spec = JobSpec::new(&a, config(json!({})), &workspace, ["sh", "-c", "cat; echo bye >&2"]);
+    let lines: Vec<String> = (0..4096)
+        .map(|i| format!("{i:05}-{}", "x".repeat(1018)))
+        .collect();
+    let mut spec = JobSpec::new(
+        &a,
+        config(json!({})),
+        &workspace,
+        ["sh", "-c", "cat; echo bye >&2"],
+    );
     spec.stdin = format!("{}\n", lines.join("\n")).into_bytes();
     let (out, report) = run_on(&runner, spec);
-    assert!(report.outcome.success(), "job: {}", report.outcome.describe());
-    assert!(out == lines, "job: {} lines back of {}", out.len(), lines.len());
-    assert!(report.stderr_tail.contains("bye"), "job: {:?}", report.stderr_tail);
+    assert!(
+        report.outcome.success(),
+        "job: {}",
+        report.outcome.describe()
+    );
+    assert!(
+        out == lines,
+        "job: {} lines back of {}",
+        out.len(),
+        lines.len()
+    );
+    assert!(
+        report.stderr_tail.contains("bye"),
+        "job: {:?}",
+        report.stderr_tail
+    );
 
     // A cancel: the job ends Cancelled at once, its container stopped and kept.
     let a = agent(t.name, "cancel");
     let mut job = runner
-        .start(JobSpec::new(&a, config(json!({})), &workspace, ["sh", "-c", "echo up; sleep 600"]))
+        .start(JobSpec::new(
+            &a,
+            config(json!({})),
+            &workspace,
+            ["sh", "-c", "echo up; sleep 600"],
+        ))
         .unwrap_or_else(|e| panic!("cancel: start: {e}"));
     assert_eq!(job.next_line(), Some(&b"up"[..]), "cancel");
     let canceller = job.canceller();
     let asked = Instant::now();
     let cancelling = std::thread::spawn(move || canceller.cancel());
     assert_eq!(job.next_line(), None, "cancel");
-    cancelling.join().unwrap().unwrap_or_else(|e| panic!("cancel: {e}"));
+    cancelling
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cancel: {e}"));
     assert!(matches!(job.finish().outcome, Outcome::Cancelled), "cancel");
-    assert!(asked.elapsed() < Duration::from_secs(10), "cancel took {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "cancel took {:?}",
+        asked.elapsed()
+    );
     let found = runner.list(Some(&a)).unwrap();
     assert_eq!(found.len(), 1, "cancel: {found:?}");
-    assert_eq!(found[0].state, "exited", "cancel: stopped, kept for inspection");
+    assert_eq!(
+        found[0].state, "exited",
+        "cancel: stopped, kept for inspection"
+    );
 
     // Retention: three stopped containers, pruned to the newest.
     let a = agent(t.name, "retention");
     let mut last = String::new();
     for _ in 0..3 {
-        let (_, r) = run_on(&runner, JobSpec::new(&a, config(json!({})), &workspace, ["true"]));
+        let (_, r) = run_on(
+            &runner,
+            JobSpec::new(&a, config(json!({})), &workspace, ["true"]),
+        );
         assert!(r.outcome.success(), "retention: {}", r.outcome.describe());
         last = r.container_id;
     }
     assert_eq!(runner.list(Some(&a)).unwrap().len(), 3, "retention");
-    let pruned = runner.prune(&a, 1).unwrap_or_else(|e| panic!("retention: prune: {e}"));
+    let pruned = runner
+        .prune(&a, 1)
+        .unwrap_or_else(|e| panic!("retention: prune: {e}"));
     assert_eq!(pruned.removed.len(), 2, "retention: {pruned:?}");
     let kept = runner.list(Some(&a)).unwrap();
     assert_eq!(kept.len(), 1, "retention");
@@ -227,9 +274,19 @@ fn scenarios(t: &Transport) {
     // Persistent: two jobs, and a second runner (a fresh connection), in one container.
     let a = agent(t.name, "persistent");
     let persistent = config(json!({"ephemeral": false}));
-    let (one, r1) = run_on(&runner, JobSpec::new(&a, persistent.clone(), &workspace, ["echo", "one"]));
-    let (two, r2) = run_on(&runner, JobSpec::new(&a, persistent.clone(), &workspace, ["echo", "two"]));
-    assert_eq!((one, two), (vec!["one".to_string()], vec!["two".to_string()]), "persistent");
+    let (one, r1) = run_on(
+        &runner,
+        JobSpec::new(&a, persistent.clone(), &workspace, ["echo", "one"]),
+    );
+    let (two, r2) = run_on(
+        &runner,
+        JobSpec::new(&a, persistent.clone(), &workspace, ["echo", "two"]),
+    );
+    assert_eq!(
+        (one, two),
+        (vec!["one".to_string()], vec!["two".to_string()]),
+        "persistent"
+    );
     assert_eq!(r1.container_id, r2.container_id, "persistent: reused");
     let again = Runner::new(
         Engine::with_options(t.options.clone()).unwrap(),
@@ -237,7 +294,10 @@ fn scenarios(t: &Transport) {
     )
     .unwrap();
     let (_, r3) = run_on(&again, JobSpec::new(&a, persistent, &workspace, ["true"]));
-    assert_eq!(r1.container_id, r3.container_id, "persistent: found by another runner");
+    assert_eq!(
+        r1.container_id, r3.container_id,
+        "persistent: found by another runner"
+    );
     let found = runner.list(Some(&a)).unwrap();
     assert_eq!(found.len(), 1, "persistent: {found:?}");
     assert_eq!(found[0].state, "running", "persistent");
@@ -246,17 +306,24 @@ fn scenarios(t: &Transport) {
 fn refusals(second: &SecondEngine) {
     let e = Engine::with_options(tls_options(second, &second.wrong_ca)).unwrap_err();
     assert!(
-        e.to_string().contains("TLS handshake: the engine's certificate is not signed by the CA in ca.pem"),
+        e.to_string()
+            .contains("TLS handshake: the engine's certificate is not signed by the CA in ca.pem"),
         "{e}"
     );
     let e = Engine::with_options(tls_options(second, &second.no_client_cert)).unwrap_err();
-    assert!(e.to_string().contains("refused this client's certificate"), "{e}");
+    assert!(
+        e.to_string().contains("refused this client's certificate"),
+        "{e}"
+    );
     let plain = EngineOptions {
         host: Host::Tcp(second.tcp.clone()),
         ..EngineOptions::default()
     };
     let e = Engine::with_options(plain).unwrap_err();
-    assert!(e.to_string().contains("HTTPS"), "plain HTTP to the TLS port: {e}");
+    assert!(
+        e.to_string().contains("HTTPS"),
+        "plain HTTP to the TLS port: {e}"
+    );
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -266,13 +333,20 @@ fn refusals(second: &SecondEngine) {
     let text = e.to_string();
     assert_eq!(e.code(), "ENGINE_UNREACHABLE", "{text}");
     assert!(
-        text.contains(&format!("ssh to ssh://root@127.0.0.1:{port} exited with exit status: 255"))
-            && text.contains("Connection refused"),
+        text.contains(&format!(
+            "ssh to ssh://root@127.0.0.1:{port} exited with exit status: 255"
+        )) && text.contains("Connection refused"),
         "{text}"
     );
-    let url = format!("ssh://root@127.0.0.1:{}/tmp/herdctl-no-such.sock", second.ssh_port);
+    let url = format!(
+        "ssh://root@127.0.0.1:{}/tmp/herdctl-no-such.sock",
+        second.ssh_port
+    );
     let e = Engine::with_options(ssh_options(second, &url)).unwrap_err();
-    assert!(e.to_string().contains("/tmp/herdctl-no-such.sock"), "the remote docker's words: {e}");
+    assert!(
+        e.to_string().contains("/tmp/herdctl-no-such.sock"),
+        "the remote docker's words: {e}"
+    );
 }
 
 /// One runner, its own engine the shared main one, one agent placed on the second engine.
@@ -294,11 +368,9 @@ fn two_agents_on_two_engines(second: &SecondEngine) {
         (h.join().unwrap().1, t.join().unwrap().1)
     });
     assert!(r_here.outcome.success() && r_there.outcome.success());
-    let cleanup = |_: ()| {
-        let _ = main.remove_container(&r_here.container_id, true);
-    };
     let checks = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        main.inspect_container(&r_here.container_id).expect("on the main engine");
+        main.inspect_container(&r_here.container_id)
+            .expect("on the main engine");
         remote
             .inspect_container(&r_there.container_id)
             .expect("on the second engine");
@@ -308,12 +380,18 @@ fn two_agents_on_two_engines(second: &SecondEngine) {
             runner.engine_for(&there).unwrap().host(),
             &Host::Tcp(second.tcp.clone())
         );
-        let all: Vec<String> = runner.list(None).unwrap().into_iter().map(|c| c.agent).collect();
+        let all: Vec<String> = runner
+            .list(None)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.agent)
+            .collect();
         assert!(all.contains(&here) && all.contains(&there), "{all:?}");
         let pruned = runner.prune(&there, 0).unwrap();
-        assert_eq!(pruned.removed, [r_there.container_id.clone()]);
+        assert_eq!(pruned.removed, std::slice::from_ref(&r_there.container_id));
     }));
-    cleanup(());
+    // The main engine is shared: its container goes whatever the checks said.
+    let _ = main.remove_container(&r_here.container_id, true);
     if let Err(p) = checks {
         std::panic::resume_unwind(p);
     }
@@ -335,10 +413,19 @@ fn current_context_and_doctor(second: &SecondEngine, cfg: &Path) {
     assert!(matches!(options.host, Host::Ssh(SshTarget { .. })));
     options.ssh_options = second.ssh_options();
     let (state, ws) = dirs();
-    let runner = Runner::new(Engine::with_options(options).unwrap(), RunnerOptions::new(state.path())).unwrap();
+    let runner = Runner::new(
+        Engine::with_options(options).unwrap(),
+        RunnerOptions::new(state.path()),
+    )
+    .unwrap();
     let (out, r) = run_on(
         &runner,
-        JobSpec::new(agent("current", "ctx"), config(json!({})), ws.path().to_string_lossy(), ["echo", "via ssh"]),
+        JobSpec::new(
+            agent("current", "ctx"),
+            config(json!({})),
+            ws.path().to_string_lossy(),
+            ["echo", "via ssh"],
+        ),
     );
     assert!(r.outcome.success(), "{}", r.outcome.describe());
     assert_eq!(out, ["via ssh"]);
@@ -351,7 +438,11 @@ fn current_context_and_doctor(second: &SecondEngine, cfg: &Path) {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tls_dir = cfg
         .join("contexts/tls")
         .join(sha256_hex(TLS_CONTEXT))
@@ -362,7 +453,10 @@ fn current_context_and_doctor(second: &SecondEngine, cfg: &Path) {
         tls_dir.display(),
         tls_dir.display()
     );
-    assert!(stdout.lines().any(|l| l == want), "want {want:?} in:\n{stdout}");
+    assert!(
+        stdout.lines().any(|l| l == want),
+        "want {want:?} in:\n{stdout}"
+    );
     assert!(stdout.contains("engine:"), "{stdout}");
 }
 
@@ -377,18 +471,36 @@ fn another_machines_rules(second: &SecondEngine) {
         json!({"claudeAiOauth": {"accessToken": "sk-ant-oat01-test-remote-token", "refreshToken": "r-secret-1234567", "expiresAt": 1_900_000_000_000u64}}).to_string(),
     )
     .unwrap();
-    let creds = Credentials::resolve(env_of(&[("HOME", home.path().display().to_string())])).unwrap();
+    let creds =
+        Credentials::resolve(env_of(&[("HOME", home.path().display().to_string())])).unwrap();
     let probe = "[ -e /home/claude/.claude/.credentials.json ] && echo file || echo no-file; \
                  [ -n \"$CLAUDE_CODE_OAUTH_TOKEN\" ] && echo token || echo no-token; \
                  [ -e /home/claude/.claude/herdctl-mcp ] && echo mcp || echo no-mcp";
     for (name, options, want) in [
-        ("ssh", ssh_options(second, &second.ssh_url()), ["no-file", "token", "no-mcp"]),
-        ("tls", tls_options(second, &second.client_certs), ["file", "no-token", "mcp"]),
+        (
+            "ssh",
+            ssh_options(second, &second.ssh_url()),
+            ["no-file", "token", "no-mcp"],
+        ),
+        (
+            "tls",
+            tls_options(second, &second.client_certs),
+            ["file", "no-token", "mcp"],
+        ),
     ] {
         assert_eq!(options.is_local(), name == "tls");
         let (state, ws) = dirs();
-        let runner = Runner::new(Engine::with_options(options).unwrap(), RunnerOptions::new(state.path())).unwrap();
-        let mut spec = JobSpec::new(agent(name, "creds"), config(json!({})), ws.path().to_string_lossy(), ["sh", "-c", probe]);
+        let runner = Runner::new(
+            Engine::with_options(options).unwrap(),
+            RunnerOptions::new(state.path()),
+        )
+        .unwrap();
+        let mut spec = JobSpec::new(
+            agent(name, "creds"),
+            config(json!({})),
+            ws.path().to_string_lossy(),
+            ["sh", "-c", probe],
+        );
         spec.credentials = Some(creds.clone());
         let (out, r) = run_on(&runner, spec);
         assert!(r.outcome.success(), "[{name}] {}", r.outcome.describe());
@@ -408,13 +520,18 @@ fn another_machines_rules(second: &SecondEngine) {
         };
         let started = AgentJob::start(&runner, request);
         if name == "ssh" {
-            let e = started.err().expect("injected tools refused on another machine's engine");
+            let e = started
+                .err()
+                .expect("injected tools refused on another machine's engine");
             assert!(
-                e.to_string().starts_with("invalid injectedMcpServers: the agent's engine ssh://root@127.0.0.1:"),
+                e.to_string().starts_with(
+                    "invalid injectedMcpServers: the agent's engine ssh://root@127.0.0.1:"
+                ),
                 "{e}"
             );
         } else {
-            let job = started.unwrap_or_else(|e| panic!("[{name}] injected tools on a local engine: {e}"));
+            let job = started
+                .unwrap_or_else(|e| panic!("[{name}] injected tools on a local engine: {e}"));
             drop(job);
         }
     }

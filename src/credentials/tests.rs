@@ -352,8 +352,8 @@ fn a_remote_engine_gets_the_files_access_token_as_exec_env() {
         c.remote_exec_env(),
         [format!("CLAUDE_CODE_OAUTH_TOKEN={ACCESS}")]
     );
-    let c = Credentials::resolve(env(&[("ANTHROPIC_API_KEY", "sk-ant-api-1"), ("HOME", h)]))
-        .unwrap();
+    let c =
+        Credentials::resolve(env(&[("ANTHROPIC_API_KEY", "sk-ant-api-1"), ("HOME", h)])).unwrap();
     assert_eq!(c.remote_exec_env(), ["ANTHROPIC_API_KEY=sk-ant-api-1"]);
     let c = Credentials::resolve(env(&[])).unwrap_or_else(|_| Credentials::none());
     assert!(c.remote_exec_env().is_empty());

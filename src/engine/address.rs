@@ -86,7 +86,10 @@ impl fmt::Display for AddressSource {
             }
             AddressSource::Default => f.write_str("the platform default"),
             AddressSource::Fallback { engine } => {
-                write!(f, "{engine}'s socket, since {DEFAULT_SOCKET} does not exist")
+                write!(
+                    f,
+                    "{engine}'s socket, since {DEFAULT_SOCKET} does not exist"
+                )
             }
         }
     }
@@ -248,12 +251,7 @@ impl<'a> Resolver<'a> {
         let what = format!("docker context {name:?} ({})", meta_file.display());
         match get_ci(&meta, "Name") {
             Some(Value::String(n)) if n == name => {}
-            _ => {
-                return Err(Error::invalid(
-                    &what,
-                    "its Name is not the context's name",
-                ))
-            }
+            _ => return Err(Error::invalid(&what, "its Name is not the context's name")),
         }
         let endpoint = get_ci(&meta, "Endpoints")
             .and_then(|e| get_ci(e, "docker"))
@@ -303,7 +301,9 @@ impl<'a> Resolver<'a> {
         }
         let runtime = self.var("XDG_RUNTIME_DIR").map(PathBuf::from);
         let candidates = [
-            runtime.as_ref().map(|d| (d.join("docker.sock"), "rootless Docker")),
+            runtime
+                .as_ref()
+                .map(|d| (d.join("docker.sock"), "rootless Docker")),
             runtime
                 .as_ref()
                 .map(|d| (d.join("podman/podman.sock"), "rootless Podman")),

@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use address::{AddressSource, ContextChoice, DEFAULT_SOCKET};
 pub use container_models::{
     ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerState, ContainerSummary,
     MountPoint, ProcessList,
@@ -50,11 +51,10 @@ pub use containers::{
     Waiter,
 };
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
-pub use address::{AddressSource, ContextChoice, DEFAULT_SOCKET};
 pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
-pub use system::{EngineInfo, EngineVersion};
 pub use ssh::SshTarget;
+pub use system::{EngineInfo, EngineVersion};
 pub use tls::TlsFiles;
 pub use transport::Host;
 

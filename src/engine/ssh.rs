@@ -405,7 +405,10 @@ mod tests {
         assert_eq!((t.user.as_deref(), t.port), (None, None));
         assert_eq!(t.socket.as_deref(), Some("/run/user/1000/docker.sock"));
         let t = parse("ssh://root@[::1]:22/").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.socket.as_deref()), ("::1", Some(22), None));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.socket.as_deref()),
+            ("::1", Some(22), None)
+        );
         assert_eq!(t.to_string(), "ssh://root@[::1]:22");
     }
 
@@ -426,7 +429,10 @@ mod tests {
             "ssh://[::1",
         ] {
             let e = parse(bad).unwrap_err();
-            assert!(e.to_string().starts_with("invalid DOCKER_HOST: "), "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("invalid DOCKER_HOST: "),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -434,7 +440,10 @@ mod tests {
     fn arguments_are_dockers_with_batch_mode() {
         let t = parse("ssh://me@box:2222/var/run/other.sock").unwrap();
         assert_eq!(
-            t.args(&["-F/etc/fleet/ssh_config".into()], Duration::from_millis(4500)),
+            t.args(
+                &["-F/etc/fleet/ssh_config".into()],
+                Duration::from_millis(4500)
+            ),
             [
                 "-F/etc/fleet/ssh_config",
                 "-oConnectTimeout=5",
@@ -452,9 +461,10 @@ mod tests {
                 "dial-stdio"
             ]
         );
-        let args = parse("ssh://box")
-            .unwrap()
-            .args(&["-o ConnectTimeout=30".into(), "-oBatchMode=no".into()], Duration::ZERO);
+        let args = parse("ssh://box").unwrap().args(
+            &["-o ConnectTimeout=30".into(), "-oBatchMode=no".into()],
+            Duration::ZERO,
+        );
         assert_eq!(
             args,
             [

@@ -55,7 +55,10 @@ impl TlsFiles {
         let cas = read_certs(&self.ca)?;
         let (added, _) = roots.add_parsable_certificates(cas);
         if added == 0 {
-            return Err(file_error(&self.ca, "holds no CA certificate rustls can use"));
+            return Err(file_error(
+                &self.ca,
+                "holds no CA certificate rustls can use",
+            ));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
@@ -67,7 +70,10 @@ impl TlsFiles {
             Some((cert, key)) => {
                 let chain = read_certs(cert)?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    file_error(key, &format!("holds no private key in PEM ({})", pem_reason(&e)))
+                    file_error(
+                        key,
+                        &format!("holds no private key in PEM ({})", pem_reason(&e)),
+                    )
                 })?;
                 builder
                     .with_client_auth_cert(chain, key)
@@ -171,7 +177,9 @@ struct State {
 
 impl fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsStream").field("sock", &self.sock).finish()
+        f.debug_struct("TlsStream")
+            .field("sock", &self.sock)
+            .finish()
     }
 }
 
@@ -301,7 +309,10 @@ impl TlsStream {
 }
 
 fn handshake_error(e: io::Error) -> io::Error {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(tls) => io::Error::new(e.kind(), format!("TLS handshake: {}", describe(tls))),
         None => e,
     }
@@ -400,7 +411,10 @@ mod tests {
         );
         std::fs::write(dir.path().join("ca.pem"), "not pem\n").unwrap();
         let e = TlsFiles::from_dir(dir.path()).client_config().unwrap_err();
-        assert!(e.to_string().contains("ca.pem: holds no PEM certificate"), "{e}");
+        assert!(
+            e.to_string().contains("ca.pem: holds no PEM certificate"),
+            "{e}"
+        );
     }
 
     #[test]

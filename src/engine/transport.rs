@@ -96,7 +96,10 @@ impl fmt::Display for Host {
 pub(crate) struct Dialer {
     host: Host,
     timeout: Duration,
-    tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     ssh_args: Vec<String>,
 }
 

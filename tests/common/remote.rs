@@ -81,8 +81,7 @@ fn ping(socket: &Path) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
         .is_err()
     {
         return false;
@@ -146,10 +145,25 @@ impl SecondEngine {
             ssl(
                 "make a CA",
                 &[
-                    "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-keyout", &format!("{ca}-key.pem"),
-                    "-out", &format!("{ca}.pem"), "-days", "2", "-subj",
-                    &format!("/CN=herdctl test {ca}"), "-config", "ext.cnf", "-extensions",
+                    "req",
+                    "-x509",
+                    "-new",
+                    "-nodes",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-keyout",
+                    &format!("{ca}-key.pem"),
+                    "-out",
+                    &format!("{ca}.pem"),
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN=herdctl test {ca}"),
+                    "-config",
+                    "ext.cnf",
+                    "-extensions",
                     "ca",
                 ],
             );
@@ -158,7 +172,15 @@ impl SecondEngine {
         // docker documentation's recipe makes it.
         ssl(
             "server key",
-            &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "server-key.pem"],
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "server-key.pem",
+            ],
         );
         ssl(
             "client key",
@@ -167,14 +189,37 @@ impl SecondEngine {
         for (who, key) in [("server", "server-key.pem"), ("client", "key.pem")] {
             ssl(
                 "a request",
-                &["req", "-new", "-key", key, "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")],
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    key,
+                    "-out",
+                    &format!("{who}.csr"),
+                    "-subj",
+                    &format!("/CN={who}"),
+                ],
             );
             ssl(
                 "a certificate",
                 &[
-                    "x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.pem", "-CAkey",
-                    "ca-key.pem", "-CAcreateserial", "-days", "2", "-out",
-                    &format!("{who}-cert.pem"), "-extfile", "ext.cnf", "-extensions", who,
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{who}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca-key.pem",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-out",
+                    &format!("{who}-cert.pem"),
+                    "-extfile",
+                    "ext.cnf",
+                    "-extensions",
+                    who,
                 ],
             );
         }
@@ -186,12 +231,20 @@ impl SecondEngine {
         };
         copy(
             &self.client_certs,
-            &[("ca.pem", "ca.pem"), ("client-cert.pem", "cert.pem"), ("key.pem", "key.pem")],
+            &[
+                ("ca.pem", "ca.pem"),
+                ("client-cert.pem", "cert.pem"),
+                ("key.pem", "key.pem"),
+            ],
         );
         copy(&self.no_client_cert, &[("ca.pem", "ca.pem")]);
         copy(
             &self.wrong_ca,
-            &[("other-ca.pem", "ca.pem"), ("client-cert.pem", "cert.pem"), ("key.pem", "key.pem")],
+            &[
+                ("other-ca.pem", "ca.pem"),
+                ("client-cert.pem", "cert.pem"),
+                ("key.pem", "key.pem"),
+            ],
         );
     }
 
@@ -209,7 +262,10 @@ impl SecondEngine {
             .arg(format!("--host=tcp://{}", self.tcp))
             .arg("--tlsverify")
             .arg(format!("--tlscacert={}", pki.join("ca.pem").display()))
-            .arg(format!("--tlscert={}", pki.join("server-cert.pem").display()))
+            .arg(format!(
+                "--tlscert={}",
+                pki.join("server-cert.pem").display()
+            ))
             .arg(format!("--tlskey={}", pki.join("server-key.pem").display()))
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
             .stdin(Stdio::null())

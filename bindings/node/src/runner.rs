@@ -9,6 +9,7 @@
 // napi's registration of these items is not compiled into the unit-test build.
 #![cfg_attr(test, allow(dead_code))]
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,11 +32,18 @@ use crate::tool_calls::{CloseOnDrop, ToolCalls};
 #[napi(object)]
 #[derive(Default)]
 pub struct ContainerRunnerOptions {
-    /// A `DOCKER_HOST`-style address: `unix:///path/to/docker.sock` or `tcp://host:port`.
-    /// Default: `DOCKER_HOST`, else `/var/run/docker.sock`. At most one of this and `socketPath`.
+    /// The engine: `unix:///path/to/docker.sock`, `tcp://host:port` (TLS when
+    /// `DOCKER_TLS_VERIFY` is set, with the files of `DOCKER_CERT_PATH`, as `docker -H` takes
+    /// it), `ssh://user@host[:port]`, or a docker context's name. Default: the docker CLI's
+    /// (`DOCKER_HOST`, `DOCKER_CONTEXT`, the current context, else `/var/run/docker.sock`). At
+    /// most one of this and `socketPath`.
     pub docker_host: Option<String>,
     /// A unix socket path, like `/var/run/docker.sock`.
     pub socket_path: Option<String>,
+    /// Agents placed on other engines: an agent's qualified name, and its engine's address as
+    /// `dockerHost` takes it (or a docker context's name). Other agents run on the runner's own
+    /// engine; agents with one address share its connections. Default: none.
+    pub engines: Option<HashMap<String, String>>,
     /// When to pull the image: `"never"` (default: a missing image is an error saying how to get
     /// it), `"if-missing"` or `"always"`.
     pub pull: Option<String>,
@@ -97,6 +105,7 @@ pub struct PruneResult {
 
 struct Core {
     engine: EngineOptions,
+    agent_engines: BTreeMap<String, EngineOptions>,
     pull: PullPolicy,
     deadline: Option<Duration>,
     translate_paths: bool,
@@ -119,6 +128,7 @@ impl Core {
         let mut options = RunnerOptions::new(&self.state_dir);
         options.pull = self.pull;
         options.session_layout = self.session_layout;
+        options.agent_engines = self.agent_engines.clone();
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -176,8 +186,16 @@ impl ContainerRunnerCore {
                     ))
                 }
             };
+            let mut agent_engines = BTreeMap::new();
+            for (agent, address) in options.engines.unwrap_or_default() {
+                let field = format!("options.engines[{agent:?}]");
+                let engine =
+                    EngineOptions::for_address(&address).map_err(|e| as_field(e, &field))?;
+                agent_engines.insert(agent, engine);
+            }
             Ok(Core {
                 engine: engine_options(options.docker_host, options.socket_path)?,
+                agent_engines,
                 pull,
                 deadline,
                 translate_paths: options.translate_paths.unwrap_or(false),
@@ -338,16 +356,20 @@ fn engine_options(
             host: Host::Unix(PathBuf::from(path)),
             ..EngineOptions::default()
         }),
-        (None, Some(host)) => Ok(EngineOptions {
-            host: Host::parse(&host).map_err(|_| {
-                herdctl_container::Error::invalid(
-                    "options.dockerHost",
-                    format!("{host:?} is not an engine address; expected unix:///path or tcp://host:port"),
-                )
-            })?,
-            ..EngineOptions::default()
-        }),
+        (None, Some(host)) => {
+            EngineOptions::for_address(&host).map_err(|e| as_field(e, "options.dockerHost"))
+        }
         (None, None) => EngineOptions::from_env(),
+    }
+}
+
+/// An invalid-input error of the core, named by the option it came from.
+fn as_field(e: herdctl_container::Error, field: &str) -> herdctl_container::Error {
+    match e {
+        herdctl_container::Error::InvalidConfig { problem, .. } => {
+            herdctl_container::Error::invalid(field, problem)
+        }
+        other => other,
     }
 }
 

@@ -34,7 +34,11 @@ impl Fixture {
         std::fs::create_dir_all(&meta_dir).unwrap();
         std::fs::write(meta_dir.join("meta.json"), meta.to_string()).unwrap();
         if !tls.is_empty() {
-            let tls_dir = self.config_dir().join("contexts/tls").join(&digest).join("docker");
+            let tls_dir = self
+                .config_dir()
+                .join("contexts/tls")
+                .join(&digest)
+                .join("docker");
             std::fs::create_dir_all(&tls_dir).unwrap();
             for f in tls {
                 std::fs::write(tls_dir.join(f), "").unwrap();
@@ -136,13 +140,21 @@ fn docker_context_names_a_stored_context() {
 #[test]
 fn the_current_context_is_read_from_config_json() {
     let f = Fixture::new()
-        .context("tls-box", meta("tls-box", "tcp://10.1.2.3:2376"), &["ca.pem", "cert.pem", "key.pem"])
+        .context(
+            "tls-box",
+            meta("tls-box", "tcp://10.1.2.3:2376"),
+            &["ca.pem", "cert.pem", "key.pem"],
+        )
         .current("tls-box");
     let r = f.resolve().unwrap();
     assert_eq!(r.host, Host::Tcp("10.1.2.3:2376".into()));
     let tls = r.tls.unwrap();
     let digest = sha256_hex(b"tls-box");
-    let tls_dir = f.config_dir().join("contexts/tls").join(digest).join("docker");
+    let tls_dir = f
+        .config_dir()
+        .join("contexts/tls")
+        .join(digest)
+        .join("docker");
     assert_eq!(tls.ca, tls_dir.join("ca.pem"));
     assert_eq!(
         tls.client,
@@ -182,7 +194,11 @@ fn contexts_that_cannot_be_used_are_refused_clearly() {
         "{e}"
     );
     let f = Fixture::new().set("DOCKER_CONTEXT", "-bad");
-    assert!(f.resolve().unwrap_err().to_string().contains("is not a docker context name"));
+    assert!(f
+        .resolve()
+        .unwrap_err()
+        .to_string()
+        .contains("is not a docker context name"));
     let f = Fixture::new()
         .context(
             "skip",
@@ -190,24 +206,48 @@ fn contexts_that_cannot_be_used_are_refused_clearly() {
             &["ca.pem"],
         )
         .set("DOCKER_CONTEXT", "skip");
-    assert!(f.resolve().unwrap_err().to_string().contains("SkipTLSVerify is set"));
+    assert!(f
+        .resolve()
+        .unwrap_err()
+        .to_string()
+        .contains("SkipTLSVerify is set"));
     let f = Fixture::new()
-        .context("noca", meta("noca", "tcp://h:2376"), &["cert.pem", "key.pem"])
+        .context(
+            "noca",
+            meta("noca", "tcp://h:2376"),
+            &["cert.pem", "key.pem"],
+        )
         .set("DOCKER_CONTEXT", "noca");
-    assert!(f.resolve().unwrap_err().to_string().contains("has TLS files but no ca.pem"));
+    assert!(f
+        .resolve()
+        .unwrap_err()
+        .to_string()
+        .contains("has TLS files but no ca.pem"));
     let f = Fixture::new()
         .context("other", meta("not-other", "unix:///x.sock"), &[])
         .set("DOCKER_CONTEXT", "other");
-    assert!(f.resolve().unwrap_err().to_string().contains("its Name is not the context's name"));
+    assert!(f
+        .resolve()
+        .unwrap_err()
+        .to_string()
+        .contains("its Name is not the context's name"));
     let f = Fixture::new()
         .context("nohost", json!({"Name": "nohost", "Endpoints": {}}), &[])
         .set("DOCKER_CONTEXT", "nohost");
-    assert!(f.resolve().unwrap_err().to_string().contains("has no docker endpoint"));
+    assert!(f
+        .resolve()
+        .unwrap_err()
+        .to_string()
+        .contains("has no docker endpoint"));
     let f = Fixture::new()
         .context("npipe", meta("npipe", "npipe:////./pipe/docker"), &[])
         .set("DOCKER_CONTEXT", "npipe");
     let e = f.resolve().unwrap_err();
-    assert!(e.to_string().starts_with("invalid docker context \"npipe\" ("), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("invalid docker context \"npipe\" ("),
+        "{e}"
+    );
     assert!(e.to_string().contains("is not supported"), "{e}");
 }
 
@@ -218,9 +258,21 @@ fn a_broken_config_file_is_an_error_not_a_silent_default() {
     std::fs::write(f.config_dir().join("config.json"), "{not json").unwrap();
     let e = f.resolve().unwrap_err();
     assert!(e.to_string().contains("config.json: not JSON"), "{e}");
-    std::fs::write(f.config_dir().join("config.json"), r#"{"currentContext": 7}"#).unwrap();
-    assert!(f.resolve().unwrap_err().to_string().contains("currentContext is not a string"));
-    std::fs::write(f.config_dir().join("config.json"), r#"{"currentContext": ""}"#).unwrap();
+    std::fs::write(
+        f.config_dir().join("config.json"),
+        r#"{"currentContext": 7}"#,
+    )
+    .unwrap();
+    assert!(f
+        .resolve()
+        .unwrap_err()
+        .to_string()
+        .contains("currentContext is not a string"));
+    std::fs::write(
+        f.config_dir().join("config.json"),
+        r#"{"currentContext": ""}"#,
+    )
+    .unwrap();
     assert_eq!(f.resolve().unwrap().source, AddressSource::Default);
 }
 
@@ -261,7 +313,10 @@ fn fallbacks_only_when_the_platform_socket_is_missing() {
 fn a_given_address_is_a_url_or_a_context_name() {
     let f = Fixture::new().context("lab", meta("lab", "ssh://lab"), &[]);
     let r = f.given("tcp://127.0.0.1:2375").unwrap();
-    assert_eq!((r.host, r.source), (Host::Tcp("127.0.0.1:2375".into()), AddressSource::Given));
+    assert_eq!(
+        (r.host, r.source),
+        (Host::Tcp("127.0.0.1:2375".into()), AddressSource::Given)
+    );
     let r = f.given("lab").unwrap();
     assert_eq!(r.host.to_string(), "ssh://lab");
     assert_eq!(r.source.to_string(), "docker context \"lab\"");
