@@ -161,6 +161,8 @@ fn tls_error(e: rustls::Error) -> io::Error {
 pub(crate) struct TlsStream {
     sock: TcpStream,
     shared: Arc<Shared>,
+    /// This handle's buffer for bytes read from the socket (a reader fills it without a lock).
+    raw: Vec<u8>,
 }
 
 struct Shared {
@@ -208,6 +210,7 @@ impl TlsStream {
         sock.set_write_timeout(None)?;
         Ok(TlsStream {
             sock,
+            raw: Vec::new(),
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     conn,
@@ -222,6 +225,7 @@ impl TlsStream {
         Ok(TlsStream {
             sock: self.sock.try_clone()?,
             shared: self.shared.clone(),
+            raw: Vec::new(),
         })
     }
 
@@ -269,17 +273,24 @@ impl TlsStream {
         quiet && self.sock.set_nonblocking(false).is_ok()
     }
 
-    fn read_plain(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut raw = vec![0u8; RECORD];
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.resize(RECORD, 0);
+        let read = self.read_with(buf, &mut raw);
+        self.raw = raw;
+        read
+    }
+
+    fn read_with(&self, buf: &mut [u8], raw: &mut [u8]) -> io::Result<usize> {
         loop {
             if let Some(n) = lock(&self.shared.state).plaintext(buf)? {
                 return Ok(n);
             }
             // No lock while waiting: the writer must be able to seal stdin meanwhile.
-            let n = (&self.sock).read(&mut raw)?;
+            let n = (&self.sock).read(raw)?;
             let wants_write = {
                 let mut st = lock(&self.shared.state);
                 st.receive(&raw[..n])?;

@@ -99,6 +99,7 @@ pub(crate) struct Dialer {
     tls: Option<(
         Arc<rustls::ClientConfig>,
         rustls::pki_types::ServerName<'static>,
+        PathBuf,
     )>,
     ssh_args: Vec<String>,
 }
@@ -117,9 +118,11 @@ impl Dialer {
     pub fn new(opts: &super::EngineOptions) -> crate::Result<Dialer> {
         let tls = match (&opts.host, &opts.tls) {
             (_, None) => None,
-            (Host::Tcp(addr), Some(files)) => {
-                Some((files.client_config()?, tls::server_name(addr)?))
-            }
+            (Host::Tcp(addr), Some(files)) => Some((
+                files.client_config()?,
+                tls::server_name(addr)?,
+                files.ca.clone(),
+            )),
             (other, Some(_)) => {
                 return Err(crate::Error::invalid(
                     "tls",
@@ -157,15 +160,26 @@ impl Dialer {
                 let sock = tcp_connect(addr, self.timeout)?;
                 match &self.tls {
                     None => Ok(Conn::Tcp(sock)),
-                    Some((config, name)) => {
+                    Some((config, name, ca)) => {
                         TlsStream::connect(sock, config.clone(), name.clone(), self.timeout)
                             .map(Conn::Tls)
+                            .map_err(|e| name_the_ca(e, ca))
                     }
                 }
             }
             Host::Ssh(target) => SshStream::spawn(target, &self.ssh_args).map(Conn::Ssh),
         }
     }
+}
+
+/// A handshake error that names "the CA in ca.pem", with the file's path.
+fn name_the_ca(e: io::Error, ca: &std::path::Path) -> io::Error {
+    let text = e.to_string();
+    if !text.contains("the CA in ca.pem") {
+        return e;
+    }
+    let named = text.replace("the CA in ca.pem", &format!("the CA in {}", ca.display()));
+    io::Error::new(e.kind(), named)
 }
 
 fn tcp_connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
