@@ -1,12 +1,20 @@
 // herdctl-container's public types. Those of the native classes and helpers are generated from
 // the Rust doc comments into binding.d.ts (by `napi build`) and re-exported here; the shapes that
 // herdctl defines (its config, its execute options, its messages) are written here to match it.
-import type { MessageStream, ContainerRunnerOptions, ContainerInfo, PruneResult } from './binding'
+import type {
+  MessageStream,
+  ContainerRunnerOptions as NativeRunnerOptions,
+  ContainerInfo,
+  PruneResult,
+  EngineCallEvent,
+  PullProgressEvent,
+} from './binding'
 
 export { MessageStream } from './binding'
 export type {
   StreamStats,
-  ContainerRunnerOptions,
+  EngineCallEvent,
+  PullProgressEvent,
   ContainerInfo,
   PruneResult,
   PathMapping,
@@ -25,6 +33,24 @@ export {
 } from './binding'
 import type { PathMapping, PortBinding, TmpfsMount } from './binding'
 
+/** Where the debug log goes: herdctl's logger (any object with `debug(message)`). */
+export interface ContainerLogger {
+  /** Called once per engine call with `herdctl-container: engine: POST /v1.41/... -> 201 (12 ms)`. */
+  debug(message: string, event?: EngineCallEvent): void
+}
+
+/** `ContainerRunner`'s fourth argument. Every field is optional. */
+export interface ContainerRunnerOptions extends NativeRunnerOptions {
+  /**
+   * Receives one line per engine call (method, path, status, milliseconds; secrets redacted) at
+   * `debug`. Without it, `HERDCTL_CONTAINER_LOG=debug` prints the lines to stderr. A throw is
+   * ignored.
+   */
+  logger?: ContainerLogger
+  /** Called with each line of an image pull's progress (see `pull`). A throw is ignored. */
+  onPullProgress?: (event: PullProgressEvent) => void
+}
+
 /** A message of a job, as herdctl's runtimes yield it (one JSON line of the agent's output). */
 export interface SDKMessage {
   type: 'system' | 'assistant' | 'user' | 'result' | 'error' | 'stream_event' | (string & {})
@@ -33,6 +59,65 @@ export interface SDKMessage {
   message?: unknown
   result?: string
   [key: string]: unknown
+}
+
+/** How long each phase of a job took, in milliseconds; `null` for a phase that did not happen. */
+export interface ContainerJobTimings {
+  /** Finding or making the container, start included. */
+  acquire_ms: number | null
+  /** Creating the container (null when a persistent one was reused). */
+  create_ms: number | null
+  /** Starting the container (null when it was running already). */
+  start_ms: number | null
+  /** Opening the job's exec. */
+  exec_start_ms: number | null
+  /** From the job's start to its first byte of output. */
+  first_byte_ms: number | null
+  /** From the job's start to the end of its output. */
+  end_ms: number | null
+  /** Stopping an ephemeral container and applying retention. */
+  release_ms: number | null
+}
+
+/**
+ * A job's report, as the message that closes the job carries it (`container_report`): the
+ * agent's `result`, handed out once the job has ended and its container is released, or the
+ * {@link ContainerErrorMessage} of a job that did not succeed. Every text is redacted.
+ */
+export interface ContainerJobReport {
+  /** `exited`, `command_not_found`, `killed`, `container_died`, `cancelled`, `timed_out` or `failed`. */
+  outcome: 'exited' | 'command_not_found' | 'killed' | 'container_died' | 'cancelled' | 'timed_out' | 'failed'
+  /** True only for exit code 0. */
+  success: boolean
+  /** How the job ended, in one line. */
+  message: string
+  /** The error's code (`ENGINE_UNREACHABLE`, `LINE_TOO_LONG`, ...) when the outcome is `failed`. */
+  code: string | null
+  /** The exit code of the job's process, or of its container when that died. */
+  exit_code: number | null
+  /** An out-of-memory kill. */
+  oom_killed: boolean
+  container_id: string
+  container_name: string
+  /** The image, as configured. */
+  image: string
+  /** The container's `dev.herdctl.config-hash` label. */
+  config_hash: string
+  timings: ContainerJobTimings
+  /**
+   * What did not go as asked though the job ran: a limit the engine dropped or a `host_config`
+   * override removed (`Memory: 0`), a container that could not be stopped after the job, a
+   * persistent container replaced because its mounts went stale, retention that failed.
+   */
+  warnings: string[]
+  /** The end of the job's stderr. */
+  stderr_tail: string
+}
+
+/** The agent's `result`, with the job's report added. */
+export interface ContainerResultMessage extends SDKMessage {
+  type: 'result'
+  container_report?: ContainerJobReport
 }
 
 /**
@@ -54,6 +139,8 @@ export interface ContainerErrorMessage extends SDKMessage {
   container?: string
   /** The error's code when the job could not be followed to its end. */
   code?: string
+  /** The job's whole report. */
+  container_report?: ContainerJobReport
 }
 
 /** herdctl's resolved docker config (`resolveDockerConfig`'s result). */
@@ -76,9 +163,15 @@ export interface DockerConfig {
   tmpfs: TmpfsMount[]
   pidsLimit?: number
   labels: Record<string, string>
-  /** Raw engine HostConfig merged over the generated one (fleet only). */
+  /**
+   * Raw engine HostConfig merged over the generated one (fleet only), with keys in the engine's
+   * spelling (it reads them in any letter case).
+   */
   hostConfigOverride?: object
-  /** Lets hostConfigOverride loosen security (fleet only). */
+  /**
+   * Lets hostConfigOverride and volumes loosen the container (fleet only); the runner option
+   * `allowUnsafeHostConfig` and `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` do it for every agent.
+   */
   allowUnsafeHostConfig?: boolean
 }
 
@@ -192,7 +285,8 @@ export declare class ContainerRunner {
    *   throws with code INVALID_CONFIG)
    * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
    * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock), the
-   *   pull policy and a job timeout
+   *   pull policy, a job timeout, and `allowUnsafeHostConfig` (the opt-in for host_config settings
+   *   that loosen the container)
    */
   constructor(
     wrapped: WrappableRuntime | object,
@@ -207,16 +301,21 @@ export declare class ContainerRunner {
   /**
    * The job's messages as they arrive. Throws (an Error with `code`) when the job cannot start:
    * bad input, no engine, a missing image (NOT_FOUND). Once the container exists, every ending is
-   * a message: a job that did not succeed ends with a {@link ContainerErrorMessage}. Leaving the
-   * loop early, or aborting, cancels the job and releases its container before the generator
-   * finishes. `M` lets callers name their own SDK message type.
+   * a message: a job that did not succeed ends with a {@link ContainerErrorMessage}. The message
+   * that closes the job (the agent's `result`, held until the job has ended, or that error) carries
+   * the job's report as `container_report` ({@link ContainerJobReport}). Leaving the loop early,
+   * or aborting, cancels the job and releases its container before the generator finishes. `M`
+   * lets callers name their own SDK message type.
    */
   execute<M = SDKMessage>(options: ExecuteOptions): AsyncGenerator<M, void, undefined>
   /** This project's containers, optionally of one agent, newest first. */
   listContainers(agent?: string): Promise<ContainerInfo[]>
   /** Removes the agent's oldest stopped containers beyond `keep` (default: maxContainers). */
   prune(agent: string, keep?: number): Promise<PruneResult>
-  /** Removes stopped containers of agents not in `liveAgents`; prunes the others to `keep`. */
+  /**
+   * Stops running ephemeral containers that no live process owns (`stopped`), removes stopped
+   * containers of agents not in `liveAgents`, and prunes the others to `keep`.
+   */
   gc(liveAgents: string[], keep?: number): Promise<PruneResult>
 }
 

@@ -2,12 +2,36 @@
 //!
 //! Each variant is something a caller can act on: start an engine, fix a permission, build an
 //! image, rename a container, correct a config field. Messages are lower-case, without a final full
-//! stop, say what failed and what to do, and never contain a secret (text from the engine or a job
-//! passes through the redactor before it lands here). Errors of our dependencies stay behind
-//! [`std::error::Error::source`], never in the public shape.
+//! stop, say what failed and what to do, and never contain a secret: every error the runner or an
+//! agent job hands out has passed through [`Error::redact`] with the job's secrets (an engine or a
+//! proxy may quote a request body, env and all, in its error message). Errors of our dependencies
+//! stay behind [`std::error::Error::source`], never in the public shape.
 
+use std::borrow::Cow;
 use std::io;
 use std::time::Duration;
+
+use crate::redact::Redactor;
+
+/// How much of a text from outside (the engine's words, a protocol detail) an error's message
+/// shows: enough for any real message, and a bound on what a misbehaving engine can put into
+/// one. The field keeps the whole text (bounded by what the engine client reads), and the cut is
+/// made only here, when the message is written: so [`Error::redact`] always sees a secret whole,
+/// and a secret straddling the cut cannot survive in part.
+pub(crate) const SHOWN_LIMIT: usize = 2048;
+
+/// The first [`SHOWN_LIMIT`] bytes of `text`, cut back to a character boundary, with `...` when
+/// cut.
+fn shown(text: &str) -> Cow<'_, str> {
+    if text.len() <= SHOWN_LIMIT {
+        return Cow::Borrowed(text);
+    }
+    let mut end = SHOWN_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}...", &text[..end]))
+}
 
 /// A shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -17,7 +41,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No engine answers at the address: it is not running, or the address is wrong.
-    #[error("cannot reach the Docker engine at {address}: {reason}; start one (scripts/ensure-engine or 'dockerd') or point DOCKER_HOST at it")]
+    #[error("cannot reach the Docker engine at {address}: {reason}; start it (dockerd) or point DOCKER_HOST at it; 'herdctl-container doctor' checks the setup")]
     EngineUnreachable {
         /// The socket path or `host:port` tried.
         address: String,
@@ -63,22 +87,23 @@ pub enum Error {
 
     /// The engine refused because of the current state: a name in use (409), a container that is
     /// not running, an image in use.
-    #[error("{call}: conflict: {message}")]
+    #[error("{call}: conflict: {}", shown(.message))]
     Conflict {
         /// The API call.
         call: String,
-        /// The engine's own words.
+        /// The engine's own words (the message shows the first 2 KiB).
         message: String,
     },
 
     /// Any other error answer from the engine.
-    #[error("{call}: the engine answered {status}: {message}")]
+    #[error("{call}: the engine answered {status}: {}", shown(.message))]
     Api {
         /// The API call.
         call: String,
         /// The HTTP status.
         status: u16,
-        /// The engine's own words (its JSON `message`, or the raw body).
+        /// The engine's own words (its JSON `message`, or the raw body; the message shows the
+        /// first 2 KiB).
         message: String,
     },
 
@@ -96,11 +121,11 @@ pub enum Error {
     Cancelled(String),
 
     /// The engine (or something posing as it) answered with bytes that do not follow the protocol.
-    #[error("{call}: protocol error: {detail}")]
+    #[error("{call}: protocol error: {}", shown(.detail))]
     Protocol {
         /// The API call.
         call: String,
-        /// What was wrong with the bytes.
+        /// What was wrong with the bytes (the message shows the first 2 KiB).
         detail: String,
     },
 
@@ -187,6 +212,110 @@ impl Error {
         }
     }
 
+    /// This error with every secret `redactor` knows replaced, in every text it carries (its
+    /// source's included), so in its message, its `Debug` and its source chain.
+    ///
+    /// The runner and agent jobs pass every error they hand out through this with the job's
+    /// secrets. The match names every variant, so a new one cannot be added without deciding
+    /// how its text is redacted.
+    pub fn redact(self, redactor: &Redactor) -> Error {
+        if redactor.is_empty() {
+            return self;
+        }
+        let r = |s: String| match redactor.redact(&s) {
+            Cow::Borrowed(_) => s,
+            Cow::Owned(o) => o,
+        };
+        // An io::Error's text is the OS's or ours; should it hold a secret, a plain error of the
+        // same kind with the redacted text takes its place.
+        let io = |e: io::Error| match redactor.redact(&e.to_string()) {
+            Cow::Borrowed(_) => e,
+            Cow::Owned(o) => io::Error::new(e.kind(), o),
+        };
+        match self {
+            Error::EngineUnreachable {
+                address,
+                reason,
+                source,
+            } => Error::EngineUnreachable {
+                address: r(address),
+                reason: r(reason),
+                source: source.map(io),
+            },
+            Error::PermissionDenied { path } => Error::PermissionDenied { path: r(path) },
+            Error::UnsupportedApiVersion {
+                engine_min,
+                engine_max,
+                client_min,
+                client_max,
+            } => Error::UnsupportedApiVersion {
+                engine_min: r(engine_min),
+                engine_max: r(engine_max),
+                client_min: r(client_min),
+                client_max: r(client_max),
+            },
+            Error::NotFound {
+                call,
+                kind,
+                name,
+                hint,
+            } => Error::NotFound {
+                call: r(call),
+                kind,
+                name: r(name),
+                hint: r(hint),
+            },
+            Error::Conflict { call, message } => Error::Conflict {
+                call: r(call),
+                message: r(message),
+            },
+            Error::Api {
+                call,
+                status,
+                message,
+            } => Error::Api {
+                call: r(call),
+                status,
+                message: r(message),
+            },
+            Error::Timeout { phase, after } => Error::Timeout {
+                phase: r(phase),
+                after,
+            },
+            Error::Cancelled(what) => Error::Cancelled(r(what)),
+            Error::Protocol { call, detail } => Error::Protocol {
+                call: r(call),
+                detail: r(detail),
+            },
+            Error::InvalidConfig { field, problem } => Error::InvalidConfig {
+                field: r(field),
+                problem: r(problem),
+            },
+            Error::NotApplied { container, what } => Error::NotApplied {
+                container: r(container),
+                what: r(what),
+            },
+            Error::ContainerExited {
+                container,
+                exit_code,
+                output,
+            } => Error::ContainerExited {
+                container: r(container),
+                exit_code,
+                output: r(output),
+            },
+            Error::LineTooLong { limit } => Error::LineTooLong { limit },
+            Error::KillFailed { job, detail } => Error::KillFailed {
+                job: r(job),
+                detail: r(detail),
+            },
+            Error::Io { context, source } => Error::Io {
+                context: r(context),
+                source: io(source),
+            },
+        }
+    }
+
     /// Shorthand for [`Error::InvalidConfig`].
     pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Error {
         Error::InvalidConfig {
@@ -229,5 +358,91 @@ mod tests {
             "invalid docker.memory: \"1x\" is not a size; expected like \"2g\""
         );
         assert_eq!(e.code(), "INVALID_CONFIG");
+    }
+
+    const SECRET: &str = "sk-ant-api03-secret-value";
+
+    /// Every variant, with the secret in each of its texts.
+    fn every_variant() -> Vec<Error> {
+        let s = || format!("before {SECRET} after");
+        let io_err = || io::Error::other(s());
+        vec![
+            Error::EngineUnreachable {
+                address: s(),
+                reason: s(),
+                source: Some(io_err()),
+            },
+            Error::PermissionDenied { path: s() },
+            Error::UnsupportedApiVersion {
+                engine_min: s(),
+                engine_max: s(),
+                client_min: s(),
+                client_max: s(),
+            },
+            Error::NotFound {
+                call: s(),
+                kind: "container",
+                name: s(),
+                hint: s(),
+            },
+            Error::Conflict {
+                call: s(),
+                message: s(),
+            },
+            Error::Api {
+                call: s(),
+                status: 500,
+                message: s(),
+            },
+            Error::Timeout {
+                phase: s(),
+                after: Duration::from_secs(1),
+            },
+            Error::Cancelled(s()),
+            Error::Protocol {
+                call: s(),
+                detail: s(),
+            },
+            Error::invalid(s(), s()),
+            Error::NotApplied {
+                container: s(),
+                what: s(),
+            },
+            Error::ContainerExited {
+                container: s(),
+                exit_code: 1,
+                output: s(),
+            },
+            Error::KillFailed {
+                job: s(),
+                detail: s(),
+            },
+            Error::io(s(), io_err()),
+        ]
+    }
+
+    /// The message, the Debug and the whole source chain.
+    fn all_text(e: &Error) -> String {
+        let mut text = format!("{e} {e:?}");
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(&format!(" {s} {s:?}"));
+            source = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn redact_reaches_every_text_of_every_variant() {
+        let redactor = Redactor::new([SECRET]);
+        for e in every_variant() {
+            let code = e.code();
+            assert!(all_text(&e).contains(SECRET), "{e:?}");
+            let e = e.redact(&redactor);
+            assert_eq!(e.code(), code);
+            let text = all_text(&e);
+            assert!(!text.contains(SECRET), "{text}");
+            assert!(text.contains("before [REDACTED] after"), "{text}");
+        }
     }
 }

@@ -4,12 +4,21 @@
 //! Defaults the runner adds (not the config): an init as PID 1 (signals are forwarded, so a stop
 //! takes milliseconds instead of the stop timeout that `sleep` as PID 1 would wait out), all
 //! capabilities dropped, no-new-privileges, swap equal to memory (no extra swap), a pids limit.
+//!
+//! Checked three times: the config's host paths before create ([`check_mount_sources`]), the
+//! engine's inspect after create ([`verify`]), and the processes themselves once the container
+//! runs ([`inside`]).
+
+mod inside;
+mod verify;
+
+pub(crate) use inside::{check_inside, Inside};
+pub(crate) use verify::{verify, Expected};
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{DockerConfig, DEFAULT_PIDS_LIMIT};
-use crate::engine::ContainerInspect;
-use crate::paths::{MountPlan, CONTAINER_HOME, CONTAINER_WORKSPACE};
+use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_HOW, DEFAULT_PIDS_LIMIT};
+use crate::paths::{MountPlan, MountRole, CONTAINER_HOME, CONTAINER_WORKSPACE};
 use crate::{Error, Result};
 
 /// What PID 1's child runs: a process that waits forever, so jobs can exec into the container.
@@ -25,6 +34,7 @@ pub(crate) fn create_body(
     config: &DockerConfig,
     mounts: &MountPlan,
     labels: &std::collections::BTreeMap<String, String>,
+    gate: &Gate<'_>,
 ) -> Result<Value> {
     let mut host = Map::new();
     host.insert("Mounts".into(), json!(mounts.engine_mounts()));
@@ -78,7 +88,7 @@ pub(crate) fn create_body(
     }
     let mut host = Value::Object(host);
     if config.host_config_override.is_some() {
-        host = crate::config::merge_host_config(&host, config)?;
+        host = crate::config::merge(&host, config, gate)?;
     }
     Ok(json!({
         "Image": config.image,
@@ -92,112 +102,28 @@ pub(crate) fn create_body(
     }))
 }
 
-/// The capabilities a container starts with by default (the same 14 in Docker and Podman).
-const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "AUDIT_WRITE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "MKNOD",
-    "NET_BIND_SERVICE",
-    "NET_RAW",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_CHROOT",
-];
-
-/// Whether the container has no capability: Docker reports the `ALL` it was given, Podman
-/// reports each default capability it dropped instead.
-fn drops_every_capability(drop: &[String], add: &[String]) -> bool {
-    let dropped = |cap: &str| {
-        drop.iter().any(|d| {
-            let d = d.trim_start_matches("CAP_");
-            d.eq_ignore_ascii_case("ALL") || d.eq_ignore_ascii_case(cap)
-        })
-    };
-    add.is_empty() && (dropped("ALL") || DEFAULT_CAPABILITIES.iter().all(|c| dropped(c)))
-}
-
-/// Compares what the engine applied with what was asked. Security settings that did not take
-/// are errors (the container must not run a job); limits that did not take are warnings.
-pub(crate) fn verify(asked: &Value, got: &ContainerInspect) -> Result<Vec<String>> {
-    let want = &asked["HostConfig"];
-    let have = &got.host_config;
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    if want["CapDrop"] == json!(["ALL"]) && !drops_every_capability(&have.cap_drop, &have.cap_add) {
-        problems.push("CapDrop ALL".to_string());
+/// Refuses, without the opt-in, a workspace or volume whose host path is an engine's socket, a
+/// directory holding one (under any name: the sockets are compared by inode), or any other unix
+/// socket: a job that can reach the engine's socket can drive the engine, which is root on the
+/// host, whatever the container's own settings (a read-only mount does not stop `connect`).
+pub(crate) fn check_mount_sources(
+    mounts: &MountPlan,
+    sockets: &EngineSockets,
+    allow: bool,
+) -> Result<()> {
+    if allow {
+        return Ok(());
     }
-    if want["SecurityOpt"]
-        .as_array()
-        .is_some_and(|o| o.iter().any(|v| v == "no-new-privileges"))
-        && !have
-            .security_opt
-            .iter()
-            .any(|o| o.starts_with("no-new-privileges"))
-    {
-        problems.push("no-new-privileges".to_string());
-    }
-    let want_user = asked["User"].as_str().unwrap_or_default();
-    if got.config.user != want_user {
-        problems.push(format!("user {want_user} (got {:?})", got.config.user));
-    }
-    if let Some(m) = want["Memory"].as_i64() {
-        if have.memory != m {
-            warnings.push(format!("memory limit {m} was applied as {}", have.memory));
+    for m in mounts.mounts() {
+        let field = match m.role {
+            MountRole::Workspace => "working_directory".to_string(),
+            MountRole::Volume(i) => format!("docker.volumes[{i}]"),
+            // The runner's own files, under its state directory.
+            _ => continue,
+        };
+        if let Some(why) = sockets.door(&m.source) {
+            return Err(Error::invalid(field, format!("{why}; {ALLOW_HOW}")));
         }
     }
-    if let Some(m) = want["MemorySwap"].as_i64() {
-        if have.memory_swap != m {
-            warnings.push(format!(
-                "swap limit {m} was applied as {}",
-                have.memory_swap
-            ));
-        }
-    }
-    if let Some(p) = want["PidsLimit"].as_i64() {
-        if have.pids_limit.unwrap_or(0) != p {
-            warnings.push(format!(
-                "pids limit {p} was applied as {:?}",
-                have.pids_limit
-            ));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Error::NotApplied {
-            container: got.name.trim_start_matches('/').to_string(),
-            what: problems.join(", "),
-        });
-    }
-    Ok(warnings)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn caps(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn every_capability_is_dropped_as_docker_or_podman_reports_it() {
-        assert!(drops_every_capability(&caps(&["ALL"]), &[]));
-        assert!(drops_every_capability(&caps(&DEFAULT_CAPABILITIES), &[]));
-        let prefixed: Vec<String> = DEFAULT_CAPABILITIES
-            .iter()
-            .map(|c| format!("CAP_{c}"))
-            .collect();
-        assert!(drops_every_capability(&prefixed, &[]));
-        assert!(!drops_every_capability(
-            &caps(&["ALL"]),
-            &caps(&["NET_ADMIN"])
-        ));
-        assert!(!drops_every_capability(&caps(&["CHOWN"]), &[]));
-        assert!(!drops_every_capability(&[], &[]));
-    }
+    Ok(())
 }

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::credentials::{Credentials, CREDENTIAL_ENV_VARS};
+
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -61,6 +63,18 @@ impl Redactor {
         }
     }
 
+    /// A redactor of what this process holds secret without a job: the values of the credential
+    /// variables of its environment ([`crate::CREDENTIAL_ENV_VARS`]), and the tokens of the
+    /// Claude credentials file when it can be read. For errors raised before a job's own
+    /// redactor exists (a broken credentials file, a bad request) or outside any job.
+    pub fn from_process_env() -> Redactor {
+        let lookup = |k: &str| std::env::var(k).ok();
+        match Credentials::discover(lookup) {
+            Ok(c) => c.redactor().clone(),
+            Err(_) => Redactor::new(CREDENTIAL_ENV_VARS.iter().filter_map(|k| lookup(k))),
+        }
+    }
+
     /// This redactor's secrets plus `more`.
     pub fn with_secrets<I, S>(&self, more: I) -> Redactor
     where
@@ -96,6 +110,43 @@ impl Redactor {
     /// True when it holds no secret (and so changes nothing).
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
+    }
+
+    /// The length in bytes of the longest secret (0 when there is none): how much text before a
+    /// cut must be kept so that a secret straddling the cut is still found whole.
+    pub fn longest(&self) -> usize {
+        // Sorted longest first in `new`.
+        self.secrets.first().map_or(0, |s| s.len())
+    }
+
+    /// The end of `text`, redacted first and cut second: the last `keep` bytes of `text`, where
+    /// every secret that overlaps them is replaced whole (one straddling the cut becomes a marker
+    /// at the front), so no part of a secret survives the cut.
+    ///
+    /// `text` may itself be the end of a longer stream (a bounded buffer of a job's stderr): a
+    /// secret that began before it leaves a fragment at its front, which the cut drops as long
+    /// as `text` holds at least `keep + longest() - 1` bytes, or is the whole stream.
+    pub fn redact_tail<'t>(&self, text: &'t [u8], keep: usize) -> Cow<'t, [u8]> {
+        let from = text.len().saturating_sub(keep);
+        let ranges: Vec<(usize, usize)> = self
+            .ranges(text)
+            .into_iter()
+            .filter(|&(_, end)| end > from)
+            .collect();
+        if ranges.is_empty() {
+            return Cow::Borrowed(&text[from..]);
+        }
+        let mut out = Vec::with_capacity(keep + REDACTED.len());
+        let mut at = from;
+        for (start, end) in ranges {
+            if start > at {
+                out.extend_from_slice(&text[at..start]);
+            }
+            out.extend_from_slice(REDACTED.as_bytes());
+            at = end;
+        }
+        out.extend_from_slice(&text[at..]);
+        Cow::Owned(out)
     }
 
     /// `text` with every secret replaced; borrowed unchanged when none occurs.
@@ -252,6 +303,42 @@ mod tests {
         assert!(is_secret_name("aws_secret_access_key"));
         assert!(is_secret_name("MY_CREDENTIALS"));
         assert!(!is_secret_name("PATH"));
+    }
+
+    /// A secret straddling the cut, at every offset, leaves no fragment: the tail is redacted
+    /// before it is cut. The filler shares no byte with the secret, so any secret byte left
+    /// outside a marker is a fragment.
+    #[test]
+    fn a_tail_is_redacted_before_it_is_cut_at_every_offset() {
+        let secret = "sk-ant-0123456789abcdef";
+        let red = Redactor::new([secret]);
+        assert_eq!(red.longest(), secret.len());
+        let keep = 64;
+        for offset in 0..=secret.len() {
+            // The cut falls `offset` bytes into the secret. The buffer holds only the stream's
+            // last `keep + longest - 1` bytes, as a bounded tail does: for the largest offsets
+            // it begins inside the secret, whose fragment the cut must drop.
+            let stream = format!(
+                "{}{secret}{}",
+                "x".repeat(keep + red.longest()),
+                "x".repeat(keep - secret.len() + offset)
+            );
+            let bytes = stream.as_bytes();
+            let buffer = &bytes[bytes.len().saturating_sub(keep + red.longest() - 1)..];
+            let out = String::from_utf8(red.redact_tail(buffer, keep).into_owned()).unwrap();
+            let left = out.replace(REDACTED, "");
+            assert!(left.bytes().all(|b| b == b'x'), "offset {offset}: {out}");
+            assert!(out.len() <= keep + REDACTED.len(), "offset {offset}: {out}");
+            if offset < secret.len() {
+                assert!(out.contains(REDACTED), "offset {offset}: {out}");
+            }
+        }
+        // No secret: the plain last bytes, borrowed.
+        assert!(matches!(
+            red.redact_tail(b"abcdef", 3),
+            Cow::Borrowed(b"def")
+        ));
+        assert_eq!(Redactor::default().longest(), 0);
     }
 
     #[test]

@@ -1,21 +1,22 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
-use crate::engine::{Engine, EngineOptions, ExecSpec, PullProgress};
+use crate::engine::{Engine, EngineOptions, ExecSpec, Host, PullProgress};
 use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Request};
 use crate::paths::{
     sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
 };
+use crate::redact::Redactor;
 use crate::retention::{self, PruneReport};
-use crate::{plan, Error, Result};
+use crate::{plan, records, Error, Result};
 
 /// When the runner may pull an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +66,13 @@ pub struct RunnerOptions {
     pub max_line_bytes: usize,
     /// Session directory per agent (default) or one shared directory (herdctl's layout).
     pub session_layout: SessionLayout,
+    /// Lets every agent's `host_config` (and volumes) loosen the container, as each config's own
+    /// `allow_unsafe_host_config` does for its agent: privileged mode, added capabilities, host
+    /// namespaces, non-GPU devices, the engine's socket, ... [`Runner::new`] also turns it on
+    /// when the environment variable [`ALLOW_UNSAFE_ENV`]
+    /// (`HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG`) is `1` or `true`, so an unmodified herdctl
+    /// can opt in. Default: false.
+    pub allow_unsafe_host_config: bool,
     /// Agents whose containers live on another engine than the runner's own: the agent's
     /// qualified name (exact) and how to reach its engine ([`EngineOptions::for_address`]).
     /// Placement is this configuration, not a scheduler: an agent always runs where it is put.
@@ -83,6 +91,7 @@ impl RunnerOptions {
             pull_progress: None,
             max_line_bytes: 64 << 20,
             session_layout: SessionLayout::PerAgent,
+            allow_unsafe_host_config: false,
             agent_engines: BTreeMap::new(),
         }
     }
@@ -96,6 +105,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("pull_progress", &self.pull_progress.is_some())
             .field("max_line_bytes", &self.max_line_bytes)
             .field("session_layout", &self.session_layout)
+            .field("allow_unsafe_host_config", &self.allow_unsafe_host_config)
             .field(
                 "agent_engines",
                 &self
@@ -131,6 +141,10 @@ pub struct JobSpec {
     /// the Claude credentials file) at the job's start, so a refreshed token is picked up, and
     /// runs without any when none are configured.
     pub credentials: Option<Credentials>,
+    /// More values to redact from everything the job reports (its errors, warnings and stderr
+    /// tail), besides the credentials and the values of the config's env entries whose names
+    /// look secret: secrets the job is given some other way (on stdin, say). Default: none.
+    pub secrets: Vec<String>,
 }
 
 impl JobSpec {
@@ -151,7 +165,24 @@ impl JobSpec {
             working_dir: None,
             deadline: None,
             credentials: None,
+            secrets: Vec::new(),
         }
+    }
+
+    /// The redactor of this job's secrets, given its credentials.
+    pub(crate) fn redactor(&self, credentials: &Credentials) -> Redactor {
+        // The job's own `KEY=value` env is treated like the config's (the CLI's `--env`).
+        let job_env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        credentials
+            .redactor()
+            .with_env(&self.config.env)
+            .with_env(job_env.iter().map(|(k, v)| (k, v)))
+            .with_secrets(&self.secrets)
     }
 }
 
@@ -207,9 +238,20 @@ pub(crate) struct Shared {
     pub options: RunnerOptions,
     /// Containers this process's jobs are using, with a count of jobs per container.
     in_use: Mutex<HashMap<String, usize>>,
+    /// Persistent containers whose processes this runner has checked from inside.
+    checked_inside: Mutex<HashSet<String>>,
 }
 
 impl Shared {
+    fn new(engine: Engine, options: RunnerOptions) -> Shared {
+        Shared {
+            engine,
+            options,
+            in_use: Mutex::new(HashMap::new()),
+            checked_inside: Mutex::new(HashSet::new()),
+        }
+    }
+
     pub(crate) fn hold(&self, id: &str) {
         *self.lock().entry(id.to_string()).or_default() += 1;
     }
@@ -236,8 +278,15 @@ impl Shared {
 }
 
 impl Runner {
-    /// A runner over `engine`, keeping its files under `options.state_dir`.
+    /// A runner over `engine`, keeping its files under `options.state_dir`. Reads
+    /// [`ALLOW_UNSAFE_ENV`] (see [`RunnerOptions::allow_unsafe_host_config`]); a value other than
+    /// `1`, `true`, `0`, `false` or empty is an error.
+    ///
+    /// The first runner of a process over a state directory takes this process's owner lock
+    /// there (`<state_dir>/owners/`, held until the process exits) and stops the running
+    /// ephemeral containers of processes that died mid-job (one list call when there are none).
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
+        options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
         // Mount sources must be absolute; a relative state directory means "from here".
         options.state_dir = std::path::absolute(&options.state_dir).map_err(|e| {
             Error::io(
@@ -251,6 +300,9 @@ impl Runner {
                 e,
             )
         })?;
+        // A state directory whose file system refuses the lock costs only the reaping: jobs run,
+        // and each says that its container has no owner.
+        let first = crate::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
         let mut engines = Engines {
             placement: BTreeMap::new(),
             options: BTreeMap::new(),
@@ -262,16 +314,20 @@ impl Runner {
             engines.options.insert(key, o.clone());
         }
         let own_key = engine_key(engine.options());
-        let shared = Arc::new(Shared {
-            engine,
-            options,
-            in_use: Mutex::new(HashMap::new()),
-        });
+        let shared = Arc::new(Shared::new(engine, options));
         engines.lock().insert(own_key, shared.clone());
-        Ok(Runner {
+        let runner = Runner {
             shared,
             engines: Arc::new(engines),
-        })
+        };
+        if first {
+            // The first runner of this process over this state directory: stop the ephemeral
+            // containers whose process died (killed mid-job) before it could. Best effort: an
+            // engine that does not answer now fails the first job with a clearer error, and
+            // `gc` tries again.
+            let _ = retention::reap_orphans(&runner.shared);
+        }
+        Ok(runner)
     }
 
     /// What the jobs of `agent` share: its engine's, connected when first needed.
@@ -283,21 +339,29 @@ impl Runner {
     }
 
     /// The engine of this key, connected (without holding the map's lock while connecting, so a
-    /// slow engine does not hold up the others).
+    /// slow engine does not hold up the others). The first connect reaps the engine's orphaned
+    /// ephemeral containers, as [`Runner::new`] does on the runner's own.
     fn connect(&self, key: &str) -> Result<Arc<Shared>> {
         if let Some(s) = self.engines.lock().get(key) {
             return Ok(s.clone());
         }
         let engine = Engine::with_options(self.engines.options[key].clone())?;
-        let mut connected = self.engines.lock();
-        let shared = connected.entry(key.to_string()).or_insert_with(|| {
-            Arc::new(Shared {
-                engine,
-                options: self.shared.options.clone(),
-                in_use: Mutex::new(HashMap::new()),
-            })
-        });
-        Ok(shared.clone())
+        let (shared, fresh) = {
+            let mut connected = self.engines.lock();
+            match connected.get(key) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let s = Arc::new(Shared::new(engine, self.shared.options.clone()));
+                    connected.insert(key.to_string(), s.clone());
+                    (s, true)
+                }
+            }
+        };
+        if fresh {
+            // Best effort, as in `Runner::new`.
+            let _ = retention::reap_orphans(&shared);
+        }
+        Ok(shared)
     }
 
     /// Every engine of the runner: its own first, then those agents are placed on.
@@ -329,17 +393,38 @@ impl Runner {
     /// Starts a job: acquires its container, starts the exec and begins writing its stdin.
     /// Errors here mean the job never ran (bad config, no engine, missing image, a container that
     /// would not start); once this returns, every ending is an [`crate::Outcome`].
-    pub fn start(&self, spec: JobSpec) -> Result<Job> {
+    ///
+    /// Every error is redacted with the job's secrets: an engine or a proxy may quote a request
+    /// (the exec's, env and all) in its answer.
+    pub fn start(&self, mut spec: JobSpec) -> Result<Job> {
+        let credentials = match spec.credentials.take() {
+            Some(c) => c,
+            None => Credentials::discover(|k| std::env::var(k).ok()).map_err(|e| {
+                // No credentials to redact with: what the environment holds, then.
+                let known = Redactor::from_process_env();
+                e.redact(&known.with_env(&spec.config.env).with_secrets(&spec.secrets))
+            })?,
+        };
+        let redactor = spec.redactor(&credentials);
+        self.start_job(spec, credentials, redactor.clone())
+            .map_err(|e| e.redact(&redactor))
+    }
+
+    /// [`Runner::start`] once the credentials and the redactor are known; its errors are not
+    /// yet redacted.
+    fn start_job(
+        &self,
+        spec: JobSpec,
+        credentials: Credentials,
+        redactor: Redactor,
+    ) -> Result<Job> {
         let started = Instant::now();
+        let started_ms = labels::now_ms();
         let shared = &self.shared_for(&spec.agent)?;
         // On another machine's engine, bind mounts name that machine's paths: the injected
         // tools' sockets and the credentials copy of this one cannot be mounted there (the
         // credentials go to the exec instead; see `Credentials::remote_exec_env`).
         let local = shared.engine.options().is_local();
-        let credentials = match spec.credentials {
-            Some(c) => c,
-            None => Credentials::discover(|k| std::env::var(k).ok())?,
-        };
         let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
         let mounts = MountPlan::build(&MountRequest {
             config: &spec.config,
@@ -354,20 +439,52 @@ impl Runner {
         } else {
             mounts.without_mcp_sockets()
         };
+        // The opt-in: the agent's config, or this runner's option or environment.
+        let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
+        let own_socket = match shared.engine.host() {
+            Host::Unix(path) => Some(path.as_path()),
+            Host::Tcp(_) | Host::Ssh(_) => None,
+        };
+        let sockets = EngineSockets::find(own_socket);
+        plan::check_mount_sources(&mounts, &sockets, allow)?;
+        let gate = Gate {
+            allow,
+            network: spec.config.network,
+            sockets: &sockets,
+        };
         let hash = crate::hash::config_hash(&spec.config, &mounts);
         let mode = if spec.config.ephemeral {
             Mode::Ephemeral
         } else {
             Mode::Persistent
         };
-        let labels = labels::container_labels(
+        let mut labels = labels::container_labels(
             &spec.agent,
             mode,
             &hash,
             labels::now_ms(),
             &spec.config.labels,
         );
-        let body = plan::create_body(&spec.config, &mounts, &labels)?;
+        let mount_ids = lifecycle::mount_ids(&mounts);
+        labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
+        let mut warnings = Vec::new();
+        let owner = match mode {
+            Mode::Ephemeral => match crate::owner::current(&shared.options.state_dir) {
+                Ok((owner, _)) => {
+                    labels.insert(labels::OWNER.into(), owner.id().to_string());
+                    Some(owner)
+                }
+                Err(e) => {
+                    warnings.push(format!(
+                        "no owner lock for this job's container ({e}): should this process die mid-job, no other runner can prove it orphaned and stop it"
+                    ));
+                    None
+                }
+            },
+            Mode::Persistent => None,
+        };
+        let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
+        let inside = plan::Inside::of(&body);
         let sanitized = sanitize_agent_name(&spec.agent);
         let acquired = lifecycle::acquire(
             shared,
@@ -378,10 +495,27 @@ impl Runner {
                 config_hash: &hash,
                 image: &spec.config.image,
                 body,
+                expected: plan::Expected::new(allow, &mounts),
                 keep: spec.config.max_containers as usize,
+                mount_ids: &mount_ids,
+                owner,
             },
         )
         .map_err(|e| remote_mount_hint(e, shared.engine.options()))?;
+        let mut lease = acquired.lease;
+        if let Err(e) =
+            check_inside_once(shared, &lease, mode, &spec.config.user.to_string(), inside)
+        {
+            // A container that died at start (its exec failed, or was cut short) says why.
+            let e = lifecycle::explain_exec_failure(shared, &lease, e);
+            if lease.created() {
+                // No job may run in it, and no earlier job's state is in it.
+                let _ = shared.engine.remove_container(lease.id(), true);
+            } else {
+                lease.release();
+            }
+            return Err(e);
+        }
         let mut timings = Timings {
             acquire: Some(started.elapsed()),
             create: acquired.create,
@@ -390,9 +524,7 @@ impl Runner {
         };
 
         let job_id = labels::ephemeral_name("job", labels::now_ms());
-        // Redact the values of configured env entries whose names look secret; the credentials'
-        // own values are always redacted.
-        let redactor = credentials.redactor().with_env(&spec.config.env);
+        let job_id_for_record = job_id.clone();
         let mut env = spec
             .config
             .env
@@ -406,7 +538,6 @@ impl Runner {
         });
         env.extend(spec.env.iter().cloned());
 
-        let mut lease = acquired.lease;
         let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
         exec.env = env;
         exec.user = Some(spec.config.user.to_string());
@@ -481,9 +612,19 @@ impl Runner {
             max_line: shared.options.max_line_bytes,
             started,
             timings,
-            warnings: acquired.warnings,
+            warnings: warnings.into_iter().chain(acquired.warnings).collect(),
+            image: spec.config.image,
+            config_hash: hash,
             lease,
             paths: mounts.path_map(),
+            record: records::Head {
+                state_dir: shared.options.state_dir.clone(),
+                agent: spec.agent,
+                job: job_id_for_record,
+                mode,
+                started_ms,
+                keep: spec.config.max_containers as usize,
+            },
         }))
     }
 
@@ -498,7 +639,12 @@ impl Runner {
 
     /// Removes the agent's oldest stopped containers so that at most `keep` remain.
     pub fn prune(&self, agent: &str, keep: usize) -> Result<PruneReport> {
-        retention::prune(&*self.shared_for(agent)?, agent, keep)
+        let mut report = retention::prune(&*self.shared_for(agent)?, agent, keep)?;
+        // The agent's job records get the same bound (at least the newest one stays).
+        if let Err(e) = records::prune(self.state_dir(), agent, keep.max(1)) {
+            report.warnings.push(format!("job records: {e}"));
+        }
+        Ok(report)
     }
 
     /// Removes every stopped container of an agent not in `live_agents`, and prunes the live
@@ -506,11 +652,8 @@ impl Runner {
     /// at once. An engine agents are placed on that cannot be reached is a warning, not an error,
     /// so one machine down does not stop the others' collection.
     pub fn gc(&self, live_agents: &[String], keep: usize) -> Result<PruneReport> {
-        let mut all = self.all_engines().into_iter();
-        // The runner's own engine comes first, and is connected already.
-        let own = all.next().expect("the runner's own engine")?;
-        let mut report = retention::gc(&own, live_agents, keep)?;
-        for shared in all {
+        let mut report = retention::gc(&self.shared, live_agents, keep)?;
+        for shared in self.all_engines().into_iter().skip(1) {
             match shared.and_then(|s| retention::gc(&s, live_agents, keep)) {
                 Ok(r) => {
                     report.removed.extend(r.removed);
@@ -518,6 +661,18 @@ impl Runner {
                 }
                 Err(e) => report.warnings.push(format!("gc skipped an engine: {e}")),
             }
+        }
+        // Records go with their agents; those of a container that is still there stay.
+        let existing = self.list(None).map(|found| {
+            found
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<std::collections::HashSet<_>>()
+        });
+        let pruned =
+            existing.and_then(|ids| records::gc(self.state_dir(), live_agents, keep.max(1), &ids));
+        if let Err(e) = pruned {
+            report.warnings.push(format!("job records: {e}"));
         }
         Ok(report)
     }
@@ -588,9 +743,96 @@ fn remote_mount_hint(e: Error, engine: &EngineOptions) -> Error {
     }
 }
 
+/// Checks a container's processes from inside ([`plan::check_inside`]) once: every fresh
+/// container, and a reused persistent one the first time this runner uses it.
+fn check_inside_once(
+    shared: &Shared,
+    lease: &lifecycle::Lease,
+    mode: Mode,
+    user: &str,
+    want: plan::Inside,
+) -> Result<()> {
+    if !want.is_needed() {
+        return Ok(());
+    }
+    let id = lease.id();
+    let seen = || {
+        shared
+            .checked_inside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    if mode == Mode::Persistent && !lease.created() && seen().contains(id) {
+        return Ok(());
+    }
+    plan::check_inside(&shared.engine, id, lease.name(), user, want)?;
+    if mode == Mode::Persistent {
+        // Ids only: a few per agent and config, for the life of the process.
+        seen().insert(id.to_string());
+    }
+    Ok(())
+}
+
+/// Reads the opt-in environment variable: absent, empty, `0` or `false` is off; `1` or `true` on.
+fn allow_from_env(value: Option<std::ffi::OsString>) -> Result<bool> {
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Some("" | "0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        _ => Err(Error::invalid(
+            ALLOW_UNSAFE_ENV,
+            format!(
+                "{:?} is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no",
+                value.to_string_lossy()
+            ),
+        )),
+    }
+}
+
+/// One of this project's containers, as `list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ManagedContainer {
+    /// The engine's id.
+    pub id: String,
+    /// The name, without the engine's leading `/`.
+    pub name: String,
+    /// The agent's qualified name.
+    pub agent: String,
+    /// `ephemeral` or `persistent`.
+    pub mode: String,
+    /// The config hash it was created for.
+    pub config_hash: String,
+    /// Creation time, unix milliseconds.
+    pub created_ms: u64,
+    /// The engine's state: `running`, `exited`, `created`, ...
+    pub state: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_opt_in_variable_is_a_strict_switch() {
+        let read = |v: Option<&str>| allow_from_env(v.map(Into::into));
+        for (v, on) in [
+            (None, false),
+            (Some(""), false),
+            (Some("0"), false),
+            (Some("false"), false),
+            (Some("1"), true),
+            (Some("true"), true),
+            (Some(" 1 "), true),
+        ] {
+            assert_eq!(read(v).unwrap(), on, "{v:?}");
+        }
+        assert_eq!(
+            read(Some("yes")).unwrap_err().to_string(),
+            "invalid HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG: \"yes\" is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no"
+        );
+    }
 
     /// Issue 16: on another machine's engine, a missing bind source says where it is missing.
     #[test]
@@ -613,23 +855,4 @@ mod tests {
             .to_string()
             .ends_with("/srv/repo"));
     }
-}
-
-/// One of this project's containers, as `list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ManagedContainer {
-    /// The engine's id.
-    pub id: String,
-    /// The name, without the engine's leading `/`.
-    pub name: String,
-    /// The agent's qualified name.
-    pub agent: String,
-    /// `ephemeral` or `persistent`.
-    pub mode: String,
-    /// The config hash it was created for.
-    pub config_hash: String,
-    /// Creation time, unix milliseconds.
-    pub created_ms: u64,
-    /// The engine's state: `running`, `exited`, `created`, ...
-    pub state: String,
 }

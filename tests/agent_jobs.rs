@@ -175,6 +175,13 @@ fn secrets_of_mcp_servers_are_redacted_from_what_the_agent_prints() {
     assert_eq!(error["stderr_tail"], "starting gh with [REDACTED]\n");
     assert_eq!(error["stdout_tail"], "[REDACTED]");
     assert!(!report.stderr_tail.contains(token));
+    // The job's record (written by the core, so agent jobs get one too) is redacted alike.
+    let records = herdctl_container::records::list(fleet.runner.state_dir(), Some(&agent)).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].exit_code, Some(3));
+    let body = std::fs::read_to_string(&records[0].path).unwrap();
+    assert!(!body.contains(token), "{body}");
+    assert_eq!(records[0].stdout_tail, "[REDACTED]\n");
 }
 
 #[test]

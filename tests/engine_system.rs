@@ -53,7 +53,7 @@ fn a_wrong_socket_path_says_the_engine_is_unreachable_there() {
     assert_eq!(
         err.to_string(),
         format!(
-            "cannot reach the Docker engine at {}: no such socket; start one (scripts/ensure-engine or 'dockerd') or point DOCKER_HOST at it",
+            "cannot reach the Docker engine at {}: no such socket; start it (dockerd) or point DOCKER_HOST at it; 'herdctl-container doctor' checks the setup",
             missing.display()
         )
     );

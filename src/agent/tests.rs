@@ -2,16 +2,19 @@
 
 use super::*;
 use crate::job::Timings;
-use crate::resolve_docker_config;
+use crate::{resolve_docker_config, REDACTED};
 
 fn report(outcome: Outcome, stderr: &str) -> JobReport {
     JobReport {
         outcome,
         container_id: "0123abcd".into(),
         container_name: "herdctl-a-1".into(),
+        image: "herdctl-test/runtime:latest".into(),
+        config_hash: "0123456789abcdef".into(),
         stderr_tail: stderr.into(),
         timings: Timings::default(),
         warnings: Vec::new(),
+        redactor: Redactor::default(),
     }
 }
 
@@ -167,6 +170,30 @@ fn the_stdout_tail_is_bounded_cut_on_characters_and_redacted() {
         .as_str()
         .unwrap()
         .ends_with("; 51 stdout line(s) were not JSON messages"));
+}
+
+/// A secret across a line's cut, at every offset: no part of it survives (the line is redacted
+/// before it is cut; cut first, the secret's beginning survived before the `...`).
+#[test]
+fn a_stdout_tail_line_is_redacted_before_it_is_cut() {
+    let secret = "sk-ant-api03-0123456789";
+    for offset in 0..=secret.len() {
+        let mut t = Transcript {
+            redactor: Redactor::new([secret]),
+            ..Transcript::default()
+        };
+        let line = format!("{}{secret}xxxx", "x".repeat(OTHER_LINE_BYTES - offset));
+        t.accept(line.as_bytes());
+        let e = closing(&t, Outcome::Exited(1), "").unwrap();
+        let tail = e["stdout_tail"].as_str().unwrap();
+        // The cut may fall inside the marker ("[REDA..."), never inside the secret: every
+        // byte is filler, a dot or the marker's (the secret has none of those).
+        assert!(
+            tail.bytes()
+                .all(|b| b"x.".contains(&b) || REDACTED.as_bytes().contains(&b)),
+            "offset {offset}: {tail}"
+        );
+    }
 }
 
 #[test]
@@ -399,4 +426,27 @@ fn object_type_reads_the_top_level_type_without_parsing_the_rest() {
     for (line, expected) in cases {
         assert_eq!(object_type(line), expected, "{line}");
     }
+}
+
+#[test]
+fn the_report_is_spliced_into_the_result_leaving_the_agents_text_alone() {
+    let result = r#"{"type":"result","total_cost_usd":0.10000000000000001,"b":1,"a":2}"#;
+    let spliced = with_report(result.to_string(), &report(Outcome::Exited(0), ""));
+    assert!(
+        spliced.starts_with(&result[..result.len() - 1]),
+        "the agent's keys keep their order and its numbers their digits: {spliced}"
+    );
+    let parsed: Value = serde_json::from_str(&spliced).unwrap();
+    assert_eq!(parsed["container_report"]["outcome"], "exited");
+    assert_eq!(parsed["container_report"]["exit_code"], 0);
+    let empty: Value = serde_json::from_str(&with_report(
+        "{ }".to_string(),
+        &report(Outcome::Exited(0), ""),
+    ))
+    .unwrap();
+    assert_eq!(empty["container_report"]["success"], true);
+    assert_eq!(
+        with_report("{oops}".to_string(), &report(Outcome::Exited(0), "")),
+        "{oops}"
+    );
 }

@@ -1,125 +1,560 @@
 //! The fleet's raw `host_config`, merged over the `HostConfig` the runner generates.
 //!
-//! herdctl lets `host_config` override any generated field. We keep that, with three limits:
-//! the runner's mounts are never dropped (override `Mounts` are added, and may not reuse a target),
-//! security lists are joined rather than replaced (`CapDrop`, `SecurityOpt`: an override that adds
-//! a seccomp profile does not silently lose `no-new-privileges`), and settings that loosen
-//! security need `allow_unsafe_host_config: true` in the fleet config.
+//! herdctl lets `host_config` override any generated field. We keep that, with these limits:
+//!
+//! - keys mean what they mean to the engine, which reads them in any letter case (see [`keys`]):
+//!   each is rewritten to the engine's spelling, and two keys for one field are refused;
+//! - an allowlist, not a denylist: keys known to be harmless pass (limits, DNS, `ShmSize`,
+//!   `Init`, tmpfs mounts, GPU devices, ...); a key or value that can loosen the container, and
+//!   any key this runner does not know, needs the opt-in ([`ALLOW_HOW`] says where to give it);
+//! - the runner's mounts are never dropped (override `Mounts` are added, and may not reuse a
+//!   target), and security lists are joined rather than replaced (`CapDrop`, `SecurityOpt`: an
+//!   override that adds a seccomp profile does not silently lose `no-new-privileges`);
+//! - `Binds` and `AutoRemove: true` are refused even with the opt-in (see [`read_override`]).
+//!
+//! The checks run twice: the shape when the config is read ([`read_override`], so a malformed
+//! override fails before any job), and the gate when a job starts ([`gate`]), where the runner's
+//! own opt-in is known and host paths (devices, sockets) can be looked at.
+
+mod host_files;
+mod keys;
+mod security_opt;
 
 use serde_json::{Map, Value};
 
 use super::input::describe;
-use super::DockerConfig;
+use super::{DockerConfig, NetworkMode};
 use crate::paths::{normalize_path, reserved_conflict};
 use crate::{Error, Result};
 
+pub(crate) use host_files::{check_device, EngineSockets};
+pub(crate) use security_opt::{no_new_privileges, parse as parse_security_opt, SecOpt};
+
 const PREFIX: &str = "docker.host_config";
 
-/// Security options that undo a protection. Both engine spellings (`=` and `:`) are accepted.
-const UNSAFE_SECURITY_OPTS: [&str; 4] = [
-    "no-new-privileges=false",
-    "seccomp=unconfined",
-    "apparmor=unconfined",
-    "label=disable",
+/// The environment variable that opts a runner in to host_config settings that loosen the
+/// container (`1` or `true`; `0`, `false` or empty: no).
+pub const ALLOW_UNSAFE_ENV: &str = "HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG";
+
+/// How to opt in, as the refusals say it: every way is reachable from an unmodified herdctl.
+/// (herdctl's strict schema refuses `allow_unsafe_host_config` in `defaults.docker`; its
+/// per-agent `overrides` are not checked, and reach `agent.docker` as they are.)
+pub const ALLOW_HOW: &str = "to allow it, set allow_unsafe_host_config: true in the agent's docker block of the fleet file (for herdctl: agents[].overrides.docker), or HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1 in the environment of the process that runs the jobs, or the runner option allowUnsafeHostConfig: true (Rust: RunnerOptions::allow_unsafe_host_config)";
+
+/// Resource limits and settings that cannot loosen the container: they pass without the opt-in
+/// (their types are still checked). A limit can be raised or removed here (`Memory: 0`), which
+/// the runner reports after create; it is the fleet's to give.
+const HARMLESS: &[&str] = &[
+    "CpuShares",
+    "Memory",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpusetCpus",
+    "CpusetMems",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "NanoCpus",
+    "Init",
+    "PidsLimit",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    // Read by the docker CLI only; the engine ignores it.
+    "ContainerIDFile",
+    "ConsoleSize",
+    // Joined with the runner's ["ALL"]: can only drop more.
+    "CapDrop",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "ReadonlyRootfs",
+    "ShmSize",
+    // Container paths only (checked against the runner's mounts when read); tmpfs is memory.
+    "Tmpfs",
+    // GPUs through the engine's device drivers (NVIDIA's, CDI): the host's administrator
+    // configured what a driver hands out; this does not loosen isolation the way Privileged or
+    // CapAdd do (issue 11).
+    "DeviceRequests",
+    // Only `false` and `[]` get this far (see read_override).
+    "AutoRemove",
+    "Binds",
 ];
 
-fn normalise_opt(opt: &str) -> String {
-    opt.replacen(':', "=", 1)
+/// Resource limits a job may change with `Ulimits` without the opt-in. Not `nice`, `rtprio` or
+/// `rttime`: with them a job can take real-time CPU from the host.
+const HARMLESS_ULIMITS: [&str; 13] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nofile",
+    "nproc",
+    "rss",
+    "sigpending",
+    "stack",
+];
+
+/// Runtimes that apply the engine's security settings (runc and its kin, gVisor, Kata, and
+/// NVIDIA's runtime, a runc wrapper that adds GPUs). Any other needs the opt-in.
+const KNOWN_RUNTIMES: [&str; 9] = [
+    "runc",
+    "crun",
+    "youki",
+    "runsc",
+    "kata",
+    "kata-runtime",
+    "nvidia",
+    "io.containerd.runc.v2",
+    "oci",
+];
+
+/// Log drivers that keep the job's output on this host (others send it over the network, even
+/// from a container with network `none`).
+const LOCAL_LOG_DRIVERS: [&str; 4] = ["", "json-file", "local", "none"];
+
+/// Reads an override as the engine will (keys in its spelling at every level the runner reads,
+/// `null`s dropped, types checked) and refuses what no opt-in allows:
+///
+/// - `Binds`: the engine creates a missing host directory for it, as root, and it bypasses the
+///   mount checks; `docker.volumes` does the same job;
+/// - `AutoRemove: true`: the runner keeps stopped containers for inspection and retention
+///   removes them;
+/// - a `Mounts` or `Tmpfs` target that overlaps the runner's own mounts.
+pub(crate) fn read_override(over: &Map<String, Value>) -> Result<Map<String, Value>> {
+    let mut out = keys::read(over, PREFIX)?;
+    if out
+        .get("Binds")
+        .and_then(Value::as_array)
+        .is_some_and(|b| !b.is_empty())
+    {
+        return Err(Error::invalid(
+            format!("{PREFIX}.Binds"),
+            "not accepted: Binds creates missing host directories as root and bypasses the mount checks; use docker.volumes",
+        ));
+    }
+    if out.get("AutoRemove") == Some(&Value::Bool(true)) {
+        return Err(Error::invalid(
+            format!("{PREFIX}.AutoRemove"),
+            "not accepted: the runner keeps stopped containers for inspection and removes them by retention (docker.max_containers)",
+        ));
+    }
+    let nested: [(&str, &[&str]); 4] = [
+        ("Mounts", keys::MOUNT_FIELDS),
+        ("Devices", keys::DEVICE_FIELDS),
+        ("DeviceRequests", keys::DEVICE_REQUEST_FIELDS),
+        ("Ulimits", keys::ULIMIT_FIELDS),
+    ];
+    for (key, names) in nested {
+        if out.contains_key(key) {
+            let items = keys::objects(&out, key, names, PREFIX)?;
+            out.insert(
+                key.into(),
+                Value::Array(items.into_iter().map(Value::Object).collect()),
+            );
+        }
+    }
+    for (key, names) in [
+        ("LogConfig", keys::LOG_CONFIG_FIELDS),
+        ("RestartPolicy", keys::RESTART_POLICY_FIELDS),
+    ] {
+        if let Some(Value::Object(m)) = out.get(key) {
+            let m = keys::canonical_map(m, names, &format!("{PREFIX}.{key}"))?;
+            out.insert(key.into(), Value::Object(m));
+        }
+    }
+    for (i, m) in out
+        .get("Mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("{PREFIX}.Mounts[{i}]");
+        let target = m
+            .get("Target")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid(&f, "expected a mount with an absolute \"Target\""))?;
+        clear_of_runner_mounts(&f, "Target", target)?;
+    }
+    for path in out
+        .get("Tmpfs")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.keys())
+    {
+        clear_of_runner_mounts(&format!("{PREFIX}.Tmpfs"), "path", path)?;
+    }
+    Ok(out)
 }
 
-/// Checks an override on its own: settings that are always refused, and settings that loosen
-/// security when `allow` is false. Called when the config is resolved, so a bad override fails
-/// before any job runs.
-pub(crate) fn check_override(over: &Map<String, Value>, allow: bool) -> Result<()> {
-    let unsafe_ = |key: &str, what: &str| -> Result<()> {
-        if allow {
+fn clear_of_runner_mounts(f: &str, what: &str, target: &str) -> Result<()> {
+    let norm = normalize_path(target).ok_or_else(|| {
+        Error::invalid(
+            f,
+            format!("{what} {} is not absolute", describe(&Value::from(target))),
+        )
+    })?;
+    if let Some(r) = reserved_conflict(&norm) {
+        return Err(Error::invalid(
+            f,
+            format!(
+                "{what} {norm} overlaps {r}, where the runner mounts {}; use a path outside /workspace and /home/claude/.claude",
+                crate::paths::reserved_role(r)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What the gate needs to know besides the override.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gate<'a> {
+    /// The opt-in: the config's flag, the runner's option or its environment variable.
+    pub allow: bool,
+    /// `docker.network`, which `NetworkMode` may repeat or tighten to `none`.
+    pub network: NetworkMode,
+    /// The engine sockets of this host, which no mount may reach.
+    pub sockets: &'a EngineSockets,
+}
+
+/// The gate: passes an override (read by [`read_override`]) whose every key is harmless, and
+/// anything else only with the opt-in, naming the first setting that needs it and how to opt in.
+pub(crate) fn gate(over: &Map<String, Value>, g: &Gate<'_>) -> Result<()> {
+    let needs = |field: String, why: String| -> Result<()> {
+        if g.allow {
             return Ok(());
         }
-        Err(Error::invalid(
-            format!("{PREFIX}.{key}"),
-            format!("{what} loosens the container's security; set docker.allow_unsafe_host_config: true in the fleet config to allow it"),
-        ))
+        Err(Error::invalid(field, format!("{why}; {ALLOW_HOW}")))
     };
+    let field = |key: &str| format!("{PREFIX}.{key}");
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let device_gids = devices(over, &needs)?;
     for (key, v) in over {
-        match key.as_str() {
-            "Binds" => {
-                return Err(Error::invalid(
-                    format!("{PREFIX}.Binds"),
-                    "not accepted: Binds creates missing host directories as root and bypasses the mount checks; use docker.volumes",
-                ))
-            }
-            "AutoRemove" if v.as_bool() == Some(true) => {
-                return Err(Error::invalid(
-                    format!("{PREFIX}.AutoRemove"),
-                    "not accepted: the runner keeps stopped containers for inspection and removes them by retention (docker.max_containers)",
-                ))
-            }
-            "Privileged" if v.as_bool() == Some(true) => unsafe_(key, "true")?,
-            "CapAdd" if v.as_array().is_some_and(|a| !a.is_empty()) => {
-                unsafe_(key, "adding capabilities")?
-            }
-            "PidMode" | "IpcMode" | "UsernsMode" | "UTSMode" if v.as_str() == Some("host") => {
-                unsafe_(key, "\"host\"")?
-            }
-            "Devices" | "DeviceCgroupRules" if v.as_array().is_some_and(|a| !a.is_empty()) => {
-                unsafe_(key, "giving devices")?
-            }
-            "MaskedPaths" | "ReadonlyPaths" => unsafe_(key, "changing the masked /proc paths")?,
+        let k = key.as_str();
+        if HARMLESS.contains(&k) {
+            continue;
+        }
+        let f = field(k);
+        match k {
+            "Privileged" if v == &Value::Bool(true) => needs(
+                f,
+                "true gives the job every capability and every host device".into(),
+            )?,
+            "CapAdd" | "Capabilities" if !list(v).is_empty() => needs(
+                f,
+                "adding capabilities gives the job back powers over the kernel that CapDrop ALL takes away".into(),
+            )?,
             "SecurityOpt" => {
-                let Some(opts) = v.as_array() else {
-                    return Err(Error::invalid(
-                        format!("{PREFIX}.SecurityOpt"),
-                        format!("expected a list of strings, got {}", describe(v)),
-                    ));
-                };
-                for o in opts {
-                    let s = o.as_str().map(normalise_opt).unwrap_or_default();
-                    if UNSAFE_SECURITY_OPTS.contains(&s.as_str()) {
-                        unsafe_(key, &format!("{o}"))?;
+                for (i, o) in list(v).iter().enumerate() {
+                    let o = o.as_str().unwrap_or_default();
+                    if let security_opt::SecOpt::Other(why) = security_opt::parse(o) {
+                        needs(format!("{f}[{i}]"), format!("{} {why}", quote(o)))?;
+                    } else if !security_opt::no_new_privileges([o]) {
+                        needs(
+                            format!("{f}[{i}]"),
+                            format!("{} turns no-new-privileges off: a setuid program in the image could make the job root", quote(o)),
+                        )?;
                     }
                 }
             }
-            "Mounts" => {
-                let Some(items) = v.as_array() else {
-                    return Err(Error::invalid(
-                        format!("{PREFIX}.Mounts"),
-                        format!("expected a list of mounts, got {}", describe(v)),
-                    ));
-                };
-                for (i, m) in items.iter().enumerate() {
-                    let f = format!("{PREFIX}.Mounts[{i}]");
-                    let target = m.get("Target").and_then(Value::as_str).ok_or_else(|| {
-                        Error::invalid(&f, "expected a mount with an absolute \"Target\"")
-                    })?;
-                    let norm = normalize_path(target).ok_or_else(|| {
-                        Error::invalid(&f, format!("Target {} is not absolute", describe(&Value::from(target))))
-                    })?;
-                    if let Some(r) = reserved_conflict(&norm) {
-                        return Err(Error::invalid(
-                            &f,
-                            format!("Target {norm} overlaps {r}, where the runner mounts {}; use a path outside /workspace and /home/claude/.claude", crate::paths::reserved_role(r)),
-                        ));
+            "PidMode" | "UTSMode" | "UsernsMode" | "Cgroup" | "CgroupParent" | "VolumeDriver"
+                if !text(v).is_empty() =>
+            {
+                needs(f, namespace_why(k, &text(v)))?
+            }
+            "IpcMode" if !["", "private", "none", "shareable"].contains(&text(v).as_str()) => {
+                needs(f, namespace_why(k, &text(v)))?
+            }
+            "CgroupnsMode" if !["", "private"].contains(&text(v).as_str()) => {
+                needs(f, namespace_why(k, &text(v)))?
+            }
+            "NetworkMode" => {
+                let n = text(v);
+                if n != g.network.as_str() && n != "none" {
+                    needs(
+                        f,
+                        format!(
+                            "{} puts the container on another network than docker.network ({}); set docker.network to none, bridge or host instead",
+                            quote(&n),
+                            g.network.as_str()
+                        ),
+                    )?
+                }
+            }
+            "PortBindings" if v.as_object().is_some_and(|m| !m.is_empty()) => needs(
+                f,
+                "publishing ports opens the job to the network; use docker.ports".into(),
+            )?,
+            "PublishAllPorts" if v == &Value::Bool(true) => needs(
+                f,
+                "true publishes every port the image exposes to the network".into(),
+            )?,
+            // Even a longer list replaces the engine's own, which differs between engines.
+            "MaskedPaths" | "ReadonlyPaths" => needs(f, other_why(k).into())?,
+            "Links" | "VolumesFrom" | "DeviceCgroupRules" | "Sysctls" | "Annotations"
+                if !is_empty(v) =>
+            {
+                needs(f, other_why(k).into())?
+            }
+            "OomScoreAdj" if v.as_i64().is_some_and(|n| n < 0) => needs(
+                f,
+                "a negative value makes the host's OOM killer end host processes before this container".into(),
+            )?,
+            "OomKillDisable" if v == &Value::Bool(true) => needs(
+                f,
+                "true turns the OOM killer off for the container: at its memory limit the job hangs instead of ending".into(),
+            )?,
+            "CpuRealtimePeriod" | "CpuRealtimeRuntime" if v.as_i64() != Some(0) => needs(
+                f,
+                "real-time CPU time lets the job starve the host's processes".into(),
+            )?,
+            "Runtime" if !text(v).is_empty() && !KNOWN_RUNTIMES.contains(&text(v).as_str()) => {
+                needs(
+                    f,
+                    format!(
+                        "{} is a runtime this runner does not know to apply the container's security settings",
+                        quote(&text(v))
+                    ),
+                )?
+            }
+            "Isolation" if !["", "default"].contains(&text(v).as_str()) => needs(
+                f,
+                format!("{} is an isolation this runner does not know", quote(&text(v))),
+            )?,
+            "LogConfig" => {
+                let driver = v.get("Type").and_then(Value::as_str).unwrap_or_default();
+                if !LOCAL_LOG_DRIVERS.contains(&driver) {
+                    needs(
+                        format!("{f}.Type"),
+                        format!("{} sends the job's output off this host, past docker.network (even none); json-file, local and none keep it here", quote(driver)),
+                    )?
+                }
+            }
+            "RestartPolicy" => {
+                let name = v.get("Name").and_then(Value::as_str).unwrap_or_default();
+                if !["", "no"].contains(&name) {
+                    needs(
+                        format!("{f}.Name"),
+                        format!("{} restarts containers the runner stopped (an ephemeral job's container would run on)", quote(name)),
+                    )?
+                }
+            }
+            "StorageOpt" if v.as_object().is_some_and(|m| m.keys().any(|k| k != "size")) => {
+                needs(
+                    f,
+                    "storage driver options other than size are not known to be harmless".into(),
+                )?
+            }
+            "Ulimits" => {
+                for (i, u) in list(v).iter().enumerate() {
+                    let name = u.get("Name").and_then(Value::as_str).unwrap_or_default();
+                    // The engine upper-cases the name into RLIMIT_<NAME>.
+                    if !HARMLESS_ULIMITS.contains(&name.to_ascii_lowercase().as_str()) {
+                        needs(
+                            format!("{f}[{i}].Name"),
+                            format!("{} is not a limit known to be harmless (nice, rtprio and rttime let the job take real-time CPU from the host)", quote(name)),
+                        )?
                     }
                 }
             }
-            _ => {}
+            "Mounts" => mounts(v, g, &needs)?,
+            "GroupAdd" => {
+                for (i, group) in list(v).iter().enumerate() {
+                    let group = group.as_str().unwrap_or_default();
+                    let gpu = group
+                        .parse::<u32>()
+                        .is_ok_and(|gid| device_gids.contains(&gid));
+                    if !gpu {
+                        needs(
+                            format!("{f}[{i}]"),
+                            format!("adding group {} gives the job that group's access to host files and devices (the numeric group of a device in Devices is allowed, for a non-root user's GPU)", quote(group)),
+                        )?
+                    }
+                }
+            }
+            // Checked in `devices`.
+            "Devices" => {}
+            // Their harmless values.
+            "Privileged" | "CapAdd" | "Capabilities" | "PidMode" | "UTSMode" | "UsernsMode"
+            | "Cgroup" | "CgroupParent" | "VolumeDriver" | "IpcMode" | "CgroupnsMode"
+            | "PortBindings" | "PublishAllPorts" | "Links" | "VolumesFrom"
+            | "DeviceCgroupRules" | "Sysctls" | "Annotations" | "OomScoreAdj"
+            | "OomKillDisable" | "CpuRealtimePeriod" | "CpuRealtimeRuntime" | "Runtime"
+            | "Isolation" | "StorageOpt" => {}
+            _ => needs(
+                f,
+                "is not a HostConfig field this runner knows; an engine that knows it may read it in a way that loosens the container".into(),
+            )?,
+        }
+    }
+    Ok(())
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+fn quote(s: &str) -> String {
+    super::quote(s)
+}
+
+fn namespace_why(key: &str, value: &str) -> String {
+    let v = quote(value);
+    match key {
+        "PidMode" => format!("{v} shares a process namespace: the job can see and signal other processes and read their environment"),
+        "IpcMode" => format!("{v} shares an IPC namespace (shared memory) with the host or another container"),
+        "UTSMode" => format!("{v} shares the host's hostname namespace"),
+        "UsernsMode" => format!("{v} leaves the engine's user namespace: root in the container can be root on the host"),
+        "CgroupnsMode" => format!("{v} shows the container the host's cgroup tree"),
+        "Cgroup" => format!("{v} puts the container in another container's cgroup"),
+        "CgroupParent" => format!("{v} moves the container out of the engine's cgroup, and its limits"),
+        _ => format!("{v} mounts volumes of a driver that can carry any host path or file system"),
+    }
+}
+
+fn other_why(key: &str) -> &'static str {
+    match key {
+        "Links" => "links reach into other containers",
+        "VolumesFrom" => "mounts another container's volumes, which can be host paths",
+        "DeviceCgroupRules" => "device rules let the job use host devices by number",
+        "Sysctls" => "sets kernel parameters",
+        "Annotations" => {
+            "annotations are read by the runtime, which may loosen the container on them"
+        }
+        _ => {
+            "replaces the engine's list of /proc and /sys paths the container may not see or write"
+        }
+    }
+}
+
+/// Checks `Devices`; returns the groups that own the allowed devices.
+fn devices(
+    over: &Map<String, Value>,
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<Vec<u32>> {
+    let mut gids = Vec::new();
+    for (i, d) in over
+        .get("Devices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("{PREFIX}.Devices[{i}]");
+        let path = d.get("PathOnHost").and_then(Value::as_str).ok_or_else(|| {
+            Error::invalid(
+                &f,
+                "expected {PathOnHost, PathInContainer, CgroupPermissions} with PathOnHost a host path like \"/dev/dri/renderD128\"",
+            )
+        })?;
+        if let Some(inside) = d.get("PathInContainer") {
+            if !inside.as_str().is_some_and(|p| p.starts_with('/')) {
+                return Err(Error::invalid(
+                    format!("{f}.PathInContainer"),
+                    format!("expected an absolute path, got {}", describe(inside)),
+                ));
+            }
+        }
+        if let Some(perms) = d.get("CgroupPermissions") {
+            if !perms
+                .as_str()
+                .is_some_and(|p| p.chars().all(|c| "rwm".contains(c)))
+            {
+                return Err(Error::invalid(
+                    format!("{f}.CgroupPermissions"),
+                    format!("expected letters of \"rwm\", got {}", describe(perms)),
+                ));
+            }
+        }
+        match check_device(path) {
+            // Group 0 is root's group: never handed out as a device's group.
+            Ok(owners) => gids.extend(owners.into_iter().filter(|&gid| gid != 0)),
+            // With the opt-in this passes, and the engine decides.
+            Err(why) => needs(format!("{f}.PathOnHost"), why)?,
+        }
+    }
+    Ok(gids)
+}
+
+/// Checks the override's `Mounts`: tmpfs passes; a host path or a volume needs the opt-in.
+fn mounts(v: &Value, g: &Gate<'_>, needs: &dyn Fn(String, String) -> Result<()>) -> Result<()> {
+    for (i, m) in v.as_array().into_iter().flatten().enumerate() {
+        let f = format!("{PREFIX}.Mounts[{i}]");
+        let kind = m.get("Type").and_then(Value::as_str).unwrap_or_default();
+        let source = m.get("Source").and_then(Value::as_str).unwrap_or_default();
+        match kind {
+            "tmpfs" => {}
+            "bind" => {
+                let why = match g.sockets.door(source) {
+                    Some(door) => door,
+                    None => format!(
+                        "a bind mount of {} hands the job a host path without the runner's checks; use docker.volumes",
+                        quote(source)
+                    ),
+                };
+                needs(f, why)?
+            }
+            "volume" => needs(
+                f,
+                "a volume's driver options can mount any host path or file system; use docker.volumes for a host directory, or docker.tmpfs".into(),
+            )?,
+            other => needs(
+                f,
+                format!("{} mounts are not known to be harmless", quote(other)),
+            )?,
         }
     }
     Ok(())
 }
 
 /// Merges `config.host_config_override` over the runner's `generated` HostConfig (a JSON object)
-/// and returns the result. Every other key of the override replaces the generated one, as in
-/// herdctl, except:
+/// and returns the result. Keys are read as the engine reads them (in any letter case); every key
+/// replaces the generated one, as in herdctl, except:
 ///
 /// - `Mounts`: the override's mounts are appended; one whose `Target` the runner already mounts
 ///   (or that overlaps the workspace, session or credentials paths) is refused;
 /// - `CapDrop`, `SecurityOpt`: joined with the generated lists; `no-new-privileges` is removed only
-///   when the override says `no-new-privileges:false` and the fleet allows unsafe settings;
+///   when the override turns it off (any spelling the engine reads as false) with the opt-in;
 /// - `Memory` without `MemorySwap`: `MemorySwap` follows it, so "no extra swap" still holds;
-/// - `Binds`, `AutoRemove: true`, and without `allow_unsafe_host_config`: `Privileged`, `CapAdd`,
-///   host namespaces, devices, masked paths and unconfined profiles are refused.
+/// - `Binds` and `AutoRemove: true` are refused; without `allow_unsafe_host_config` any setting
+///   that can loosen the container (and any key the runner does not know) is refused by the
+///   gate, which looks at this host's devices and engine sockets.
 pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Value> {
+    let sockets = EngineSockets::find(None);
+    merge(
+        generated,
+        config,
+        &Gate {
+            allow: config.allow_unsafe_host_config,
+            network: config.network,
+            sockets: &sockets,
+        },
+    )
+}
+
+/// [`merge_host_config`] with the runner's gate.
+pub(crate) fn merge(generated: &Value, config: &DockerConfig, g: &Gate<'_>) -> Result<Value> {
     let mut out = generated.as_object().cloned().ok_or_else(|| {
         Error::invalid(
             "HostConfig",
@@ -138,9 +573,10 @@ pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Val
             ),
         )
     })?;
-    let allow = config.allow_unsafe_host_config;
-    check_override(over, allow)?;
-    for (key, v) in over {
+    // Read again: a config built by hand never went through resolve.
+    let over = read_override(over)?;
+    gate(&over, g)?;
+    for (key, v) in &over {
         match key.as_str() {
             "Mounts" => {
                 let mut mounts = out
@@ -153,7 +589,6 @@ pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Val
                         .and_then(Value::as_str)
                         .and_then(normalize_path)
                 };
-                // Cannot be other than an array: check_override verified it.
                 for (i, m) in v.as_array().into_iter().flatten().enumerate() {
                     let t = target(m);
                     if mounts.iter().any(|g| target(g) == t) {
@@ -175,19 +610,25 @@ pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Val
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
-                let extra = v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+                let extra = v.as_array().cloned().unwrap_or_default();
+                let nnp_off = key == "SecurityOpt"
+                    && extra.iter().any(|x| {
+                        x.as_str().is_some_and(|s| {
+                            security_opt::parse(s) == security_opt::SecOpt::NoNewPrivileges(false)
+                        })
+                    });
+                if nnp_off {
+                    // Only the opt-in gets here (the gate refused it otherwise).
+                    list.retain(|g| {
+                        !g.as_str().is_some_and(|s| {
+                            matches!(
+                                security_opt::parse(s),
+                                security_opt::SecOpt::NoNewPrivileges(_)
+                            )
+                        })
+                    });
+                }
                 for x in extra {
-                    let nnp_off = x
-                        .as_str()
-                        .is_some_and(|s| normalise_opt(s) == "no-new-privileges=false");
-                    if nnp_off && allow {
-                        list.retain(|g| {
-                            !g.as_str().is_some_and(|s| {
-                                let s = normalise_opt(s);
-                                s == "no-new-privileges" || s == "no-new-privileges=true"
-                            })
-                        });
-                    }
                     if !list.contains(&x) {
                         list.push(x);
                     }
@@ -209,165 +650,4 @@ pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Val
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::resolve_docker_config;
-    use serde_json::json;
-
-    fn generated() -> Value {
-        json!({
-            "Memory": 1073741824, "MemorySwap": 1073741824, "CapDrop": ["ALL"],
-            "SecurityOpt": ["no-new-privileges"], "Init": true, "NetworkMode": "none",
-            "Mounts": [
-                {"Type": "bind", "Source": "/ws", "Target": "/workspace", "ReadOnly": false},
-                {"Type": "bind", "Source": "/s", "Target": "/home/claude/.claude/projects/-workspace", "ReadOnly": false},
-            ],
-        })
-    }
-
-    fn config(hc: Value, allow: bool) -> Result<DockerConfig> {
-        resolve_docker_config(&json!({"host_config": hc, "allow_unsafe_host_config": allow}))
-    }
-
-    fn merged(hc: Value, allow: bool) -> Result<Value> {
-        merge_host_config(&generated(), &config(hc, allow)?)
-    }
-
-    #[test]
-    fn plain_keys_override() {
-        let m = merged(json!({"ShmSize": 67108864, "Init": false}), false).unwrap();
-        assert_eq!(m["ShmSize"], 67108864);
-        assert_eq!(m["Init"], false);
-        assert_eq!(m["CapDrop"], json!(["ALL"]));
-        // No override: the generated config as it is.
-        let c = resolve_docker_config(&json!({})).unwrap();
-        assert_eq!(merge_host_config(&generated(), &c).unwrap(), generated());
-    }
-
-    #[test]
-    fn unsafe_settings_need_the_allow_flag() {
-        for hc in [
-            json!({"Privileged": true}),
-            json!({"CapAdd": ["SYS_ADMIN"]}),
-            json!({"SecurityOpt": ["no-new-privileges:false"]}),
-            json!({"SecurityOpt": ["no-new-privileges=false"]}),
-            json!({"SecurityOpt": ["seccomp=unconfined"]}),
-            json!({"PidMode": "host"}),
-            json!({"Devices": [{"PathOnHost": "/dev/kvm"}]}),
-            json!({"MaskedPaths": []}),
-        ] {
-            let e = config(hc.clone(), false).unwrap_err().to_string();
-            assert!(e.starts_with("invalid docker.host_config."), "{hc}: {e}");
-            assert!(
-                e.contains("set docker.allow_unsafe_host_config: true"),
-                "{hc}: {e}"
-            );
-            assert!(merged(hc, true).is_ok());
-        }
-        assert_eq!(
-            config(json!({"Privileged": true}), false).unwrap_err().to_string(),
-            "invalid docker.host_config.Privileged: true loosens the container's security; set docker.allow_unsafe_host_config: true in the fleet config to allow it"
-        );
-        // Harmless values of the same keys pass.
-        assert!(merged(
-            json!({"Privileged": false, "CapAdd": [], "PidMode": ""}),
-            false
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn merge_refuses_unsafe_even_when_the_config_was_built_by_hand() {
-        let mut c = resolve_docker_config(&json!({})).unwrap();
-        c.host_config_override = Some(json!({"Privileged": true}));
-        assert!(merge_host_config(&generated(), &c).is_err());
-        c.allow_unsafe_host_config = true;
-        assert_eq!(
-            merge_host_config(&generated(), &c).unwrap()["Privileged"],
-            true
-        );
-    }
-
-    #[test]
-    fn security_lists_are_joined() {
-        let m = merged(
-            json!({"SecurityOpt": ["seccomp=/p.json"], "CapDrop": ["NET_RAW"]}),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            m["SecurityOpt"],
-            json!(["no-new-privileges", "seccomp=/p.json"])
-        );
-        assert_eq!(m["CapDrop"], json!(["ALL", "NET_RAW"]));
-        // An empty CapDrop cannot bring capabilities back.
-        assert_eq!(
-            merged(json!({"CapDrop": []}), false).unwrap()["CapDrop"],
-            json!(["ALL"])
-        );
-        // Allowed removal of no-new-privileges.
-        let m = merged(json!({"SecurityOpt": ["no-new-privileges:false"]}), true).unwrap();
-        assert_eq!(m["SecurityOpt"], json!(["no-new-privileges:false"]));
-    }
-
-    #[test]
-    fn runner_mounts_are_never_dropped() {
-        let m = merged(
-            json!({"Mounts": [{"Type": "tmpfs", "Target": "/cache"}]}),
-            false,
-        )
-        .unwrap();
-        let targets: Vec<&str> = m["Mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Target"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            targets,
-            [
-                "/workspace",
-                "/home/claude/.claude/projects/-workspace",
-                "/cache"
-            ]
-        );
-        for hc in [
-            json!({"Mounts": [{"Type": "bind", "Source": "/x", "Target": "/workspace"}]}),
-            json!({"Mounts": [{"Type": "bind", "Source": "/x", "Target": "/workspace/sub"}]}),
-            json!({"Mounts": [{"Type": "bind", "Source": "/x"}]}),
-            json!({"Mounts": "x"}),
-            json!({"Binds": ["/x:/y"]}),
-            json!({"AutoRemove": true}),
-        ] {
-            let e = config(hc.clone(), true).unwrap_err().to_string();
-            assert!(e.starts_with("invalid docker.host_config."), "{hc}: {e}");
-        }
-        // A target the runner mounts outside the reserved paths (say a user volume) is refused at
-        // merge time.
-        let mut g = generated();
-        g["Mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"Type": "bind", "Source": "/d", "Target": "/data"}));
-        let c = config(
-            json!({"Mounts": [{"Type": "tmpfs", "Target": "/data/"}]}),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            merge_host_config(&g, &c).unwrap_err().to_string(),
-            "invalid docker.host_config.Mounts[0]: Target /data is already mounted by the runner; use another path"
-        );
-    }
-
-    #[test]
-    fn memory_override_keeps_no_extra_swap() {
-        let m = merged(json!({"Memory": 536870912}), false).unwrap();
-        assert_eq!(
-            (m["Memory"].clone(), m["MemorySwap"].clone()),
-            (json!(536870912), json!(536870912))
-        );
-        let m = merged(json!({"Memory": 536870912, "MemorySwap": -1}), false).unwrap();
-        assert_eq!(m["MemorySwap"], -1);
-    }
-}
+mod tests;

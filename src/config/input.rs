@@ -141,7 +141,7 @@ impl DockerInput {
                 "pids_limit" => d.pids_limit = Some(positive(f, v)?),
                 "labels" => d.labels = Some(labels(v)?),
                 "host_config" => match v {
-                    Value::Object(m) => d.host_config = Some(m.clone()),
+                    Value::Object(m) => d.host_config = Some(super::host_config::read_override(m)?),
                     other => {
                         return Err(Error::invalid(
                             f,
@@ -213,10 +213,9 @@ impl DockerInput {
             }
             targets.insert(target, field);
         }
+        // The host_config override was read with its block; whether it needs the opt-in is
+        // decided when a job starts, where the runner's own opt-in is known.
         let allow = self.allow_unsafe_host_config.unwrap_or(false);
-        if let Some(hc) = &self.host_config {
-            super::host_config::check_override(hc, allow)?;
-        }
         Ok(DockerConfig {
             enabled: self.enabled.unwrap_or(false),
             ephemeral: self.ephemeral.unwrap_or(true),

@@ -23,7 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
-pub use host_config::merge_host_config;
+pub(crate) use host_config::{
+    check_device, merge, no_new_privileges, parse_security_opt, EngineSockets, Gate, SecOpt,
+    ALLOW_HOW,
+};
+pub use host_config::{merge_host_config, ALLOW_UNSAFE_ENV};
 pub use layer::{resolve_layered, DockerLayers, AGENT_FIELDS};
 pub(crate) use parse::quote;
 pub use parse::{
@@ -232,12 +236,17 @@ pub struct DockerConfig {
     pub pids_limit: Option<u64>,
     /// User labels; none may use the `dev.herdctl.` prefix. Default: empty.
     pub labels: BTreeMap<String, String>,
-    /// Raw engine `HostConfig` merged over the generated one by [`merge_host_config`]. Fleet only.
-    /// Default: unset.
+    /// Raw engine `HostConfig` merged over the generated one by [`merge_host_config`], with its
+    /// keys in the engine's spelling (the engine reads keys in any letter case; resolving
+    /// rewrites them, and refuses two keys for one field). Settings that can loosen the
+    /// container are refused when a job starts unless opted in. Fleet only. Default: unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_config_override: Option<serde_json::Value>,
-    /// Lets `host_config_override` loosen security (`Privileged`, `CapAdd`, dropping
-    /// no-new-privileges, host namespaces, devices, unconfined profiles). Fleet only. Default: false.
+    /// Lets `host_config_override` (and `volumes`) loosen the container: `Privileged`, `CapAdd`,
+    /// turning no-new-privileges off, host namespaces, devices other than GPUs, host paths
+    /// beyond `volumes`, the engine's socket, security profiles, and keys the runner does not
+    /// know. Fleet only. The runner's own opt-in ([`crate::RunnerOptions::allow_unsafe_host_config`],
+    /// or [`ALLOW_UNSAFE_ENV`]) does the same for every agent. Default: false.
     #[serde(default)]
     pub allow_unsafe_host_config: bool,
 }

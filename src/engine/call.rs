@@ -314,7 +314,28 @@ impl Engine {
 
     /// Sends a request and reads the answer's head. A `400 client version is too new/old`
     /// renegotiates the version once and sends again (when the body can be sent again).
-    pub(crate) fn send(&self, mut req: Req<'_>) -> Result<Response> {
+    pub(crate) fn send(&self, req: Req<'_>) -> Result<Response> {
+        // The debug log's hook: nothing but a branch when no observer is set.
+        let Some(observer) = self.inner.opts.on_call.clone() else {
+            return self.send_inner(req);
+        };
+        let started = Instant::now();
+        let (method, path) = match req.versioned {
+            true => (req.method, format!("/v{}{}", self.api_version(), req.path)),
+            false => (req.method, req.path.clone()),
+        };
+        let result = self.send_inner(req);
+        observer(&super::log::CallEvent {
+            method,
+            path: super::log::log_path(&path),
+            status: result.as_ref().ok().map(Response::status),
+            elapsed: started.elapsed(),
+            error: result.as_ref().err().map(ToString::to_string),
+        });
+        result
+    }
+
+    fn send_inner(&self, mut req: Req<'_>) -> Result<Response> {
         let call = req
             .call
             .clone()

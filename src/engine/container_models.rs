@@ -66,6 +66,9 @@ pub struct ContainerConfig {
     /// Its working directory.
     #[serde(default, deserialize_with = "null_default")]
     pub working_dir: String,
+    /// The volumes it declares (the image's `VOLUME`s), by container path.
+    #[serde(default, deserialize_with = "null_default")]
+    pub volumes: BTreeMap<String, serde_json::Value>,
 }
 
 /// Whether and how a container runs.
@@ -148,6 +151,79 @@ pub struct ContainerHostConfig {
     /// tmpfs mounts: path to options.
     #[serde(default, deserialize_with = "null_default")]
     pub tmpfs: BTreeMap<String, String>,
+    /// Whether it runs privileged.
+    #[serde(default, deserialize_with = "null_default")]
+    pub privileged: bool,
+    /// Capabilities that replace the default set (API 1.40-1.42; ignored by later engines).
+    #[serde(default, deserialize_with = "null_default")]
+    pub capabilities: Vec<String>,
+    /// Process namespace: empty (its own), `host` or `container:<id>`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub pid_mode: String,
+    /// IPC namespace: `private`, `shareable`, `none`, `host` or `container:<id>`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub ipc_mode: String,
+    /// Hostname namespace: empty (its own) or `host`.
+    #[serde(rename = "UTSMode", default, deserialize_with = "null_default")]
+    pub uts_mode: String,
+    /// User namespace: empty (the engine's) or `host`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub userns_mode: String,
+    /// Cgroup namespace: `private` or `host` (`None`: an engine older than API 1.41).
+    #[serde(default)]
+    pub cgroupns_mode: Option<String>,
+    /// Host devices given to it.
+    #[serde(default, deserialize_with = "null_default")]
+    pub devices: Vec<DeviceMapping>,
+    /// Devices requested from a driver (GPUs), as the engine keeps them.
+    #[serde(default, deserialize_with = "null_default")]
+    pub device_requests: Vec<serde_json::Value>,
+    /// Device cgroup rules, like `c 1:3 rwm`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub device_cgroup_rules: Vec<String>,
+    /// Extra groups of the container's user.
+    #[serde(default, deserialize_with = "null_default")]
+    pub group_add: Vec<String>,
+    /// `/proc` and `/sys` paths hidden from it (`None`: not reported).
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    /// `/proc` and `/sys` paths it may read but not write (`None`: not reported).
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
+    /// `host:container` bind mounts in the engine's short form.
+    #[serde(default, deserialize_with = "null_default")]
+    pub binds: Vec<String>,
+    /// Containers whose volumes it mounts.
+    #[serde(default, deserialize_with = "null_default")]
+    pub volumes_from: Vec<String>,
+    /// Kernel parameters set for it.
+    #[serde(default, deserialize_with = "null_default")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Whether every exposed port is published.
+    #[serde(default, deserialize_with = "null_default")]
+    pub publish_all_ports: bool,
+    /// The OOM score adjustment (negative: the host's processes go first).
+    #[serde(default, deserialize_with = "null_default")]
+    pub oom_score_adj: i64,
+    /// Its runtime, like `runc`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub runtime: String,
+}
+
+/// One host device given to a container.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct DeviceMapping {
+    /// The device on the host.
+    #[serde(default, deserialize_with = "null_default")]
+    pub path_on_host: String,
+    /// Where it appears in the container.
+    #[serde(default, deserialize_with = "null_default")]
+    pub path_in_container: String,
+    /// `r`, `w` and `m` (mknod) as the device cgroup allows them.
+    #[serde(default, deserialize_with = "null_default")]
+    pub cgroup_permissions: String,
 }
 
 /// One mount of a container, as mounted.
@@ -170,6 +246,9 @@ pub struct MountPoint {
     /// The mode string, like `ro` or `z`.
     #[serde(default, deserialize_with = "null_default")]
     pub mode: String,
+    /// A volume's name (empty for other types).
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
 }
 
 /// One container in a list (`GET /containers/json`).

@@ -19,11 +19,12 @@ pub(crate) enum Meaning {
     NotFound(&'static str, &'static str),
 }
 
-/// The engine's error text is kept to this many bytes: enough for any real message, and a bound
-/// on what a misbehaving engine can put into an error.
-const MESSAGE_LIMIT: usize = 2048;
-
 /// The daemon's message from an error body: its JSON `message`, else the raw text.
+///
+/// Never cut here: the body is already bounded by what the caller read (64 KiB for an error
+/// body), and the message is cut only when an [`Error`] is written, after the runner has
+/// redacted it, so that a secret the engine quotes (some engines and proxies echo the request
+/// body, env and all) cannot survive in part at the cut.
 pub(crate) fn engine_message(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
@@ -37,18 +38,7 @@ pub(crate) fn engine_message(body: &[u8]) -> String {
     if text.is_empty() {
         return "(no message)".to_string();
     }
-    truncate(text, MESSAGE_LIMIT)
-}
-
-fn truncate(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_string();
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    text.to_string()
 }
 
 /// Podman answers 500 where Docker answers 409 (a name in use, a container in the wrong state);
@@ -246,10 +236,38 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_cut_on_a_char_boundary() {
+    fn long_messages_are_kept_whole_and_cut_on_a_char_boundary_when_shown() {
         let body = "é".repeat(3000);
         let m = engine_message(body.as_bytes());
-        assert!(m.len() <= MESSAGE_LIMIT + 3 && m.ends_with("..."));
+        assert_eq!(m, body);
+        let shown = answer_error("GET /x", "", 500, body.as_bytes(), &[]).to_string();
+        assert!(shown.ends_with("é...") && shown.len() < 2100, "{shown}");
+    }
+
+    /// An engine (or proxy) that quotes the request body, env and all, in a long error: the
+    /// message is cut only when shown, after the runner redacted it, so a secret straddling the
+    /// cut leaves no fragment, at every offset. (Cut here, before redaction, the secret's start
+    /// survived in front of the `...`.)
+    #[test]
+    fn a_secret_across_the_cut_of_a_long_message_is_redacted_whole() {
+        let secret = "sk-ant-api03-secret-value";
+        let redactor = crate::Redactor::new([secret]);
+        for offset in 0..=secret.len() {
+            // Filler and tail share no byte with the secret: any secret byte left is a fragment.
+            let message = format!("{}{secret}.....", "x".repeat(2048 - offset));
+            let body = serde_json::json!({ "message": message }).to_string();
+            let shown = answer_error("POST /containers/c/exec", "", 500, body.as_bytes(), &[])
+                .redact(&redactor)
+                .to_string();
+            let text = shown.split_once(": the engine answered 500: ").unwrap().1;
+            // The cut may fall inside the marker ("[REDA..."), never inside the secret.
+            assert!(
+                text.bytes()
+                    .all(|b| b"x.".contains(&b) || crate::REDACTED.as_bytes().contains(&b)),
+                "offset {offset}: {shown}"
+            );
+            assert!(text.len() <= 2048 + 3, "{}", text.len());
+        }
     }
 
     #[test]

@@ -52,9 +52,10 @@ impl fmt::Display for FrameError {
     }
 }
 
-/// The engine's error stream (id 3) is kept whole up to this size to report it; the rest is
-/// dropped, since an error message longer than this says nothing more.
-const ENGINE_ERROR_LIMIT: usize = 4096;
+/// The engine's error stream (id 3) is kept whole up to this size to report it. A longer one is
+/// not shown at all rather than cut: a cut one could end inside a secret it quotes, and only the
+/// runner, later, knows the secrets to redact.
+const ENGINE_ERROR_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -158,9 +159,13 @@ impl FrameDecoder {
     }
 
     fn engine_error(&mut self) -> FrameError {
-        let text = String::from_utf8_lossy(&self.engine_error)
-            .trim()
-            .to_string();
+        let text = if self.engine_error.len() >= ENGINE_ERROR_LIMIT {
+            format!("an error message of {ENGINE_ERROR_LIMIT} bytes or more (not shown)")
+        } else {
+            String::from_utf8_lossy(&self.engine_error)
+                .trim()
+                .to_string()
+        };
         self.engine_error.clear();
         FrameError::Engine(text)
     }
@@ -303,6 +308,12 @@ mod tests {
             feed(&frame(3, b""), &[1]).unwrap_err(),
             FrameError::Engine(String::new())
         );
+        // Too long to show whole: not shown at all, rather than cut where a secret may be.
+        let long = frame(3, &vec![b'k'; ENGINE_ERROR_LIMIT + 10]);
+        let FrameError::Engine(text) = feed(&long, &[4096]).unwrap_err() else {
+            panic!("not an engine error")
+        };
+        assert!(text.contains("not shown") && !text.contains('k'), "{text}");
     }
 
     #[test]

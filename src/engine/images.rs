@@ -112,7 +112,7 @@ const IMAGE_404: &[(u16, Meaning)] = &[(
     404,
     Meaning::NotFound(
         "image",
-        "; build it (scripts/build-test-images for the tests) or pull it",
+        "; build it (docker build) or pull it (docker pull)",
     ),
 )];
 const PULL_404: &[(u16, Meaning)] = &[(

@@ -29,6 +29,7 @@ mod frames;
 mod hijack;
 mod http;
 mod images;
+mod log;
 mod ssh;
 mod system;
 mod tls;
@@ -44,7 +45,7 @@ use serde::{Deserialize, Deserializer};
 pub use address::{AddressSource, ContextChoice, DEFAULT_SOCKET};
 pub use container_models::{
     ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerState, ContainerSummary,
-    MountPoint, ProcessList,
+    DeviceMapping, MountPoint, ProcessList,
 };
 pub use containers::{
     KillOutcome, MemoryStats, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus,
@@ -53,6 +54,8 @@ pub use containers::{
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
 pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
+use log::process_env_redactor;
+pub use log::{log_level_from_env, stderr_logger, CallEvent, CallObserver, LogLevel, LOG_ENV};
 pub use ssh::SshTarget;
 pub use system::{EngineInfo, EngineVersion};
 pub use tls::TlsFiles;
@@ -68,7 +71,7 @@ pub const CLIENT_MIN_API: u32 = 41;
 pub const CLIENT_MAX_API: u32 = 47;
 
 /// How to reach the engine and how long to wait for it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineOptions {
     /// Where the engine listens. Default: `unix:///var/run/docker.sock`.
     pub host: Host,
@@ -91,6 +94,23 @@ pub struct EngineOptions {
     /// that block by nature (wait, pull, import, an exec's output) have none unless given one.
     /// Default: 60 s.
     pub call_timeout: Duration,
+    /// Receives one [`CallEvent`] per call (a debug log). Default: none; [`EngineOptions::from_env`]
+    /// sets a stderr printer when `HERDCTL_CONTAINER_LOG=debug`.
+    pub on_call: Option<CallObserver>,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("host", &self.host)
+            .field("tls", &self.tls)
+            .field("ssh_options", &self.ssh_options)
+            .field("source", &self.source)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("call_timeout", &self.call_timeout)
+            .field("on_call", &self.on_call.is_some())
+            .finish()
+    }
 }
 
 impl Default for EngineOptions {
@@ -102,6 +122,7 @@ impl Default for EngineOptions {
             source: AddressSource::Default,
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),
+            on_call: None,
         }
     }
 }
@@ -112,9 +133,14 @@ impl EngineOptions {
     /// files of `DOCKER_CERT_PATH`), else the docker context named by `DOCKER_CONTEXT`, else the
     /// current context of `~/.docker/config.json`, else `/var/run/docker.sock`; when that socket
     /// does not exist, rootless Docker's or Podman's socket (see [`AddressSource::Fallback`]).
-    /// [`EngineOptions::source`] says which.
+    /// [`EngineOptions::source`] says which. With `HERDCTL_CONTAINER_LOG=debug`, each call is
+    /// printed to stderr (redacted of this process's secret-looking env values).
     pub fn from_env() -> crate::Result<EngineOptions> {
-        EngineOptions::from_env_lookup(&process_env)
+        let mut opts = EngineOptions::from_env_lookup(&process_env)?;
+        if log_level_from_env()? == LogLevel::Debug {
+            opts.on_call = Some(stderr_logger("herdctl-container: ", process_env_redactor()));
+        }
+        Ok(opts)
     }
 
     /// [`EngineOptions::from_env`], reading the variables (`DOCKER_HOST`, `DOCKER_CONTEXT`,

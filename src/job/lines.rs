@@ -18,6 +18,8 @@ pub(crate) struct Lines {
 
 use std::ops::Range;
 
+use crate::redact::Redactor;
+
 /// A line grew past the limit without a newline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LineTooLong;
@@ -93,41 +95,55 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// The last `cap` bytes of a stream (a job's stderr), for failure reports.
+/// The last `cap` bytes of a stream (a job's stderr), for failure reports, redacted before they
+/// are cut: it buffers `margin` bytes more than it shows (the longest secret's length), so that a
+/// secret straddling the cut is still seen whole by [`Tail::text`] and no part of it survives.
 #[derive(Debug)]
 pub(crate) struct Tail {
     buf: Vec<u8>,
     cap: usize,
+    margin: usize,
 }
 
 impl Tail {
-    pub(crate) fn new(cap: usize) -> Tail {
+    pub(crate) fn new(cap: usize, margin: usize) -> Tail {
         Tail {
             buf: Vec::new(),
             cap,
+            margin,
         }
     }
 
     pub(crate) fn push(&mut self, chunk: &[u8]) {
-        if chunk.len() >= self.cap {
+        let bound = self.cap + self.margin;
+        if chunk.len() >= bound {
             self.buf.clear();
-            self.buf.extend_from_slice(&chunk[chunk.len() - self.cap..]);
+            self.buf.extend_from_slice(&chunk[chunk.len() - bound..]);
             return;
         }
-        let overflow = (self.buf.len() + chunk.len()).saturating_sub(self.cap);
-        self.buf.drain(..overflow);
+        // The buffer may hold up to twice the bound, so the front is dropped once per bound
+        // rather than on every chunk: stdout's tail sits on the output path, where moving the
+        // whole tail for each small frame would cost more than the copy itself.
+        if self.buf.len() + chunk.len() > 2 * bound {
+            let keep = bound - chunk.len();
+            self.buf.drain(..self.buf.len() - keep);
+        }
         self.buf.extend_from_slice(chunk);
     }
 
-    /// The tail as text; a character cut at the front by the bound is replaced, not an error.
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf).into_owned()
+    /// The last `cap` bytes as text, every secret of `redactor` replaced first (give it the
+    /// redactor whose [`Redactor::longest`] was the margin); a character cut at the front by the
+    /// bound is replaced, not an error.
+    pub(crate) fn text(&self, redactor: &Redactor) -> String {
+        let from = self.buf.len().saturating_sub(self.cap + self.margin);
+        String::from_utf8_lossy(&redactor.redact_tail(&self.buf[from..], self.cap)).into_owned()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::REDACTED;
 
     fn collect(lines: &mut Lines) -> Vec<String> {
         let mut out = Vec::new();
@@ -192,11 +208,49 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_last_bytes() {
-        let mut t = Tail::new(5);
+        let none = Redactor::default();
+        let mut t = Tail::new(5, none.longest());
         t.push(b"abc");
         t.push(b"defg");
-        assert_eq!(t.text(), "cdefg");
+        assert_eq!(t.text(&none), "cdefg");
         t.push(b"0123456789");
-        assert_eq!(t.text(), "56789");
+        assert_eq!(t.text(&none), "56789");
+        for chunk in [&b"ab"[..], b"cd", b"ef", b"gh", b"ij", b"k"] {
+            t.push(chunk);
+        }
+        assert_eq!(t.text(&none), "ghijk");
+        assert!(t.buf.len() <= 10, "bounded by twice the tail");
+    }
+
+    /// A secret across the tail's cut, at every offset and with the stream split into chunks of
+    /// every size from 1 byte to larger than the tail: no part of it survives. (Cut first, as
+    /// before, the secret's end survived at the front of the tail.)
+    #[test]
+    fn a_secret_across_the_cut_leaves_no_fragment() {
+        let secret = "sk-ant-api03-0123456789";
+        let redactor = Redactor::new([secret]);
+        let cap = 32;
+        for offset in 0..=secret.len() {
+            // The cut (the stream's end minus `cap`) falls `offset` bytes into the secret.
+            let stream = format!(
+                "{}{secret}{}",
+                "x".repeat(100),
+                "x".repeat(cap + offset - secret.len())
+            );
+            for chunk in [1, 3, 7, cap, cap + secret.len() + 1, stream.len()] {
+                let mut t = Tail::new(cap, redactor.longest());
+                for piece in stream.as_bytes().chunks(chunk) {
+                    t.push(piece);
+                }
+                let text = t.text(&redactor);
+                assert!(
+                    text.replace(REDACTED, "").bytes().all(|b| b == b'x'),
+                    "offset {offset}, chunk {chunk}: {text}"
+                );
+                if offset < secret.len() {
+                    assert!(text.starts_with(REDACTED), "offset {offset}: {text}");
+                }
+            }
+        }
     }
 }

@@ -18,17 +18,23 @@ use std::time::{Duration, Instant};
 pub use cancel::Canceller;
 pub(crate) use cancel::{run_argv, StopReason};
 pub(crate) use group::JobGroup;
-pub use outcome::{JobReport, Outcome, Timings};
+pub use outcome::{JobReport, JobSummary, Outcome, Timings};
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
 use crate::lifecycle::Lease;
 use crate::paths::PathMap;
+use crate::records;
 use crate::redact::Redactor;
 use crate::Error;
 use lines::{LineTooLong, Lines, Tail};
 
 /// How much of stderr a report keeps.
 const STDERR_TAIL: usize = 8 * 1024;
+/// How much of stdout a job record keeps, after redaction.
+const STDOUT_TAIL: usize = 8 * 1024;
+/// Kept beyond [`STDOUT_TAIL`] before redaction, so that a secret cut at the buffer's front is
+/// dropped by the final cut instead of surviving in part (secrets are far shorter).
+const TAIL_MARGIN: usize = 4 * 1024;
 /// How long an exit code may stay unknown (`ExitCode: null`) after the stream ended before the
 /// job is reported as failed; the engine normally fills it within milliseconds.
 const EXIT_CODE_GRACE: Duration = Duration::from_secs(2);
@@ -42,7 +48,11 @@ pub struct Job {
     output: ExecOutput,
     lines: Lines,
     stderr: Tail,
+    /// The end of stdout, for the job's record.
+    stdout: Tail,
     redactor: Redactor,
+    /// What the job's record says besides the report.
+    record: records::Head,
     writer: Option<JoinHandle<()>>,
     canceller: Canceller,
     /// Dropping it tells the deadline watchdog that the job is over.
@@ -50,6 +60,8 @@ pub struct Job {
     started: Instant,
     timings: Timings,
     warnings: Vec<String>,
+    image: String,
+    config_hash: String,
     /// The job's mounts, for translating paths between host and container.
     paths: PathMap,
     /// Set when the output ended: `None` for a clean end of stream.
@@ -80,8 +92,11 @@ pub(crate) struct Started {
     pub started: Instant,
     pub timings: Timings,
     pub warnings: Vec<String>,
+    pub image: String,
+    pub config_hash: String,
     pub lease: Lease,
     pub paths: PathMap,
+    pub record: records::Head,
 }
 
 impl Job {
@@ -95,14 +110,19 @@ impl Job {
             exec_id: s.exec_id,
             output: s.output,
             lines: Lines::new(s.max_line),
-            stderr: Tail::new(STDERR_TAIL),
+            // At least TAIL_MARGIN, whatever the secrets: a tail is never cut mid-secret.
+            stderr: Tail::new(STDERR_TAIL, s.redactor.longest().max(TAIL_MARGIN)),
+            stdout: Tail::new(STDOUT_TAIL, s.redactor.longest().max(TAIL_MARGIN)),
             redactor: s.redactor,
+            record: s.record,
             writer: Some(writer),
             canceller: s.canceller,
             _watchdog: watchdog,
             started: s.started,
             timings: s.timings,
             warnings: s.warnings,
+            image: s.image,
+            config_hash: s.config_hash,
             ended: None,
             lease: Some(s.lease),
             paths: s.paths,
@@ -133,7 +153,10 @@ impl Job {
                         self.timings.first_byte = Some(self.started.elapsed());
                     }
                     match stream {
-                        Stream::Stdout => self.lines.push(data),
+                        Stream::Stdout => {
+                            self.stdout.push(data);
+                            self.lines.push(data)
+                        }
                         Stream::Stderr => self.stderr.push(data),
                     }
                 }
@@ -156,6 +179,12 @@ impl Job {
     /// (`/workspace/src/main.rs`) into the host's, or back.
     pub fn path_map(&self) -> &PathMap {
         &self.paths
+    }
+
+    /// The redactor of this job's secrets (credentials, the config's and the spec's secrets),
+    /// for what a wrapper reports about the job.
+    pub(crate) fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// A handle that cancels this job from another thread.
@@ -226,14 +255,35 @@ impl Job {
         let release_started = Instant::now();
         self.warnings.extend(lease.release());
         self.timings.release = Some(release_started.elapsed());
-        JobReport {
+        // What the engine said reaches the caller only redacted: an engine or proxy may quote a
+        // request of this job (its exec's env) in an error or a warning.
+        let outcome = match outcome {
+            Outcome::Failed(e) => Outcome::Failed(e.redact(&self.redactor)),
+            other => other,
+        };
+        let warnings = std::mem::take(&mut self.warnings)
+            .into_iter()
+            .map(|w| self.redactor.redact(&w).into_owned())
+            .collect();
+        let mut report = JobReport {
             outcome,
             container_id: lease.id().to_string(),
             container_name: lease.name().to_string(),
-            stderr_tail: self.redactor.redact(&self.stderr.text()).into_owned(),
+            image: std::mem::take(&mut self.image),
+            config_hash: std::mem::take(&mut self.config_hash),
+            stderr_tail: self.stderr.text(&self.redactor),
             timings: self.timings.clone(),
-            warnings: std::mem::take(&mut self.warnings),
+            warnings,
+            redactor: self.redactor.clone(),
+        };
+        let stdout = self.stdout.text(&self.redactor);
+        if let Err(e) = records::write(&self.record, &report, &stdout, &self.redactor) {
+            report.warnings.push(format!(
+                "the job record was not written: {}",
+                self.redactor.redact(&e.to_string())
+            ));
         }
+        report
     }
 
     /// The outcome of an exec whose stream ended by itself.

@@ -8,7 +8,9 @@
 use napi::{Env, Result};
 use napi_derive::napi;
 
-use crate::errors::throw;
+use herdctl_container::Redactor;
+
+use crate::errors::{config_secrets, throw};
 
 /// The image used when the config names none.
 #[napi]
@@ -59,14 +61,17 @@ pub fn resolve_docker_config(env: &Env, docker: String) -> Result<String> {
     let value: serde_json::Value = serde_json::from_str(&docker).map_err(|e| {
         throw(
             env,
-            &herdctl_container::Error::invalid("docker", format!("not JSON: {e}")),
+            herdctl_container::Error::invalid("docker", format!("not JSON: {e}")),
+            &Redactor::from_process_env,
         )
     })?;
-    let config = herdctl_container::resolve_docker_config(&value).map_err(|e| throw(env, &e))?;
+    let config = herdctl_container::resolve_docker_config(&value)
+        .map_err(|e| throw(env, e, &*config_secrets(&value)))?;
     serde_json::to_string(&config).map_err(|e| {
         throw(
             env,
-            &herdctl_container::Error::invalid("docker", format!("cannot be written as JSON: {e}")),
+            herdctl_container::Error::invalid("docker", format!("cannot be written as JSON: {e}")),
+            &Redactor::from_process_env,
         )
     })
 }
@@ -78,13 +83,14 @@ pub fn parse_memory_to_bytes(env: &Env, memory: String) -> Result<f64> {
     // Exact up to 8 PiB (2^53 bytes); JS numbers cannot say more.
     herdctl_container::parse_memory_to_bytes(&memory)
         .map(|b| b as f64)
-        .map_err(|e| throw(env, &e))
+        .map_err(|e| throw(env, e, &Redactor::from_process_env))
 }
 
 /// herdctl's `parsePortBinding`: `"8080:80"` (host:container) or `"3000"`.
 #[napi(catch_unwind)]
 pub fn parse_port_binding(env: &Env, port: String) -> Result<PortBinding> {
-    let p = herdctl_container::parse_port_binding(&port).map_err(|e| throw(env, &e))?;
+    let p = herdctl_container::parse_port_binding(&port)
+        .map_err(|e| throw(env, e, &Redactor::from_process_env))?;
     Ok(PortBinding {
         host_port: p.host_port.into(),
         container_port: p.container_port.into(),
@@ -94,7 +100,8 @@ pub fn parse_port_binding(env: &Env, port: String) -> Result<PortBinding> {
 /// herdctl's `parseTmpfsMount`: `"/path"` or `"/path:options"`.
 #[napi(catch_unwind)]
 pub fn parse_tmpfs_mount(env: &Env, tmpfs: String) -> Result<TmpfsMount> {
-    let t = herdctl_container::parse_tmpfs_mount(&tmpfs).map_err(|e| throw(env, &e))?;
+    let t = herdctl_container::parse_tmpfs_mount(&tmpfs)
+        .map_err(|e| throw(env, e, &Redactor::from_process_env))?;
     Ok(TmpfsMount {
         path: t.path,
         options: t.options,
@@ -105,7 +112,8 @@ pub fn parse_tmpfs_mount(env: &Env, tmpfs: String) -> Result<TmpfsMount> {
 /// absolute.
 #[napi(catch_unwind)]
 pub fn parse_volume_mount(env: &Env, volume: String) -> Result<PathMapping> {
-    let v = herdctl_container::parse_volume_mount(&volume).map_err(|e| throw(env, &e))?;
+    let v = herdctl_container::parse_volume_mount(&volume)
+        .map_err(|e| throw(env, e, &Redactor::from_process_env))?;
     Ok(PathMapping {
         host_path: v.host_path,
         container_path: v.container_path,

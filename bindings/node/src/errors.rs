@@ -4,16 +4,48 @@
 //! Three roads lead here: a stream's producer fails (a [`StreamError`] that `next()` rejects
 //! with), a blocking task fails ([`Blocking`] rejects its promise), a synchronous call fails on
 //! the JS thread (`throw`). A panic on any of them becomes an `INTERNAL` error, never a crash.
+//! Each road takes the secrets to redact the error with (the core redacts a job's errors with
+//! the job's secrets; this is what the caller knows besides, applied to every error alike).
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use herdctl_container::Redactor;
 
 use napi::bindgen_prelude::{JsObjectValue, JsValue, Object, ToNapiValue, TypeName};
 use napi::{Env, Error, Result, Task};
 
 use crate::buffer::StreamError;
 
-/// A core error as the failure of a stream or task.
-pub(crate) fn failure(e: &herdctl_container::Error) -> StreamError {
+/// Makes the redactor an error is redacted with; called only when there is an error (it reads
+/// the environment and the credentials file).
+pub(crate) type Secrets = Arc<dyn Fn() -> Redactor + Send + Sync>;
+
+/// What this process holds secret (its credential variables, the credentials file's tokens) and
+/// the values of `env`'s entries whose names look secret (a docker config's env).
+pub(crate) fn secrets(env: BTreeMap<String, String>) -> Secrets {
+    Arc::new(move || Redactor::from_process_env().with_env(&env))
+}
+
+/// [`secrets`] of a docker config as JS gave it (JSON, before it is resolved): the string values
+/// of its `env`, so that an error about a config that does not resolve redacts them too.
+pub(crate) fn config_secrets(config: &serde_json::Value) -> Secrets {
+    let env = config
+        .get("env")
+        .and_then(serde_json::Value::as_object)
+        .map(|env| {
+            env.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    secrets(env)
+}
+
+/// A core error as the failure of a stream or task, redacted.
+pub(crate) fn failure(e: herdctl_container::Error, secrets: &dyn Fn() -> Redactor) -> StreamError {
+    let e = e.redact(&secrets());
     StreamError::new(e.code(), e.to_string())
 }
 
@@ -32,19 +64,25 @@ pub(crate) fn js_error(env: &Env, code: &str, message: &str) -> Error {
     build().unwrap_or_else(|e| e)
 }
 
-/// A core error thrown on the JS thread.
-pub(crate) fn throw(env: &Env, e: &herdctl_container::Error) -> Error {
+/// A core error thrown on the JS thread, redacted.
+pub(crate) fn throw(
+    env: &Env,
+    e: herdctl_container::Error,
+    secrets: &dyn Fn() -> Redactor,
+) -> Error {
+    let e = e.redact(&secrets());
     js_error(env, e.code(), &e.to_string())
 }
 
-/// Runs `work` and turns its error or its panic into a failure.
+/// Runs `work` and turns its error (redacted) or its panic into a failure.
 pub(crate) fn guarded<T>(
     what: &str,
+    secrets: &dyn Fn() -> Redactor,
     work: impl FnOnce() -> herdctl_container::Result<T>,
 ) -> std::result::Result<T, StreamError> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(failure(&e)),
+        Ok(Err(e)) => Err(failure(e, secrets)),
         Err(_) => Err(panicked(what)),
     }
 }
@@ -54,18 +92,22 @@ pub(crate) fn guarded<T>(
 /// prune, gc); streams never wait on the pool (see `stream.rs`).
 pub struct Blocking<T> {
     what: &'static str,
+    secrets: Secrets,
     work: Option<Box<dyn FnOnce() -> herdctl_container::Result<T> + Send>>,
     failed: Option<StreamError>,
 }
 
 impl<T> Blocking<T> {
-    /// A task named `what` (for the panic message) that runs `work`.
+    /// A task named `what` (for the panic message) that runs `work`; its error is redacted
+    /// with `secrets`.
     pub(crate) fn new(
         what: &'static str,
+        secrets: Secrets,
         work: impl FnOnce() -> herdctl_container::Result<T> + Send + 'static,
     ) -> Blocking<T> {
         Blocking {
             what,
+            secrets,
             work: Some(Box::new(work)),
             failed: None,
         }
@@ -83,7 +125,7 @@ where
         let Some(work) = self.work.take() else {
             return Err(Error::from_reason("internal error: a task ran twice"));
         };
-        guarded(self.what, work).map_err(|f| {
+        guarded(self.what, &*self.secrets, work).map_err(|f| {
             let e = Error::from_reason(f.message.clone());
             self.failed = Some(f);
             e

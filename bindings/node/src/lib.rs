@@ -31,6 +31,7 @@
 pub mod buffer;
 mod config;
 pub mod errors;
+mod hooks;
 mod runner;
 pub mod stream;
 mod test_producer;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
-use herdctl_container::engine::{EngineOptions, Host};
+use herdctl_container::engine::{log_level_from_env, stderr_logger, EngineOptions, Host, LogLevel};
 use herdctl_container::invocation::Strategy;
 use herdctl_container::mcp::ToolHandler;
 use herdctl_container::{DockerConfig, Engine, PullPolicy, Runner, RunnerOptions, SessionLayout};
@@ -24,11 +24,13 @@ use napi::{Env, Result};
 use napi_derive::napi;
 
 use crate::buffer::Capacity;
-use crate::errors::{guarded, throw, Blocking};
+use crate::errors::{config_secrets, guarded, secrets, throw, Blocking, Secrets};
+use crate::hooks::{call_observer, pull_progress, Callback, EngineCallEvent, PullProgressEvent};
 use crate::stream::MessageStream;
 use crate::tool_calls::{CloseOnDrop, ToolCalls};
 
-/// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional.
+/// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional; a field of
+/// the wrong type, or one not listed here, throws with code `INVALID_CONFIG`.
 #[napi(object)]
 #[derive(Default)]
 pub struct ContainerRunnerOptions {
@@ -57,6 +59,13 @@ pub struct ContainerRunnerOptions {
     /// another's transcripts) or `"flat"` (`<stateDir>/docker-sessions/`, where herdctl's session
     /// discovery looks today).
     pub session_layout: Option<String>,
+    /// Lets every agent's `host_config` (and volumes) loosen the container: privileged mode,
+    /// added capabilities, host namespaces, non-GPU devices, the engine's socket, security
+    /// profiles, keys the runner does not know. Without it a job asking for one of these is
+    /// refused with `INVALID_CONFIG`, saying how to opt in. The environment variable
+    /// `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` does the same; one agent can opt in with
+    /// `allow_unsafe_host_config: true` in its docker config. Default: false.
+    pub allow_unsafe_host_config: Option<bool>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -99,20 +108,27 @@ pub struct ContainerInfo {
 pub struct PruneResult {
     /// Ids of the containers removed.
     pub removed: Vec<String>,
-    /// Containers chosen but not removed, and why.
+    /// Ids of running ephemeral containers that `gc` stopped because no live process owned
+    /// them (their process was killed mid-job, or its stop failed); always empty for `prune`.
+    pub stopped: Vec<String>,
+    /// Containers chosen but not removed or stopped, and why.
     pub warnings: Vec<String>,
 }
 
 struct Core {
     engine: EngineOptions,
     agent_engines: BTreeMap<String, EngineOptions>,
+    pull_progress: Option<herdctl_container::PullProgressFn>,
     pull: PullPolicy,
     deadline: Option<Duration>,
     translate_paths: bool,
     session_layout: SessionLayout,
+    allow_unsafe_host_config: bool,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
+    /// What an error of this runner is redacted with besides a job's own secrets.
+    secrets: Secrets,
 }
 
 impl Core {
@@ -127,7 +143,9 @@ impl Core {
         let engine = Engine::with_options(self.engine.clone())?;
         let mut options = RunnerOptions::new(&self.state_dir);
         options.pull = self.pull;
+        options.pull_progress = self.pull_progress.clone();
         options.session_layout = self.session_layout;
+        options.allow_unsafe_host_config = self.allow_unsafe_host_config;
         options.agent_engines = self.agent_engines.clone();
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
@@ -144,27 +162,34 @@ pub struct ContainerRunnerCore {
 
 #[napi]
 impl ContainerRunnerCore {
-    /// Validates the docker config (YAML or resolved shape, as JSON text) and the engine address;
-    /// connects nothing yet.
+    /// Validates the docker config (YAML or resolved shape) and the options (a
+    /// `ContainerRunnerOptions` without its functions), each as JSON text, and the engine
+    /// address; connects nothing yet. `logger` receives one event per engine call (else
+    /// `HERDCTL_CONTAINER_LOG=debug` prints them to stderr); `onPullProgress` each line of a pull.
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: &Env,
         config: String,
         state_dir: String,
-        options: Option<ContainerRunnerOptions>,
+        options: Option<String>,
+        #[napi(ts_arg_type = "((event: EngineCallEvent) => void) | undefined | null")]
+        logger: Option<Callback<EngineCallEvent>>,
+        #[napi(ts_arg_type = "((event: PullProgressEvent) => void) | undefined | null")]
+        on_pull_progress: Option<Callback<PullProgressEvent>>,
     ) -> Result<Self> {
+        let parsed = serde_json::from_str::<serde_json::Value>(&config);
         let built = (|| {
-            let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| {
+            let value = parsed.as_ref().map_err(|e| {
                 herdctl_container::Error::invalid("docker", format!("not JSON: {e}"))
             })?;
-            let config = herdctl_container::resolve_docker_config(&value)?;
+            let config = herdctl_container::resolve_docker_config(value)?;
             if state_dir.is_empty() {
                 return Err(herdctl_container::Error::invalid(
                     "stateDir",
                     "empty; expected herdctl's state directory (.herdctl)",
                 ));
             }
-            let options = options.unwrap_or_default();
+            let options = runner_options(options.as_deref())?;
             let pull = match &options.pull {
                 Some(p) => p.parse::<PullPolicy>().map_err(|_| {
                     herdctl_container::Error::invalid(
@@ -186,16 +211,43 @@ impl ContainerRunnerCore {
                     ))
                 }
             };
+            let mut engine = engine_options(options.docker_host, options.socket_path)?;
+            engine.on_call = match logger {
+                Some(logger) => {
+                    let secrets: Vec<String> = config
+                        .env
+                        .iter()
+                        .filter(|(k, _)| herdctl_container::is_secret_name(k))
+                        .map(|(_, v)| v.clone())
+                        .collect();
+                    Some(call_observer(logger, &secrets))
+                }
+                // Whatever the address came from, the env switch holds.
+                None => match log_level_from_env()? {
+                    LogLevel::Debug => Some(stderr_logger(
+                        "herdctl-container: ",
+                        herdctl_container::Redactor::new(
+                            std::env::vars()
+                                .filter(|(k, _)| herdctl_container::is_secret_name(k))
+                                .map(|(_, v)| v),
+                        ),
+                    )),
+                    LogLevel::Info => None,
+                },
+            };
+            // Agents placed on other engines are logged like the runner's own.
             let mut agent_engines = BTreeMap::new();
             for (agent, address) in options.engines.unwrap_or_default() {
                 let field = format!("options.engines[{agent:?}]");
-                let engine =
+                let mut placed =
                     EngineOptions::for_address(&address).map_err(|e| as_field(e, &field))?;
-                agent_engines.insert(agent, engine);
+                placed.on_call = engine.on_call.clone();
+                agent_engines.insert(agent, placed);
             }
             Ok(Core {
-                engine: engine_options(options.docker_host, options.socket_path)?,
+                engine,
                 agent_engines,
+                pull_progress: on_pull_progress.map(pull_progress),
                 pull,
                 deadline,
                 translate_paths: options.translate_paths.unwrap_or(false),
@@ -208,12 +260,17 @@ impl ContainerRunnerCore {
                     })?,
                     None => SessionLayout::PerAgent,
                 },
+                allow_unsafe_host_config: options.allow_unsafe_host_config.unwrap_or(false),
                 state_dir: PathBuf::from(&state_dir),
+                secrets: secrets(config.env.clone()),
                 config,
                 runner: Mutex::new(None),
             })
         })();
-        let core = built.map_err(|e| throw(env, &e))?;
+        let core = built.map_err(|e| {
+            let raw = parsed.as_ref().ok().cloned().unwrap_or_default();
+            throw(env, e, &*config_secrets(&raw))
+        })?;
         Ok(ContainerRunnerCore {
             core: Arc::new(core),
         })
@@ -253,12 +310,12 @@ impl ContainerRunnerCore {
             if sink.is_cancelled() {
                 return Ok(());
             }
-            let request = guarded("reading the request", || {
+            let request = guarded("reading the request", &*core.secrets, || {
                 let mut request = core_request(&core, &strategy, &agent, &options, argv, stdin)?;
                 request.tool_handler = tool_calls.map(|q| q as Arc<dyn ToolHandler>);
                 Ok(request)
             })?;
-            let mut job = guarded("starting the job", || {
+            let mut job = guarded("starting the job", &*core.secrets, || {
                 AgentJob::start(&core.runner()?, request)
             })?;
             let canceller = job.canceller();
@@ -290,56 +347,174 @@ impl ContainerRunnerCore {
         agent: Option<String>,
     ) -> AsyncTask<Blocking<Vec<ContainerInfo>>> {
         let core = self.core.clone();
-        AsyncTask::new(Blocking::new("listing containers", move || {
-            let found = core.runner()?.list(agent.as_deref())?;
-            Ok(found
-                .into_iter()
-                .map(|c| ContainerInfo {
-                    id: c.id,
-                    name: c.name,
-                    agent: c.agent,
-                    mode: c.mode,
-                    config_hash: c.config_hash,
-                    created_ms: c.created_ms as f64,
-                    state: c.state,
-                })
-                .collect())
-        }))
+        AsyncTask::new(Blocking::new(
+            "listing containers",
+            core.secrets.clone(),
+            move || {
+                let found = core.runner()?.list(agent.as_deref())?;
+                Ok(found
+                    .into_iter()
+                    .map(|c| ContainerInfo {
+                        id: c.id,
+                        name: c.name,
+                        agent: c.agent,
+                        mode: c.mode,
+                        config_hash: c.config_hash,
+                        created_ms: c.created_ms as f64,
+                        state: c.state,
+                    })
+                    .collect())
+            },
+        ))
     }
 
     /// Removes the agent's oldest stopped containers so that at most `keep` remain (default:
     /// the config's `maxContainers`).
     #[napi(ts_return_type = "Promise<PruneResult>")]
-    pub fn prune(&self, agent: String, keep: Option<u32>) -> AsyncTask<Blocking<PruneResult>> {
+    pub fn prune(&self, agent: String, keep: Option<f64>) -> AsyncTask<Blocking<PruneResult>> {
         let core = self.core.clone();
-        AsyncTask::new(Blocking::new("pruning containers", move || {
-            let keep = keep.unwrap_or(core.config.max_containers) as usize;
-            let r = core.runner()?.prune(&agent, keep)?;
-            Ok(PruneResult {
-                removed: r.removed,
-                warnings: r.warnings,
-            })
-        }))
+        AsyncTask::new(Blocking::new(
+            "pruning containers",
+            core.secrets.clone(),
+            move || {
+                let keep = keep_count(keep, core.config.max_containers)?;
+                let r = core.runner()?.prune(&agent, keep)?;
+                Ok(PruneResult {
+                    removed: r.removed,
+                    stopped: r.stopped,
+                    warnings: r.warnings,
+                })
+            },
+        ))
     }
 
-    /// Removes every stopped container of an agent not in `liveAgents`, and prunes the live
-    /// agents to `keep` each (default: the config's `maxContainers`).
+    /// Stops the running ephemeral containers that no live process owns, then removes every
+    /// stopped container of an agent not in `liveAgents` and prunes the live agents to `keep`
+    /// each (default: the config's `maxContainers`).
     #[napi(ts_return_type = "Promise<PruneResult>")]
     pub fn gc(
         &self,
         live_agents: Vec<String>,
-        keep: Option<u32>,
+        keep: Option<f64>,
     ) -> AsyncTask<Blocking<PruneResult>> {
         let core = self.core.clone();
-        AsyncTask::new(Blocking::new("collecting containers", move || {
-            let keep = keep.unwrap_or(core.config.max_containers) as usize;
-            let r = core.runner()?.gc(&live_agents, keep)?;
-            Ok(PruneResult {
-                removed: r.removed,
-                warnings: r.warnings,
-            })
-        }))
+        AsyncTask::new(Blocking::new(
+            "collecting containers",
+            core.secrets.clone(),
+            move || {
+                let keep = keep_count(keep, core.config.max_containers)?;
+                let r = core.runner()?.gc(&live_agents, keep)?;
+                Ok(PruneResult {
+                    removed: r.removed,
+                    stopped: r.stopped,
+                    warnings: r.warnings,
+                })
+            },
+        ))
     }
+}
+
+/// How many containers to keep: `keep` when given (a whole number from 0 to 2^32 - 1), else the
+/// config's `maxContainers`. A JS number may be NaN, infinite, fractional or negative: each is an
+/// error here (napi's own conversion to an integer made NaN a 0, which removed every stopped
+/// container).
+fn keep_count(keep: Option<f64>, default: u32) -> herdctl_container::Result<usize> {
+    match keep {
+        None => Ok(default as usize),
+        Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= f64::from(u32::MAX) => {
+            Ok(n as usize)
+        }
+        Some(n) => Err(herdctl_container::Error::invalid(
+            "keep",
+            format!("{n} is not a count of containers; expected a whole number, 0 or more"),
+        )),
+    }
+}
+
+/// The runner options from their JSON text (`null` or absent: every default). Each field is
+/// checked for its type here, so a wrong one is an `INVALID_CONFIG` error that names it.
+fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunnerOptions> {
+    use serde_json::Value;
+    fn invalid(field: impl Into<String>, problem: impl Into<String>) -> herdctl_container::Error {
+        herdctl_container::Error::invalid(field, problem)
+    }
+    let value: Value = match json {
+        None => Value::Null,
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| invalid("options", format!("not JSON: {e}")))?
+        }
+    };
+    let map = match value {
+        Value::Null => return Ok(ContainerRunnerOptions::default()),
+        Value::Object(map) => map,
+        _ => return Err(invalid("options", "expected an object of runner options")),
+    };
+    const KNOWN: [&str; 8] = [
+        "allowUnsafeHostConfig",
+        "dockerHost",
+        "socketPath",
+        "engines",
+        "pull",
+        "jobTimeoutMs",
+        "translatePaths",
+        "sessionLayout",
+    ];
+    if let Some(unknown) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(invalid(
+            format!("options.{unknown}"),
+            format!("unknown option; expected one of {}", KNOWN.join(", ")),
+        ));
+    }
+    let string = |key: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(format!("options.{key}"), "expected a string")),
+    };
+    let boolean = |key: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid(format!("options.{key}"), "expected true or false")),
+    };
+    Ok(ContainerRunnerOptions {
+        allow_unsafe_host_config: boolean("allowUnsafeHostConfig")?,
+        docker_host: string("dockerHost")?,
+        socket_path: string("socketPath")?,
+        engines: match map.get("engines") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(engines)) => Some(
+                engines
+                    .iter()
+                    .map(|(agent, address)| match address {
+                        Value::String(a) => Ok((agent.clone(), a.clone())),
+                        _ => Err(invalid(
+                            format!("options.engines[{agent:?}]"),
+                            "expected an engine address or a docker context's name, as a string",
+                        )),
+                    })
+                    .collect::<herdctl_container::Result<_>>()?,
+            ),
+            Some(_) => {
+                return Err(invalid(
+                    "options.engines",
+                    "expected an object of agent names and engine addresses",
+                ))
+            }
+        },
+        pull: string("pull")?,
+        job_timeout_ms: match map.get("jobTimeoutMs") {
+            None | Some(Value::Null) => None,
+            // Any JSON number reads as an f64; the range is checked by the caller.
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(_) => {
+                return Err(invalid(
+                    "options.jobTimeoutMs",
+                    "expected a number of milliseconds",
+                ))
+            }
+        },
+        translate_paths: boolean("translatePaths")?,
+        session_layout: string("sessionLayout")?,
+    })
 }
 
 /// The engine address: `socketPath`, else `dockerHost`, else `DOCKER_HOST`.

@@ -89,6 +89,21 @@ export function createRuntime(agent: ResolvedAgent, stateDir: string): RuntimeIn
   return runtime
 }
 
+// herdctl's logger shape (debug/info/warn/error of strings) is what `logger` takes.
+interface HerdctlLogger {
+  debug: (message: string) => void
+  info: (message: string) => void
+  warn: (message: string) => void
+  error: (message: string) => void
+}
+export function withLogging(runtime: RuntimeInterface, config: DockerConfig, stateDir: string, logger: HerdctlLogger): RuntimeInterface {
+  return new ContainerRunner(runtime, config, stateDir, {
+    logger,
+    pull: 'if-missing',
+    onPullProgress: (e) => logger.info(`${e.id ?? ''} ${e.status} ${e.current ?? 0}/${e.total ?? 0}`),
+  })
+}
+
 export async function runJob(runtime: RuntimeInterface, agent: ResolvedAgent): Promise<string | undefined> {
   const abortController = new AbortController()
   for await (const message of runtime.execute({ prompt: 'fix it', agent, abortController })) {

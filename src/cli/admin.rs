@@ -1,0 +1,104 @@
+//! `prune`, `gc` and `doctor`: looking after the containers and the setup.
+
+use herdctl_container::{resolve_docker_config, Engine, Error, JobSpec, Runner, RunnerOptions};
+use serde_json::json;
+
+use super::args::{DoctorArgs, GcArgs, PruneArgs};
+use super::{Context, Failure};
+
+/// `prune`: the agent's oldest stopped containers (and records) beyond `--keep`.
+pub fn prune(ctx: &Context, args: PruneArgs) -> Result<u8, Failure> {
+    let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
+    let report = runner.prune(&args.agent, args.keep as usize)?;
+    print_prune(&report);
+    Ok(0)
+}
+
+/// `gc`: running ephemeral containers whose owner process is gone are stopped; every stopped
+/// container (and record) of agents that are gone is removed.
+pub fn gc(ctx: &Context, args: GcArgs) -> Result<u8, Failure> {
+    let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
+    let report = runner.gc(&args.live, args.keep as usize)?;
+    print_prune(&report);
+    Ok(0)
+}
+
+fn print_prune(report: &herdctl_container::PruneReport) {
+    for id in &report.stopped {
+        println!("stopped {}", &id[..id.len().min(12)]);
+    }
+    for id in &report.removed {
+        println!("removed {}", &id[..id.len().min(12)]);
+    }
+    for w in &report.warnings {
+        eprintln!("herdctl-container: warning: {w}");
+    }
+}
+
+/// `doctor`: the engine, and with `--image` a probe container's effective hardening.
+pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
+    let state_dir = std::env::temp_dir().join(format!("herdctl-doctor-{}", std::process::id()));
+    let options = ctx.engine_options(&[])?;
+    println!("address:      {} ({})", options.describe(), options.source);
+    let engine = match Engine::with_options(options) {
+        Ok(engine) => engine,
+        Err(e) => {
+            println!("engine:       unreachable: {e}");
+            return Err(e.into());
+        }
+    };
+    let version = engine.version()?;
+    println!(
+        "engine:       {} (API {}, using {}) at {}",
+        version.version,
+        version.api_version,
+        engine.api_version(),
+        engine.host()
+    );
+    let Some(image) = args.image else {
+        println!("hardening:    pass --image IMAGE to start a probe container and check it");
+        return Ok(0);
+    };
+    let runner = Runner::new(engine, RunnerOptions::new(&state_dir))?;
+    let workspace = state_dir.join("workspace");
+    std::fs::create_dir_all(&workspace).map_err(|e| Error::io("create the probe workspace", e))?;
+    let config =
+        resolve_docker_config(&json!({"image": image, "network": "none", "max_containers": 1}))?;
+    let spec = JobSpec::new(
+        "herdctl-doctor",
+        config,
+        workspace.to_string_lossy(),
+        [
+            "sh",
+            "-c",
+            "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+        ],
+    );
+    let mut lines = Vec::new();
+    let report = runner.run(spec, |l| {
+        lines.push(String::from_utf8_lossy(l).into_owned())
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&state_dir);
+            return Err(e.into());
+        }
+    };
+    for l in &lines {
+        println!("probe:        {l}");
+    }
+    let inspect = runner.engine().inspect_container(&report.container_id)?;
+    let h = &inspect.host_config;
+    println!("user:         {}", inspect.config.user);
+    println!("cap drop:     {:?}", h.cap_drop);
+    println!("security:     {:?}", h.security_opt);
+    println!("memory:       {} bytes, swap {}", h.memory, h.memory_swap);
+    println!("pids limit:   {:?}", h.pids_limit);
+    println!("network:      {}", h.network_mode);
+    println!("init:         {:?}", h.init);
+    println!("outcome:      {}", report.outcome.describe());
+    let _ = runner.engine().remove_container(&report.container_id, true);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok(if report.outcome.success() { 0 } else { 1 })
+}

@@ -1,0 +1,194 @@
+//! Secrets never leave the library, against the real engine: not in an error an engine quotes
+//! the request body in, not in part at the cut of a tail.
+//!
+//! The echoing engine is a proxy in front of the real one (`common::proxy`) that answers exec
+//! create with a 500 quoting the request body, env and all: a real engine cannot be made to do
+//! that on demand, but some engines and proxies do it, and everything else here stays real.
+//!
+//! This binary sets `ANTHROPIC_API_KEY` in its own environment (the runner discovers credentials
+//! there), so its tests live apart from the others.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+
+use common::fleet::Fleet;
+use common::proxy::{echo_500, Proxy};
+use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
+use herdctl_container::{Engine, Error, Outcome, Runner, RunnerOptions, REDACTED};
+use serde_json::json;
+
+const API_KEY: &str = "sk-ant-api03-echo-test-0123456789";
+const GITHUB_TOKEN: &str = "ghp_echotest_0123456789";
+const DB_PASSWORD: &str = "hunter2-echo-test";
+const MCP_TOKEN: &str = "mcp-token-echo-test-0123";
+
+/// Sets the API key in this process's environment, once, before any test reads it (every test
+/// calls this first; `Once` makes the others wait until it is set).
+fn api_key_in_env() {
+    static SET: Once = Once::new();
+    SET.call_once(|| std::env::set_var("ANTHROPIC_API_KEY", API_KEY));
+}
+
+/// Every secret of these tests.
+const SECRETS: [&str; 4] = [API_KEY, GITHUB_TOKEN, DB_PASSWORD, MCP_TOKEN];
+
+/// Whether any secret, or any piece of one 6 bytes or longer, is in `text`.
+fn leaks(text: &str) -> Option<String> {
+    for secret in SECRETS {
+        for len in 6..=secret.len() {
+            for start in 0..=secret.len() - len {
+                let piece = &secret[start..start + len];
+                if text.contains(piece) {
+                    return Some(piece.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The error's message, its Debug and its source chain.
+fn all_text(e: &Error) -> String {
+    let mut text = format!("{e}\n{e:?}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!("\n{s}\n{s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+/// A proxy whose exec create of the job (the one carrying the key) answers 500 quoting the
+/// request body, the first secret found in it
+/// placed `at` bytes before the engine message's display cut (2048) when `at` is given; and a
+/// count of the bodies it echoed that held the API key (proof that the fault happened).
+fn echoing_proxy(at: Option<usize>) -> (Proxy, Arc<AtomicUsize>) {
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let count = echoed.clone();
+    let proxy = Proxy::start(move |method, path, body| {
+        if method != "POST" || !path.ends_with("/exec") {
+            return None;
+        }
+        let text = String::from_utf8_lossy(body);
+        if !text.contains(API_KEY) {
+            // The runner's own execs (its check of a fresh container) carry no env: forwarded.
+            return None;
+        }
+        count.fetch_add(1, Ordering::SeqCst);
+        let pad = match (at, text.find(API_KEY)) {
+            // The message is the pad, "invalid request body: " (22 bytes), then the body.
+            (Some(at), Some(i)) => 2048usize.saturating_sub(22 + i + at),
+            _ => 0,
+        };
+        Some(echo_500(body, pad))
+    });
+    (proxy, echoed)
+}
+
+fn runner_over(proxy: &Proxy, fleet: &Fleet) -> Runner {
+    Runner::new(
+        Engine::unix(&proxy.path).expect("the proxy answers"),
+        RunnerOptions::new(fleet.state.path()),
+    )
+    .unwrap()
+}
+
+fn config_env() -> serde_json::Value {
+    json!({ "env": { "GITHUB_TOKEN": GITHUB_TOKEN, "DB_PASSWORD": DB_PASSWORD, "MODE": "plain" } })
+}
+
+#[test]
+fn an_engine_error_quoting_the_request_body_carries_no_secret() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    // Whole, and with the key straddling the cut of the shown message at a few offsets.
+    for at in [
+        None,
+        Some(1),
+        Some(API_KEY.len() / 2),
+        Some(API_KEY.len() - 1),
+    ] {
+        let (proxy, echoed) = echoing_proxy(at);
+        let runner = runner_over(&proxy, &fleet);
+        let agent = fleet.agent("echo");
+        let config = fleet.config(config_env());
+        let spec = fleet.job(&agent, &config, ["cat"]);
+        let e = runner.start(spec).expect_err("exec create fails");
+        assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
+        assert_eq!(e.code(), "ENGINE_ERROR", "{e}");
+        let text = all_text(&e);
+        assert!(text.contains(REDACTED), "{text}");
+        assert_eq!(leaks(&text), None, "at {at:?}: {text}");
+    }
+}
+
+#[test]
+fn an_agent_job_error_quoting_the_request_body_carries_no_secret() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let (proxy, echoed) = echoing_proxy(None);
+    let runner = runner_over(&proxy, &fleet);
+    let agent = fleet.agent("agent-echo");
+    let command = Command::raw(vec!["cat".into()], Vec::new()).unwrap();
+    let request = AgentRequest {
+        config: fleet.config(config_env()),
+        agent: json!({
+            "name": "agent-echo",
+            "qualifiedName": agent,
+            "working_directory": fleet.workspace.path(),
+            "mcp_servers": {"gh": {"command": "gh-mcp", "env": {"GH_TOKEN": MCP_TOKEN}}},
+        }),
+        options: ExecuteOptions::new("hello"),
+        command,
+        deadline: None,
+        translate_paths: false,
+        tool_handler: None,
+    };
+    let e = AgentJob::start(&runner, request)
+        .err()
+        .expect("exec create fails");
+    assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
+    let text = all_text(&e);
+    assert!(text.contains(REDACTED), "{text}");
+    assert_eq!(leaks(&text), None, "{text}");
+}
+
+/// The job prints to stderr the API key (from its env) with the 8 KiB tail's cut falling inside
+/// it; cut before it was redacted, the key's end survived at the front of the tail.
+#[test]
+fn a_key_across_the_stderr_tail_cut_leaves_no_fragment() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let agent = fleet.agent("tail-cut");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let len = API_KEY.len();
+    for offset in [1, len / 2, len - 1] {
+        // 10 KiB of x, the key, then x up to 8 KiB past the cut: the cut is `offset` bytes
+        // into the key.
+        let after = 8192 - len + offset;
+        let script = format!(
+            "head -c 10240 /dev/zero | tr '\\0' x >&2; printf %s \"$ANTHROPIC_API_KEY\" >&2; head -c {after} /dev/zero | tr '\\0' x >&2; exit 1"
+        );
+        let spec = fleet.job(&agent, &config, ["sh", "-c", &script]);
+        let (_, report) = fleet.run(spec);
+        assert!(
+            matches!(report.outcome, Outcome::Exited(1)),
+            "{:?}",
+            report.outcome
+        );
+        let tail = &report.stderr_tail;
+        assert!(
+            tail.starts_with(REDACTED),
+            "offset {offset}: {}",
+            &tail[..40]
+        );
+        assert!(
+            tail.replace(REDACTED, "").bytes().all(|b| b == b'x'),
+            "offset {offset}: {}",
+            &tail[..40]
+        );
+        assert_eq!(tail.len(), REDACTED.len() + after);
+    }
+}
