@@ -294,6 +294,11 @@ impl TlsStream {
             let wants_write = {
                 let mut st = lock(&self.shared.state);
                 st.receive(&raw[..n])?;
+                if n == 0 {
+                    // The socket ended: rustls reports a close_notify as the end and its absence
+                    // as an error; should it say neither, the end is still the end.
+                    return Ok(st.plaintext(buf)?.unwrap_or(0));
+                }
                 st.conn.wants_write()
             };
             if wants_write {
