@@ -1,7 +1,8 @@
 //! Remote engines (issue 16), against real daemons on loopback: a second dockerd the test starts
 //! (TLS with client certificates on 127.0.0.1, a unix socket of its own) with an sshd in front
 //! of it (see `common::remote`). Through each of a unix socket, TCP with TLS, SSH and a docker
-//! context: a job (4 MiB through `cat`, stdin and output at once), a cancel, retention and a
+//! context, and through the TLS helper the Node addon uses (`herdctl-container dial-stdio`): a
+//! job (4 MiB through `cat`, stdin and output at once), a cancel, retention and a
 //! persistent container's reuse. Then two agents on two engines in one runner, a context chosen
 //! by the config file, `doctor`'s report, the rules of another machine's engine (credentials as
 //! exec env, no MCP socket, injected tools refused), and the refusals (a wrong CA, no client
@@ -150,6 +151,15 @@ fn remote_engines() {
         Transport {
             name: "context",
             options: by_context,
+        },
+        // As the Node addon (built without TLS) reaches it: through `herdctl-container
+        // dial-stdio`, a process per connection.
+        Transport {
+            name: "tls-helper",
+            options: EngineOptions {
+                tls_helper: Some(env!("CARGO_BIN_EXE_herdctl-container").into()),
+                ..tls_options(&second, &second.client_certs)
+            },
         },
     ];
     let failures: Vec<String> = std::thread::scope(|s| {
@@ -315,6 +325,21 @@ fn refusals(second: &SecondEngine) {
     let e = Engine::with_options(tls_options(second, &second.no_client_cert)).unwrap_err();
     assert!(
         e.to_string().contains("refused this client's certificate"),
+        "{e}"
+    );
+    // Through the TLS helper, the helper's own words arrive.
+    let through_helper = EngineOptions {
+        tls_helper: Some(env!("CARGO_BIN_EXE_herdctl-container").into()),
+        ..tls_options(second, &second.wrong_ca)
+    };
+    let e = Engine::with_options(through_helper)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "herdctl-container to tcp://{} exited with exit status: 125: herdctl-container: ",
+            second.tcp
+        )) && e.contains("is not signed by the CA in"),
         "{e}"
     );
     let plain = EngineOptions {

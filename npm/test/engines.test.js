@@ -1,9 +1,10 @@
 'use strict';
-// Engines by configuration (issue 16): `dockerHost` takes a docker context's name, and `engines`
-// places agents on other engines, each agent's jobs, listing and pruning going to its own. The
-// remote transports themselves (TLS, SSH) are tested against real daemons in
-// tests/remote_engines.rs; here a context in a temporary DOCKER_CONFIG names the main engine,
-// and an agent placed on a socket where no engine listens shows where its jobs go.
+// Engines by configuration (issue 16): `dockerHost` takes a docker context's name, `engines`
+// places agents on other engines, each agent's jobs, listing and pruning going to its own, and a
+// TLS engine is reached through the CLI beside the addon. The remote transports themselves (TLS,
+// SSH, the TLS helper) are tested against real daemons in tests/remote_engines.rs; here a context
+// in a temporary DOCKER_CONFIG names the main engine, an agent placed on a socket where no engine
+// listens shows where its jobs go, and a CA that is no certificate shows the helper at work.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
@@ -63,4 +64,25 @@ test('a bad engine address is thrown with its option', () => {
     e.code === 'INVALID_CONFIG' && /^invalid options\.dockerHost: docker context "no-such-context" does not exist/.test(e.message));
   assert.throws(make({ dockerHost: 'ssh://me:secret-password@box' }), (e) =>
     e.code === 'INVALID_CONFIG' && /holds a password/.test(e.message) && !e.message.includes('secret-password'));
+});
+
+test('a TLS engine is reached through the CLI beside the addon, which speaks no TLS itself', async () => {
+  // DOCKER_TLS_VERIFY makes a tcp:// dockerHost a TLS one. The CA here is no certificate: the
+  // helper (herdctl-container dial-stdio), which reads it, says so, and its words arrive.
+  const certs = path.join(fleet.root, 'certs');
+  fs.mkdirSync(certs, { recursive: true });
+  fs.writeFileSync(path.join(certs, 'ca.pem'), 'not a certificate\n');
+  process.env.DOCKER_TLS_VERIFY = '1';
+  process.env.DOCKER_CERT_PATH = certs;
+  try {
+    const runner = new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, { dockerHost: 'tcp://127.0.0.1:9' });
+    await assert.rejects(collect(runner.execute({ prompt: 'hi', agent: fleet.agent('tls') })), (e) => {
+      assert.equal(e.code, 'ENGINE_UNREACHABLE', e.message);
+      assert.match(e.message, /herdctl-container to tcp:\/\/127\.0\.0\.1:9 exited with exit status: 125: herdctl-container: invalid TLS file \S+\/ca\.pem: holds no PEM certificate/);
+      return true;
+    });
+  } finally {
+    delete process.env.DOCKER_TLS_VERIFY;
+    delete process.env.DOCKER_CERT_PATH;
+  }
 });

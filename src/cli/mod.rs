@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod dial;
 pub mod help;
 pub mod progress;
 pub mod run;

@@ -21,8 +21,10 @@
 
 mod address;
 mod call;
+mod command;
 mod container_models;
 mod containers;
+mod dial;
 mod errors;
 mod exec;
 mod frames;
@@ -51,6 +53,7 @@ pub use containers::{
     KillOutcome, MemoryStats, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus,
     Waiter,
 };
+pub use dial::dial_stdio;
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
 pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
@@ -84,6 +87,11 @@ pub struct EngineOptions {
     /// (`-oConnectTimeout=`, `-T`) and ours (`-oBatchMode=yes`: nothing may wait for a
     /// password). Default: none (`~/.ssh/config` is the usual place for them).
     pub ssh_options: Vec<String>,
+    /// A herdctl-container CLI to reach a TLS engine through (`herdctl-container dial-stdio`, a
+    /// process per connection, as `ssh` is), instead of TLS in this process: for builds without
+    /// the `tls` feature, like the Node addon (whose package sets the CLI beside it). Default:
+    /// none.
+    pub tls_helper: Option<PathBuf>,
     /// Where [`EngineOptions::host`] came from, as `doctor` shows it. Default:
     /// [`AddressSource::Default`].
     pub source: AddressSource,
@@ -105,6 +113,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("host", &self.host)
             .field("tls", &self.tls)
             .field("ssh_options", &self.ssh_options)
+            .field("tls_helper", &self.tls_helper)
             .field("source", &self.source)
             .field("connect_timeout", &self.connect_timeout)
             .field("call_timeout", &self.call_timeout)
@@ -119,6 +128,7 @@ impl Default for EngineOptions {
             host: Host::Unix(PathBuf::from(DEFAULT_SOCKET)),
             tls: None,
             ssh_options: Vec::new(),
+            tls_helper: None,
             source: AddressSource::Default,
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),

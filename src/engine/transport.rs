@@ -5,16 +5,18 @@
 //! needs the raw connection after `101` anyway, and one path means one place for timeouts.
 //! Response framing lives in [`super::http`]; TLS in [`super::tls`]; SSH in [`super::ssh`].
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::ssh::{SshStream, SshTarget};
-use super::tls::{self, TlsStream};
+use super::command::CommandStream;
+use super::ssh::{self, SshTarget};
+#[cfg(feature = "tls")]
+use super::tls::session::{self, TlsStream};
 
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,16 +94,25 @@ impl fmt::Display for Host {
 }
 
 /// Opens connections to one engine: its address, and what was prepared once for all of them
-/// (the TLS config read from the certificate files, the ssh arguments).
+/// (the TLS config read from the certificate files, the arguments of `ssh` or of the TLS helper).
 pub(crate) struct Dialer {
     host: Host,
     timeout: Duration,
-    tls: Option<(
-        Arc<rustls::ClientConfig>,
+    tls: Option<Tls>,
+    ssh_args: Vec<String>,
+}
+
+/// How a `tcp://` engine's TLS is spoken.
+enum Tls {
+    /// In this process: the client config, the name the certificate must carry, the CA's file.
+    #[cfg(feature = "tls")]
+    InProcess(
+        std::sync::Arc<rustls::ClientConfig>,
         rustls::pki_types::ServerName<'static>,
         PathBuf,
-    )>,
-    ssh_args: Vec<String>,
+    ),
+    /// Through `herdctl-container dial-stdio`: the program and its arguments.
+    Helper(PathBuf, Vec<OsString>),
 }
 
 impl fmt::Debug for Dialer {
@@ -118,11 +129,10 @@ impl Dialer {
     pub fn new(opts: &super::EngineOptions) -> crate::Result<Dialer> {
         let tls = match (&opts.host, &opts.tls) {
             (_, None) => None,
-            (Host::Tcp(addr), Some(files)) => Some((
-                files.client_config()?,
-                tls::server_name(addr)?,
-                files.ca.clone(),
-            )),
+            (Host::Tcp(addr), Some(files)) => Some(match &opts.tls_helper {
+                Some(helper) => Tls::Helper(helper.clone(), files.helper_args(addr)),
+                None => in_process(addr, files)?,
+            }),
             (other, Some(_)) => {
                 return Err(crate::Error::invalid(
                     "tls",
@@ -151,28 +161,58 @@ impl Dialer {
     }
 
     /// Opens a connection. A unix connect does not wait (it succeeds or fails at once), so the
-    /// timeout applies to TCP (and a TLS handshake); an ssh process starts at once and connects
-    /// while the first request waits (ssh's own ConnectTimeout bounds that).
+    /// timeout applies to TCP (and a TLS handshake); an ssh or TLS helper process starts at once
+    /// and connects while the first request waits (ssh's own ConnectTimeout bounds that).
     pub fn open(&self) -> io::Result<Conn> {
         match &self.host {
             Host::Unix(path) => UnixStream::connect(path).map(Conn::Unix),
-            Host::Tcp(addr) => {
-                let sock = tcp_connect(addr, self.timeout)?;
-                match &self.tls {
-                    None => Ok(Conn::Tcp(sock)),
-                    Some((config, name, ca)) => {
-                        TlsStream::connect(sock, config.clone(), name.clone(), self.timeout)
-                            .map(Conn::Tls)
-                            .map_err(|e| name_the_ca(e, ca))
-                    }
+            Host::Tcp(addr) => match &self.tls {
+                None => tcp_connect(addr, self.timeout).map(Conn::Tcp),
+                #[cfg(feature = "tls")]
+                Some(Tls::InProcess(config, name, ca)) => {
+                    let sock = tcp_connect(addr, self.timeout)?;
+                    TlsStream::connect(sock, config.clone(), name.clone(), self.timeout)
+                        .map(Conn::Tls)
+                        .map_err(|e| name_the_ca(e, ca))
                 }
-            }
-            Host::Ssh(target) => SshStream::spawn(target, &self.ssh_args).map(Conn::Ssh),
+                Some(Tls::Helper(program, args)) => CommandStream::spawn(
+                    program,
+                    args,
+                    &format!("tcp://{addr}"),
+                    "",
+                    &format!(
+                        "the TLS helper {} is not there (the herdctl-container CLI, which ships beside the Node addon)",
+                        program.display()
+                    ),
+                )
+                .map(Conn::Command),
+            },
+            Host::Ssh(target) => ssh::spawn(target, &self.ssh_args).map(Conn::Command),
         }
     }
 }
 
+/// TLS in this process, from the files.
+#[cfg(feature = "tls")]
+fn in_process(addr: &str, files: &super::TlsFiles) -> crate::Result<Tls> {
+    Ok(Tls::InProcess(
+        session::client_config(files)?,
+        session::server_name(addr)?,
+        files.ca.clone(),
+    ))
+}
+
+/// Without the `tls` feature, TLS needs a helper.
+#[cfg(not(feature = "tls"))]
+fn in_process(addr: &str, _: &super::TlsFiles) -> crate::Result<Tls> {
+    Err(crate::Error::invalid(
+        "tls",
+        format!("this build speaks no TLS of its own, and no herdctl-container CLI was given to reach tcp://{addr} through (EngineOptions::tls_helper; the Node package finds the one beside its addon, or HERDCTL_CONTAINER_CLI)"),
+    ))
+}
+
 /// A handshake error that names "the CA in ca.pem", with the file's path.
+#[cfg(feature = "tls")]
 fn name_the_ca(e: io::Error, ca: &std::path::Path) -> io::Error {
     let text = e.to_string();
     if !text.contains("the CA in ca.pem") {
@@ -205,8 +245,10 @@ fn tcp_connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
 pub(crate) enum Conn {
     Unix(UnixStream),
     Tcp(TcpStream),
+    #[cfg(feature = "tls")]
     Tls(TlsStream),
-    Ssh(SshStream),
+    /// Through a process: `ssh`, or the TLS helper.
+    Command(CommandStream),
 }
 
 impl Conn {
@@ -214,8 +256,9 @@ impl Conn {
         Ok(match self {
             Conn::Unix(s) => Conn::Unix(s.try_clone()?),
             Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => Conn::Tls(s.try_clone()?),
-            Conn::Ssh(s) => Conn::Ssh(s.try_clone()?),
+            Conn::Command(s) => Conn::Command(s.try_clone()?),
         })
     }
 
@@ -223,8 +266,9 @@ impl Conn {
         match self {
             Conn::Unix(s) => s.shutdown(how),
             Conn::Tcp(s) => s.shutdown(how),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => s.shutdown(how),
-            Conn::Ssh(s) => s.shutdown(how),
+            Conn::Command(s) => s.shutdown(how),
         }
     }
 
@@ -232,8 +276,9 @@ impl Conn {
         match self {
             Conn::Unix(s) => s.set_read_timeout(t),
             Conn::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => s.socket().set_read_timeout(t),
-            Conn::Ssh(s) => s.socket().set_read_timeout(t),
+            Conn::Command(s) => s.socket().set_read_timeout(t),
         }
     }
 
@@ -241,8 +286,9 @@ impl Conn {
         match self {
             Conn::Unix(s) => s.set_write_timeout(t),
             Conn::Tcp(s) => s.set_write_timeout(t),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => s.socket().set_write_timeout(t),
-            Conn::Ssh(s) => s.socket().set_write_timeout(t),
+            Conn::Command(s) => s.socket().set_write_timeout(t),
         }
     }
 
@@ -261,8 +307,9 @@ impl Conn {
         match self {
             Conn::Unix(s) => probe(&*s, |on| s.set_nonblocking(on)),
             Conn::Tcp(s) => probe(&*s, |on| s.set_nonblocking(on)),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => s.is_reusable(),
-            Conn::Ssh(s) => {
+            Conn::Command(s) => {
                 let sock = s.socket();
                 probe(sock, |on| sock.set_nonblocking(on))
             }
@@ -275,8 +322,9 @@ impl Read for Conn {
         match self {
             Conn::Unix(s) => s.read(buf),
             Conn::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => s.read(buf),
-            Conn::Ssh(s) => s.read(buf),
+            Conn::Command(s) => s.read(buf),
         }
     }
 }
@@ -286,16 +334,18 @@ impl Write for Conn {
         match self {
             Conn::Unix(s) => s.write(buf),
             Conn::Tcp(s) => s.write(buf),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => s.write(buf),
-            Conn::Ssh(s) => s.write(buf),
+            Conn::Command(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Conn::Unix(s) => s.flush(),
             Conn::Tcp(s) => s.flush(),
+            #[cfg(feature = "tls")]
             Conn::Tls(s) => s.flush(),
-            Conn::Ssh(s) => s.flush(),
+            Conn::Command(s) => s.flush(),
         }
     }
 }

@@ -212,6 +212,7 @@ impl ContainerRunnerCore {
                 }
             };
             let mut engine = engine_options(options.docker_host, options.socket_path)?;
+            engine.tls_helper = tls_helper();
             engine.on_call = match logger {
                 Some(logger) => {
                     let secrets: Vec<String> = config
@@ -242,6 +243,7 @@ impl ContainerRunnerCore {
                 let mut placed =
                     EngineOptions::for_address(&address).map_err(|e| as_field(e, &field))?;
                 placed.on_call = engine.on_call.clone();
+                placed.tls_helper = engine.tls_helper.clone();
                 agent_engines.insert(agent, placed);
             }
             Ok(Core {
@@ -515,6 +517,24 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         translate_paths: boolean("translatePaths")?,
         session_layout: string("sessionLayout")?,
     })
+}
+
+/// The herdctl-container CLI through which this addon reaches TLS engines: the addon is built
+/// without TLS of its own (rustls would add 1.4 MB, over issue 13's 3 MiB). Set by index.js.
+static TLS_HELPER: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets the herdctl-container CLI through which TLS engines are reached (`herdctl-container
+/// dial-stdio`, a process per connection): the one beside this addon in its platform package.
+/// Called by the package's index.js when it loads.
+#[napi(js_name = "_setTlsHelper", catch_unwind)]
+pub fn set_tls_helper(path: String) {
+    // The slot holds a plain Option: a panic elsewhere cannot leave it inconsistent.
+    *TLS_HELPER.lock().unwrap_or_else(|p| p.into_inner()) = Some(PathBuf::from(path));
+}
+
+/// The TLS helper, when index.js found one.
+fn tls_helper() -> Option<PathBuf> {
+    TLS_HELPER.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// The engine address: `socketPath`, else `dockerHost`, else `DOCKER_HOST`.
