@@ -271,10 +271,18 @@ impl AgentRequest {
                 "a runtime with its own containerCommand cannot be given injected MCP servers; wrap a CLIRuntime or SDKRuntime",
             ));
         }
+        let agent = agent_name(&self.agent)?;
+        let engine = runner.engine_for(&agent)?;
+        if !engine.options().is_local() {
+            return Err(Error::invalid(
+                "injectedMcpServers",
+                format!("the agent's engine {} is on another machine, and injected tools reach its containers through a unix socket of this one; place the agent on a local engine (a unix socket or a loopback address) to use them, or run it without injected tools", engine.host()),
+            ));
+        }
         // Never an agent silently without its tools: its OCI runtime must reach the sockets.
-        runner.check_host_sockets(&self.config)?;
+        runner.check_host_sockets(&engine, &self.config)?;
         let state_dir = runner.state_dir().to_string_lossy();
-        let dir = mcp_socket_dir(&state_dir, &agent_name(&self.agent)?)?;
+        let dir = mcp_socket_dir(&state_dir, &agent)?;
         Bridge::bind(std::path::Path::new(&dir), servers.clone()).map(Some)
     }
 }

@@ -1,7 +1,8 @@
 //! Run Claude Code agent jobs in Docker containers, for herdctl.
 //!
-//! This crate is the core of herdctl-container: a **blocking** Docker Engine API client over the
-//! unix socket, and on top of it container lifecycle (ephemeral or persistent), retention, credentials,
+//! This crate is the core of herdctl-container: a **blocking** Docker Engine API client (over the
+//! unix socket, or TCP with TLS, or SSH; the engine found as the docker CLI finds it), and on top
+//! of it container lifecycle (ephemeral or persistent), retention, credentials,
 //! path translation, security defaults and job execution with streaming output.
 //!
 //! Why blocking: every caller we serve (a CLI, napi worker threads, Rust tools that may run inside
@@ -14,7 +15,7 @@
 //! use herdctl_container::{resolve_docker_config, Engine, JobSpec, Outcome, Runner, RunnerOptions};
 //!
 //! # fn main() -> herdctl_container::Result<()> {
-//! // DOCKER_HOST, else /var/run/docker.sock; the API version is negotiated here.
+//! // DOCKER_HOST, a docker context, else /var/run/docker.sock; the API version is negotiated here.
 //! let runner = Runner::new(Engine::connect()?, RunnerOptions::new("/srv/herdctl/.herdctl"))?;
 //! // herdctl's docker block, in its YAML (snake_case) or resolved (camelCase) shape.
 //! let config = resolve_docker_config(&serde_json::json!({

@@ -1,14 +1,14 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
-use crate::engine::{Engine, ExecSpec, Host, PullProgress};
+use crate::engine::{Engine, EngineOptions, ExecSpec, Host, PullProgress};
 use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
 use crate::lifecycle::{self, Reached, Request};
@@ -88,6 +88,13 @@ pub struct RunnerOptions {
     /// [`PullPolicy::Always`], which wants a fresh pull for every container. Default: `None`,
     /// and without the variable 0 (no pool).
     pub warm_pool: Option<usize>,
+    /// Agents whose containers live on another engine than the runner's own: the agent's
+    /// qualified name (exact) and how to reach its engine ([`EngineOptions::for_address`]).
+    /// Placement is this configuration, not a scheduler: an agent always runs where it is put.
+    /// Agents with the same address share one engine handle and its pool of connections; each
+    /// engine is connected when its first agent needs it (a failure fails that job and is tried
+    /// again by the next). Default: none, every agent on the runner's engine.
+    pub agent_engines: BTreeMap<String, EngineOptions>,
 }
 
 /// The environment variable that sizes the warm pool when [`RunnerOptions::warm_pool`] is
@@ -106,6 +113,7 @@ impl RunnerOptions {
             allow_unsafe_host_config: false,
             runtime: None,
             warm_pool: None,
+            agent_engines: BTreeMap::new(),
         }
     }
 }
@@ -121,6 +129,14 @@ impl std::fmt::Debug for RunnerOptions {
             .field("allow_unsafe_host_config", &self.allow_unsafe_host_config)
             .field("runtime", &self.runtime)
             .field("warm_pool", &self.warm_pool)
+            .field(
+                "agent_engines",
+                &self
+                    .agent_engines
+                    .iter()
+                    .map(|(agent, o)| (agent, o.describe()))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -224,7 +240,33 @@ impl JobSpec {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Runner {
+    /// The runner's own engine, where every agent not placed elsewhere runs.
     shared: Arc<Shared>,
+    engines: Arc<Engines>,
+}
+
+/// The engines of [`RunnerOptions::agent_engines`], by address: one [`Shared`] (engine handle,
+/// connection pool, containers in use) each, the runner's own included.
+#[derive(Debug)]
+struct Engines {
+    /// Agent -> the key of its engine.
+    placement: BTreeMap<String, String>,
+    /// Key -> how to reach it.
+    options: BTreeMap<String, EngineOptions>,
+    /// Key -> the connected engine.
+    connected: Mutex<HashMap<String, Arc<Shared>>>,
+}
+
+impl Engines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Shared>>> {
+        // The map holds handles only: a panic elsewhere cannot leave it inconsistent.
+        self.connected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Two options with the same key reach the same engine the same way.
+fn engine_key(o: &EngineOptions) -> String {
+    format!("{} {:?}", o.describe(), o.ssh_options)
 }
 
 /// What every job and lease of a runner shares.
@@ -250,6 +292,15 @@ static CHECKED_INSIDE: LazyLock<Mutex<HashMap<String, Arc<Mutex<bool>>>>> =
     LazyLock::new(Mutex::default);
 
 impl Shared {
+    fn new(engine: Engine, options: RunnerOptions, warm_pool: usize) -> Shared {
+        Shared {
+            engine,
+            options,
+            warm_pool,
+            pools_used: Mutex::new(HashSet::new()),
+        }
+    }
+
     pub(crate) fn hold(&self, id: &str) {
         *self.lock().entry(id.to_string()).or_default() += 1;
     }
@@ -325,13 +376,22 @@ impl Runner {
         // A state directory whose file system refuses the lock costs only the reaping: jobs run,
         // and each says that its container has no owner.
         let first = crate::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
+        let mut engines = Engines {
+            placement: BTreeMap::new(),
+            options: BTreeMap::new(),
+            connected: Mutex::new(HashMap::new()),
+        };
+        for (agent, o) in &options.agent_engines {
+            let key = engine_key(o);
+            engines.placement.insert(agent.clone(), key.clone());
+            engines.options.insert(key, o.clone());
+        }
+        let own_key = engine_key(engine.options());
+        let shared = Arc::new(Shared::new(engine, options, warm_pool));
+        engines.lock().insert(own_key, shared.clone());
         let runner = Runner {
-            shared: Arc::new(Shared {
-                engine,
-                options,
-                warm_pool,
-                pools_used: Mutex::new(HashSet::new()),
-            }),
+            shared,
+            engines: Arc::new(engines),
         };
         if first {
             // The first runner of this process over this state directory: stop the ephemeral
@@ -343,12 +403,66 @@ impl Runner {
         Ok(runner)
     }
 
+    /// What the jobs of `agent` share: its engine's, connected when first needed.
+    fn shared_for(&self, agent: &str) -> Result<Arc<Shared>> {
+        match self.engines.placement.get(agent) {
+            None => Ok(self.shared.clone()),
+            Some(key) => self.connect(key),
+        }
+    }
+
+    /// The engine of this key, connected (without holding the map's lock while connecting, so a
+    /// slow engine does not hold up the others). The first connect reaps the engine's orphaned
+    /// ephemeral containers, as [`Runner::new`] does on the runner's own.
+    fn connect(&self, key: &str) -> Result<Arc<Shared>> {
+        if let Some(s) = self.engines.lock().get(key) {
+            return Ok(s.clone());
+        }
+        let engine = Engine::with_options(self.engines.options[key].clone())?;
+        let (shared, fresh) = {
+            let mut connected = self.engines.lock();
+            match connected.get(key) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let s = Arc::new(Shared::new(
+                        engine,
+                        self.shared.options.clone(),
+                        self.shared.warm_pool,
+                    ));
+                    connected.insert(key.to_string(), s.clone());
+                    (s, true)
+                }
+            }
+        };
+        if fresh {
+            // Best effort, as in `Runner::new`.
+            let _ = retention::reap_orphans(&shared);
+        }
+        Ok(shared)
+    }
+
+    /// Every engine of the runner: its own first, then those agents are placed on.
+    fn all_engines(&self) -> Vec<Result<Arc<Shared>>> {
+        let mut all = vec![Ok(self.shared.clone())];
+        let own = engine_key(self.shared.engine.options());
+        for key in self.engines.options.keys().filter(|k| **k != own) {
+            all.push(self.connect(key));
+        }
+        all
+    }
+
+    /// The engine the jobs of `agent` run on (connecting it, when it is placed on another engine
+    /// not connected yet).
+    pub fn engine_for(&self, agent: &str) -> Result<Engine> {
+        Ok(self.shared_for(agent)?.engine.clone())
+    }
+
     /// The state directory, absolute.
     pub fn state_dir(&self) -> &std::path::Path {
         &self.shared.options.state_dir
     }
 
-    /// The engine this runner talks to.
+    /// The runner's own engine, where agents not in [`RunnerOptions::agent_engines`] run.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
     }
@@ -407,8 +521,8 @@ impl Runner {
     ) -> Result<Job> {
         let started = Instant::now();
         let started_ms = labels::now_ms();
-        let shared = &self.shared;
-        let planned = self.plan(&mut spec, &credentials)?;
+        let shared = &self.shared_for(&spec.agent)?;
+        let planned = self.plan(shared, &mut spec, &credentials)?;
         let Planned {
             mounts,
             hash,
@@ -421,6 +535,7 @@ impl Runner {
             mount_ids,
             owner,
             runtime,
+            local,
             warnings: plan_warnings,
         } = &planned;
         let (mode, inside) = (*mode, *inside);
@@ -433,7 +548,11 @@ impl Runner {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>();
-        env.extend(credentials.exec_env());
+        env.extend(if *local {
+            credentials.exec_env()
+        } else {
+            credentials.remote_exec_env()
+        });
         env.extend(spec.env.iter().cloned());
 
         let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
@@ -478,7 +597,8 @@ impl Runner {
                     reached,
                     pool: want,
                 },
-            )?;
+            )
+            .map_err(|e| remote_mount_hint(e, shared.engine.options()))?;
             if let Err(e) = check_inside_once(shared, &lease, mode, user, inside, runtime.as_ref())
             {
                 // A container that died at start (its exec failed, or was cut short) says why.
@@ -600,8 +720,12 @@ impl Runner {
 
     /// What a job's container looks like: its mounts (prepared on the host), config hash, mode,
     /// create body and what the checks expect.
-    fn plan(&self, spec: &mut JobSpec, credentials: &Credentials) -> Result<Planned> {
-        let shared = &self.shared;
+    fn plan(
+        &self,
+        shared: &Shared,
+        spec: &mut JobSpec,
+        credentials: &Credentials,
+    ) -> Result<Planned> {
         if spec.config.runtime.is_none() {
             spec.config.runtime = shared.options.runtime.clone();
         }
@@ -615,6 +739,10 @@ impl Runner {
             None => None,
         }
         .filter(isolation::Checked::needs_proof);
+        // On another machine's engine, bind mounts name that machine's paths: the injected
+        // tools' sockets and the credentials copy of this one cannot be mounted there (the
+        // credentials go to the exec instead; see `Credentials::remote_exec_env`).
+        let local = shared.engine.options().is_local();
         let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
         let mounts = MountPlan::build(&MountRequest {
             config: &spec.config,
@@ -622,13 +750,18 @@ impl Runner {
             state_dir: &state_dir,
             agent: &spec.agent,
             layout: shared.options.session_layout,
-            credentials: Some(credentials),
+            credentials: local.then_some(credentials),
         })?;
+        let mounts = if local {
+            mounts
+        } else {
+            mounts.without_mcp_sockets()
+        };
         // The opt-in: the agent's config, or this runner's option or environment.
         let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
         let own_socket = match shared.engine.host() {
             Host::Unix(path) => Some(path.as_path()),
-            Host::Tcp(_) => None,
+            Host::Tcp(_) | Host::Ssh(_) => None,
         };
         let sockets = EngineSockets::find(own_socket);
         plan::check_mount_sources(&mounts, &sockets, allow)?;
@@ -686,6 +819,7 @@ impl Runner {
             mount_ids,
             owner,
             runtime,
+            local,
             warnings,
         })
     }
@@ -697,7 +831,7 @@ impl Runner {
     /// persistent agent or a runner without a pool, and with the engine's error when a
     /// container cannot be warmed (a missing image, a failed check).
     pub fn warm(&self, spec: &JobSpec, timeout: Duration) -> Result<()> {
-        let shared = &self.shared;
+        let shared = &self.shared_for(&spec.agent)?;
         if !spec.config.ephemeral {
             return Err(Error::invalid(
                 "docker.ephemeral",
@@ -716,7 +850,7 @@ impl Runner {
         };
         let redactor = spec.redactor(&credentials);
         let planned = self
-            .plan(&mut spec.clone(), &credentials)
+            .plan(shared, &mut spec.clone(), &credentials)
             .map_err(|e| e.redact(&redactor))?;
         shared.used_pool(&spec.agent);
         pool::prewarm(
@@ -734,36 +868,43 @@ impl Runner {
     /// Call it before the process exits; what a process that died left is removed by the next
     /// [`Runner::gc`], or when a pool next starts over this state directory.
     pub fn close(&self) -> PruneReport {
-        let agents: Vec<String> = self
-            .shared
-            .pools_used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        if agents.is_empty() {
-            return PruneReport::default();
+        let connected: Vec<Arc<Shared>> = self.engines.lock().values().cloned().collect();
+        let mut report = PruneReport::default();
+        for shared in connected {
+            let agents: Vec<String> = shared
+                .pools_used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+                .collect();
+            if agents.is_empty() {
+                continue;
+            }
+            let r = pool::close(&shared.engine, &shared.options.state_dir, Some(&agents));
+            report.removed.extend(r.removed);
+            report.stopped.extend(r.stopped);
+            report.warnings.extend(r.warnings);
         }
-        pool::close(
-            &self.shared.engine,
-            &self.shared.options.state_dir,
-            Some(&agents),
-        )
+        report
     }
 
     /// How many idle containers this process's warm pool of `agent` holds right now.
     pub fn warm_pool_idle(&self, agent: &str) -> usize {
-        pool::idle_count(&self.shared.engine, &self.shared.options.state_dir, agent)
+        match self.shared_for(agent) {
+            Ok(shared) => pool::idle_count(&shared.engine, &shared.options.state_dir, agent),
+            // An engine that cannot be reached has no pool this process could count.
+            Err(_) => 0,
+        }
     }
 
     /// Refuses a job with injected MCP servers (whose sockets are mounted into its container)
     /// under a runtime that cannot connect to them; see [`isolation::check_host_sockets`].
-    pub(crate) fn check_host_sockets(&self, config: &DockerConfig) -> Result<()> {
+    pub(crate) fn check_host_sockets(&self, engine: &Engine, config: &DockerConfig) -> Result<()> {
         let name = config
             .runtime
             .as_deref()
             .or(self.shared.options.runtime.as_deref());
-        isolation::with_runtimes(&self.shared.engine, name, |engine| {
+        isolation::with_runtimes(engine, name, |engine| {
             isolation::check_host_sockets(name, engine)
         })
     }
@@ -779,7 +920,7 @@ impl Runner {
 
     /// Removes the agent's oldest stopped containers so that at most `keep` remain.
     pub fn prune(&self, agent: &str, keep: usize) -> Result<PruneReport> {
-        let mut report = retention::prune(&self.shared, agent, keep)?;
+        let mut report = retention::prune(&*self.shared_for(agent)?, agent, keep)?;
         // The agent's job records get the same bound (at least the newest one stays).
         if let Err(e) = records::prune(self.state_dir(), agent, keep.max(1)) {
             report.warnings.push(format!("job records: {e}"));
@@ -788,9 +929,20 @@ impl Runner {
     }
 
     /// Removes every stopped container of an agent not in `live_agents`, and prunes the live
-    /// agents to `keep` each. Safe to run from several processes at once.
+    /// agents to `keep` each, on every engine of the runner. Safe to run from several processes
+    /// at once. An engine agents are placed on that cannot be reached is a warning, not an error,
+    /// so one machine down does not stop the others' collection.
     pub fn gc(&self, live_agents: &[String], keep: usize) -> Result<PruneReport> {
         let mut report = retention::gc(&self.shared, live_agents, keep)?;
+        for shared in self.all_engines().into_iter().skip(1) {
+            match shared.and_then(|s| retention::gc(&s, live_agents, keep)) {
+                Ok(r) => {
+                    report.removed.extend(r.removed);
+                    report.warnings.extend(r.warnings);
+                }
+                Err(e) => report.warnings.push(format!("gc skipped an engine: {e}")),
+            }
+        }
         // Records go with their agents; those of a container that is still there stay.
         let existing = self.list(None).map(|found| {
             found
@@ -806,16 +958,22 @@ impl Runner {
         Ok(report)
     }
 
-    /// This project's containers, optionally of one agent, newest first.
+    /// This project's containers, optionally of one agent (on its engine), else of every engine
+    /// of the runner; newest first.
     pub fn list(&self, agent: Option<&str>) -> Result<Vec<ManagedContainer>> {
         let mut filters = vec![(labels::MANAGED, Some("1"))];
         if let Some(a) = agent {
             filters.push((labels::AGENT, Some(a)));
         }
-        let mut found: Vec<ManagedContainer> = self
-            .shared
-            .engine
-            .list_containers(&filters, true)?
+        let engines = match agent {
+            Some(a) => vec![self.shared_for(a)?],
+            None => self.all_engines().into_iter().collect::<Result<_>>()?,
+        };
+        let mut listed = Vec::new();
+        for shared in engines {
+            listed.extend(shared.engine.list_containers(&filters, true)?);
+        }
+        let mut found: Vec<ManagedContainer> = listed
             .into_iter()
             .map(|c| {
                 let role = pool::role(self.state_dir(), &c);
@@ -871,6 +1029,8 @@ struct Planned {
     owner: Option<Arc<crate::owner::Owner>>,
     /// The sandbox runtime a process inside must prove it runs under, if any.
     runtime: Option<isolation::Checked>,
+    /// Whether the engine is on this machine (else the credentials go to the exec).
+    local: bool,
     /// What the job should hear about its plan (an owner lock that could not be had).
     warnings: Vec<String>,
 }
@@ -891,6 +1051,28 @@ impl Planned {
             mount_ids: &self.mount_ids,
             runtime: self.runtime.as_ref(),
         }
+    }
+}
+
+/// An engine's refusal of a bind mount whose source is missing, with what to do when the engine
+/// is another machine's (where the path must exist).
+fn remote_mount_hint(e: Error, engine: &EngineOptions) -> Error {
+    match e {
+        Error::Api {
+            call,
+            status,
+            message,
+        } if !engine.is_local() && message.contains("bind source path does not exist") => {
+            Error::Api {
+                call,
+                status,
+                message: format!(
+                    "{message}; the engine at {} runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's \"Engines\")",
+                    engine.host
+                ),
+            }
+        }
+        other => other,
     }
 }
 
@@ -1012,5 +1194,27 @@ mod tests {
             read(Some("yes")).unwrap_err().to_string(),
             "invalid HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG: \"yes\" is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no"
         );
+    }
+
+    /// Issue 16: on another machine's engine, a missing bind source says where it is missing.
+    #[test]
+    fn a_missing_bind_source_on_another_machine_says_where() {
+        let refusal = || Error::Api {
+            call: "POST /containers/create".into(),
+            status: 400,
+            message:
+                "invalid mount config for type \"bind\": bind source path does not exist: /srv/repo"
+                    .into(),
+        };
+        let remote = EngineOptions::for_address("ssh://fleet@build-1").unwrap();
+        let e = remote_mount_hint(refusal(), &remote).to_string();
+        assert!(
+            e.ends_with("/srv/repo; the engine at ssh://fleet@build-1 runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's \"Engines\")"),
+            "{e}"
+        );
+        let local = EngineOptions::default();
+        assert!(remote_mount_hint(refusal(), &local)
+            .to_string()
+            .ends_with("/srv/repo"));
     }
 }

@@ -43,7 +43,9 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     // the state directory would let a job change the runner's files, and is refused).
     let probe_dir = std::env::temp_dir().join(format!("herdctl-doctor-{}", std::process::id()));
     let state_dir = probe_dir.join("state");
-    let engine = match Engine::with_options(ctx.engine_options(&[])?) {
+    let options = ctx.engine_options(&[])?;
+    println!("address:      {} ({})", options.describe(), options.source);
+    let engine = match Engine::with_options(options) {
         Ok(engine) => engine,
         Err(e) => {
             println!("engine:       unreachable: {e}");

@@ -20,7 +20,12 @@ Exit codes (as docker's):
 
 const ENVIRONMENT: &str = "\
 Environment:
-  DOCKER_HOST            the engine: unix:///path or tcp://host:port (default: /var/run/docker.sock)
+  DOCKER_HOST            the engine: unix:///path, tcp://host:port or ssh://[user@]host[:port]
+  DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
+                         TLS for a tcp:// engine: ca.pem, cert.pem and key.pem (default: ~/.docker)
+  DOCKER_CONTEXT         a docker context, when DOCKER_HOST is not set; else the current context
+                         of ~/.docker/config.json (DOCKER_CONFIG), else /var/run/docker.sock;
+                         doctor prints which
   HERDCTL_CONTAINER_LOG  debug prints one line per engine call on stderr (like --log-level debug)
   HERDCTL_CONTAINER_WARM_POOL
                          run: warm containers to keep per agent (like --warm-pool)

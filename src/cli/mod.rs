@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod dial;
 pub mod help;
 pub mod progress;
 pub mod run;
@@ -64,7 +65,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// The engine options: `DOCKER_HOST`, and the debug log when asked for, redacted of this
+    /// The engine options: the docker CLI's engine (`DOCKER_HOST`, a docker context, the
+    /// platform socket), and the debug log when asked for, redacted of this
     /// process's secret-looking env values and of `secrets`.
     pub fn engine_options(&self, secrets: &[String]) -> Result<EngineOptions, Failure> {
         let mut opts = EngineOptions::from_env()?;

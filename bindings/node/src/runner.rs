@@ -9,6 +9,7 @@
 // napi's registration of these items is not compiled into the unit-test build.
 #![cfg_attr(test, allow(dead_code))]
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,11 +34,18 @@ use crate::tool_calls::{CloseOnDrop, ToolCalls};
 #[napi(object)]
 #[derive(Default)]
 pub struct ContainerRunnerOptions {
-    /// A `DOCKER_HOST`-style address: `unix:///path/to/docker.sock` or `tcp://host:port`.
-    /// Default: `DOCKER_HOST`, else `/var/run/docker.sock`. At most one of this and `socketPath`.
+    /// The engine: `unix:///path/to/docker.sock`, `tcp://host:port` (TLS when
+    /// `DOCKER_TLS_VERIFY` is set, with the files of `DOCKER_CERT_PATH`, as `docker -H` takes
+    /// it), `ssh://user@host[:port]`, or a docker context's name. Default: the docker CLI's
+    /// (`DOCKER_HOST`, `DOCKER_CONTEXT`, the current context, else `/var/run/docker.sock`). At
+    /// most one of this and `socketPath`.
     pub docker_host: Option<String>,
     /// A unix socket path, like `/var/run/docker.sock`.
     pub socket_path: Option<String>,
+    /// Agents placed on other engines: an agent's qualified name, and its engine's address as
+    /// `dockerHost` takes it (or a docker context's name). Other agents run on the runner's own
+    /// engine; agents with one address share its connections. Default: none.
+    pub engines: Option<HashMap<String, String>>,
     /// When to pull the image: `"never"` (a missing image is an error saying how to get it),
     /// `"if-missing"` or `"always"`. Default: the `HERDCTL_CONTAINER_PULL` environment variable
     /// (same values; herdctl builds its runners without options, so this is how a herdctl user
@@ -123,6 +131,7 @@ pub struct PruneResult {
 
 struct Core {
     engine: EngineOptions,
+    agent_engines: BTreeMap<String, EngineOptions>,
     pull_progress: Option<herdctl_container::PullProgressFn>,
     pull: PullPolicy,
     deadline: Option<Duration>,
@@ -155,6 +164,7 @@ impl Core {
         options.allow_unsafe_host_config = self.allow_unsafe_host_config;
         options.runtime = self.runtime.clone();
         options.warm_pool = self.warm_pool;
+        options.agent_engines = self.agent_engines.clone();
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -212,6 +222,7 @@ impl ContainerRunnerCore {
                 }
             };
             let mut engine = engine_options(options.docker_host, options.socket_path)?;
+            engine.tls_helper = tls_helper();
             engine.on_call = match logger {
                 Some(logger) => {
                     let secrets: Vec<String> = config
@@ -235,8 +246,19 @@ impl ContainerRunnerCore {
                     LogLevel::Info => None,
                 },
             };
+            // Agents placed on other engines are logged like the runner's own.
+            let mut agent_engines = BTreeMap::new();
+            for (agent, address) in options.engines.unwrap_or_default() {
+                let field = format!("options.engines[{agent:?}]");
+                let mut placed =
+                    EngineOptions::for_address(&address).map_err(|e| as_field(e, &field))?;
+                placed.on_call = engine.on_call.clone();
+                placed.tls_helper = engine.tls_helper.clone();
+                agent_engines.insert(agent, placed);
+            }
             Ok(Core {
                 engine,
+                agent_engines,
                 pull_progress: on_pull_progress.map(pull_progress),
                 pull,
                 deadline,
@@ -518,11 +540,12 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         Value::Object(map) => map,
         _ => return Err(invalid("options", "expected an object of runner options")),
     };
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "allowUnsafeHostConfig",
         "runtime",
         "dockerHost",
         "socketPath",
+        "engines",
         "pull",
         "jobTimeoutMs",
         "translatePaths",
@@ -550,6 +573,27 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         runtime: string("runtime")?,
         docker_host: string("dockerHost")?,
         socket_path: string("socketPath")?,
+        engines: match map.get("engines") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(engines)) => Some(
+                engines
+                    .iter()
+                    .map(|(agent, address)| match address {
+                        Value::String(a) => Ok((agent.clone(), a.clone())),
+                        _ => Err(invalid(
+                            format!("options.engines[{agent:?}]"),
+                            "expected an engine address or a docker context's name, as a string",
+                        )),
+                    })
+                    .collect::<herdctl_container::Result<_>>()?,
+            ),
+            Some(_) => {
+                return Err(invalid(
+                    "options.engines",
+                    "expected an object of agent names and engine addresses",
+                ))
+            }
+        },
         pull: string("pull")?,
         job_timeout_ms: match map.get("jobTimeoutMs") {
             None | Some(Value::Null) => None,
@@ -591,6 +635,24 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
     })
 }
 
+/// The herdctl-container CLI through which this addon reaches TLS engines: the addon is built
+/// without TLS of its own (rustls would add 1.4 MB, over issue 13's 3 MiB). Set by index.js.
+static TLS_HELPER: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets the herdctl-container CLI through which TLS engines are reached (`herdctl-container
+/// dial-stdio`, a process per connection): the one beside this addon in its platform package.
+/// Called by the package's index.js when it loads.
+#[napi(js_name = "_setTlsHelper", catch_unwind)]
+pub fn set_tls_helper(path: String) {
+    // The slot holds a plain Option: a panic elsewhere cannot leave it inconsistent.
+    *TLS_HELPER.lock().unwrap_or_else(|p| p.into_inner()) = Some(PathBuf::from(path));
+}
+
+/// The TLS helper, when index.js found one.
+fn tls_helper() -> Option<PathBuf> {
+    TLS_HELPER.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// The engine address: `socketPath`, else `dockerHost`, else `DOCKER_HOST`.
 fn engine_options(
     docker_host: Option<String>,
@@ -605,16 +667,20 @@ fn engine_options(
             host: Host::Unix(PathBuf::from(path)),
             ..EngineOptions::default()
         }),
-        (None, Some(host)) => Ok(EngineOptions {
-            host: Host::parse(&host).map_err(|_| {
-                herdctl_container::Error::invalid(
-                    "options.dockerHost",
-                    format!("{host:?} is not an engine address; expected unix:///path or tcp://host:port"),
-                )
-            })?,
-            ..EngineOptions::default()
-        }),
+        (None, Some(host)) => {
+            EngineOptions::for_address(&host).map_err(|e| as_field(e, "options.dockerHost"))
+        }
         (None, None) => EngineOptions::from_env(),
+    }
+}
+
+/// An invalid-input error of the core, named by the option it came from.
+fn as_field(e: herdctl_container::Error, field: &str) -> herdctl_container::Error {
+    match e {
+        herdctl_container::Error::InvalidConfig { problem, .. } => {
+            herdctl_container::Error::invalid(field, problem)
+        }
+        other => other,
     }
 }
 
