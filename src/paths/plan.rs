@@ -386,8 +386,8 @@ pub fn agent_session_dir(state_dir: &str, agent: &str, layout: SessionLayout) ->
 }
 
 impl MountPlan {
-    /// Refuses a workspace the container user cannot use as it is mounted (see
-    /// [`check_workspace_access`]); the runner calls it once the sources are known to be safe.
+    /// Refuses a workspace the container user cannot use as it is mounted, by the permission
+    /// bits the kernel will apply; the runner calls it once the sources are known to be safe.
     pub fn check_workspace_access(&self, config: &DockerConfig) -> Result<()> {
         match self.mounts.iter().find(|m| m.role == MountRole::Workspace) {
             Some(m) => check_workspace_access(&m.source, config),
