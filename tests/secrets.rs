@@ -271,9 +271,12 @@ fn a_job_cannot_read_another_jobs_environment_in_a_shared_container() {
     let mut victim = fleet.job(&agent, &config, ["sleep", "30"]);
     victim.env.push("JOB_A_ONLY=job-a-secret-value".into());
     let victim = fleet.runner.start(victim).expect("the first job starts");
-    let peek = "for f in /proc/[0-9]*; do tr '\\0' '\\n' < $f/environ 2>/dev/null; done \
+    // The first job's exec may not have spawned its process yet: wait for it (10 s at most).
+    let peek = "procs() { for f in /proc/[0-9]*; do tr '\\0' ' ' < $f/cmdline; echo; done; }; \
+                i=0; until procs | grep -q '^sleep 30' || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.1; done; \
+                for f in /proc/[0-9]*; do tr '\\0' '\\n' < $f/environ 2>/dev/null; done \
                 | grep -c JOB_A_ONLY; \
-                for f in /proc/[0-9]*; do tr '\\0' ' ' < $f/cmdline; echo; done | grep -c '^sleep 30'";
+                procs | grep -c '^sleep 30'";
     let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", peek]));
     victim.canceller().cancel().expect("cancel");
     let victim = victim.finish();
