@@ -226,6 +226,12 @@ export interface DockerConfig {
   pidsLimit?: number
   labels: Record<string, string>
   /**
+   * The OCI runtime the container runs under, like `"runsc"` for gVisor (`hostConfigOverride.Runtime`
+   * is read as this field); refused when the engine does not list it, proven from inside each
+   * container when it is a sandbox. Default: the engine's (runc).
+   */
+  runtime?: string
+  /**
    * Raw engine HostConfig merged over the generated one (fleet only), with keys in the engine's
    * spelling (it reads them in any letter case).
    */
@@ -257,6 +263,8 @@ export interface DockerInput {
   tmpfs?: string[]
   pids_limit?: number
   labels?: Record<string, string>
+  /** The OCI runtime, like `runsc` (gVisor); an agent's own config may only choose a sandbox. */
+  runtime?: string
   host_config?: HostConfig
   /** Lets this agent's host_config and volumes loosen the container (see {@link HostConfig}). */
   allow_unsafe_host_config?: boolean
@@ -358,9 +366,10 @@ export declare class ContainerRunner {
    *   throws with code INVALID_CONFIG)
    * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
    * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock), the
-   *   pull policy, a job timeout, and `allowUnsafeHostConfig` (the opt-in for host_config settings
-   *   that loosen the container); or a dockerode client (herdctl's 4th argument), whose engine
-   *   address is used
+   *   pull policy, a job timeout, `allowUnsafeHostConfig` (the opt-in for host_config settings
+   *   that loosen the container), `runtime` (the OCI runtime of configs that name none) and
+   *   `warmPool` (warm containers per ephemeral agent); or a dockerode client (herdctl's 4th
+   *   argument), whose engine address is used
    */
   constructor(
     wrapped: WrappableRuntime | object,
@@ -392,6 +401,11 @@ export declare class ContainerRunner {
    * containers of agents not in `liveAgents`, and prunes the others to `keep`.
    */
   gc(liveAgents: string[], keep?: number): Promise<PruneResult>
+  /**
+   * Retires the warm pools (`warmPool`) this runner's jobs used: their idle containers are
+   * removed. The process's remaining pools are retired when it exits.
+   */
+  close(): Promise<PruneResult>
 }
 
 /** herdctl's `resolveDockerConfig`: defaults applied, every field checked (throws INVALID_CONFIG). */

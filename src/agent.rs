@@ -271,8 +271,18 @@ impl AgentRequest {
                 "a runtime with its own containerCommand cannot be given injected MCP servers; wrap a CLIRuntime or SDKRuntime",
             ));
         }
+        let agent = agent_name(&self.agent)?;
+        let engine = runner.engine_for(&agent)?;
+        if !engine.options().is_local() {
+            return Err(Error::invalid(
+                "injectedMcpServers",
+                format!("the agent's engine {} is on another machine, and injected tools reach its containers through a unix socket of this one; place the agent on a local engine (a unix socket or a loopback address) to use them, or run it without injected tools", engine.host()),
+            ));
+        }
+        // Never an agent silently without its tools: its OCI runtime must reach the sockets.
+        runner.check_host_sockets(&engine, &self.config)?;
         let state_dir = runner.state_dir().to_string_lossy();
-        let dir = mcp_socket_dir(&state_dir, &agent_name(&self.agent)?)?;
+        let dir = mcp_socket_dir(&state_dir, &agent)?;
         Bridge::bind(std::path::Path::new(&dir), servers.clone()).map(Some)
     }
 }
@@ -377,7 +387,9 @@ impl AgentJob {
     ///
     /// Every error is redacted: before the job exists with what this process's environment
     /// and the config hold secret, afterwards with all of the job's secrets.
-    pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
+    pub fn start(runner: &Runner, mut request: AgentRequest) -> Result<AgentJob> {
+        // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
+        crate::isolation::runtime_from_agent(&request.agent, &mut request.config)?;
         let early = || Redactor::from_process_env().with_env(&request.config.env);
         let mut bridge = request.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
         let injected = bridge

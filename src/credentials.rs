@@ -210,6 +210,23 @@ impl Credentials {
         self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 
+    /// The `KEY=value` entries to give each exec on an engine of another machine, where the
+    /// sanitised file cannot be mounted: the env source's entries, or for the file source its
+    /// access token as `CLAUDE_CODE_OAUTH_TOKEN` (read afresh for every job, as the copy is).
+    /// Never put them in a container's create config or on a command line.
+    pub fn remote_exec_env(&self) -> Vec<String> {
+        let token = self
+            .sanitised
+            .as_ref()
+            .and_then(|s| s.get("claudeAiOauth"))
+            .and_then(|o| o.get("accessToken"))
+            .and_then(Value::as_str);
+        match token {
+            Some(token) if self.env.is_empty() => vec![format!("CLAUDE_CODE_OAUTH_TOKEN={token}")],
+            _ => self.exec_env(),
+        }
+    }
+
     /// A redactor holding every secret value of these credentials (env values, and the access and
     /// refresh tokens of the file). Extend it with [`Redactor::with_env`] for the config's env.
     pub fn redactor(&self) -> &Redactor {

@@ -23,8 +23,8 @@ const SCHEME: u64 = 2;
 
 /// A stable hash (16 hex characters, 64 bits of SHA-256) of everything in `config` and `plan` that
 /// shapes a container: image, network, memory, CPU, pids, user, ephemeral, env names and values
-/// (values only through their own SHA-256), ports, tmpfs, labels, the host config override and its
-/// allow flag, and every mount (source, target, read-only). Not hashed: `enabled` and
+/// (values only through their own SHA-256), ports, tmpfs, labels, the runtime, the host config
+/// override and its allow flag, and every mount (source, target, read-only). Not hashed: `enabled` and
 /// `max_containers`, which change nothing inside a container.
 ///
 /// The same inputs give the same hash in every process, on every run and with every Rust release.
@@ -41,7 +41,7 @@ pub fn config_hash(config: &DockerConfig, plan: &MountPlan) -> String {
         .iter()
         .map(|m| json!([m.source, m.target, m.read_only]))
         .collect();
-    let shape = json!({
+    let mut shape = json!({
         "scheme": SCHEME,
         "image": config.image,
         "network": config.network.as_str(),
@@ -60,6 +60,11 @@ pub fn config_hash(config: &DockerConfig, plan: &MountPlan) -> String {
         "allowUnsafeHostConfig": config.allow_unsafe_host_config,
         "mounts": mounts,
     });
+    // Only when set, so that the hash of every config without a runtime stays what it was (and
+    // an upgrade does not replace those persistent containers).
+    if let Some(runtime) = &config.runtime {
+        shape["runtime"] = json!(runtime);
+    }
     hash_value(&shape)
 }
 

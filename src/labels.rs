@@ -29,6 +29,16 @@ pub const MOUNT_IDS: &str = "dev.herdctl.mount-ids";
 /// it runs. A container whose owner's lock is free is stopped by the next runner (see `gc`).
 pub const OWNER: &str = "dev.herdctl.owner";
 
+/// On a warm pool container (see `pool`), instead of [`OWNER`]: the owner id (the same lock under
+/// `<stateDir>/owners/`) of the process that warmed it, which proves its idle containers kept.
+/// The label stays when a job (of any process) takes the container; whose job runs in it is told
+/// by the pool's claim files, so the owner reaper of ephemeral containers leaves it alone.
+pub const POOL: &str = "dev.herdctl.pool";
+/// On a warm pool container checked with the runner's opt-in for settings that loosen the
+/// container (`allow_unsafe_host_config` of the runner, which the config hash does not cover):
+/// `1`. Another process takes it only with the same opt-in.
+pub const POOL_LOOSE: &str = "dev.herdctl.pool-loose";
+
 /// Whether a container is fresh per job or reused across jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {

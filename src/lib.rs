@@ -1,7 +1,8 @@
 //! Run Claude Code agent jobs in Docker containers, for herdctl.
 //!
-//! This crate is the core of herdctl-container: a **blocking** Docker Engine API client over the
-//! unix socket, and on top of it container lifecycle (ephemeral or persistent), retention, credentials,
+//! This crate is the core of herdctl-container: a **blocking** Docker Engine API client (over the
+//! unix socket, or TCP with TLS, or SSH; the engine found as the docker CLI finds it), and on top
+//! of it container lifecycle (ephemeral or persistent), retention, credentials,
 //! path translation, security defaults and job execution with streaming output.
 //!
 //! Why blocking: every caller we serve (a CLI, napi worker threads, Rust tools that may run inside
@@ -14,7 +15,7 @@
 //! use herdctl_container::{resolve_docker_config, Engine, JobSpec, Outcome, Runner, RunnerOptions};
 //!
 //! # fn main() -> herdctl_container::Result<()> {
-//! // DOCKER_HOST, else /var/run/docker.sock; the API version is negotiated here.
+//! // DOCKER_HOST, a docker context, else /var/run/docker.sock; the API version is negotiated here.
 //! let runner = Runner::new(Engine::connect()?, RunnerOptions::new("/srv/herdctl/.herdctl"))?;
 //! // herdctl's docker block, in its YAML (snake_case) or resolved (camelCase) shape.
 //! let config = resolve_docker_config(&serde_json::json!({
@@ -43,7 +44,8 @@
 //! ([`engine`]), then an [`Outcome`]. [`Runner`] ties them together; [`invocation`] turns a
 //! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`; [`agent`] runs
 //! one herdctl execute call as a job of SDK messages, and [`mcp`] bridges its injected MCP servers
-//! into the container.
+//! into the container. With [`RunnerOptions::warm_pool`], ephemeral jobs take containers made
+//! ahead of need ([`Runner::warm`], [`Runner::close`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -54,6 +56,7 @@ pub mod engine;
 mod error;
 mod hash;
 pub mod invocation;
+mod isolation;
 mod job;
 mod labels;
 mod lifecycle;
@@ -61,6 +64,7 @@ pub mod mcp;
 mod owner;
 mod paths;
 mod plan;
+mod pool;
 pub mod records;
 mod redact;
 pub mod retention;
@@ -78,6 +82,7 @@ pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use hash::{canonical_json, config_hash, hash_value};
+pub use isolation::ADD_GVISOR;
 pub use job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
 pub use labels::Mode;
 pub use paths::{
@@ -85,6 +90,9 @@ pub use paths::{
     Direction, Mount, MountPlan, MountRequest, MountRole, PathMap, SessionLayout,
     CONTAINER_CREDENTIALS_FILE, CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
+pub use pool::{close_all as close_warm_pools, MAX_WARM_POOL};
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use retention::PruneReport;
-pub use runner::{JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions};
+pub use runner::{
+    JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions, WARM_POOL_ENV,
+};

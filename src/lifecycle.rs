@@ -12,6 +12,9 @@
 //! missing). Each container records the `dev:inode` of its mount sources in a label; one whose
 //! record differs from the host's now is renamed out of the way and replaced, and the old one is
 //! stopped when idle and left to retention.
+//!
+//! An ephemeral job of a runner with a warm pool takes a container from the pool first (see
+//! [`crate::pool`]); only when there is none does it make its own.
 
 use std::cell::Cell;
 use std::os::unix::fs::MetadataExt;
@@ -25,7 +28,7 @@ use crate::labels::{self, Mode};
 use crate::owner::{InFlight, Owner};
 use crate::paths::MountPlan;
 use crate::runner::{PullPolicy, Shared};
-use crate::{plan, retention, Error, Result};
+use crate::{plan, pool, retention, Error, Result};
 
 /// How long a persistent acquire may chase a container that others are creating or removing.
 const RACE_BUDGET: Duration = Duration::from_secs(30);
@@ -49,6 +52,8 @@ pub(crate) struct Request<'a> {
     /// point can be reported as the job's failure rather than as a job that never got a
     /// container.
     pub reached: &'a Cell<Option<Reached>>,
+    /// For an ephemeral job of a runner with a warm pool: what the pool needs.
+    pub pool: Option<pool::Want<'a>>,
 }
 
 /// The container a job reached, for the report of a job that failed in it before its command
@@ -89,6 +94,8 @@ pub(crate) struct Lease {
     held: bool,
     /// An ephemeral container's place in its owner's in-flight set, until it is stopped.
     in_flight: Option<InFlight>,
+    /// For a container taken from a warm pool: the claim on it, held while the job runs.
+    claim: Option<pool::Claim>,
 }
 
 /// A lease and what getting it cost.
@@ -124,6 +131,7 @@ impl Lease {
             created,
             held: true,
             in_flight,
+            claim: None,
         }
     }
 
@@ -135,9 +143,24 @@ impl Lease {
         &self.name
     }
 
-    /// Whether this acquire created the container.
+    /// Whether this acquire created the container (or took it fresh from a warm pool).
     pub(crate) fn created(&self) -> bool {
         self.created
+    }
+
+    /// Whether the container came from a warm pool (checked when it was warmed).
+    pub(crate) fn pooled(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// Removes a pool container that turned out unusable before the job ran in it (it died
+    /// while idle), so the job can be given another.
+    pub(crate) fn discard(&mut self) {
+        let _ = self.shared.engine.remove_container(&self.id, true);
+        if let Some(claim) = self.claim.take() {
+            claim.release();
+        }
+        self.let_go();
     }
 
     /// Ends the job's use: stops an ephemeral container, then applies retention to the agent.
@@ -181,8 +204,10 @@ impl Lease {
             }
             drop(in_flight);
         }
+        // A pool container's claim stays as a tombstone: its warmer never hands it out again.
+        drop(self.claim.take());
         self.let_go();
-        match retention::prune(&self.shared, &self.agent, self.keep) {
+        match retention::prune_after_job(&self.shared, &self.agent, self.keep) {
             Ok(report) => warnings.extend(report.warnings),
             Err(e) => warnings.push(format!("retention for agent {}: {e}", self.agent)),
         }
@@ -213,9 +238,32 @@ pub(crate) fn acquire(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
     }
     match req.mode {
         Mode::Ephemeral => {
+            let mut pool_warning = None;
+            let _cold = match &req.pool {
+                Some(want) => {
+                    let taken = pool::claim(&shared.engine, &shared.options.state_dir, want);
+                    pool_warning = taken.warning.clone();
+                    if let Some(c) = taken.claimed {
+                        let mut lease = Lease::new(shared, c.id, c.name, req, true, None);
+                        lease.claim = Some(c.claim);
+                        let mut warnings = c.warnings;
+                        warnings.extend(pool_warning);
+                        return Ok(Acquired {
+                            lease,
+                            create: None,
+                            start: None,
+                            warnings,
+                        });
+                    }
+                    Some(taken.going_cold())
+                }
+                None => None,
+            };
             let name = labels::ephemeral_name(req.sanitized_agent, labels::now_ms());
             let in_flight = req.owner.as_ref().map(|o| o.track(&name));
-            create_and_start(shared, req, &name, in_flight)
+            let mut acquired = create_and_start(shared, req, &name, in_flight)?;
+            acquired.warnings.extend(pool_warning);
+            Ok(acquired)
         }
         Mode::Persistent => acquire_persistent(shared, req),
     }

@@ -23,7 +23,12 @@ fn main() -> ExitCode {
 }
 
 fn dispatch() -> Result<u8, Failure> {
-    let cli = args::parse(std::env::args_os().skip(1)).map_err(Failure::Usage)?;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // Internal, for the Node addon's TLS engines: kept out of the help and the flag tables.
+    if argv.first().is_some_and(|a| a == "dial-stdio") {
+        return cli::dial::run(&argv[1..]);
+    }
+    let cli = args::parse(argv).map_err(Failure::Usage)?;
     let log_level = match cli.log_level {
         Some(level) => level,
         None => log_level_from_env()?,

@@ -218,6 +218,13 @@ pub(crate) fn liveness(state_dir: &Path, id: &str) -> Liveness {
     }
 }
 
+/// Whether an owner with this id ever had its lock in this state directory (alive or not): the
+/// warm pool containers of an owner that is not here belong to another state directory, whose
+/// claims this process cannot see.
+pub(crate) fn known(state_dir: &Path, id: &str) -> bool {
+    valid_id(id) && state_dir.join(OWNERS_DIR).join(id).exists()
+}
+
 /// Removes the lock files of dead owners, except those in `keep` (owners with a container that
 /// could not be stopped: their file is the only proof left that they are gone).
 pub(crate) fn sweep(state_dir: &Path, keep: &HashSet<String>) {

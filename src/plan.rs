@@ -54,6 +54,9 @@ pub(crate) fn create_body(
     if let Some(gid) = config.user.gid {
         host.insert("GroupAdd".into(), json!([gid.to_string()]));
     }
+    if let Some(runtime) = &config.runtime {
+        host.insert("Runtime".into(), json!(runtime));
+    }
     if let Some(v) = config.cpu_shares {
         host.insert("CpuShares".into(), json!(v));
     }

@@ -11,13 +11,20 @@
 //! `gc` (and a process's first runner) stops those whose owner is proven gone, by a lock file
 //! per process under the state directory that the kernel releases when the process dies; they are
 //! then stopped containers like any other.
+//!
+//! Warm pool containers count apart: an idle one (or one being warmed or retired) is neither
+//! counted nor removed here (its pool and `gc` see to it), and one that stopped before any job
+//! took it is removed whatever the limit, having nothing to inspect. One that a job took is an
+//! ordinary ephemeral container.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::engine::{ContainerSummary, RemoveOutcome};
 use crate::labels::{self, Mode};
 use crate::owner::{self, Liveness};
+use crate::pool::{self, Role};
 use crate::runner::Shared;
 use crate::{Error, Result};
 
@@ -106,17 +113,110 @@ pub struct PruneReport {
     pub warnings: Vec<String>,
 }
 
+/// Prunes of one agent in this process: how many were asked for, how many a finished prune
+/// covered, and whether one is running.
+#[derive(Default)]
+struct Prunes {
+    asked: u64,
+    covered: u64,
+    running: bool,
+}
+
+/// Prunes by engine address and agent.
+type PrunesByAgent = HashMap<(String, String), Prunes>;
+
+/// The prunes of each agent this process pruned after a job, by engine and agent.
+static PRUNES: LazyLock<(Mutex<PrunesByAgent>, Condvar)> = LazyLock::new(Default::default);
+
+/// [`prune`] after a job's end. Jobs of one agent that end at once share prunes: while one
+/// runs, the others wait for the next, which starts when it ends and sees every container
+/// stopped meanwhile. Each prune lists the agent's containers and removes the same victims, so
+/// without this 50 jobs ending together make 50 lists and up to 50 tries at each victim
+/// (measured: 3 to 5 removes per job where 1 is needed). When it returns, a prune that began
+/// after this job's container stopped has ended, as without sharing; warnings reach the job
+/// whose thread ran the prune.
+pub(crate) fn prune_after_job(shared: &Shared, agent: &str, keep: usize) -> Result<PruneReport> {
+    let key = (shared.engine.host().address(), agent.to_string());
+    let (map, changed) = &*PRUNES;
+    let lock = || map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = lock();
+    let entry = all.entry(key.clone()).or_default();
+    entry.asked += 1;
+    let mine = entry.asked;
+    if entry.running {
+        // Wait for a prune that starts after this one asked (the running one may have listed
+        // before this job's container stopped).
+        while all.get(&key).is_some_and(|p| p.running && p.covered < mine) {
+            all = changed.wait(all).unwrap_or_else(|p| p.into_inner());
+        }
+        return Ok(PruneReport::default());
+    }
+    entry.running = true;
+    drop(all);
+    // Should a prune panic, the waiters must not wait for ever.
+    struct Unwinding<'a>(&'a (String, String));
+    impl Drop for Unwinding<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let (map, changed) = &*PRUNES;
+                if let Some(p) = map
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(self.0)
+                {
+                    p.running = false;
+                }
+                changed.notify_all();
+            }
+        }
+    }
+    let _unwinding = Unwinding(&key);
+    let mut report = PruneReport::default();
+    loop {
+        let covers = lock().get(&key).map_or(mine, |p| p.asked);
+        let pruned = prune(shared, agent, keep);
+        let mut all = lock();
+        let entry = all.entry(key.clone()).or_default();
+        entry.covered = covers;
+        let last = entry.asked == covers;
+        if last {
+            // In the same lock as the check: a job asking after this starts a prune of its own.
+            // The entry stays (one per agent), so the counts never start over under a waiter.
+            entry.running = false;
+        }
+        changed.notify_all();
+        drop(all);
+        match pruned {
+            Ok(r) => {
+                report.removed.extend(r.removed);
+                report.warnings.extend(r.warnings);
+            }
+            Err(e) if last => return Err(e),
+            Err(e) => report
+                .warnings
+                .push(format!("retention for agent {agent}: {e}")),
+        }
+        if last {
+            return Ok(report);
+        }
+    }
+}
+
 /// Applies [`choose_removals`] to one agent: one list call, then one remove per victim.
 pub(crate) fn prune(shared: &Shared, agent: &str, keep: usize) -> Result<PruneReport> {
     let filters = [(labels::MANAGED, Some("1")), (labels::AGENT, Some(agent))];
     let found = shared.engine.list_containers(&filters, true)?;
-    let candidates = candidates(shared, &found);
-    Ok(remove_all(shared, choose_removals(&candidates, keep)))
+    let (ordinary, mut removals) = by_role(shared, &found);
+    removals.extend(choose_removals(&candidates(shared, &ordinary), keep));
+    Ok(remove_all(shared, removals, &found))
 }
 
-/// Stops the orphans ([`reap_orphans`]), then applies [`choose_gc`] to every container this
-/// project made: one list call for all agents.
+/// Clears what dead processes left of their warm pools ([`pool::reap`]), stops the orphans
+/// ([`reap_orphans`]), then applies [`choose_gc`] to every container this project made: one
+/// list call for all agents.
 pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result<PruneReport> {
+    // First, so that the owners of the pool containers it removes are swept below.
+    let pooled = pool::reap(&shared.engine, &shared.options.state_dir);
     // Without an owner lock (a file system without flock) there is nothing to prove: say so
     // and collect the rest.
     let reaped = reap_orphans(shared).or_else(|e| match e {
@@ -129,10 +229,21 @@ pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result
     let found = shared
         .engine
         .list_containers(&[(labels::MANAGED, Some("1"))], true)?;
-    let candidates = candidates(shared, &found);
-    let mut report = remove_all(shared, choose_gc(&candidates, live_agents, keep));
+    let (ordinary, mut removals) = by_role(shared, &found);
+    removals.extend(choose_gc(&candidates(shared, &ordinary), live_agents, keep));
+    let mut report = remove_all(shared, removals, &found);
     report.stopped = reaped.stopped;
     report.warnings.extend(reaped.warnings);
+    match pooled {
+        Ok(p) => {
+            report.removed.extend(p.removed);
+            report.stopped.extend(p.stopped);
+            report.warnings.extend(p.warnings);
+        }
+        Err(e) => report
+            .warnings
+            .push(format!("warm pools of processes that are gone: {e}")),
+    }
     Ok(report)
 }
 
@@ -140,16 +251,22 @@ pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result
 /// under this state directory is free (the process died), and this process's own that no job of
 /// it is using (a stop that failed). A container whose owner lives, or cannot be judged (no lock
 /// file here: another state directory's, or one from before owners were recorded), is left alone.
-/// Once every container of a dead owner is stopped, its lock file is removed.
+/// Once every container of a dead owner is stopped, its lock file is removed, unless a running
+/// warm pool container still names it ([`labels::POOL`]): its pool's reap needs it to prove the
+/// owner gone.
 pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
     let state_dir = &shared.options.state_dir;
     let (me, _) = owner::current(state_dir)?;
+    // Pool containers carry no owner label: they are listed only to keep their owners' files.
     let filters = [
         (labels::MANAGED, Some("1")),
         (labels::MODE, Some(Mode::Ephemeral.as_str())),
-        (labels::OWNER, None),
     ];
     let running = shared.engine.list_containers(&filters, false)?;
+    let pool_owners: HashSet<&str> = running
+        .iter()
+        .filter_map(|c| c.labels.get(labels::POOL).map(String::as_str))
+        .collect();
     let mut by_owner: BTreeMap<&str, Vec<&ContainerSummary>> = BTreeMap::new();
     for c in &running {
         if let Some(o) = c.labels.get(labels::OWNER) {
@@ -187,7 +304,7 @@ pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
             }
         }
         match orphaned {
-            Some(orphaned) if all_stopped => orphaned.forget(),
+            Some(orphaned) if all_stopped && !pool_owners.contains(id) => orphaned.forget(),
             Some(_) => {
                 unfinished.insert(id.to_string());
             }
@@ -195,23 +312,45 @@ pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
             None => {}
         }
     }
+    unfinished.extend(pool_owners.iter().map(|o| o.to_string()));
     owner::sweep(state_dir, &unfinished);
     Ok(report)
 }
 
-fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {
+/// The ordinary containers (warm pool containers a job took included, with the time it took
+/// them), and the ids of pool containers that stopped before any job took them (removed
+/// whatever the limit). Idle pool containers are in neither.
+fn by_role<'a>(
+    shared: &Shared,
+    found: &'a [ContainerSummary],
+) -> (Vec<(&'a ContainerSummary, Option<u64>)>, Vec<String>) {
+    let mut ordinary = Vec::with_capacity(found.len());
+    let mut dead = Vec::new();
+    for c in found {
+        match pool::role(&shared.options.state_dir, c) {
+            Role::Ordinary => ordinary.push((c, None)),
+            Role::Taken(at) => ordinary.push((c, Some(at))),
+            Role::Dead => dead.push(c.id.clone()),
+            Role::Idle | Role::Busy => {}
+        }
+    }
+    (ordinary, dead)
+}
+
+fn candidates(shared: &Shared, found: &[(&ContainerSummary, Option<u64>)]) -> Vec<Candidate> {
     let now_ms = labels::now_ms();
     found
         .iter()
-        .filter_map(|c| {
+        .filter_map(|&(c, taken_ms)| {
             let agent = c.labels.get(labels::AGENT)?.clone();
             // The label is ours and exact; the engine's own `Created` (seconds) is the fallback
             // for a container whose label was tampered with.
-            let created_ms = c
-                .labels
-                .get(labels::CREATED)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(c.created.max(0) as u64 * 1000);
+            let created_ms = taken_ms.unwrap_or_else(|| {
+                c.labels
+                    .get(labels::CREATED)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(c.created.max(0) as u64 * 1000)
+            });
             let starting = c.state == "created"
                 && now_ms.saturating_sub(created_ms) < STARTING_GRACE.as_millis() as u64;
             Some(Candidate {
@@ -226,12 +365,18 @@ fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {
         .collect()
 }
 
-fn remove_all(shared: &Shared, ids: Vec<String>) -> PruneReport {
+fn remove_all(shared: &Shared, ids: Vec<String>, found: &[ContainerSummary]) -> PruneReport {
     let mut report = PruneReport::default();
     for id in ids {
         // Never forced: a container that started since the list answers 409 and stays.
         match shared.engine.remove_container(&id, false) {
-            Ok(RemoveOutcome::Removed) => report.removed.push(id),
+            Ok(RemoveOutcome::Removed) => {
+                // A pool container's claim goes with it.
+                if let Some(c) = found.iter().find(|c| c.id == id) {
+                    pool::forget(&shared.options.state_dir, c);
+                }
+                report.removed.push(id)
+            }
             Ok(RemoveOutcome::Gone) => {}
             Err(Error::Conflict { .. }) => {}
             Err(e) => report.warnings.push(format!("remove container {id}: {e}")),

@@ -588,7 +588,7 @@ fn engine_socket() -> std::path::PathBuf {
         .host
     {
         Host::Unix(path) => path,
-        Host::Tcp(addr) => panic!("these tests put a fake in front of a unix socket, not {addr}"),
+        other => panic!("these tests put a fake in front of a unix socket, not {other:?}"),
     }
 }
 

@@ -10,6 +10,9 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
+/// Calls made by every floor client of this process (the concurrency figures count them).
+pub static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The API version prefix; Debian's engine speaks 1.41, and so does every engine we support.
 const V: &str = "/v1.41";
 
@@ -90,6 +93,7 @@ impl Floor {
     /// One call on the keep-alive connection (opened on first use, reopened if the engine closed
     /// it). `path` is without the version prefix.
     pub fn call(&mut self, method: &str, path: &str, body: Option<&str>) -> io::Result<Answer> {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut req = format!("{method} {V}{path} HTTP/1.1\r\nHost: docker\r\n");
         if let Some(b) = body {
             req.push_str("Content-Type: application/json\r\n");
@@ -113,6 +117,7 @@ impl Floor {
     /// `POST /exec/{id}/start` with the upgrade headers on a new connection; returns once the
     /// head (`101` or `200`) is read.
     pub fn exec_start(&self, exec_id: &str) -> io::Result<Hijacked> {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = r#"{"Detach":false,"Tty":false}"#;
         let req = format!(
             "POST {V}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n\

@@ -7,15 +7,18 @@
 //! brings up the engine and the image first.
 //!
 //! ```text
-//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention] [--out FILE]
+//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention,gvisor,pool,concurrent] [--out FILE]
 //! herdctl-bench profile warm-rust|warm-floor|stream-rust|stream-agent|stream-drain N  (callgrind)
 //! ```
 
 mod cold;
+mod concurrent;
 mod cpu;
 mod ext;
 mod fixture;
 mod floor;
+mod gvisor;
+mod pool;
 mod profile;
 mod report;
 mod retention;
@@ -32,7 +35,16 @@ use ext::{version_of, Node};
 use fixture::{Ctx, IMAGE};
 use report::Row;
 
-const ALL: [&str; 5] = ["warm", "cold", "stream", "rss", "retention"];
+const ALL: [&str; 8] = [
+    "warm",
+    "cold",
+    "stream",
+    "rss",
+    "retention",
+    "gvisor",
+    "pool",
+    "concurrent",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,6 +115,9 @@ fn run(args: &[String]) -> Result<(), String> {
             "stream" => stream::run(&ctx, &mut node),
             "rss" => rss::run(&ctx, &mut node),
             "retention" => retention::run(&ctx),
+            "gvisor" => gvisor::run(&ctx),
+            "pool" => pool::run(&ctx),
+            "concurrent" => concurrent::run(&ctx),
             _ => unreachable!("filtered by ALL"),
         }?;
         eprintln!("bench: {name} took {:.1} s", t.elapsed().as_secs_f64());

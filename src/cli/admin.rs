@@ -1,6 +1,8 @@
 //! `prune`, `gc` and `doctor`: looking after the containers and the setup.
 
-use herdctl_container::{resolve_docker_config, Engine, Error, JobSpec, Runner, RunnerOptions};
+use herdctl_container::{
+    resolve_docker_config, Engine, Error, JobSpec, Runner, RunnerOptions, ADD_GVISOR,
+};
 use serde_json::json;
 
 use super::args::{DoctorArgs, GcArgs, PruneArgs};
@@ -8,7 +10,7 @@ use super::{Context, Failure};
 
 /// `prune`: the agent's oldest stopped containers (and records) beyond `--keep`.
 pub fn prune(ctx: &Context, args: PruneArgs) -> Result<u8, Failure> {
-    let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
+    let runner = ctx.runner(args.state_dir.as_deref(), None, None, &[])?;
     let report = runner.prune(&args.agent, args.keep as usize)?;
     print_prune(&report);
     Ok(0)
@@ -17,7 +19,7 @@ pub fn prune(ctx: &Context, args: PruneArgs) -> Result<u8, Failure> {
 /// `gc`: running ephemeral containers whose owner process is gone are stopped; every stopped
 /// container (and record) of agents that are gone is removed.
 pub fn gc(ctx: &Context, args: GcArgs) -> Result<u8, Failure> {
-    let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
+    let runner = ctx.runner(args.state_dir.as_deref(), None, None, &[])?;
     let report = runner.gc(&args.live, args.keep as usize)?;
     print_prune(&report);
     Ok(0)
@@ -41,7 +43,9 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     // the state directory would let a job change the runner's files, and is refused).
     let probe_dir = std::env::temp_dir().join(format!("herdctl-doctor-{}", std::process::id()));
     let state_dir = probe_dir.join("state");
-    let engine = match Engine::with_options(ctx.engine_options(&[])?) {
+    let options = ctx.engine_options(&[])?;
+    println!("address:      {} ({})", options.describe(), options.source);
+    let engine = match Engine::with_options(options) {
         Ok(engine) => engine,
         Err(e) => {
             println!("engine:       unreachable: {e}");
@@ -56,6 +60,31 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         engine.api_version(),
         engine.host()
     );
+    let info = engine.info()?;
+    let runtimes: Vec<String> = info
+        .runtimes
+        .iter()
+        .map(|(name, r)| {
+            let mut program = vec![if r.path.is_empty() {
+                &r.runtime_type
+            } else {
+                &r.path
+            }];
+            program.extend(&r.runtime_args);
+            let default = if *name == info.default_runtime {
+                ", the default"
+            } else {
+                ""
+            };
+            let program: Vec<&str> = program.iter().map(|s| s.as_str()).collect();
+            format!("{name} ({}{default})", program.join(" "))
+        })
+        .collect();
+    println!("runtimes:     {}", runtimes.join("; "));
+    if !info.runtimes.contains_key("runsc") {
+        println!("gvisor:       not registered as runsc; {ADD_GVISOR}");
+    }
+    println!("host kernel:  {}", info.kernel_version);
     let Some(image) = args.image else {
         println!("hardening:    pass --image IMAGE to start a probe container and check it");
         return Ok(0);
@@ -70,8 +99,9 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .map_err(|e| Error::io("open the probe workspace to the container user", e))?;
-    let config =
-        resolve_docker_config(&json!({"image": image, "network": "none", "max_containers": 1}))?;
+    let config = resolve_docker_config(&json!({
+        "image": image, "network": "none", "max_containers": 1, "runtime": args.runtime,
+    }))?;
     let spec = JobSpec::new(
         "herdctl-doctor",
         config,
@@ -79,7 +109,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         [
             "sh",
             "-c",
-            "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+            "id; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; cat /proc/version",
         ],
     );
     let mut lines = Vec::new();
@@ -105,6 +135,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     println!("pids limit:   {:?}", h.pids_limit);
     println!("network:      {}", h.network_mode);
     println!("init:         {:?}", h.init);
+    println!("runtime:      {}", h.runtime);
     println!("outcome:      {}", report.outcome.describe());
     let _ = runner.engine().remove_container(&report.container_id, true);
     let _ = std::fs::remove_dir_all(&probe_dir);

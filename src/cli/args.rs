@@ -53,6 +53,7 @@ pub struct RunArgs {
     pub network: Option<String>,
     pub memory: Option<String>,
     pub user: Option<String>,
+    pub runtime: Option<String>,
     pub workspace: Option<String>,
     pub state_dir: Option<String>,
     /// `KEY=VALUE`, or `KEY` to pass this process's value on (docker's `-e KEY`).
@@ -60,6 +61,8 @@ pub struct RunArgs {
     pub timeout: Option<u64>,
     pub config: Option<String>,
     pub pull: Option<PullPolicy>,
+    /// Idle containers to keep warm for the agent while the job runs.
+    pub warm_pool: Option<u64>,
     pub argv: Vec<String>,
 }
 
@@ -106,6 +109,7 @@ pub struct GcArgs {
 #[derive(Debug, Default, PartialEq)]
 pub struct DoctorArgs {
     pub image: Option<String>,
+    pub runtime: Option<String>,
 }
 
 /// A subcommand's name.
@@ -191,6 +195,11 @@ const RUN_FLAGS: &[Flag] = &[
         "the user in the container (default: yours; root gets 1000:1000)",
     ),
     flag(
+        "runtime",
+        Some("NAME"),
+        "the engine's OCI runtime, like runsc for gVisor (default: the engine's)",
+    ),
+    flag(
         "workspace",
         Some("DIR"),
         "mounted at /workspace (default: the current directory)",
@@ -219,6 +228,11 @@ const RUN_FLAGS: &[Flag] = &[
         "pull",
         Some("POLICY"),
         "never (default), if-missing or always",
+    ),
+    flag(
+        "warm-pool",
+        Some("N"),
+        "take a warm container (any process's over this state directory) instead of making one, and keep N warm while the job runs; this run's idle ones are removed at exit (default: HERDCTL_CONTAINER_WARM_POOL, else 0)",
     ),
     LOG_LEVEL,
     HELP,
@@ -283,6 +297,11 @@ const DOCTOR_FLAGS: &[Flag] = &[
         "image",
         Some("IMAGE"),
         "start a probe container of this image and check its hardening",
+    ),
+    flag(
+        "runtime",
+        Some("NAME"),
+        "run the probe under this OCI runtime, like runsc (gVisor)",
     ),
     LOG_LEVEL,
     HELP,
@@ -577,12 +596,14 @@ fn build(
                 network: seen.one("network"),
                 memory: seen.one("memory"),
                 user: seen.one("user"),
+                runtime: seen.one("runtime"),
                 workspace: seen.one("workspace"),
                 state_dir: seen.one("state-dir"),
                 env: seen.all("env"),
                 timeout: seen.number(sub, "timeout")?,
                 config: seen.one("config"),
                 pull,
+                warm_pool: seen.number(sub, "warm-pool")?,
                 argv,
             }))
         }
@@ -653,6 +674,7 @@ fn build(
             no_positionals(&positionals)?;
             Command::Doctor(DoctorArgs {
                 image: seen.one("image"),
+                runtime: seen.one("runtime"),
             })
         }
         Sub::Help => {

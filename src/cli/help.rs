@@ -20,8 +20,15 @@ Exit codes (as docker's):
 
 const ENVIRONMENT: &str = "\
 Environment:
-  DOCKER_HOST            the engine: unix:///path or tcp://host:port (default: /var/run/docker.sock)
+  DOCKER_HOST            the engine: unix:///path, tcp://host:port or ssh://[user@]host[:port]
+  DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
+                         TLS for a tcp:// engine: ca.pem, cert.pem and key.pem (default: ~/.docker)
+  DOCKER_CONTEXT         a docker context, when DOCKER_HOST is not set; else the current context
+                         of ~/.docker/config.json (DOCKER_CONFIG), else /var/run/docker.sock;
+                         doctor prints which
   HERDCTL_CONTAINER_LOG  debug prints one line per engine call on stderr (like --log-level debug)
+  HERDCTL_CONTAINER_WARM_POOL
+                         run: warm containers to keep per agent (like --warm-pool)
   ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN
                          credentials handed to each job (never to the container's config)";
 
@@ -68,7 +75,7 @@ fn usage_line(sub: Sub) -> &'static str {
         Sub::Inspect => "herdctl-container inspect CONTAINER|JOB|AGENT...",
         Sub::Prune => "herdctl-container prune --agent NAME --keep N",
         Sub::Gc => "herdctl-container gc --keep N [--live-agent NAME]...",
-        Sub::Doctor => "herdctl-container doctor [--image IMAGE]",
+        Sub::Doctor => "herdctl-container doctor [--image IMAGE [--runtime NAME]]",
         Sub::Help => "herdctl-container help [COMMAND]",
         Sub::Version => "herdctl-container version",
     }
@@ -116,8 +123,10 @@ prunes the live agents to --keep each. Safe to run from several processes at onc
         }
         Sub::Doctor => {
             "\
-Prints the engine's version and the API version in use; with --image, starts a probe container
-and prints its effective user, capabilities, no-new-privileges, limits and network."
+Prints the engine's version and the API version in use, and the OCI runtimes it offers (with how
+to add gVisor when it has none); with --image, starts a probe container (under --runtime, when
+given) and prints its effective user, capabilities, no-new-privileges, limits, network, runtime
+and the kernel it runs on."
         }
         Sub::Help => "Prints the overview, or one command's help.",
         Sub::Version => "Prints the version (also: herdctl-container --version or -V).",

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod dial;
 pub mod help;
 pub mod progress;
 pub mod run;
@@ -64,7 +65,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// The engine options: `DOCKER_HOST`, and the debug log when asked for, redacted of this
+    /// The engine options: the docker CLI's engine (`DOCKER_HOST`, a docker context, the
+    /// platform socket), and the debug log when asked for, redacted of this
     /// process's secret-looking env values and of `secrets`.
     pub fn engine_options(&self, secrets: &[String]) -> Result<EngineOptions, Failure> {
         let mut opts = EngineOptions::from_env()?;
@@ -87,6 +89,7 @@ impl Context {
         &self,
         state_dir: Option<&str>,
         pull: Option<herdctl_container::PullPolicy>,
+        warm_pool: Option<u64>,
         secrets: &[String],
     ) -> Result<Runner, Failure> {
         let engine = Engine::with_options(self.engine_options(secrets)?)?;
@@ -94,6 +97,8 @@ impl Context {
         if let Some(p) = pull {
             options.pull = p;
         }
+        // Beyond what usize holds is beyond the maximum too: the runner says which.
+        options.warm_pool = warm_pool.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let view = Mutex::new(progress::PullView::new(
             std::io::stderr(),
             std::io::stderr().is_terminal(),

@@ -48,7 +48,14 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<u8, Failure> {
             .read_to_end(&mut spec.stdin)
             .map_err(|e| Error::io("read stdin", e))?;
     }
-    let runner = ctx.runner(args.state_dir.as_deref(), args.pull, &secrets)?;
+    let runner = ctx.runner(
+        args.state_dir.as_deref(),
+        args.pull,
+        args.warm_pool,
+        &secrets,
+    )?;
+    // The warm pool this run kept is removed when it ends, however it ends.
+    let _close = ClosePools(&runner);
 
     watch.starting();
     let mut job = match runner.start(spec) {
@@ -94,6 +101,17 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<u8, Failure> {
         );
     }
     Ok(code)
+}
+
+/// Retires the warm pools a run used, when it returns.
+struct ClosePools<'a>(&'a herdctl_container::Runner);
+
+impl Drop for ClosePools<'_> {
+    fn drop(&mut self) {
+        for w in self.0.close().warnings {
+            eprintln!("herdctl-container: warning: {w}");
+        }
+    }
 }
 
 /// The exit code for an outcome, as docker's `run` gives it; `signalled` is 128 + the signal
@@ -147,6 +165,7 @@ fn docker_block(args: &RunArgs) -> Result<Value, Failure> {
         ("network", &args.network),
         ("memory", &args.memory),
         ("user", &args.user),
+        ("runtime", &args.runtime),
     ] {
         if let Some(v) = value {
             block.insert(field.into(), json!(v));

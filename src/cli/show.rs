@@ -12,7 +12,7 @@ use super::{Context, Failure, DEFAULT_STATE_DIR};
 
 /// `ps`: a table (or JSON, or ids) of this project's containers with each one's last job.
 pub fn ps(ctx: &Context, args: PsArgs) -> Result<u8, Failure> {
-    let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
+    let runner = ctx.runner(args.state_dir.as_deref(), None, None, &[])?;
     let found = runner.list(args.agent.as_deref())?;
     if args.quiet {
         for c in &found {

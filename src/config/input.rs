@@ -32,6 +32,7 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("tmpfs", &["tmpfs"]),
     ("pids_limit", &["pids_limit", "pidsLimit"]),
     ("labels", &["labels"]),
+    ("runtime", &["runtime"]),
     ("host_config", &["host_config", "hostConfigOverride"]),
     (
         "allow_unsafe_host_config",
@@ -68,6 +69,7 @@ pub(crate) struct DockerInput {
     pub tmpfs: Option<Vec<TmpfsMount>>,
     pub pids_limit: Option<u64>,
     pub labels: Option<BTreeMap<String, String>>,
+    pub runtime: Option<String>,
     pub host_config: Option<Map<String, Value>>,
     pub allow_unsafe_host_config: Option<bool>,
 }
@@ -140,6 +142,7 @@ impl DockerInput {
                 "tmpfs" => d.tmpfs = Some(list(f, v, tmpfs)?),
                 "pids_limit" => d.pids_limit = Some(positive(f, v)?),
                 "labels" => d.labels = Some(labels(v)?),
+                "runtime" => d.runtime = runtime_name(f, v)?,
                 "host_config" => match v {
                     Value::Object(m) => d.host_config = Some(super::host_config::read_override(m)?),
                     other => {
@@ -216,6 +219,22 @@ impl DockerInput {
         // The host_config override was read with its block; whether it needs the opt-in is
         // decided when a job starts, where the runner's own opt-in is known.
         let allow = self.allow_unsafe_host_config.unwrap_or(false);
+        let runtime = match (
+            self.runtime,
+            host_config_runtime(self.host_config.as_ref())?,
+        ) {
+            (Some(key), Some(hc)) if key != hc => {
+                return Err(Error::invalid(
+                    "docker.runtime",
+                    format!(
+                        "{} differs from docker.host_config.Runtime {}; set the runtime once",
+                        quote(&key),
+                        quote(&hc)
+                    ),
+                ))
+            }
+            (key, hc) => key.or(hc),
+        };
         Ok(DockerConfig {
             enabled: self.enabled.unwrap_or(false),
             ephemeral: self.ephemeral.unwrap_or(true),
@@ -236,6 +255,7 @@ impl DockerInput {
             tmpfs,
             pids_limit: self.pids_limit,
             labels: self.labels.unwrap_or_default(),
+            runtime,
             host_config_override: self.host_config.map(Value::Object),
             allow_unsafe_host_config: allow,
         })
@@ -433,6 +453,53 @@ fn tmpfs(f: &str, v: &Value) -> Result<TmpfsMount> {
             f,
             format!("expected \"/PATH[:OPTIONS]\", got {}", describe(other)),
         )),
+    }
+}
+
+/// A runtime's name as the engine lists it (`runsc`, `io.containerd.runsc.v1`); `""` is none (the
+/// engine's default), as the engine reads it.
+pub(crate) fn runtime_name(f: &str, v: &Value) -> Result<Option<String>> {
+    let s = string(f, v, "a runtime's name like \"runsc\"")?;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let ok = s.len() <= 128
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+    if !ok {
+        return Err(Error::invalid(
+            f,
+            format!(
+                "{} is not a runtime name; expected the name the engine lists it under, like \"runsc\" (letters, digits, '.', '_', '+', '-')",
+                quote(s)
+            ),
+        ));
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// The runtime `host_config` asks for. The engine reads JSON keys in any letter case, so
+/// `runtime` and `RUNTIME` ask too; two of them are refused, since which one the engine keeps
+/// depends on their order. ("Runtime" holds neither `k` nor `s`, the letters Go's case folding
+/// also matches outside ASCII.)
+pub(crate) fn host_config_runtime(hc: Option<&Map<String, Value>>) -> Result<Option<String>> {
+    let mut found: Option<(&str, &Value)> = None;
+    for (key, v) in hc.into_iter().flatten() {
+        if !key.eq_ignore_ascii_case("Runtime") || v.is_null() {
+            continue;
+        }
+        if let Some((first, _)) = found {
+            return Err(Error::invalid(
+                "docker.host_config.Runtime",
+                format!("set twice, as \"{first}\" and as \"{key}\"; keep one"),
+            ));
+        }
+        found = Some((key, v));
+    }
+    match found {
+        Some((_, v)) => runtime_name("docker.host_config.Runtime", v),
+        None => Ok(None),
     }
 }
 

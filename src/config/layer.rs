@@ -13,8 +13,9 @@ use super::*;
 use crate::{Error, Result};
 
 /// The fields an agent's own `docker:` block may set (always only to tighten): herdctl's
-/// `AgentDockerSchema` plus `network`, which an agent may narrow (host to bridge to none).
-pub const AGENT_FIELDS: [&str; 12] = [
+/// `AgentDockerSchema` plus `network`, which an agent may narrow (host to bridge to none), and
+/// `runtime`, which an agent may set to a sandbox (gVisor's `runsc`, Kata) over the default.
+pub const AGENT_FIELDS: [&str; 13] = [
     "enabled",
     "ephemeral",
     "network",
@@ -27,6 +28,7 @@ pub const AGENT_FIELDS: [&str; 12] = [
     "tmpfs",
     "pids_limit",
     "labels",
+    "runtime",
 ];
 
 /// The docker blocks that apply to one agent, each optional (`None` or `null` for absent).
@@ -102,8 +104,34 @@ fn reject_fleet_only(v: &Value) -> Result<()> {
     Ok(())
 }
 
-/// `over` wins field by field; maps merge key by key.
-fn overlay(base: DockerInput, over: DockerInput) -> DockerInput {
+/// The runtime a block asks for, in either spelling (`runtime`, `host_config.Runtime`).
+fn runtime_of(block: &DockerInput) -> Result<Option<String>> {
+    Ok(match &block.runtime {
+        Some(r) => Some(r.clone()),
+        None => super::input::host_config_runtime(block.host_config.as_ref())?,
+    })
+}
+
+/// Drops a block's runtime in both spellings, for a later layer's to take its place.
+fn forget_runtime(block: &mut DockerInput) {
+    block.runtime = None;
+    if let Some(hc) = &mut block.host_config {
+        hc.retain(|k, _| !k.eq_ignore_ascii_case("Runtime"));
+    }
+}
+
+/// `over` wins field by field; maps merge key by key. The runtime is one field in two spellings:
+/// the later layer's, in whichever spelling, replaces the earlier's.
+fn overlay(mut base: DockerInput, over: DockerInput) -> DockerInput {
+    if over.runtime.is_some()
+        || over
+            .host_config
+            .iter()
+            .flatten()
+            .any(|(k, v)| k.eq_ignore_ascii_case("Runtime") && !v.is_null())
+    {
+        forget_runtime(&mut base);
+    }
     fn map<V: Clone>(
         base: Option<std::collections::BTreeMap<String, V>>,
         over: Option<std::collections::BTreeMap<String, V>>,
@@ -141,6 +169,7 @@ fn overlay(base: DockerInput, over: DockerInput) -> DockerInput {
         tmpfs: over.tmpfs.or(base.tmpfs),
         pids_limit: over.pids_limit.or(base.pids_limit),
         labels: map(base.labels, over.labels),
+        runtime: over.runtime.or(base.runtime),
         host_config,
         allow_unsafe_host_config: over
             .allow_unsafe_host_config
@@ -265,6 +294,23 @@ fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
             all.push(t);
         }
         fleet.tmpfs = Some(all);
+    }
+    if let Some(r) = agent.runtime {
+        let gives = runtime_of(&fleet)?;
+        let sandbox = crate::isolation::is_sandbox_name;
+        if gives.as_deref() != Some(r.as_str())
+            && (!sandbox(&r) || gives.as_deref().is_some_and(sandbox))
+        {
+            let gives = gives.map_or("default runtime".into(), |g| quote_str(&g));
+            return Err(loosens(
+                "runtime",
+                quote_str(&r),
+                gives,
+                "a sandbox runtime such as runsc (gVisor) or kata over the default",
+            ));
+        }
+        forget_runtime(&mut fleet);
+        fleet.runtime = Some(r);
     }
     if let Some(extra) = agent.labels {
         let mut all = fleet.labels.take().unwrap_or_default();

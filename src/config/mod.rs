@@ -28,6 +28,7 @@ pub(crate) use host_config::{
     ALLOW_HOW,
 };
 pub use host_config::{merge_host_config, ALLOW_UNSAFE_ENV};
+pub(crate) use input::runtime_name;
 pub use layer::{resolve_layered, DockerLayers, AGENT_FIELDS};
 pub(crate) use parse::quote;
 pub use parse::{
@@ -236,6 +237,14 @@ pub struct DockerConfig {
     pub pids_limit: Option<u64>,
     /// User labels; none may use the `dev.herdctl.` prefix. Default: empty.
     pub labels: BTreeMap<String, String>,
+    /// The OCI runtime the container runs under (the engine's `HostConfig.Runtime`), by the name
+    /// the engine lists it under: `runsc` for gVisor, whose own kernel stands between the agent
+    /// and the host's. `host_config.Runtime` (the spelling herdctl's schema lets through) is read
+    /// as this field. The runner refuses a name the engine does not list, and proves a sandbox
+    /// runtime from inside each container before a job runs there (see the README, "Choosing
+    /// gVisor"). Default: unset (the engine's default runtime, runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// Raw engine `HostConfig` merged over the generated one by [`merge_host_config`], with its
     /// keys in the engine's spelling (the engine reads keys in any letter case; resolving
     /// rewrites them, and refuses two keys for one field). Settings that can loosen the

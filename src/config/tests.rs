@@ -154,7 +154,7 @@ fn camel_case_shape_resolves_and_round_trips() {
 fn unknown_and_doubled_fields() {
     assert_eq!(
         err(json!({"memroy": "2g"})),
-        "invalid docker.memroy: unknown field; expected one of enabled, ephemeral, image, base_image, network, memory, cpu_shares, cpu_period, cpu_quota, user, max_containers, volumes, workspace_mode, env, ports, tmpfs, pids_limit, labels, host_config, allow_unsafe_host_config"
+        "invalid docker.memroy: unknown field; expected one of enabled, ephemeral, image, base_image, network, memory, cpu_shares, cpu_period, cpu_quota, user, max_containers, volumes, workspace_mode, env, ports, tmpfs, pids_limit, labels, runtime, host_config, allow_unsafe_host_config"
     );
     assert_eq!(
         err(json!({"memory": "2g", "memoryBytes": 5})),
@@ -238,4 +238,111 @@ fn user_spec_serde() {
     assert_eq!(u, DEFAULT_NON_ROOT_USER);
     assert_eq!(serde_json::to_value(u).unwrap(), json!("1000:1000"));
     assert!(serde_json::from_value::<UserSpec>(json!("x")).is_err());
+}
+
+#[test]
+fn runtime_is_one_field_in_two_spellings() {
+    assert_eq!(resolve(json!({})).unwrap().runtime, None);
+    let c = resolve(json!({"runtime": "runsc"})).unwrap();
+    assert_eq!(c.runtime.as_deref(), Some("runsc"));
+    // The resolved shape names it the same, and reads back.
+    let v = serde_json::to_value(&c).unwrap();
+    assert_eq!(v["runtime"], "runsc");
+    assert_eq!(resolve(v).unwrap(), c);
+    // herdctl's schema lets host_config through, in its resolved shape too, and the engine reads
+    // the key in any letter case.
+    for hc in [
+        json!({"host_config": {"Runtime": "runsc"}}),
+        json!({"hostConfigOverride": {"runtime": "runsc"}}),
+        json!({"host_config": {"RUNTIME": "runsc"}, "runtime": "runsc"}),
+    ] {
+        assert_eq!(
+            resolve(hc.clone()).unwrap().runtime.as_deref(),
+            Some("runsc"),
+            "{hc}"
+        );
+    }
+    // Empty is the engine's default, as the engine reads it.
+    assert_eq!(resolve(json!({"runtime": ""})).unwrap().runtime, None);
+    assert_eq!(
+        resolve(json!({"host_config": {"Runtime": ""}}))
+            .unwrap()
+            .runtime,
+        None
+    );
+    let cases = [
+        (json!({"runtime": "runsc", "host_config": {"Runtime": "runc"}}), "invalid docker.runtime: \"runsc\" differs from docker.host_config.Runtime \"runc\"; set the runtime once"),
+        (json!({"host_config": {"Runtime": "runsc", "runtime": "runc"}}), "invalid docker.host_config.Runtime: set twice, as \"Runtime\" and as \"runtime\""),
+        (json!({"runtime": 3}), "invalid docker.runtime: expected a runtime's name like \"runsc\", got 3"),
+        (json!({"runtime": "run sc"}), "invalid docker.runtime: \"run sc\" is not a runtime name"),
+        (json!({"runtime": "../runsc"}), "invalid docker.runtime: \"../runsc\" is not a runtime name"),
+        (json!({"host_config": {"Runtime": ["runsc"]}}), "invalid docker.host_config.Runtime: expected a string, got a list"),
+        (json!({"host_config": {"Runtime": "a/b"}}), "invalid docker.host_config.Runtime: \"a/b\" is not a runtime name"),
+    ];
+    for (input, want) in cases {
+        let e = err(input.clone());
+        assert!(e.starts_with(want), "{input}:\n  got  {e}\n  want {want}");
+    }
+}
+
+#[test]
+fn runtime_layers_as_one_field_and_an_agent_may_only_choose_a_sandbox() {
+    let layered = |fleet: Value, entry: Value, agent: Value| {
+        resolve_layered(&DockerLayers {
+            fleet_defaults: Some(&fleet),
+            fleet_agent: Some(&entry),
+            agent: Some(&agent),
+        })
+    };
+    // The fleet's entry replaces the defaults' runtime, in either spelling.
+    let c = layered(
+        json!({"host_config": {"Runtime": "runsc", "ShmSize": 1}}),
+        json!({"runtime": "runc"}),
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(c.runtime.as_deref(), Some("runc"));
+    assert_eq!(c.host_config_override, Some(json!({"ShmSize": 1})));
+    let c = layered(
+        json!({"runtime": "runc"}),
+        json!({"host_config": {"Runtime": "runsc"}}),
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(c.runtime.as_deref(), Some("runsc"));
+    // An agent may put itself in a sandbox, over the default or runc.
+    for fleet in [
+        json!({}),
+        json!({"runtime": "runc"}),
+        json!({"host_config": {"Runtime": "runc"}}),
+    ] {
+        let c = layered(fleet.clone(), json!({}), json!({"runtime": "runsc"})).unwrap();
+        assert_eq!(c.runtime.as_deref(), Some("runsc"), "{fleet}");
+    }
+    // ...and keep the fleet's.
+    assert!(layered(
+        json!({"runtime": "runsc"}),
+        json!({}),
+        json!({"runtime": "runsc"})
+    )
+    .is_ok());
+    // Never out of one, nor into another, nor into a runtime not known to be a sandbox.
+    for (fleet, agent, gives) in [
+        (json!({"runtime": "runsc"}), "runc", "\"runsc\""),
+        (
+            json!({"host_config": {"Runtime": "runsc"}}),
+            "kata",
+            "\"runsc\"",
+        ),
+        (json!({}), "crun", "default runtime"),
+        (json!({}), "my-runtime", "default runtime"),
+    ] {
+        let e = layered(fleet, json!({}), json!({ "runtime": agent }))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("invalid docker.runtime: the agent's own config asks for \"{agent}\", looser than the {gives} the fleet gives; an agent's own config may only tighten (a sandbox runtime such as runsc (gVisor) or kata over the default), or change it in the fleet config")
+        );
+    }
 }

@@ -339,3 +339,22 @@ fn discover_allows_nothing_but_not_a_broken_file() {
     let c = Credentials::discover(env(&[("HOME", &h), ("ANTHROPIC_API_KEY", "sk-1234")])).unwrap();
     assert_eq!(c.exec_env(), ["ANTHROPIC_API_KEY=sk-1234"]);
 }
+
+/// Issue 16: on an engine of another machine the sanitised copy cannot be mounted; the file's
+/// access token (and only it) goes to the exec instead, and the env source is unchanged.
+#[test]
+fn a_remote_engine_gets_the_files_access_token_as_exec_env() {
+    let home = home_with_file(ACCESS);
+    let h = home.path().to_str().unwrap();
+    let c = Credentials::resolve(env(&[("HOME", h)])).unwrap();
+    assert_eq!(c.exec_env(), Vec::<String>::new());
+    assert_eq!(
+        c.remote_exec_env(),
+        [format!("CLAUDE_CODE_OAUTH_TOKEN={ACCESS}")]
+    );
+    let c =
+        Credentials::resolve(env(&[("ANTHROPIC_API_KEY", "sk-ant-api-1"), ("HOME", h)])).unwrap();
+    assert_eq!(c.remote_exec_env(), ["ANTHROPIC_API_KEY=sk-ant-api-1"]);
+    let c = Credentials::resolve(env(&[])).unwrap_or_else(|_| Credentials::none());
+    assert!(c.remote_exec_env().is_empty());
+}

@@ -292,7 +292,10 @@ impl Engine {
             }
         }
         let opts = &self.inner.opts;
-        let conn = Conn::open(&opts.host, opts.connect_timeout)
+        let conn = self
+            .inner
+            .dialer
+            .open()
             .map_err(|e| connect_error(&opts.host, e, opts.connect_timeout))?;
         Ok((conn, false))
     }

@@ -100,6 +100,14 @@ pub(crate) fn is_version_mismatch(status: u16, body: &[u8]) -> bool {
 /// The error for a failed connect to `host`.
 pub(crate) fn connect_error(host: &Host, e: io::Error, timeout: Duration) -> Error {
     let address = host.address();
+    if matches!(host, Host::Ssh(_)) && e.kind() != io::ErrorKind::TimedOut {
+        // Starting ssh failed: its own words say why (no client, no permission to run it).
+        return Error::EngineUnreachable {
+            address,
+            reason: e.to_string(),
+            source: Some(e),
+        };
+    }
     match e.kind() {
         io::ErrorKind::PermissionDenied => Error::PermissionDenied { path: address },
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout {

@@ -1,11 +1,12 @@
 //! A blocking Docker Engine API client: no async runtime, one hand-written HTTP/1.1 path over a
-//! unix socket (or plain TCP), keep-alive reuse for ordinary calls, and the exec hijack on the same
-//! path.
+//! unix socket, TCP (with TLS and client certificates) or SSH, keep-alive reuse for ordinary
+//! calls, and the exec hijack on the same path. The engine is found as the docker CLI finds it
+//! (`DOCKER_HOST`, docker contexts, the platform socket): see [`EngineOptions::from_env`].
 //!
 //! ```no_run
 //! use herdctl_container::engine::{Engine, ExecSpec};
 //! # fn main() -> herdctl_container::Result<()> {
-//! let engine = Engine::connect()?; // DOCKER_HOST, else /var/run/docker.sock
+//! let engine = Engine::connect()?; // DOCKER_HOST, a docker context, else /var/run/docker.sock
 //! println!("engine API {}", engine.api_version());
 //! let spec = ExecSpec::new(["echo", "hi"]);
 //! let out = engine.exec_run("my-container", &spec, b"")?;
@@ -18,9 +19,12 @@
 //! output) have no deadline unless the caller gives one. Errors are [`crate::Error`]s that name
 //! the call and carry the daemon's own words.
 
+mod address;
 mod call;
+mod command;
 mod container_models;
 mod containers;
+mod dial;
 mod errors;
 mod exec;
 mod frames;
@@ -28,7 +32,9 @@ mod hijack;
 mod http;
 mod images;
 mod log;
+mod ssh;
 mod system;
+mod tls;
 mod transport;
 
 use std::path::PathBuf;
@@ -38,6 +44,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use address::{AddressSource, ContextChoice, DEFAULT_SOCKET};
 pub use container_models::{
     ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerState, ContainerSummary,
     DeviceMapping, MountPoint, ProcessList,
@@ -46,16 +53,19 @@ pub use containers::{
     KillOutcome, MemoryStats, RemoveOutcome, StartOutcome, StopOutcome, WaitCondition, WaitStatus,
     Waiter,
 };
+pub use dial::dial_stdio;
 pub use exec::{ExecAbort, ExecInput, ExecInspect, ExecOutput, ExecResult, ExecSpec, ExecStream};
 pub use frames::Stream;
 pub use images::{ImageConfig, ImageInfo, PullProgress};
 use log::process_env_redactor;
 pub use log::{log_level_from_env, stderr_logger, CallEvent, CallObserver, LogLevel, LOG_ENV};
-pub use system::{EngineInfo, EngineVersion};
+pub use ssh::SshTarget;
+pub use system::{EngineInfo, EngineRuntime, EngineVersion};
+pub use tls::TlsFiles;
 pub use transport::Host;
 
 use call::Req;
-use transport::Conn;
+use transport::{Conn, Dialer};
 
 /// The oldest API version this client speaks: Docker 20.10 and Podman 4 answer 1.41.
 pub const CLIENT_MIN_API: u32 = 41;
@@ -68,7 +78,25 @@ pub const CLIENT_MAX_API: u32 = 47;
 pub struct EngineOptions {
     /// Where the engine listens. Default: `unix:///var/run/docker.sock`.
     pub host: Host,
-    /// How long a TCP connect may take (a unix connect succeeds or fails at once). Default: 5 s.
+    /// TLS for a `tcp://` host: the engine's CA and this client's certificate. Default: none
+    /// (plain TCP); [`EngineOptions::from_env`] sets it from `DOCKER_TLS_VERIFY` and
+    /// `DOCKER_CERT_PATH`, or from the context's TLS files.
+    pub tls: Option<TlsFiles>,
+    /// Options for the system `ssh` client of an `ssh://` host, each one argument starting with
+    /// `-` (`-i/path/key`, `-oPort=2222`, `-F/etc/fleet/ssh_config`), placed before docker's own
+    /// (`-oConnectTimeout=`, `-T`) and ours (`-oBatchMode=yes`: nothing may wait for a
+    /// password). Default: none (`~/.ssh/config` is the usual place for them).
+    pub ssh_options: Vec<String>,
+    /// A herdctl-container CLI to reach a TLS engine through (`herdctl-container dial-stdio`, a
+    /// process per connection, as `ssh` is), instead of TLS in this process: for builds without
+    /// the `tls` feature, like the Node addon (whose package sets the CLI beside it). Default:
+    /// none.
+    pub tls_helper: Option<PathBuf>,
+    /// Where [`EngineOptions::host`] came from, as `doctor` shows it. Default:
+    /// [`AddressSource::Default`].
+    pub source: AddressSource,
+    /// How long a TCP connect (and TLS handshake) may take (a unix connect succeeds or fails at
+    /// once; ssh gets it as its `ConnectTimeout`). Default: 5 s.
     pub connect_timeout: Duration,
     /// The deadline of each ordinary call, from connect to the last byte of the answer. Calls
     /// that block by nature (wait, pull, import, an exec's output) have none unless given one.
@@ -83,6 +111,10 @@ impl std::fmt::Debug for EngineOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineOptions")
             .field("host", &self.host)
+            .field("tls", &self.tls)
+            .field("ssh_options", &self.ssh_options)
+            .field("tls_helper", &self.tls_helper)
+            .field("source", &self.source)
             .field("connect_timeout", &self.connect_timeout)
             .field("call_timeout", &self.call_timeout)
             .field("on_call", &self.on_call.is_some())
@@ -93,7 +125,11 @@ impl std::fmt::Debug for EngineOptions {
 impl Default for EngineOptions {
     fn default() -> EngineOptions {
         EngineOptions {
-            host: Host::Unix(PathBuf::from("/var/run/docker.sock")),
+            host: Host::Unix(PathBuf::from(DEFAULT_SOCKET)),
+            tls: None,
+            ssh_options: Vec::new(),
+            tls_helper: None,
+            source: AddressSource::Default,
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),
             on_call: None,
@@ -102,32 +138,78 @@ impl Default for EngineOptions {
 }
 
 impl EngineOptions {
-    /// The defaults, with the host from `DOCKER_HOST` when it is set and not empty. A `tcp://`
-    /// host with `DOCKER_TLS_VERIFY` set is refused: this client speaks no TLS. With
-    /// `HERDCTL_CONTAINER_LOG=debug`, each call is printed to stderr (redacted of this process's
-    /// secret-looking env values).
+    /// The defaults, with the engine the docker CLI would use: `DOCKER_HOST` (`unix://`,
+    /// `tcp://`, `ssh://`; a `tcp://` host speaks TLS when `DOCKER_TLS_VERIFY` is set, with the
+    /// files of `DOCKER_CERT_PATH`), else the docker context named by `DOCKER_CONTEXT`, else the
+    /// current context of `~/.docker/config.json`, else `/var/run/docker.sock`; when that socket
+    /// does not exist, rootless Docker's or Podman's socket (see [`AddressSource::Fallback`]).
+    /// [`EngineOptions::source`] says which. With `HERDCTL_CONTAINER_LOG=debug`, each call is
+    /// printed to stderr (redacted of this process's secret-looking env values).
     pub fn from_env() -> crate::Result<EngineOptions> {
-        let mut opts = EngineOptions::default();
+        let mut opts = EngineOptions::from_env_lookup(&process_env)?;
         if log_level_from_env()? == LogLevel::Debug {
             opts.on_call = Some(stderr_logger("herdctl-container: ", process_env_redactor()));
         }
-        if let Some(value) = std::env::var_os("DOCKER_HOST") {
-            let value = value
-                .into_string()
-                .map_err(|_| crate::Error::invalid("DOCKER_HOST", "not valid UTF-8"))?;
-            if !value.is_empty() {
-                opts.host = Host::parse(&value)?;
-            }
-        }
-        let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
-        if tls && matches!(opts.host, Host::Tcp(_)) {
-            return Err(crate::Error::invalid(
-                "DOCKER_TLS_VERIFY",
-                "TLS to the engine is not supported; use its unix socket or a plain tcp:// address",
-            ));
-        }
         Ok(opts)
     }
+
+    /// [`EngineOptions::from_env`], reading the variables (`DOCKER_HOST`, `DOCKER_CONTEXT`,
+    /// `DOCKER_CONFIG`, `HOME`, ...) through `env` rather than from the process: for a caller
+    /// that keeps a fleet's environment apart from its own, and for tests.
+    pub fn from_env_lookup(env: &dyn Fn(&str) -> Option<String>) -> crate::Result<EngineOptions> {
+        let resolved = address::Resolver::new(env).resolve()?;
+        Ok(EngineOptions::resolved(resolved))
+    }
+
+    /// The defaults, with this engine: an address (`unix:///path`, `tcp://host:port`, with TLS
+    /// from `DOCKER_TLS_VERIFY` / `DOCKER_CERT_PATH` as `docker -H` takes it, or
+    /// `ssh://[user@]host[:port][/remote.sock]`) or the name of a docker context.
+    pub fn for_address(address: &str) -> crate::Result<EngineOptions> {
+        let env = process_env;
+        let resolved = address::Resolver::new(&env).given(address, "engine address")?;
+        Ok(EngineOptions::resolved(resolved))
+    }
+
+    fn resolved(r: address::Resolved) -> EngineOptions {
+        EngineOptions {
+            host: r.host,
+            tls: r.tls,
+            source: r.source,
+            ..EngineOptions::default()
+        }
+    }
+
+    /// Whether the engine runs on this machine, as far as its address tells: a unix socket, or
+    /// TCP to a loopback address. An `ssh://` engine is taken as another machine's, whatever its
+    /// host name. Bind mounts name the engine machine's paths, and the injected MCP servers'
+    /// unix sockets reach only a local engine's containers.
+    pub fn is_local(&self) -> bool {
+        match &self.host {
+            Host::Unix(_) => true,
+            Host::Tcp(addr) => {
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Host::Ssh(_) => false,
+        }
+    }
+
+    /// The address and, for TLS, its files: `tcp://127.0.0.1:2376 (TLS verified against ...)`.
+    pub fn describe(&self) -> String {
+        match &self.tls {
+            Some(tls) => format!("{} ({tls})", self.host),
+            None => self.host.to_string(),
+        }
+    }
+}
+
+/// The process's environment, as the address resolver reads it.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
 /// A handle on one Docker engine. Cheap to clone (clones share one pool of idle connections),
@@ -139,6 +221,7 @@ pub struct Engine {
 
 struct Inner {
     opts: EngineOptions,
+    dialer: Dialer,
     /// The negotiated minor version (the major is 1).
     minor: AtomicU32,
     pool: Mutex<Vec<Conn>>,
@@ -154,8 +237,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Connects to the engine named by `DOCKER_HOST` (`unix://PATH` or `tcp://HOST:PORT`), else to
-    /// `/var/run/docker.sock`, and negotiates the API version.
+    /// Connects to the engine the docker CLI would use ([`EngineOptions::from_env`]: `DOCKER_HOST`,
+    /// a docker context, else `/var/run/docker.sock`) and negotiates the API version.
     pub fn connect() -> crate::Result<Engine> {
         Engine::with_options(EngineOptions::from_env()?)
     }
@@ -173,6 +256,7 @@ impl Engine {
     pub fn with_options(opts: EngineOptions) -> crate::Result<Engine> {
         let engine = Engine {
             inner: Arc::new(Inner {
+                dialer: Dialer::new(&opts)?,
                 opts,
                 minor: AtomicU32::new(CLIENT_MAX_API),
                 pool: Mutex::new(Vec::new()),

@@ -1,5 +1,7 @@
 //! The engine itself: is it there, which version, what kind of host.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::call::Req;
@@ -72,6 +74,33 @@ pub struct EngineInfo {
     /// Of those, the running ones.
     #[serde(default)]
     pub containers_running: u64,
+    /// The host kernel's release, like `6.1.0-28-amd64`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub kernel_version: String,
+    /// The OCI runtimes a container may ask for (`HostConfig.Runtime`), by name.
+    #[serde(default, deserialize_with = "null_default")]
+    pub runtimes: BTreeMap<String, EngineRuntime>,
+    /// The runtime of a container that asks for none, like `runc`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub default_runtime: String,
+}
+
+/// One runtime of [`EngineInfo::runtimes`], as the engine was configured with it
+/// (`daemon.json`'s `runtimes`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct EngineRuntime {
+    /// The runtime's program, like `/usr/bin/runsc` (empty for a containerd shim given by
+    /// [`EngineRuntime::runtime_type`]).
+    #[serde(default, deserialize_with = "null_default")]
+    pub path: String,
+    /// The arguments the engine passes it, like `["--host-uds=open"]`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub runtime_args: Vec<String>,
+    /// A containerd shim, like `io.containerd.runsc.v1` (newer engines).
+    #[serde(default, deserialize_with = "null_default")]
+    pub runtime_type: String,
 }
 
 impl Engine {

@@ -1,9 +1,11 @@
-//! The socket under every call: connecting, deadlines, writing requests.
+//! The socket under every call: connecting (unix, TCP, TCP with TLS, SSH), deadlines, writing
+//! requests.
 //!
-//! One hand-written HTTP/1.1 path over `UnixStream` or `TcpStream` for all calls: the exec hijack
-//! needs the raw socket after `101` anyway, and one path means one place for timeouts. Response
-//! framing lives in [`super::http`].
+//! One hand-written HTTP/1.1 path over every kind of connection for all calls: the exec hijack
+//! needs the raw connection after `101` anyway, and one path means one place for timeouts.
+//! Response framing lives in [`super::http`]; TLS in [`super::tls`]; SSH in [`super::ssh`].
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -11,20 +13,32 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::command::CommandStream;
+use super::ssh::{self, SshTarget};
+#[cfg(feature = "tls")]
+use super::tls::session::{self, TlsStream};
+
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
     /// A unix socket path, like `/var/run/docker.sock`.
     Unix(PathBuf),
-    /// A plain TCP address `host:port` (no TLS).
+    /// A TCP address `host:port`; TLS when [`super::EngineOptions::tls`] is set.
     Tcp(String),
+    /// A machine reached through the system `ssh` client (`docker system dial-stdio` there).
+    Ssh(SshTarget),
 }
 
 impl Host {
-    /// Parses a `DOCKER_HOST` value: `unix:///path` or `tcp://host:port` (`http://` is taken as
-    /// `tcp://`). Other schemes (`ssh://`, `npipe://`, `https://`) are refused with the reason.
+    /// Parses a `DOCKER_HOST` value: `unix:///path`, `tcp://host:port` (`http://` is taken as
+    /// `tcp://`) or `ssh://[user@]host[:port][/path/to/remote.sock]`. Other schemes (`npipe://`,
+    /// `fd://`, `https://`) are refused with the reason.
     pub fn parse(value: &str) -> crate::Result<Host> {
-        let field = "DOCKER_HOST";
+        Host::parse_as(value, "DOCKER_HOST")
+    }
+
+    /// [`Host::parse`], with errors naming `field`.
+    pub(crate) fn parse_as(value: &str, field: &str) -> crate::Result<Host> {
         if let Some(path) = value.strip_prefix("unix://") {
             if !path.starts_with('/') {
                 return Err(crate::Error::invalid(
@@ -33,6 +47,9 @@ impl Host {
                 ));
             }
             return Ok(Host::Unix(PathBuf::from(path)));
+        }
+        if value.starts_with("ssh://") {
+            return SshTarget::parse(value, field).map(Host::Ssh);
         }
         let rest = value
             .strip_prefix("tcp://")
@@ -52,15 +69,16 @@ impl Host {
         }
         Err(crate::Error::invalid(
             field,
-            format!("{value:?} is not supported; expected unix:///path or tcp://HOST:PORT (no TLS, no ssh)"),
+            format!("{value:?} is not supported; expected unix:///path, tcp://HOST:PORT or ssh://[user@]host[:port]"),
         ))
     }
 
-    /// The socket path or `host:port`, as error messages name it.
+    /// The socket path, `host:port` or `ssh://...`, as error messages name it.
     pub fn address(&self) -> String {
         match self {
             Host::Unix(path) => path.display().to_string(),
             Host::Tcp(addr) => addr.clone(),
+            Host::Ssh(target) => target.to_string(),
         }
     }
 }
@@ -70,8 +88,156 @@ impl fmt::Display for Host {
         match self {
             Host::Unix(path) => write!(f, "unix://{}", path.display()),
             Host::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Host::Ssh(target) => write!(f, "{target}"),
         }
     }
+}
+
+/// Opens connections to one engine: its address, and what was prepared once for all of them
+/// (the TLS config read from the certificate files, the arguments of `ssh` or of the TLS helper).
+pub(crate) struct Dialer {
+    host: Host,
+    timeout: Duration,
+    tls: Option<Tls>,
+    ssh_args: Vec<String>,
+}
+
+/// How a `tcp://` engine's TLS is spoken.
+enum Tls {
+    /// In this process: the client config, the name the certificate must carry, the CA's file.
+    #[cfg(feature = "tls")]
+    InProcess(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+        PathBuf,
+    ),
+    /// Through `herdctl-container dial-stdio`: the program and its arguments.
+    Helper(PathBuf, Vec<OsString>),
+}
+
+impl fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dialer")
+            .field("host", &self.host)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Dialer {
+    /// Reads the TLS files (errors name the file) and checks the ssh options.
+    pub fn new(opts: &super::EngineOptions) -> crate::Result<Dialer> {
+        let tls = match (&opts.host, &opts.tls) {
+            (_, None) => None,
+            (Host::Tcp(addr), Some(files)) => Some(match &opts.tls_helper {
+                Some(helper) => Tls::Helper(helper.clone(), files.helper_args(addr)),
+                None => in_process(addr, files)?,
+            }),
+            (other, Some(_)) => {
+                return Err(crate::Error::invalid(
+                    "tls",
+                    format!("TLS files are given, but {other} is not a tcp:// host"),
+                ))
+            }
+        };
+        for (i, o) in opts.ssh_options.iter().enumerate() {
+            if !o.starts_with('-') || o.contains('\0') {
+                return Err(crate::Error::invalid(
+                    format!("ssh_options[{i}]"),
+                    format!("{o:?} is not an ssh option; give each as one argument starting with '-', like \"-oPort=2222\" or \"-i/path/key\""),
+                ));
+            }
+        }
+        let ssh_args = match &opts.host {
+            Host::Ssh(target) => target.args(&opts.ssh_options, opts.connect_timeout),
+            _ => Vec::new(),
+        };
+        Ok(Dialer {
+            host: opts.host.clone(),
+            timeout: opts.connect_timeout,
+            tls,
+            ssh_args,
+        })
+    }
+
+    /// Opens a connection. A unix connect does not wait (it succeeds or fails at once), so the
+    /// timeout applies to TCP (and a TLS handshake); an ssh or TLS helper process starts at once
+    /// and connects while the first request waits (ssh's own ConnectTimeout bounds that).
+    pub fn open(&self) -> io::Result<Conn> {
+        match &self.host {
+            Host::Unix(path) => UnixStream::connect(path).map(Conn::Unix),
+            Host::Tcp(addr) => match &self.tls {
+                None => tcp_connect(addr, self.timeout).map(Conn::Tcp),
+                #[cfg(feature = "tls")]
+                Some(Tls::InProcess(config, name, ca)) => {
+                    let sock = tcp_connect(addr, self.timeout)?;
+                    TlsStream::connect(sock, config.clone(), name.clone(), self.timeout)
+                        .map(Conn::Tls)
+                        .map_err(|e| name_the_ca(e, ca))
+                }
+                Some(Tls::Helper(program, args)) => CommandStream::spawn(
+                    program,
+                    args,
+                    &format!("tcp://{addr}"),
+                    "",
+                    &format!(
+                        "the TLS helper {} is not there (the herdctl-container CLI, which ships beside the Node addon)",
+                        program.display()
+                    ),
+                )
+                .map(Conn::Command),
+            },
+            Host::Ssh(target) => ssh::spawn(target, &self.ssh_args).map(Conn::Command),
+        }
+    }
+}
+
+/// TLS in this process, from the files.
+#[cfg(feature = "tls")]
+fn in_process(addr: &str, files: &super::TlsFiles) -> crate::Result<Tls> {
+    Ok(Tls::InProcess(
+        session::client_config(files)?,
+        session::server_name(addr)?,
+        files.ca.clone(),
+    ))
+}
+
+/// Without the `tls` feature, TLS needs a helper.
+#[cfg(not(feature = "tls"))]
+fn in_process(addr: &str, _: &super::TlsFiles) -> crate::Result<Tls> {
+    Err(crate::Error::invalid(
+        "tls",
+        format!("this build speaks no TLS of its own, and no herdctl-container CLI was given to reach tcp://{addr} through (EngineOptions::tls_helper; the Node package finds the one beside its addon, or HERDCTL_CONTAINER_CLI)"),
+    ))
+}
+
+/// A handshake error that names "the CA in ca.pem", with the file's path.
+#[cfg(feature = "tls")]
+fn name_the_ca(e: io::Error, ca: &std::path::Path) -> io::Error {
+    let text = e.to_string();
+    if !text.contains("the CA in ca.pem") {
+        return e;
+    }
+    let named = text.replace("the CA in ca.pem", &format!("the CA in {}", ca.display()));
+    io::Error::new(e.kind(), named)
+}
+
+fn tcp_connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        "the host name resolves to no address",
+    );
+    for sa in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&sa, timeout) {
+            Ok(s) => {
+                // Requests are written in one or two writes; don't let Nagle hold them.
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// An open connection to the engine.
@@ -79,87 +245,108 @@ impl fmt::Display for Host {
 pub(crate) enum Conn {
     Unix(UnixStream),
     Tcp(TcpStream),
-}
-
-macro_rules! both {
-    ($self:expr, $s:ident => $e:expr) => {
-        match $self {
-            Conn::Unix($s) => $e,
-            Conn::Tcp($s) => $e,
-        }
-    };
+    #[cfg(feature = "tls")]
+    Tls(TlsStream),
+    /// Through a process: `ssh`, or the TLS helper.
+    Command(CommandStream),
 }
 
 impl Conn {
-    /// Opens a connection. A unix connect does not wait (it succeeds or fails at once), so
-    /// `timeout` applies to TCP only.
-    pub fn open(host: &Host, timeout: Duration) -> io::Result<Conn> {
-        match host {
-            Host::Unix(path) => UnixStream::connect(path).map(Conn::Unix),
-            Host::Tcp(addr) => {
-                let mut last = io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "the host name resolves to no address",
-                );
-                for sa in addr.to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&sa, timeout) {
-                        Ok(s) => {
-                            // Requests are written in one or two writes; don't let Nagle hold them.
-                            s.set_nodelay(true)?;
-                            return Ok(Conn::Tcp(s));
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
-        }
-    }
-
     pub fn try_clone(&self) -> io::Result<Conn> {
         Ok(match self {
             Conn::Unix(s) => Conn::Unix(s.try_clone()?),
             Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => Conn::Tls(s.try_clone()?),
+            Conn::Command(s) => Conn::Command(s.try_clone()?),
         })
     }
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        both!(self, s => s.shutdown(how))
+        match self {
+            Conn::Unix(s) => s.shutdown(how),
+            Conn::Tcp(s) => s.shutdown(how),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.shutdown(how),
+            Conn::Command(s) => s.shutdown(how),
+        }
     }
 
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        both!(self, s => s.set_read_timeout(t))
+        match self {
+            Conn::Unix(s) => s.set_read_timeout(t),
+            Conn::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.socket().set_read_timeout(t),
+            Conn::Command(s) => s.socket().set_read_timeout(t),
+        }
     }
 
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        both!(self, s => s.set_write_timeout(t))
+        match self {
+            Conn::Unix(s) => s.set_write_timeout(t),
+            Conn::Tcp(s) => s.set_write_timeout(t),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.socket().set_write_timeout(t),
+            Conn::Command(s) => s.socket().set_write_timeout(t),
+        }
     }
 
     /// Whether an idle pooled connection is still open: the engine may have closed it. A
     /// non-blocking read that would block means open and quiet; anything else means drop it.
     pub fn is_reusable(&mut self) -> bool {
-        if both!(self, s => s.set_nonblocking(true)).is_err() {
-            return false;
+        fn probe(mut s: impl Read, set: impl Fn(bool) -> io::Result<()>) -> bool {
+            if set(true).is_err() {
+                return false;
+            }
+            let mut byte = [0u8; 1];
+            let quiet =
+                matches!(s.read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+            quiet && set(false).is_ok()
         }
-        let mut probe = [0u8; 1];
-        let quiet =
-            matches!(self.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        quiet && both!(self, s => s.set_nonblocking(false)).is_ok()
+        match self {
+            Conn::Unix(s) => probe(&*s, |on| s.set_nonblocking(on)),
+            Conn::Tcp(s) => probe(&*s, |on| s.set_nonblocking(on)),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.is_reusable(),
+            Conn::Command(s) => {
+                let sock = s.socket();
+                probe(sock, |on| sock.set_nonblocking(on))
+            }
+        }
     }
 }
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        both!(self, s => s.read(buf))
+        match self {
+            Conn::Unix(s) => s.read(buf),
+            Conn::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.read(buf),
+            Conn::Command(s) => s.read(buf),
+        }
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        both!(self, s => s.write(buf))
+        match self {
+            Conn::Unix(s) => s.write(buf),
+            Conn::Tcp(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.write(buf),
+            Conn::Command(s) => s.write(buf),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        both!(self, s => s.flush())
+        match self {
+            Conn::Unix(s) => s.flush(),
+            Conn::Tcp(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.flush(),
+            Conn::Command(s) => s.flush(),
+        }
     }
 }
 
@@ -281,7 +468,7 @@ pub(crate) fn write_request(
     body: &mut ReqBody<'_>,
 ) -> Result<(), WriteError> {
     let host_header = match host {
-        Host::Unix(_) => "docker",
+        Host::Unix(_) | Host::Ssh(_) => "docker",
         Host::Tcp(addr) => addr.as_str(),
     };
     let mut head = format!(
@@ -382,8 +569,12 @@ mod tests {
             Host::parse("http://localhost:2375/").unwrap(),
             Host::Tcp("localhost:2375".into())
         );
+        assert_eq!(
+            Host::parse("ssh://me@host").unwrap().to_string(),
+            "ssh://me@host"
+        );
         for bad in [
-            "ssh://me@host",
+            "npipe:////./pipe/docker_engine",
             "unix://relative.sock",
             "tcp://nohostport",
             "tcp://:12",

@@ -161,6 +161,7 @@ fn hash_changes_with_every_shaping_field() {
             "allow flag",
             Box::new(|c, _| c.allow_unsafe_host_config = true),
         ),
+        ("runtime", Box::new(|c, _| c.runtime = Some("runsc".into()))),
         (
             "mount source",
             Box::new(|_, m| m[0].source = "/srv/other".into()),

@@ -46,6 +46,9 @@ pub(crate) enum StopReason {
     TimedOut(Duration),
     /// The job's output broke a limit (a line too long): it is stopped, the outcome says why.
     OutputLimit,
+    /// The container stopped under a job whose stream stays open (gVisor's exec outlives its
+    /// sandbox): the outcome is read from the container.
+    ContainerStopped,
 }
 
 /// How a job's output is ending, as far as a cancel cares.
@@ -157,6 +160,20 @@ impl Canceller {
     fn ending(&self) -> MutexGuard<'_, Ending> {
         // Plain flags: a panic elsewhere cannot leave them inconsistent.
         self.inner.ending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The job's container stopped (see `isolation/watch.rs`): unless the job ended or was
+    /// stopped already, its stream is closed and its outcome read from the container. Nothing is
+    /// left to kill.
+    pub(crate) fn container_stopped(&self) {
+        {
+            let mut current = self.inner.reason.lock().unwrap_or_else(|p| p.into_inner());
+            if current.is_some() || self.ending().ended {
+                return;
+            }
+            *current = Some(StopReason::ContainerStopped);
+        }
+        self.abort_stream();
     }
 
     pub(crate) fn reason(&self) -> Option<StopReason> {

@@ -57,6 +57,8 @@ pub struct Job {
     canceller: Canceller,
     /// Dropping it tells the deadline watchdog that the job is over.
     _watchdog: Option<mpsc::Sender<()>>,
+    /// Dropping it tells the container's watcher (gVisor, see `isolation/watch.rs`) the same.
+    _container_watch: Option<mpsc::Sender<()>>,
     started: Instant,
     timings: Timings,
     warnings: Vec<String>,
@@ -97,6 +99,7 @@ pub(crate) struct Started {
     pub lease: Lease,
     pub paths: PathMap,
     pub record: records::Head,
+    pub container_watch: Option<mpsc::Sender<()>>,
 }
 
 impl Job {
@@ -118,6 +121,7 @@ impl Job {
             writer: Some(writer),
             canceller: s.canceller,
             _watchdog: watchdog,
+            _container_watch: s.container_watch,
             started: s.started,
             timings: s.timings,
             warnings: s.warnings,
@@ -236,6 +240,7 @@ impl Job {
         let outcome = match (self.canceller.reason(), stream_error) {
             (Some(StopReason::Cancelled), _) => Outcome::Cancelled,
             (Some(StopReason::TimedOut(after)), _) => Outcome::TimedOut(after),
+            (Some(StopReason::ContainerStopped), _) => self.container_outcome(&lease),
             (_, Some(e)) => Outcome::Failed(e),
             (Some(StopReason::OutputLimit), None) => Outcome::Failed(Error::LineTooLong {
                 limit: self.lines.max_line(),
@@ -337,6 +342,23 @@ impl Job {
 }
 
 impl Job {
+    /// The outcome of a job whose container stopped under it while its stream stayed open
+    /// (gVisor): the container's exit. The exec's own record is of no help: the engine drops it
+    /// with the sandbox.
+    fn container_outcome(&self, lease: &Lease) -> Outcome {
+        match self.engine.inspect_container(lease.id()) {
+            Ok(c) if !c.state.running => {
+                let code = c.state.exit_code;
+                Outcome::ContainerDied {
+                    exit_code: Some(code),
+                    oom_killed: c.state.oom_killed || (code == 137 && c.host_config.memory > 0),
+                }
+            }
+            Ok(_) => self.exit_outcome(lease),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
     /// Whether a SIGKILLed exec hit the memory limit. The engine sets `State.OOMKilled` only
     /// when the container itself stops, so for an exec the cgroup's peak usage is the witness:
     /// it reaches the limit only when the kernel had to reclaim or kill (cgroup v1; on v2 the

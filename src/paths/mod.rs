@@ -273,21 +273,28 @@ mod tests {
         assert!(sanitize_agent_name("ünï").starts_with("-n--"));
     }
 
-    /// Property: over many generated names, the result only has allowed characters, is never `.`
-    /// or `..`, keeps valid names as they are, and no two distinct names share a result.
-    #[test]
-    fn sanitize_is_safe_and_injective() {
-        let alphabet: Vec<char> = "ab.-_ /:Ü@".chars().collect();
-        let mut seen = std::collections::HashMap::new();
-        let mut x: u64 = 42;
-        for _ in 0..20_000 {
+    /// `count` names of up to 15 characters of `alphabet`, from a seeded LCG: the same names on
+    /// every run, so a failure can be replayed.
+    fn generated_names(alphabet: &str, seed: u64, count: usize) -> impl Iterator<Item = String> {
+        let alphabet: Vec<char> = alphabet.chars().collect();
+        let mut x = seed;
+        (0..count).map(move |_| {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let len = (x >> 60) as usize;
-            let name: String = (0..len)
+            (0..len)
                 .map(|i| alphabet[((x >> (i * 4)) % alphabet.len() as u64) as usize])
-                .collect();
+                .collect()
+        })
+    }
+
+    /// Property: over many generated names, the result only has allowed characters, is never `.`
+    /// or `..`, keeps valid names as they are, and no two distinct names share a result.
+    #[test]
+    fn sanitize_is_safe_and_injective() {
+        let mut seen = std::collections::HashMap::new();
+        for name in generated_names("ab.-_ /:Ü@", 42, 20_000) {
             let s = sanitize_agent_name(&name);
             assert!(
                 s.chars()
@@ -335,17 +342,8 @@ mod tests {
     /// collided before), directory names are safe, never hidden, never `*.jsonl`, and distinct.
     #[test]
     fn agent_dir_names_are_safe_and_injective() {
-        let alphabet: Vec<char> = "ab.-_ /:Ü@0f".chars().collect();
         let mut seen = std::collections::HashMap::new();
-        let mut x: u64 = 7;
-        for _ in 0..10_000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let len = (x >> 60) as usize;
-            let name: String = (0..len)
-                .map(|i| alphabet[((x >> (i * 4)) % alphabet.len() as u64) as usize])
-                .collect();
+        for name in generated_names("ab.-_ /:Ü@0f", 7, 10_000) {
             for name in [name.clone(), sanitize_agent_name(&name)] {
                 let d = agent_dir_name(&name);
                 assert!(

@@ -258,6 +258,13 @@ impl MountPlan {
         }
     }
 
+    /// Without the MCP socket directory: for an engine on another machine, where a unix socket
+    /// of this one cannot reach (injected tools are refused there).
+    pub(crate) fn without_mcp_sockets(mut self) -> MountPlan {
+        self.mounts.retain(|m| m.role != MountRole::McpSockets);
+        self
+    }
+
     /// The mounts, in order.
     pub fn mounts(&self) -> &[Mount] {
         &self.mounts

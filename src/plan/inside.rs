@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::config::no_new_privileges;
 use crate::engine::{Engine, ExecSpec};
-use crate::{Error, Result};
+use crate::{isolation, Error, Result};
 
 /// The capability sets of `/proc/<pid>/status`; with CapDrop ALL and no-new-privileges every one
 /// is empty, so no later exec, setuid binary or file capability can fill them.
@@ -91,18 +91,25 @@ fn problems(status: &str, want: Inside) -> Vec<String> {
     out
 }
 
-/// Runs `cat /proc/self/status` in `container` as `user` and checks it against `want`. Returns
-/// how long it took; fails with [`Error::NotApplied`] naming `name` when a condition does not
-/// hold or the check cannot run (the image needs `cat`, as herdctl's image has).
+/// Runs `cat /proc/self/status` in `container` as `user` and checks it against `want`; with a
+/// sandbox `runtime`, the same `cat` also reads the kernel's version, which proves the runtime
+/// (see [`isolation::kernel_problem`]). Returns how long it took; fails with
+/// [`Error::NotApplied`] naming `name` when a condition does not hold or the check cannot run
+/// (the image needs `cat`, as herdctl's image has).
 pub(crate) fn check_inside(
     engine: &Engine,
     container: &str,
     name: &str,
     user: &str,
     want: Inside,
+    runtime: Option<&isolation::Checked>,
 ) -> Result<Duration> {
     let t = Instant::now();
-    let mut spec = ExecSpec::new(["cat", "/proc/self/status"]);
+    let mut argv = vec!["cat", "/proc/self/status"];
+    if runtime.is_some() {
+        argv.push(isolation::KERNEL_FILE);
+    }
+    let mut spec = ExecSpec::new(argv.iter().copied());
     spec.user = Some(user.to_string());
     let id = engine.exec_create(container, &spec)?;
     let (_stdin, mut output) = engine.exec_start(&id)?.split()?;
@@ -112,9 +119,10 @@ pub(crate) fn check_inside(
         what,
     };
     let status = String::from_utf8_lossy(&stdout);
-    // When the status is there, `cat` did its work, and the exit code (one more call) is only
-    // needed to explain a failure.
-    if !status.contains("\nCapEff:") {
+    // When the status (and the kernel's version, asked last) is there, `cat` did its work, and
+    // the exit code (one more call) is only needed to explain a failure.
+    let kernel_read = runtime.is_none() || status.lines().any(|l| l.starts_with("Linux version "));
+    if !status.contains("\nCapEff:") || !kernel_read {
         let code = engine.exec_exit_code(&id, Duration::from_secs(5))?;
         // A container whose init failed kills the exec with it, and its state may lag a moment
         // behind: give it that moment, so the caller reports the container's death instead.
@@ -127,10 +135,12 @@ pub(crate) fn check_inside(
         let said = String::from_utf8_lossy(&stderr);
         let said: String = said.trim().chars().take(200).collect();
         return Err(not_applied(format!(
-            "the check of no-new-privileges and capabilities inside the container (`cat /proc/self/status` exited {code}: {said}; the image needs `cat`)"
+            "the check of no-new-privileges and capabilities inside the container (`{}` exited {code}: {said}; the image needs `cat`)",
+            argv.join(" ")
         )));
     }
-    let found = problems(&status, want);
+    let mut found = problems(&status, want);
+    found.extend(runtime.and_then(|r| isolation::kernel_problem(&status, r)));
     if !found.is_empty() {
         return Err(not_applied(found.join(", ")));
     }

@@ -18,6 +18,9 @@ pub struct Fleet {
     pub state: TempDir,
     pub workspace: TempDir,
     agents: Mutex<Vec<String>>,
+    /// Runners with a warm pool: closed on drop, before the agents' containers are removed, so
+    /// no keeper warms a container after the cleanup.
+    pool_runners: Mutex<Vec<Runner>>,
 }
 
 impl Fleet {
@@ -38,6 +41,7 @@ impl Fleet {
             state,
             workspace,
             agents: Mutex::new(Vec::new()),
+            pool_runners: Mutex::new(Vec::new()),
         }
     }
 
@@ -46,6 +50,25 @@ impl Fleet {
             panic!("live tests need a Docker engine (run scripts/ensure-engine): {e}")
         });
         Runner::new(engine, RunnerOptions::new(state.path())).expect("a runner")
+    }
+
+    /// A runner over the fleet's state directory that keeps `size` warm containers per
+    /// ephemeral agent.
+    pub fn pool_runner(&self, size: usize) -> Runner {
+        self.pool_runner_with(size, false)
+    }
+
+    /// [`Fleet::pool_runner`] with the runner's opt-in for settings that loosen the container.
+    pub fn pool_runner_with(&self, size: usize, allow_unsafe_host_config: bool) -> Runner {
+        let engine = Engine::connect().unwrap_or_else(|e| {
+            panic!("live tests need a Docker engine (run scripts/ensure-engine): {e}")
+        });
+        let mut options = RunnerOptions::new(self.state.path());
+        options.warm_pool = Some(size);
+        options.allow_unsafe_host_config = allow_unsafe_host_config;
+        let runner = Runner::new(engine, options).expect("a runner");
+        self.pool_runners.lock().unwrap().push(runner.clone());
+        runner
     }
 
     /// Another runner over the same state directory, as a second herdctl instance would have.
@@ -115,6 +138,9 @@ pub fn run_on(runner: &Runner, spec: JobSpec) -> (Vec<String>, JobReport) {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
+        for runner in self.pool_runners.lock().unwrap().drain(..) {
+            runner.close();
+        }
         for agent in self.agents.lock().unwrap().drain(..) {
             let Ok(found) = self.runner.list(Some(&agent)) else {
                 continue;

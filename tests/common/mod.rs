@@ -7,6 +7,7 @@ pub mod fake;
 pub mod fleet;
 pub mod proxy;
 pub mod registry;
+pub mod remote;
 pub mod tar;
 
 use std::collections::BTreeMap;

@@ -238,7 +238,10 @@ const stock = JSON.parse(fs.readFileSync(stockFile, 'utf8'));
 function results(report) {
   const out = new Map();
   for (const file of report.testResults) {
-    const rel = path.relative(coreDir, file.name);
+    // Relative to the core package of the tree that ran it: stock.json is shared by the work
+    // trees of every checkout, and names files in the tree that wrote it.
+    const at = file.name.lastIndexOf(`${path.sep}packages${path.sep}core${path.sep}`);
+    const rel = at < 0 ? path.relative(coreDir, file.name) : file.name.slice(at + '/packages/core/'.length);
     for (const a of file.assertionResults) {
       out.set(`${rel} > ${a.fullName}`, { status: a.status, failure: (a.failureMessages || []).join('\n') });
     }

@@ -9,6 +9,7 @@
 // napi's registration of these items is not compiled into the unit-test build.
 #![cfg_attr(test, allow(dead_code))]
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,11 +34,18 @@ use crate::tool_calls::{CloseOnDrop, ToolCalls};
 #[napi(object)]
 #[derive(Default)]
 pub struct ContainerRunnerOptions {
-    /// A `DOCKER_HOST`-style address: `unix:///path/to/docker.sock` or `tcp://host:port`.
-    /// Default: `DOCKER_HOST`, else `/var/run/docker.sock`. At most one of this and `socketPath`.
+    /// The engine: `unix:///path/to/docker.sock`, `tcp://host:port` (TLS when
+    /// `DOCKER_TLS_VERIFY` is set, with the files of `DOCKER_CERT_PATH`, as `docker -H` takes
+    /// it), `ssh://user@host[:port]`, or a docker context's name. Default: the docker CLI's
+    /// (`DOCKER_HOST`, `DOCKER_CONTEXT`, the current context, else `/var/run/docker.sock`). At
+    /// most one of this and `socketPath`.
     pub docker_host: Option<String>,
     /// A unix socket path, like `/var/run/docker.sock`.
     pub socket_path: Option<String>,
+    /// Agents placed on other engines: an agent's qualified name, and its engine's address as
+    /// `dockerHost` takes it (or a docker context's name). Other agents run on the runner's own
+    /// engine; agents with one address share its connections. Default: none.
+    pub engines: Option<HashMap<String, String>>,
     /// When to pull the image: `"never"` (a missing image is an error saying how to get it),
     /// `"if-missing"` or `"always"`. Default: the `HERDCTL_CONTAINER_PULL` environment variable
     /// (same values; herdctl builds its runners without options, so this is how a herdctl user
@@ -60,6 +68,17 @@ pub struct ContainerRunnerOptions {
     /// `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` does the same; one agent can opt in with
     /// `allow_unsafe_host_config: true` in its docker config. Default: false.
     pub allow_unsafe_host_config: Option<bool>,
+    /// The OCI runtime of every job whose docker config names none, like `"runsc"` for gVisor;
+    /// checked against the engine's runtimes and proven from inside each container, as a
+    /// config's own `runtime` is. Default: the engine's default runtime (runc).
+    pub runtime: Option<String>,
+    /// How many idle containers to keep warm per ephemeral agent, from 0 to 64: an ephemeral job
+    /// then takes a container that was created, checked and started ahead of need (at the cost
+    /// of an exec into a running container instead of a create and start), and a replacement is
+    /// warmed in the background. Pools are shared by every `ContainerRunner` of the process and
+    /// retired by `close()` and when the process exits. Each idle container costs host memory.
+    /// Default: the environment variable `HERDCTL_CONTAINER_WARM_POOL`, else 0 (no pool).
+    pub warm_pool: Option<u32>,
 }
 
 /// One execute call, as `npm/index.js` hands it over.
@@ -87,11 +106,12 @@ pub struct ContainerInfo {
     pub name: String,
     /// The agent's qualified name.
     pub agent: String,
-    /// `"ephemeral"` or `"persistent"`.
+    /// `"ephemeral"` or `"persistent"`; for a warm pool container no job has taken yet, `"pool"`
+    /// when it is ready and `"warming"` while it is being made (or removed).
     pub mode: String,
     /// The hash of the config it was created for.
     pub config_hash: String,
-    /// Creation time, unix milliseconds.
+    /// Creation time, unix milliseconds (for a warm pool container a job took, when it took it).
     pub created_ms: f64,
     /// The engine's state: `running`, `exited`, `created`, ...
     pub state: String,
@@ -111,12 +131,15 @@ pub struct PruneResult {
 
 struct Core {
     engine: EngineOptions,
+    agent_engines: BTreeMap<String, EngineOptions>,
     pull_progress: Option<herdctl_container::PullProgressFn>,
     pull: PullPolicy,
     deadline: Option<Duration>,
     translate_paths: bool,
     session_layout: SessionLayout,
     allow_unsafe_host_config: bool,
+    runtime: Option<String>,
+    warm_pool: Option<usize>,
     state_dir: PathBuf,
     config: DockerConfig,
     runner: Mutex<Option<Runner>>,
@@ -139,6 +162,9 @@ impl Core {
         options.pull_progress = self.pull_progress.clone();
         options.session_layout = self.session_layout;
         options.allow_unsafe_host_config = self.allow_unsafe_host_config;
+        options.runtime = self.runtime.clone();
+        options.warm_pool = self.warm_pool;
+        options.agent_engines = self.agent_engines.clone();
         let runner = Runner::new(engine, options)?;
         *slot = Some(runner.clone());
         Ok(runner)
@@ -196,6 +222,7 @@ impl ContainerRunnerCore {
                 }
             };
             let mut engine = engine_options(options.docker_host, options.socket_path)?;
+            engine.tls_helper = tls_helper();
             engine.on_call = match logger {
                 Some(logger) => {
                     let secrets: Vec<String> = config
@@ -219,8 +246,19 @@ impl ContainerRunnerCore {
                     LogLevel::Info => None,
                 },
             };
+            // Agents placed on other engines are logged like the runner's own.
+            let mut agent_engines = BTreeMap::new();
+            for (agent, address) in options.engines.unwrap_or_default() {
+                let field = format!("options.engines[{agent:?}]");
+                let mut placed =
+                    EngineOptions::for_address(&address).map_err(|e| as_field(e, &field))?;
+                placed.on_call = engine.on_call.clone();
+                placed.tls_helper = engine.tls_helper.clone();
+                agent_engines.insert(agent, placed);
+            }
             Ok(Core {
                 engine,
+                agent_engines,
                 pull_progress: on_pull_progress.map(pull_progress),
                 pull,
                 deadline,
@@ -235,6 +273,12 @@ impl ContainerRunnerCore {
                     None => SessionLayout::PerAgent,
                 },
                 allow_unsafe_host_config: options.allow_unsafe_host_config.unwrap_or(false),
+                // Checked here, so a bad name throws from the constructor, not the first job.
+                runtime: match options.runtime {
+                    Some(name) => runtime_option(name)?,
+                    None => None,
+                },
+                warm_pool: options.warm_pool.map(|n| n as usize),
                 state_dir: PathBuf::from(&state_dir),
                 secrets: secrets(config.env.clone()),
                 config,
@@ -366,6 +410,30 @@ impl ContainerRunnerCore {
         ))
     }
 
+    /// Retires the warm pools this runner's jobs used: their idle containers are removed. Other
+    /// runners of the process that use those agents start new pools at their next job.
+    #[napi(ts_return_type = "Promise<PruneResult>")]
+    pub fn close(&self) -> AsyncTask<Blocking<PruneResult>> {
+        let core = self.core.clone();
+        AsyncTask::new(Blocking::new(
+            "closing the runner",
+            core.secrets.clone(),
+            move || {
+                let runner = core
+                    .runner
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let r = runner.map(|r| r.close()).unwrap_or_default();
+                Ok(PruneResult {
+                    removed: r.removed,
+                    stopped: r.stopped,
+                    warnings: r.warnings,
+                })
+            },
+        ))
+    }
+
     /// Stops the running ephemeral containers that no live process owns, then removes every
     /// stopped container of an agent not in `liveAgents` and prunes the live agents to `keep`
     /// each (default: the config's `maxContainers`).
@@ -413,6 +481,18 @@ fn pull_policy(option: Option<&str>, env: Option<String>) -> herdctl_container::
     })
 }
 
+/// Retires every warm pool of this process (their idle containers are removed), blocking until
+/// done or a minute passed. `npm/index.js` calls it when the process exits.
+#[napi(js_name = "_closeWarmPools", catch_unwind)]
+pub fn close_warm_pools() -> PruneResult {
+    let r = herdctl_container::close_warm_pools();
+    PruneResult {
+        removed: r.removed,
+        stopped: r.stopped,
+        warnings: r.warnings,
+    }
+}
+
 /// How many containers to keep: `keep` when given (a whole number from 0 to 2^32 - 1), else the
 /// config's `maxContainers`. A JS number may be NaN, infinite, fractional or negative: each is an
 /// error here (napi's own conversion to an integer made NaN a 0, which removed every stopped
@@ -427,6 +507,18 @@ fn keep_count(keep: Option<f64>, default: u32) -> herdctl_container::Result<usiz
             "keep",
             format!("{n} is not a count of containers; expected a whole number, 0 or more"),
         )),
+    }
+}
+
+/// `options.runtime`, checked as a docker config's `runtime` is (`""` is none).
+fn runtime_option(name: String) -> herdctl_container::Result<Option<String>> {
+    let block = serde_json::json!({ "runtime": name });
+    match herdctl_container::resolve_docker_config(&block) {
+        Ok(config) => Ok(config.runtime),
+        Err(herdctl_container::Error::InvalidConfig { problem, .. }) => Err(
+            herdctl_container::Error::invalid("options.runtime", problem),
+        ),
+        Err(e) => Err(e),
     }
 }
 
@@ -448,14 +540,17 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         Value::Object(map) => map,
         _ => return Err(invalid("options", "expected an object of runner options")),
     };
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 10] = [
         "allowUnsafeHostConfig",
+        "runtime",
         "dockerHost",
         "socketPath",
+        "engines",
         "pull",
         "jobTimeoutMs",
         "translatePaths",
         "sessionLayout",
+        "warmPool",
     ];
     if let Some(unknown) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(invalid(
@@ -475,8 +570,30 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
     };
     Ok(ContainerRunnerOptions {
         allow_unsafe_host_config: boolean("allowUnsafeHostConfig")?,
+        runtime: string("runtime")?,
         docker_host: string("dockerHost")?,
         socket_path: string("socketPath")?,
+        engines: match map.get("engines") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(engines)) => Some(
+                engines
+                    .iter()
+                    .map(|(agent, address)| match address {
+                        Value::String(a) => Ok((agent.clone(), a.clone())),
+                        _ => Err(invalid(
+                            format!("options.engines[{agent:?}]"),
+                            "expected an engine address or a docker context's name, as a string",
+                        )),
+                    })
+                    .collect::<herdctl_container::Result<_>>()?,
+            ),
+            Some(_) => {
+                return Err(invalid(
+                    "options.engines",
+                    "expected an object of agent names and engine addresses",
+                ))
+            }
+        },
         pull: string("pull")?,
         job_timeout_ms: match map.get("jobTimeoutMs") {
             None | Some(Value::Null) => None,
@@ -491,7 +608,49 @@ fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunn
         },
         translate_paths: boolean("translatePaths")?,
         session_layout: string("sessionLayout")?,
+        warm_pool: match map.get("warmPool") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(k) if k <= herdctl_container::MAX_WARM_POOL as u64 => Some(k as u32),
+                _ => {
+                    return Err(invalid(
+                        "options.warmPool",
+                        format!(
+                            "{n} is not a warm pool size; expected a whole number from 0 to {}",
+                            herdctl_container::MAX_WARM_POOL
+                        ),
+                    ))
+                }
+            },
+            Some(_) => {
+                return Err(invalid(
+                    "options.warmPool",
+                    format!(
+                        "expected a whole number from 0 to {}",
+                        herdctl_container::MAX_WARM_POOL
+                    ),
+                ))
+            }
+        },
     })
+}
+
+/// The herdctl-container CLI through which this addon reaches TLS engines: the addon is built
+/// without TLS of its own (rustls would add 1.4 MB, over issue 13's 3 MiB). Set by index.js.
+static TLS_HELPER: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets the herdctl-container CLI through which TLS engines are reached (`herdctl-container
+/// dial-stdio`, a process per connection): the one beside this addon in its platform package.
+/// Called by the package's index.js when it loads.
+#[napi(js_name = "_setTlsHelper", catch_unwind)]
+pub fn set_tls_helper(path: String) {
+    // The slot holds a plain Option: a panic elsewhere cannot leave it inconsistent.
+    *TLS_HELPER.lock().unwrap_or_else(|p| p.into_inner()) = Some(PathBuf::from(path));
+}
+
+/// The TLS helper, when index.js found one.
+fn tls_helper() -> Option<PathBuf> {
+    TLS_HELPER.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// The engine address: `socketPath`, else `dockerHost`, else `DOCKER_HOST`.
@@ -508,16 +667,20 @@ fn engine_options(
             host: Host::Unix(PathBuf::from(path)),
             ..EngineOptions::default()
         }),
-        (None, Some(host)) => Ok(EngineOptions {
-            host: Host::parse(&host).map_err(|_| {
-                herdctl_container::Error::invalid(
-                    "options.dockerHost",
-                    format!("{host:?} is not an engine address; expected unix:///path or tcp://host:port"),
-                )
-            })?,
-            ..EngineOptions::default()
-        }),
+        (None, Some(host)) => {
+            EngineOptions::for_address(&host).map_err(|e| as_field(e, "options.dockerHost"))
+        }
         (None, None) => EngineOptions::from_env(),
+    }
+}
+
+/// An invalid-input error of the core, named by the option it came from.
+fn as_field(e: herdctl_container::Error, field: &str) -> herdctl_container::Error {
+    match e {
+        herdctl_container::Error::InvalidConfig { problem, .. } => {
+            herdctl_container::Error::invalid(field, problem)
+        }
+        other => other,
     }
 }
 

@@ -40,3 +40,14 @@ export async function closingReport(runner: ContainerRunner, agent: AgentConfig)
   const collected = await runner.gc([agent.name])
   return collected.stopped
 }
+
+// Warm pools: the option, and close() with what it removed.
+import { ContainerRunner as Runner } from 'herdctl-container'
+
+export async function warmPool(runtime: object, stateDir: string): Promise<string[]> {
+  const runner = new Runner(runtime, { image: 'x' }, stateDir, { warmPool: 2 })
+  // @ts-expect-error warmPool is a number of containers
+  new Runner(runtime, null, stateDir, { warmPool: 'two' })
+  const closed = await runner.close()
+  return [...closed.removed, ...closed.warnings]
+}

@@ -30,6 +30,8 @@ fn run_takes_typed_flags_and_the_command_after_them() {
         "30",
         "--pull",
         "if-missing",
+        "--warm-pool",
+        "2",
         "--",
         "sh",
         "-c",
@@ -45,6 +47,7 @@ fn run_takes_typed_flags_and_the_command_after_them() {
     assert_eq!(run.env, ["A=1", "B", "C=3"]);
     assert_eq!(run.timeout, Some(30));
     assert_eq!(run.pull, Some(PullPolicy::IfMissing));
+    assert_eq!(run.warm_pool, Some(2));
     assert_eq!(run.argv, ["sh", "-c", "echo --agent"]);
 }
 
