@@ -749,3 +749,25 @@ fn a_signal_at_any_moment_of_the_start_leaves_no_running_job() {
         }
     }
 }
+
+/// A relative `--workspace` is taken from where the command was typed, as docker's `-v .:/x` is.
+#[test]
+fn a_relative_workspace_is_relative_to_the_current_directory() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("cli-relative");
+    std::fs::write(fleet.workspace.path().join("marker"), "here\n").unwrap();
+    // The CLI runs in the state directory; the workspace is its sibling under the temp dir.
+    let relative = std::path::Path::new("..").join(fleet.workspace.path().file_name().unwrap());
+    assert_eq!(
+        fleet.state.path().parent(),
+        fleet.workspace.path().parent(),
+        "siblings"
+    );
+    let mut args = run_args(&fleet, &agent, &[], &["cat", "/workspace/marker"]);
+    let at = args.iter().position(|a| a == "--workspace").unwrap();
+    args[at + 1] = relative.to_string_lossy().into_owned();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cli(&fleet, &args, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "here\n");
+}

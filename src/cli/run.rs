@@ -18,13 +18,12 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<u8, Failure> {
     // Everything that can be checked without the engine is checked first.
     let config = resolve_docker_config(&docker_block(&args)?)?;
     let env = job_env(&args.env, |k| std::env::var(k).ok())?;
-    let workspace = match &args.workspace {
-        Some(w) => w.clone(),
-        None => std::env::current_dir()
-            .map_err(|e| Error::io("read the current directory", e))?
-            .to_string_lossy()
-            .into_owned(),
-    };
+    // A path typed on the command line is relative to where it was typed, as docker's `-v .:/x`
+    // is; the runner itself takes absolute paths only.
+    let workspace = std::path::absolute(args.workspace.as_deref().unwrap_or("."))
+        .map_err(|e| Error::io("read the current directory", e))?
+        .to_string_lossy()
+        .into_owned();
     let mut secrets: Vec<String> = config
         .env
         .iter()
