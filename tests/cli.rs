@@ -679,21 +679,7 @@ fn pull_progress_is_plain_lines_when_stderr_is_not_a_terminal() {
     let registry = common::registry::Registry::start();
     let agent = fleet.agent("cli-pull");
     let tag = common::unique("clipull");
-    let source = format!("herdctl-test/pull-src:{tag}");
-    let remote = format!("127.0.0.1:{}/herdctl-test/runnable:{tag}", registry.port);
-    live.track_image(&source);
-    live.track_image(&remote);
-    live.engine
-        .image_import(
-            common::tar::runnable_rootfs(&tag),
-            "herdctl-test/pull-src",
-            &tag,
-            &[],
-        )
-        .unwrap();
-    common::docker(&["tag", &source, &remote]);
-    common::docker(&["push", &remote]);
-    common::docker(&["rmi", &remote, &source]);
+    let remote = registry.push(&live, common::tar::runnable_rootfs(&tag), "runnable", &tag);
 
     let args = run_args(
         &fleet,

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{self, Read};
 
-use common::{docker, tar, unique, Live, IMAGE};
+use common::{tar, unique, Live, IMAGE};
 use herdctl_container::engine::Stream;
 use herdctl_container::Error;
 
@@ -133,22 +133,7 @@ fn a_pull_from_a_loopback_registry_reports_progress() {
     let live = Live::new();
     let registry = common::registry::Registry::start();
     let tag = unique("t");
-    let source = format!("herdctl-test/pull-src:{tag}");
-    let remote = format!("127.0.0.1:{}/herdctl-test/busybox:{tag}", registry.port);
-    live.track_image(&source);
-    live.track_image(&remote);
-    live.engine
-        .image_import(
-            tar::busybox_rootfs(&tag),
-            "herdctl-test/pull-src",
-            &tag,
-            &[],
-        )
-        .unwrap();
-    docker(&["tag", &source, &remote]);
-    docker(&["push", &remote]);
-    // Gone locally, so the pull downloads the layer.
-    docker(&["rmi", &remote, &source]);
+    let remote = registry.push(&live, tar::busybox_rootfs(&tag), "busybox", &tag);
     assert!(live.engine.image_inspect(&remote).unwrap().is_none());
 
     let mut events = Vec::new();

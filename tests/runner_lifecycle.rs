@@ -380,22 +380,7 @@ fn pull_policy_if_missing_pulls_from_a_registry_with_progress() {
     let registry = common::registry::Registry::start();
     let agent = fleet.agent("pull");
     let tag = common::unique("pull");
-    let source = format!("herdctl-test/pull-src:{tag}");
-    let remote = format!("127.0.0.1:{}/herdctl-test/runnable:{tag}", registry.port);
-    live.track_image(&source);
-    live.track_image(&remote);
-    live.engine
-        .image_import(
-            common::tar::runnable_rootfs(&tag),
-            "herdctl-test/pull-src",
-            &tag,
-            &[],
-        )
-        .unwrap();
-    common::docker(&["tag", &source, &remote]);
-    common::docker(&["push", &remote]);
-    // Gone locally, layer and all, so the pull downloads it.
-    common::docker(&["rmi", &remote, &source]);
+    let remote = registry.push(&live, common::tar::runnable_rootfs(&tag), "runnable", &tag);
 
     let config = fleet.config(json!({ "image": remote }));
     // The default policy never pulls: the job fails and says how to get the image.

@@ -57,6 +57,29 @@ impl Registry {
         registry
     }
 
+    /// Imports `rootfs` (made for `tag`), pushes it here as `herdctl-test/<repo>:<tag>` and
+    /// removes both names locally, layer and all, so that a pull has to download it. Returns
+    /// the image's name here; `live` removes what is left at the end of the test.
+    pub fn push(
+        &self,
+        live: &super::Live,
+        rootfs: impl std::io::Read,
+        repo: &str,
+        tag: &str,
+    ) -> String {
+        let source = format!("herdctl-test/pull-src:{tag}");
+        let remote = format!("127.0.0.1:{}/herdctl-test/{repo}:{tag}", self.port);
+        live.track_image(&source);
+        live.track_image(&remote);
+        live.engine
+            .image_import(rootfs, "herdctl-test/pull-src", tag, &[])
+            .unwrap();
+        super::docker(&["tag", &source, &remote]);
+        super::docker(&["push", &remote]);
+        super::docker(&["rmi", &remote, &source]);
+        remote
+    }
+
     fn answers(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
