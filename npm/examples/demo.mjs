@@ -74,7 +74,9 @@ try {
   if (second.session_id !== first.session_id || second.standin.earlier_turns < 1) {
     throw new Error(`the second job did not continue the first one's session`);
   }
-  const sessionFile = path.join(stateDir, 'docker-sessions', agent.qualifiedName, `${first.session_id}.jsonl`);
+  // herdctl's view: every agent's transcripts are linked into the flat docker-sessions/ (each
+  // agent's container sees only its own directory beside them).
+  const sessionFile = path.join(stateDir, 'docker-sessions', `${first.session_id}.jsonl`);
   const turns = fs.readFileSync(sessionFile, 'utf8').split('\n').filter(Boolean).length;
   console.log(`\nThe session persisted on the host: ${sessionFile} (${turns} entries)`);
 
