@@ -145,6 +145,10 @@ pub enum Command {
     /// A command the wrapped runtime chose itself (its `containerCommand` hook); the agent and
     /// the options shape only the container and the workspace.
     Raw(Invocation),
+    /// One of herdctl's runtimes as a live session ([`crate::invocation::session`]): it reads
+    /// turns and control requests on stdin for as long as it runs. Only
+    /// [`crate::session::AgentSession`] runs it; [`AgentJob::start`] refuses it.
+    Session(Strategy),
 }
 
 impl Command {
@@ -218,17 +222,16 @@ impl AgentRequest {
                 spec.allowed_tools.push(format!("mcp__{name}__*"));
             }
         }
+        let input = || JobInput {
+            prompt: self.options.prompt.clone(),
+            resume: self.options.resume.clone(),
+            fork: self.options.fork,
+            system_prompt_append: self.options.system_prompt_append.clone(),
+            include_partial_messages: self.options.include_partial_messages,
+        };
         let invocation = match &self.command {
-            Command::Runtime(strategy) => {
-                let input = JobInput {
-                    prompt: self.options.prompt.clone(),
-                    resume: self.options.resume.clone(),
-                    fork: self.options.fork,
-                    system_prompt_append: self.options.system_prompt_append.clone(),
-                    include_partial_messages: self.options.include_partial_messages,
-                };
-                invocation::build(*strategy, &spec, &input)
-            }
+            Command::Runtime(strategy) => invocation::build(*strategy, &spec, &input()),
+            Command::Session(strategy) => invocation::session(*strategy, &spec, &input()),
             Command::Raw(inv) => inv.clone(),
         };
         let mut job = JobSpec::new(agent, self.config.clone(), workspace, invocation.argv);
@@ -239,7 +242,7 @@ impl AgentRequest {
     }
 
     /// The bridge of the injected MCP servers, bound; `None` when there are none.
-    fn mcp_bridge(&self, runner: &Runner) -> Result<Option<Bridge>> {
+    pub(crate) fn mcp_bridge(&self, runner: &Runner) -> Result<Option<Bridge>> {
         let servers = &self.options.injected_mcp_servers;
         if servers.is_empty() {
             return Ok(None);
@@ -264,7 +267,7 @@ impl AgentRequest {
 
 /// The message with every container path under a mount rewritten to the host's; a message
 /// that does not parse is left for the consumer's parse to drop.
-fn to_host_paths(message: String, paths: &PathMap) -> String {
+pub(crate) fn to_host_paths(message: String, paths: &PathMap) -> String {
     match serde_json::from_str::<Value>(&message) {
         Ok(mut value) => {
             if translate_json_paths(&mut value, paths, Direction::ToHost) == 0 {
@@ -322,6 +325,12 @@ impl AgentJob {
     /// Every error is redacted: before the job exists with what this process's environment
     /// and the config hold secret, afterwards with all of the job's secrets.
     pub fn start(runner: &Runner, request: AgentRequest) -> Result<AgentJob> {
+        if let Command::Session(_) = request.command {
+            return Err(Error::invalid(
+                "command",
+                "a session command runs only as a session::AgentSession",
+            ));
+        }
         let early = || Redactor::from_process_env().with_env(&request.config.env);
         let mut bridge = request.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
         let injected = bridge
