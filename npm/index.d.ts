@@ -61,6 +61,65 @@ export interface SDKMessage {
   [key: string]: unknown
 }
 
+/** How long each phase of a job took, in milliseconds; `null` for a phase that did not happen. */
+export interface ContainerJobTimings {
+  /** Finding or making the container, start included. */
+  acquire_ms: number | null
+  /** Creating the container (null when a persistent one was reused). */
+  create_ms: number | null
+  /** Starting the container (null when it was running already). */
+  start_ms: number | null
+  /** Opening the job's exec. */
+  exec_start_ms: number | null
+  /** From the job's start to its first byte of output. */
+  first_byte_ms: number | null
+  /** From the job's start to the end of its output. */
+  end_ms: number | null
+  /** Stopping an ephemeral container and applying retention. */
+  release_ms: number | null
+}
+
+/**
+ * A job's report, as the message that closes the job carries it (`container_report`): the
+ * agent's `result`, handed out once the job has ended and its container is released, or the
+ * {@link ContainerErrorMessage} of a job that did not succeed. Every text is redacted.
+ */
+export interface ContainerJobReport {
+  /** `exited`, `command_not_found`, `killed`, `container_died`, `cancelled`, `timed_out` or `failed`. */
+  outcome: 'exited' | 'command_not_found' | 'killed' | 'container_died' | 'cancelled' | 'timed_out' | 'failed'
+  /** True only for exit code 0. */
+  success: boolean
+  /** How the job ended, in one line. */
+  message: string
+  /** The error's code (`ENGINE_UNREACHABLE`, `LINE_TOO_LONG`, ...) when the outcome is `failed`. */
+  code: string | null
+  /** The exit code of the job's process, or of its container when that died. */
+  exit_code: number | null
+  /** An out-of-memory kill. */
+  oom_killed: boolean
+  container_id: string
+  container_name: string
+  /** The image, as configured. */
+  image: string
+  /** The container's `dev.herdctl.config-hash` label. */
+  config_hash: string
+  timings: ContainerJobTimings
+  /**
+   * What did not go as asked though the job ran: a limit the engine dropped or a `host_config`
+   * override removed (`Memory: 0`), a container that could not be stopped after the job, a
+   * persistent container replaced because its mounts went stale, retention that failed.
+   */
+  warnings: string[]
+  /** The end of the job's stderr. */
+  stderr_tail: string
+}
+
+/** The agent's `result`, with the job's report added. */
+export interface ContainerResultMessage extends SDKMessage {
+  type: 'result'
+  container_report?: ContainerJobReport
+}
+
 /**
  * The message that ends a job that did not succeed (or printed no `result`): what is known
  * about how it ended. Errors found before the container existed are thrown instead.
@@ -80,6 +139,8 @@ export interface ContainerErrorMessage extends SDKMessage {
   container?: string
   /** The error's code when the job could not be followed to its end. */
   code?: string
+  /** The job's whole report. */
+  container_report?: ContainerJobReport
 }
 
 /** herdctl's resolved docker config (`resolveDockerConfig`'s result). */
@@ -310,9 +371,11 @@ export declare class ContainerRunner {
   /**
    * The job's messages as they arrive. Throws (an Error with `code`) when the job cannot start:
    * bad input, no engine, a missing image (NOT_FOUND). Once the container exists, every ending is
-   * a message: a job that did not succeed ends with a {@link ContainerErrorMessage}. Leaving the
-   * loop early, or aborting, cancels the job and releases its container before the generator
-   * finishes. `M` lets callers name their own SDK message type.
+   * a message: a job that did not succeed ends with a {@link ContainerErrorMessage}. The message
+   * that closes the job (the agent's `result`, held until the job has ended, or that error) carries
+   * the job's report as `container_report` ({@link ContainerJobReport}). Leaving the loop early,
+   * or aborting, cancels the job and releases its container before the generator finishes. `M`
+   * lets callers name their own SDK message type.
    */
   execute<M = SDKMessage>(options: ExecuteOptions): AsyncGenerator<M, void, undefined>
   /**
@@ -325,7 +388,10 @@ export declare class ContainerRunner {
   listContainers(agent?: string): Promise<ContainerInfo[]>
   /** Removes the agent's oldest stopped containers beyond `keep` (default: maxContainers). */
   prune(agent: string, keep?: number): Promise<PruneResult>
-  /** Removes stopped containers of agents not in `liveAgents`; prunes the others to `keep`. */
+  /**
+   * Stops running ephemeral containers that no live process owns (`stopped`), removes stopped
+   * containers of agents not in `liveAgents`, and prunes the others to `keep`.
+   */
   gc(liveAgents: string[], keep?: number): Promise<PruneResult>
 }
 

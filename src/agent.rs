@@ -9,6 +9,12 @@
 //! JSON objects are messages (whoever parses them drops one that is not JSON after all); anything
 //! else a broken tool prints goes into a short tail for that error, since herdctl would choke on it.
 //!
+//! The message that closes the stream carries the job's whole report as `container_report` (a
+//! [`crate::JobSummary`]: outcome, exit code, timings, warnings, container, image, config hash).
+//! herdctl reads nothing after the first `result`, so the agent's `result` is held back until the
+//! job has ended and its container is released (the agent exits within milliseconds of printing
+//! it; one still running half a second later is stopped, as herdctl's own cancel would).
+//!
 //! ```no_run
 //! use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 //! use herdctl_container::invocation::Strategy;
@@ -155,7 +161,7 @@ impl Command {
     /// A raw command, checked: `argv` must name a program, and no element may hold a NUL byte
     /// (the kernel cannot pass one).
     pub fn raw(argv: Vec<String>, stdin: Vec<u8>) -> Result<Command> {
-        if argv.first().map_or(true, |p| p.is_empty()) {
+        if argv.first().is_none_or(|p| p.is_empty()) {
             return Err(Error::invalid(
                 "containerCommand.argv",
                 "empty; expected the program and its arguments, like [\"node\", \"agent.js\"]",
@@ -308,7 +314,25 @@ pub struct AgentJob {
     transcript: Transcript,
     redactor: Redactor,
     canceller: Canceller,
+    /// The agent's `result`, held until the job has ended (see the module docs).
+    held_result: Option<String>,
+    /// Messages the agent printed after its `result`, handed out after it.
+    after_result: AfterResult,
+    /// What is left to hand out once the job has ended.
+    pending: VecDeque<String>,
 }
+
+/// Messages after the result, bounded: an agent that floods after its result is stopped within
+/// [`AFTER_RESULT_GRACE`], but what it prints until then must not pile up without limit.
+#[derive(Debug, Default)]
+struct AfterResult {
+    kept: VecDeque<String>,
+    bytes: usize,
+    dropped: u64,
+}
+
+/// How many bytes of messages after the result are kept.
+const AFTER_RESULT_BYTES: usize = 1 << 20;
 
 enum Phase {
     Running(Box<Job>),
@@ -367,6 +391,9 @@ impl AgentJob {
                 ..Transcript::default()
             },
             redactor,
+            held_result: None,
+            after_result: AfterResult::default(),
+            pending: VecDeque::new(),
         })
     }
 
@@ -380,29 +407,68 @@ impl AgentJob {
     /// `type` are checked, the rest is left to the consumer's parse); after the job's own messages, one
     /// synthesized `{"type":"error"}` when the job did not succeed or printed no `result`; then
     /// `None`. Blocks until a message arrives or the job ends.
+    ///
+    /// The agent's first `result` comes once the job has ended, with the job's report added as
+    /// `container_report`; so does the synthesized error.
     pub fn next_message(&mut self) -> Option<String> {
+        if let Some(message) = self.pending.pop_front() {
+            return Some(message);
+        }
         let Phase::Running(job) = &mut self.phase else {
             return None;
         };
         while let Some(line) = job.next_line() {
-            if let Some(message) = self.transcript.accept(line) {
-                if self.transcript.saw_result {
-                    // Set before herdctl sees the result: it cancels right after it.
-                    self.canceller.set_grace(AFTER_RESULT_GRACE);
+            let Some(mut message) = self.transcript.accept(line) else {
+                continue;
+            };
+            if self.translate_paths {
+                message = to_host_paths(message, job.path_map());
+            }
+            if self.held_result.is_some() {
+                self.after_result.push(message);
+            } else if self.transcript.saw_result {
+                // A cancel from now on (herdctl's, or the one below) lets the agent exit by
+                // itself first; one that lingers is stopped, so the result is not held for ever.
+                self.canceller.set_grace(AFTER_RESULT_GRACE);
+                let canceller = self.canceller.clone();
+                let waited = std::thread::Builder::new()
+                    .name("herdctl-after-result".into())
+                    .spawn(move || canceller.cancel());
+                if waited.is_err() {
+                    // No thread to wait with: hand the result out now, without the report.
+                    return Some(message);
                 }
-                if self.translate_paths {
-                    return Some(to_host_paths(message, job.path_map()));
-                }
+                self.held_result = Some(message);
+            } else {
                 return Some(message);
             }
         }
         let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
             unreachable!("matched Running above and nothing changed the phase since");
         };
-        let report = self.report(*job);
-        let closing = self.transcript.closing(&report, &self.redactor);
+        let mut report = self.report(*job);
+        let lingered = self.held_result.is_some() && matches!(report.outcome, Outcome::Cancelled);
+        if lingered {
+            report.warnings.push(format!(
+                "the agent was still running {AFTER_RESULT_GRACE:?} after its result and was stopped"
+            ));
+        }
+        if self.after_result.dropped > 0 {
+            report.warnings.push(format!(
+                "{} message(s) the agent printed after its result were dropped (past {AFTER_RESULT_BYTES} bytes)",
+                self.after_result.dropped
+            ));
+        }
+        if let Some(result) = self.held_result.take() {
+            self.pending.push_back(with_report(result, &report));
+        }
+        self.pending.extend(self.after_result.kept.drain(..));
+        if !lingered {
+            self.pending
+                .extend(self.transcript.closing(&report, &self.redactor));
+        }
         self.phase = Phase::Ended(Box::new(report));
-        closing
+        self.pending.pop_front()
     }
 
     /// How the job ended; cancels it first when its messages have not ended yet.
@@ -421,8 +487,41 @@ impl AgentJob {
     fn report(&self, job: Job) -> JobReport {
         let mut report = job.finish();
         report.stderr_tail = self.redactor.redact(&report.stderr_tail).into_owned();
+        // This job's secrets include the runner's: the report's own texts are redacted with them.
+        report.redactor = self.redactor.clone();
         report
     }
+}
+
+impl AfterResult {
+    fn push(&mut self, message: String) {
+        if self.bytes + message.len() > AFTER_RESULT_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += message.len();
+        self.kept.push_back(message);
+    }
+}
+
+/// The agent's `result` with the job's report added as `container_report`; a result that does
+/// not parse after all is handed out as it is (the consumer's parse drops it either way).
+///
+/// Spliced in as text before the closing brace: serialising the parsed message again would sort
+/// the agent's keys and could change its numbers in the last digit. Should the agent have sent a
+/// `container_report` of its own, this one comes last, and JSON.parse keeps the last.
+fn with_report(result: String, report: &JobReport) -> String {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&result) else {
+        return result;
+    };
+    let Some(body) = result.trim_end().strip_suffix('}') else {
+        return result;
+    };
+    let comma = if fields.is_empty() { "" } else { "," };
+    format!(
+        "{body}{comma}\"container_report\":{}}}",
+        json!(report.summary())
+    )
 }
 
 /// How long a cancel after the agent's `result` waits for the agent to exit by itself before
@@ -593,6 +692,7 @@ impl Transcript {
             "stderr_tail": report.stderr_tail,
             "stdout_tail": stdout_tail,
             "container": report.container_name,
+            "container_report": report.summary(),
         });
         if let Outcome::Failed(e) = &report.outcome {
             error["code"] = json!(e.code());

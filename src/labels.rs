@@ -21,6 +21,13 @@ pub const MODE: &str = "dev.herdctl.mode";
 pub const CONFIG_HASH: &str = "dev.herdctl.config-hash";
 /// Creation time in unix milliseconds; retention orders by it.
 pub const CREATED: &str = "dev.herdctl.created";
+/// `dev:inode` of each bind mount's host source at create time, comma-separated in mount order:
+/// a persistent container whose sources were since deleted and recreated is replaced, not reused
+/// (its mounts still point at the deleted directories).
+pub const MOUNT_IDS: &str = "dev.herdctl.mount-ids";
+/// On an ephemeral container: the lock file, under `<stateDir>/owners/`, of the process whose job
+/// it runs. A container whose owner's lock is free is stopped by the next runner (see `gc`).
+pub const OWNER: &str = "dev.herdctl.owner";
 
 /// Whether a container is fresh per job or reused across jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -59,6 +59,7 @@ mod job;
 mod labels;
 mod lifecycle;
 pub mod mcp;
+mod owner;
 mod paths;
 mod plan;
 pub mod records;
@@ -79,7 +80,7 @@ pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use hash::{canonical_json, config_hash, hash_value};
-pub use job::{Canceller, Job, JobReport, Outcome, Timings};
+pub use job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
 pub use labels::Mode;
 pub use paths::{
     normalize_path, sanitize_agent_name, translate_json_paths, workspace_root, Direction, Mount,

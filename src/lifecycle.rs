@@ -5,7 +5,15 @@
 //! every runner, in this process or another, and after a restart, finds the same one; when two race
 //! to create it, the engine's 409 tells the loser to use the winner's. A container that was created
 //! but failed to start is removed: it would only confuse the next look.
+//!
+//! A persistent container is found by name, but its mounts were resolved when it started: if a
+//! host directory it mounts was deleted and recreated since, it still sees the deleted one (runc
+//! then refuses every exec, "possible container breakout detected", or the agent's session file is
+//! missing). Each container records the `dev:inode` of its mount sources in a label; one whose
+//! record differs from the host's now is renamed out of the way and replaced, and the old one is
+//! stopped when idle and left to retention.
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +21,8 @@ use serde_json::Value;
 
 use crate::engine::{ContainerInspect, StartOutcome};
 use crate::labels::{self, Mode};
+use crate::owner::{InFlight, Owner};
+use crate::paths::MountPlan;
 use crate::runner::{PullPolicy, Shared};
 use crate::{plan, retention, Error, Result};
 
@@ -30,6 +40,23 @@ pub(crate) struct Request<'a> {
     /// What the inspect after create may show beyond the body.
     pub expected: plan::Expected,
     pub keep: usize,
+    /// The [`labels::MOUNT_IDS`] value for the job's mounts as the host has them now.
+    pub mount_ids: &'a str,
+    /// For an ephemeral job: this process's owner, whose label is in `body`.
+    pub owner: Option<Arc<Owner>>,
+}
+
+/// The [`labels::MOUNT_IDS`] value of a mount plan: each source's `dev:inode` (following
+/// symlinks, as the engine does), `-` for one that cannot be read now (the engine will say why).
+pub(crate) fn mount_ids(plan: &MountPlan) -> String {
+    plan.mounts()
+        .iter()
+        .map(|m| match std::fs::metadata(&m.source) {
+            Ok(meta) => format!("{}:{}", meta.dev(), meta.ino()),
+            Err(_) => "-".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A container a job holds. While a lease lives, this process's retention will not remove the
@@ -45,6 +72,8 @@ pub(crate) struct Lease {
     created: bool,
     /// Whether this lease still counts as a use of the container.
     held: bool,
+    /// An ephemeral container's place in its owner's in-flight set, until it is stopped.
+    in_flight: Option<InFlight>,
 }
 
 /// A lease and what getting it cost.
@@ -62,6 +91,7 @@ impl Lease {
         name: String,
         req: &Request<'_>,
         created: bool,
+        in_flight: Option<InFlight>,
     ) -> Lease {
         shared.hold(&id);
         Lease {
@@ -73,6 +103,7 @@ impl Lease {
             keep: req.keep,
             created,
             held: true,
+            in_flight,
         }
     }
 
@@ -91,15 +122,44 @@ impl Lease {
 
     /// Ends the job's use: stops an ephemeral container, then applies retention to the agent.
     /// Failures here do not change the job's outcome; they come back as warnings.
+    ///
+    /// A container that could not be stopped is left running with no job in it: this process
+    /// notes the leak and stops it at its next release or `gc`; should the process die first, the
+    /// next runner does (see [`crate::owner`]).
     pub(crate) fn release(&mut self) -> Vec<String> {
         let mut warnings = Vec::new();
         let engine = &self.shared.engine;
         if self.mode == Mode::Ephemeral {
+            // Out of the in-flight set only once stopped (or known leaked).
+            let in_flight = self.in_flight.take();
+            let owner = in_flight.as_ref().map(|f| f.owner().clone());
             // PID 1 is an init that forwards SIGTERM to `sleep`, so this returns in milliseconds;
             // the timeout is only a bound for a misbehaving image.
-            if let Err(e) = engine.stop_container(&self.id, 2) {
-                warnings.push(format!("stop container {}: {e}", self.name));
+            match engine.stop_container(&self.id, 2) {
+                Ok(_) => {
+                    if owner.as_ref().is_some_and(|o| o.take_leaked()) {
+                        match retention::reap_orphans(&self.shared) {
+                            Ok(reaped) => warnings.extend(reaped.warnings),
+                            Err(e) => {
+                                if let Some(o) = &owner {
+                                    o.set_leaked();
+                                }
+                                warnings.push(format!("stop this process's leaked containers: {e}"))
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    if let Some(o) = &owner {
+                        o.set_leaked();
+                    }
+                    warnings.push(format!(
+                        "stop container {}: {e}; it is left running with no job in it, and will be stopped by this process's next job or gc, or by the next runner after this process exits",
+                        self.name
+                    ));
+                }
             }
+            drop(in_flight);
         }
         self.let_go();
         match retention::prune(&self.shared, &self.agent, self.keep) {
@@ -134,7 +194,8 @@ pub(crate) fn acquire(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
     match req.mode {
         Mode::Ephemeral => {
             let name = labels::ephemeral_name(req.sanitized_agent, labels::now_ms());
-            create_and_start(shared, req, &name)
+            let in_flight = req.owner.as_ref().map(|o| o.track(&name));
+            create_and_start(shared, req, &name, in_flight)
         }
         Mode::Persistent => acquire_persistent(shared, req),
     }
@@ -148,17 +209,26 @@ fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
     // little and look again. Bounded, so a container that keeps vanishing is an error.
     let give_up = Instant::now() + RACE_BUDGET;
     let mut pause = Duration::from_millis(10);
+    let mut warnings = Vec::new();
     while Instant::now() < give_up {
         match shared.engine.inspect_container(&name) {
             Ok(found) => {
                 check_ours(&found, req)?;
-                let lease = Lease::new(shared, found.id.clone(), name.clone(), req, false);
+                if stale_mounts(&found, req) {
+                    let retired = retire(shared, &found, req)?;
+                    warnings.push(format!(
+                        "container {name} was replaced: a host directory or file it mounts was deleted and recreated since it was created, so it no longer saw the host's; the old one is now {retired}, stopped once idle and left to retention"
+                    ));
+                    continue;
+                }
+                let lease = Lease::new(shared, found.id.clone(), name.clone(), req, false, None);
+                warnings.extend(unbounded(&found));
                 if found.state.running {
                     return Ok(Acquired {
                         lease,
                         create: None,
                         start: None,
-                        warnings: Vec::new(),
+                        warnings,
                     });
                 }
                 let t = Instant::now();
@@ -168,16 +238,18 @@ fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
                             lease,
                             create: None,
                             start: Some(t.elapsed()),
-                            warnings: Vec::new(),
+                            warnings,
                         })
                     }
                     Err(Error::NotFound { .. }) => continue,
                     Err(e) => return Err(e),
                 }
             }
-            Err(Error::NotFound { .. }) => match create_and_start(shared, req, &name) {
-                Ok(acquired) => {
-                    stop_idle_superseded(shared, req);
+            Err(Error::NotFound { .. }) => match create_and_start(shared, req, &name, None) {
+                Ok(mut acquired) => {
+                    stop_idle_superseded(shared, req, &name);
+                    warnings.append(&mut acquired.warnings);
+                    acquired.warnings = warnings;
                     return Ok(acquired);
                 }
                 Err(Error::Conflict { .. }) => {
@@ -215,7 +287,37 @@ fn check_ours(found: &ContainerInspect, req: &Request<'_>) -> Result<()> {
     }
 }
 
-fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Result<Acquired> {
+/// Whether the container's mounts point at host directories that have since been replaced. A
+/// container from before the label existed cannot tell, and is reused as before.
+fn stale_mounts(found: &ContainerInspect, req: &Request<'_>) -> bool {
+    found
+        .config
+        .labels
+        .get(labels::MOUNT_IDS)
+        .is_some_and(|recorded| recorded != req.mount_ids)
+}
+
+/// Moves a stale persistent container out of its deterministic name, so the next look creates a
+/// fresh one. Jobs running in it go on (they started with its mounts); it is stopped once idle by
+/// [`stop_idle_superseded`] and removed by retention like any stopped container. Two processes
+/// that retire it at once both succeed (a rename by id), and then race to create as usual.
+fn retire(shared: &Arc<Shared>, found: &ContainerInspect, req: &Request<'_>) -> Result<String> {
+    let retired = labels::ephemeral_name(
+        &format!("{}-retired", req.sanitized_agent),
+        labels::now_ms(),
+    );
+    match shared.engine.rename_container(&found.id, &retired) {
+        Ok(()) | Err(Error::NotFound { .. }) => Ok(retired),
+        Err(e) => Err(e),
+    }
+}
+
+fn create_and_start(
+    shared: &Arc<Shared>,
+    req: &Request<'_>,
+    name: &str,
+    in_flight: Option<InFlight>,
+) -> Result<Acquired> {
     let t = Instant::now();
     let id = match shared.engine.create_container(name, &req.body) {
         Err(Error::NotFound { .. }) if shared.options.pull == PullPolicy::IfMissing => {
@@ -226,12 +328,13 @@ fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Resu
     }
     .map_err(|e| image_hint(e, req.image))?;
     let create = t.elapsed();
-    let lease = Lease::new(shared, id.clone(), name.to_string(), req, true);
+    let lease = Lease::new(shared, id.clone(), name.to_string(), req, true, in_flight);
     let mut warnings = Vec::new();
-    let verified = shared
-        .engine
-        .inspect_container(&id)
-        .and_then(|got| plan::verify(&req.body, &req.expected, &got));
+    let verified = shared.engine.inspect_container(&id).and_then(|got| {
+        let mut w = plan::verify(&req.body, &req.expected, &got)?;
+        w.extend(unbounded(&got));
+        Ok(w)
+    });
     let t = Instant::now();
     let started = verified.and_then(|w| {
         warnings = w;
@@ -250,6 +353,34 @@ fn create_and_start(shared: &Arc<Shared>, req: &Request<'_>, name: &str) -> Resu
             Err(e)
         }
     }
+}
+
+/// Limits the runner always sets that the container does not have: a `host_config` override
+/// can remove them (`Memory: 0`, `PidsLimit: -1`), which the check against the create body cannot
+/// see (the engine did what it was asked). Read from the engine's inspect, so they hold however
+/// the override spelled its keys. The job runs; every job in such a container says so.
+fn unbounded(got: &ContainerInspect) -> Vec<String> {
+    let have = &got.host_config;
+    let mut warnings = Vec::new();
+    if have.memory <= 0 {
+        warnings.push(format!(
+            "the container has no memory limit (HostConfig.Memory {}, from docker.host_config): a job can use all of the host's memory",
+            have.memory
+        ));
+    } else if have.memory_swap < 0 || have.memory_swap > have.memory {
+        warnings.push(format!(
+            "the container may swap beyond its memory limit (HostConfig.MemorySwap {} with Memory {}, from docker.host_config)",
+            have.memory_swap, have.memory
+        ));
+    }
+    match have.pids_limit {
+        Some(p) if p > 0 => {}
+        other => warnings.push(format!(
+            "the container has no pids limit (HostConfig.PidsLimit {}, from docker.host_config): a job can exhaust the host's processes",
+            other.map_or("unset".to_string(), |p| p.to_string())
+        )),
+    }
+    warnings
 }
 
 /// An exec that could not be created or started in a container that is not running (the engine
@@ -310,10 +441,12 @@ fn image_hint(e: Error, image: &str) -> Error {
     }
 }
 
-/// After a config change the agent's old persistent container would run forever (retention never
-/// removes a running container). Stop the ones with no job in them (only PID 1 and its `sleep`);
-/// retention then removes them like any stopped container.
-fn stop_idle_superseded(shared: &Arc<Shared>, req: &Request<'_>) {
+/// After a config change, or a stale container's retirement, the agent's old persistent
+/// container would run forever (retention never removes a running container). Stop the ones with
+/// no job in them (only PID 1 and its `sleep`); retention then removes them like any stopped
+/// container. The current container is the one under `current_name`: a retired one has the same
+/// config hash but another name.
+fn stop_idle_superseded(shared: &Arc<Shared>, req: &Request<'_>, current_name: &str) {
     let filters = [
         (labels::MANAGED, Some("1")),
         (labels::AGENT, Some(req.agent)),
@@ -323,8 +456,10 @@ fn stop_idle_superseded(shared: &Arc<Shared>, req: &Request<'_>) {
         return;
     };
     for c in found {
-        let current =
-            c.labels.get(labels::CONFIG_HASH).map(String::as_str) == Some(req.config_hash);
+        let current = c
+            .names
+            .iter()
+            .any(|n| n.trim_start_matches('/') == current_name);
         if current || shared.is_held(&c.id) {
             continue;
         }

@@ -40,12 +40,8 @@ pub(crate) struct Head {
     pub state_dir: PathBuf,
     /// The agent's qualified name, exact.
     pub agent: String,
-    /// The job's id (its processes' marker).
+    /// The job's id.
     pub job: String,
-    /// The image the container runs.
-    pub image: String,
-    /// The container's config hash.
-    pub config_hash: String,
     /// Ephemeral or persistent.
     pub mode: Mode,
     /// When the job started, unix milliseconds.
@@ -92,7 +88,6 @@ impl JobRecord {
         let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let number = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
         let report = raw.get("report").cloned().unwrap_or(Value::Null);
-        let outcome = report.get("outcome").cloned().unwrap_or(Value::Null);
         JobRecord {
             path,
             job: text(&raw, "job"),
@@ -101,9 +96,9 @@ impl JobRecord {
             container_name: text(&report, "container_name"),
             started_ms: number(&raw, "started_ms"),
             ended_ms: number(&raw, "ended_ms"),
-            outcome: text(&outcome, "kind"),
-            exit_code: outcome.get("exit_code").and_then(Value::as_i64),
-            oom_killed: outcome
+            outcome: text(&report, "outcome"),
+            exit_code: report.get("exit_code").and_then(Value::as_i64),
+            oom_killed: report
                 .get("oom_killed")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
@@ -142,18 +137,18 @@ pub(crate) fn write(
     redactor: &Redactor,
 ) -> Result<PathBuf> {
     let ended_ms = crate::labels::now_ms();
-    let report = serde_json::to_value(report)
+    let summary = serde_json::to_value(report.summary())
         .map_err(|e| Error::invalid("job record", format!("the report did not serialize: {e}")))?;
     let mut record = json!({
         "record": RECORD_VERSION,
         "job": head.job,
         "agent": head.agent,
-        "image": head.image,
-        "config_hash": head.config_hash,
+        "image": report.image,
+        "config_hash": report.config_hash,
         "mode": head.mode.as_str(),
         "started_ms": head.started_ms,
         "ended_ms": ended_ms,
-        "report": report,
+        "report": summary,
         "stdout_tail": stdout_tail,
     });
     redact_strings(&mut record, redactor);

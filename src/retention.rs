@@ -5,12 +5,19 @@
 //! container is never removed, even past the limit: it may be another process's job, and the next
 //! prune after it stops will take it. Agents are compared by their exact label value, so agent
 //! `foo` never touches agent `foo-bar`'s containers (herdctl's name-prefix filter did).
+//!
+//! Running ephemeral containers are a different matter: one runs only while its job does, so one
+//! that runs with no job in it was leaked, by a process that died (or whose stop failed).
+//! `gc` (and a process's first runner) stops those whose owner is proven gone, by a lock file
+//! per process under the state directory that the kernel releases when the process dies; they are
+//! then stopped containers like any other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use crate::engine::{ContainerSummary, RemoveOutcome};
-use crate::labels;
+use crate::labels::{self, Mode};
+use crate::owner::{self, Liveness};
 use crate::runner::Shared;
 use crate::{Error, Result};
 
@@ -91,7 +98,11 @@ pub fn choose_gc(candidates: &[Candidate], live_agents: &[String], keep: usize) 
 pub struct PruneReport {
     /// Ids of the containers removed.
     pub removed: Vec<String>,
-    /// Containers that were chosen but could not be removed (started meanwhile, engine errors).
+    /// Ids of running ephemeral containers stopped because no live process owned them (`gc`
+    /// only; a prune stops nothing).
+    pub stopped: Vec<String>,
+    /// Containers that were chosen but could not be removed or stopped (started meanwhile,
+    /// engine errors).
     pub warnings: Vec<String>,
 }
 
@@ -103,16 +114,89 @@ pub(crate) fn prune(shared: &Shared, agent: &str, keep: usize) -> Result<PruneRe
     Ok(remove_all(shared, choose_removals(&candidates, keep)))
 }
 
-/// Applies [`choose_gc`] to every container this project made: one list call for all agents.
+/// Stops the orphans ([`reap_orphans`]), then applies [`choose_gc`] to every container this
+/// project made: one list call for all agents.
 pub(crate) fn gc(shared: &Shared, live_agents: &[String], keep: usize) -> Result<PruneReport> {
+    // Without an owner lock (a file system without flock) there is nothing to prove: say so
+    // and collect the rest.
+    let reaped = reap_orphans(shared).or_else(|e| match e {
+        Error::Io { .. } => Ok(PruneReport {
+            warnings: vec![format!("stop orphaned containers: {e}")],
+            ..PruneReport::default()
+        }),
+        other => Err(other),
+    })?;
     let found = shared
         .engine
         .list_containers(&[(labels::MANAGED, Some("1"))], true)?;
     let candidates = candidates(shared, &found);
-    Ok(remove_all(
-        shared,
-        choose_gc(&candidates, live_agents, keep),
-    ))
+    let mut report = remove_all(shared, choose_gc(&candidates, live_agents, keep));
+    report.stopped = reaped.stopped;
+    report.warnings.extend(reaped.warnings);
+    Ok(report)
+}
+
+/// Stops the running ephemeral containers that no live process owns: those whose owner's lock
+/// under this state directory is free (the process died), and this process's own that no job of
+/// it is using (a stop that failed). A container whose owner lives, or cannot be judged (no lock
+/// file here: another state directory's, or one from before owners were recorded), is left alone.
+/// Once every container of a dead owner is stopped, its lock file is removed.
+pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
+    let state_dir = &shared.options.state_dir;
+    let (me, _) = owner::current(state_dir)?;
+    let filters = [
+        (labels::MANAGED, Some("1")),
+        (labels::MODE, Some(Mode::Ephemeral.as_str())),
+        (labels::OWNER, None),
+    ];
+    let running = shared.engine.list_containers(&filters, false)?;
+    let mut by_owner: BTreeMap<&str, Vec<&ContainerSummary>> = BTreeMap::new();
+    for c in &running {
+        if let Some(o) = c.labels.get(labels::OWNER) {
+            by_owner.entry(o.as_str()).or_default().push(c);
+        }
+    }
+    let mut report = PruneReport::default();
+    let mut unfinished = HashSet::new();
+    for (id, containers) in by_owner {
+        let orphaned = if id == me.id() {
+            None
+        } else {
+            match owner::liveness(state_dir, id) {
+                Liveness::Dead(orphaned) => Some(orphaned),
+                Liveness::Alive | Liveness::Unknown => continue,
+            }
+        };
+        let mut all_stopped = true;
+        for c in containers {
+            let name = c.names.first().map(|n| n.trim_start_matches('/'));
+            let ours_in_use = orphaned.is_none()
+                && (name.is_some_and(|n| me.is_in_flight(n)) || shared.is_held(&c.id));
+            if ours_in_use {
+                continue;
+            }
+            match shared.engine.stop_container(&c.id, 2) {
+                Ok(_) => report.stopped.push(c.id.clone()),
+                Err(e) => {
+                    all_stopped = false;
+                    report.warnings.push(format!(
+                        "stop container {} (no live process owns it): {e}",
+                        name.unwrap_or(&c.id)
+                    ));
+                }
+            }
+        }
+        match orphaned {
+            Some(orphaned) if all_stopped => orphaned.forget(),
+            Some(_) => {
+                unfinished.insert(id.to_string());
+            }
+            None if !all_stopped => me.set_leaked(),
+            None => {}
+        }
+    }
+    owner::sweep(state_dir, &unfinished);
+    Ok(report)
 }
 
 fn candidates(shared: &Shared, found: &[ContainerSummary]) -> Vec<Candidate> {

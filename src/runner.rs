@@ -235,6 +235,10 @@ impl Runner {
     /// A runner over `engine`, keeping its files under `options.state_dir`. Reads
     /// [`ALLOW_UNSAFE_ENV`] (see [`RunnerOptions::allow_unsafe_host_config`]); a value other than
     /// `1`, `true`, `0`, `false` or empty is an error.
+    ///
+    /// The first runner of a process over a state directory takes this process's owner lock
+    /// there (`<state_dir>/owners/`, held until the process exits) and stops the running
+    /// ephemeral containers of processes that died mid-job (one list call when there are none).
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
         options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
         // Mount sources must be absolute; a relative state directory means "from here".
@@ -250,14 +254,25 @@ impl Runner {
                 e,
             )
         })?;
-        Ok(Runner {
+        // A state directory whose file system refuses the lock costs only the reaping: jobs run,
+        // and each says that its container has no owner.
+        let first = crate::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
+        let runner = Runner {
             shared: Arc::new(Shared {
                 engine,
                 options,
                 in_use: Mutex::new(HashMap::new()),
                 checked_inside: Mutex::new(HashSet::new()),
             }),
-        })
+        };
+        if first {
+            // The first runner of this process over this state directory: stop the ephemeral
+            // containers whose process died (killed mid-job) before it could. Best effort: an
+            // engine that does not answer now fails the first job with a clearer error, and
+            // `gc` tries again.
+            let _ = retention::reap_orphans(&runner.shared);
+        }
+        Ok(runner)
     }
 
     /// The state directory, absolute.
@@ -329,13 +344,31 @@ impl Runner {
         } else {
             Mode::Persistent
         };
-        let labels = labels::container_labels(
+        let mut labels = labels::container_labels(
             &spec.agent,
             mode,
             &hash,
             labels::now_ms(),
             &spec.config.labels,
         );
+        let mount_ids = lifecycle::mount_ids(&mounts);
+        labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
+        let mut warnings = Vec::new();
+        let owner = match mode {
+            Mode::Ephemeral => match crate::owner::current(&shared.options.state_dir) {
+                Ok((owner, _)) => {
+                    labels.insert(labels::OWNER.into(), owner.id().to_string());
+                    Some(owner)
+                }
+                Err(e) => {
+                    warnings.push(format!(
+                        "no owner lock for this job's container ({e}): should this process die mid-job, no other runner can prove it orphaned and stop it"
+                    ));
+                    None
+                }
+            },
+            Mode::Persistent => None,
+        };
         let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
         let inside = plan::Inside::of(&body);
         let sanitized = sanitize_agent_name(&spec.agent);
@@ -350,6 +383,8 @@ impl Runner {
                 body,
                 expected: plan::Expected::new(allow, &mounts),
                 keep: spec.config.max_containers as usize,
+                mount_ids: &mount_ids,
+                owner,
             },
         )?;
         let mut lease = acquired.lease;
@@ -459,15 +494,15 @@ impl Runner {
             max_line: shared.options.max_line_bytes,
             started,
             timings,
-            warnings: acquired.warnings,
+            warnings: warnings.into_iter().chain(acquired.warnings).collect(),
+            image: spec.config.image,
+            config_hash: hash,
             lease,
             paths: mounts.path_map(),
             record: records::Head {
                 state_dir: shared.options.state_dir.clone(),
                 agent: spec.agent,
                 job: job_id_for_record,
-                image: spec.config.image,
-                config_hash: hash,
                 mode,
                 started_ms,
                 keep: spec.config.max_containers as usize,

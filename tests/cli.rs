@@ -447,7 +447,7 @@ fn signals_cancel_the_job_as_the_apis_cancel_does() {
         // The record says so.
         let out = cli_state(&fleet, &["inspect", &agent]);
         let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(records[0]["report"]["outcome"]["kind"], "cancelled");
+        assert_eq!(records[0]["report"]["outcome"], "cancelled");
     }
 }
 
@@ -541,9 +541,9 @@ fn job_records_read_back_after_the_container_is_gone() {
     assert_eq!(record["mode"], "ephemeral");
     assert_eq!(record["config_hash"], container.config_hash.as_str());
     let report = &record["report"];
-    assert_eq!(report["outcome"]["kind"], "exited");
-    assert_eq!(report["outcome"]["exit_code"], 3);
-    assert_eq!(report["outcome"]["oom_killed"], false);
+    assert_eq!(report["outcome"], "exited");
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["oom_killed"], false);
     assert_eq!(report["container_id"], container.id.as_str());
     assert!(
         report["timings"]["acquire"].as_f64().unwrap() > 0.0,

@@ -3,7 +3,8 @@
 //! Every figure is measured in the same run as its baselines, on the same engine and image: the
 //! engine floor (a raw-socket client making the same calls, `floor.rs`), the `docker` CLI, and
 //! dockerode driven the way herdctl drives it today (`bench/node/driver.js`). Run it through
-//! `scripts/bench`, which builds in release mode and brings up the engine and the image first.
+//! `scripts/bench`, which builds with the `profiling` profile (the release code, with symbols) and
+//! brings up the engine and the image first.
 //!
 //! ```text
 //! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention] [--out FILE]

@@ -151,8 +151,8 @@ test('a Node job leaves a job record in the state directory', async () => {
     .filter((r) => r.agent === agent.qualifiedName);
   assert.equal(records.length, 1);
   const [record] = records;
-  assert.equal(record.report.outcome.kind, 'exited');
-  assert.equal(record.report.outcome.exit_code, 5);
+  assert.equal(record.report.outcome, 'exited');
+  assert.equal(record.report.exit_code, 5);
   assert.equal(record.report.stderr_tail, 'oops\n');
   assert.equal(record.stdout_tail, 'not-json\n');
   assert.equal(record.image, fleet.config().image);

@@ -9,9 +9,12 @@ fn report(outcome: Outcome, stderr: &str) -> JobReport {
         outcome,
         container_id: "0123abcd".into(),
         container_name: "herdctl-a-1".into(),
+        image: "herdctl-test/runtime:latest".into(),
+        config_hash: "0123456789abcdef".into(),
         stderr_tail: stderr.into(),
         timings: Timings::default(),
         warnings: Vec::new(),
+        redactor: Redactor::default(),
     }
 }
 
@@ -423,4 +426,27 @@ fn object_type_reads_the_top_level_type_without_parsing_the_rest() {
     for (line, expected) in cases {
         assert_eq!(object_type(line), expected, "{line}");
     }
+}
+
+#[test]
+fn the_report_is_spliced_into_the_result_leaving_the_agents_text_alone() {
+    let result = r#"{"type":"result","total_cost_usd":0.10000000000000001,"b":1,"a":2}"#;
+    let spliced = with_report(result.to_string(), &report(Outcome::Exited(0), ""));
+    assert!(
+        spliced.starts_with(&result[..result.len() - 1]),
+        "the agent's keys keep their order and its numbers their digits: {spliced}"
+    );
+    let parsed: Value = serde_json::from_str(&spliced).unwrap();
+    assert_eq!(parsed["container_report"]["outcome"], "exited");
+    assert_eq!(parsed["container_report"]["exit_code"], 0);
+    let empty: Value = serde_json::from_str(&with_report(
+        "{ }".to_string(),
+        &report(Outcome::Exited(0), ""),
+    ))
+    .unwrap();
+    assert_eq!(empty["container_report"]["success"], true);
+    assert_eq!(
+        with_report("{oops}".to_string(), &report(Outcome::Exited(0), "")),
+        "{oops}"
+    );
 }

@@ -14,7 +14,8 @@ pub fn prune(ctx: &Context, args: PruneArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `gc`: every stopped container (and record) of agents that are gone.
+/// `gc`: running ephemeral containers whose owner process is gone are stopped; every stopped
+/// container (and record) of agents that are gone is removed.
 pub fn gc(ctx: &Context, args: GcArgs) -> Result<u8, Failure> {
     let runner = ctx.runner(args.state_dir.as_deref(), None, &[])?;
     let report = runner.gc(&args.live, args.keep as usize)?;
@@ -23,6 +24,9 @@ pub fn gc(ctx: &Context, args: GcArgs) -> Result<u8, Failure> {
 }
 
 fn print_prune(report: &herdctl_container::PruneReport) {
+    for id in &report.stopped {
+        println!("stopped {}", &id[..id.len().min(12)]);
+    }
     for id in &report.removed {
         println!("removed {}", &id[..id.len().min(12)]);
     }

@@ -86,7 +86,7 @@ pub(crate) fn memory_bytes(field: &str, memory: &str) -> Result<u64> {
 /// the largest unit that divides it exactly (`2147483648` gives `"2g"`, `1000` gives `"1000"`).
 pub fn format_memory(bytes: u64) -> String {
     for (shift, unit) in [(40, "t"), (30, "g"), (20, "m"), (10, "k")] {
-        if bytes != 0 && bytes % (1u64 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
             return format!("{}{}", bytes >> shift, unit);
         }
     }

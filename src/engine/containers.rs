@@ -1,4 +1,4 @@
-//! Containers: create, start, inspect, list by label, stop, kill, remove, wait, logs, top.
+//! Containers: create, start, inspect, list by label, rename, stop, kill, remove, wait, logs, top.
 //!
 //! Idempotent operations return outcomes instead of errors (start on a running container, stop
 //! on a stopped one, remove of a gone one), so cleanup code never matches on error text.
@@ -240,6 +240,21 @@ impl Engine {
             204 | 200 => response.finish().map(|()| StopOutcome::Stopped),
             304 => response.finish().map(|()| StopOutcome::AlreadyStopped),
             404 => response.finish().map(|()| StopOutcome::Gone),
+            _ => Err(response.error(id, CONTAINER_404)),
+        }
+    }
+
+    /// Renames a container. A name in use fails with [`Error::Conflict`], a missing container
+    /// with [`Error::NotFound`].
+    pub fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
+        check_id("container", id)?;
+        check_id("name", new_name)?;
+        let response = self.send(Req::new(
+            "POST",
+            format!("/containers/{id}/rename?name={}", query_value(new_name)),
+        ))?;
+        match response.status() {
+            204 | 200 => response.finish(),
             _ => Err(response.error(id, CONTAINER_404)),
         }
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub use cancel::Canceller;
 pub(crate) use cancel::{run_argv, StopReason};
 pub(crate) use group::JobGroup;
-pub use outcome::{JobReport, Outcome, Timings};
+pub use outcome::{JobReport, JobSummary, Outcome, Timings};
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
 use crate::lifecycle::Lease;
@@ -62,6 +62,8 @@ pub struct Job {
     started: Instant,
     timings: Timings,
     warnings: Vec<String>,
+    image: String,
+    config_hash: String,
     /// The job's mounts, for translating paths between host and container.
     paths: PathMap,
     /// Set when the output ended: `None` for a clean end of stream.
@@ -94,6 +96,8 @@ pub(crate) struct Started {
     pub started: Instant,
     pub timings: Timings,
     pub warnings: Vec<String>,
+    pub image: String,
+    pub config_hash: String,
     pub lease: Lease,
     pub paths: PathMap,
     pub record: records::Head,
@@ -126,6 +130,8 @@ impl Job {
             started: s.started,
             timings: s.timings,
             warnings: s.warnings,
+            image: s.image,
+            config_hash: s.config_hash,
             ended: None,
             lease: Some(s.lease),
             paths: s.paths,
@@ -279,9 +285,12 @@ impl Job {
             outcome,
             container_id: lease.id().to_string(),
             container_name: lease.name().to_string(),
+            image: std::mem::take(&mut self.image),
+            config_hash: std::mem::take(&mut self.config_hash),
             stderr_tail: self.stderr.text(&self.redactor),
             timings: self.timings.clone(),
             warnings,
+            redactor: self.redactor.clone(),
         };
         let stdout = self.stdout.text(&self.redactor);
         if let Err(e) = records::write(&self.record, &report, &stdout, &self.redactor) {

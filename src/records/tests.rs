@@ -8,8 +8,6 @@ fn head(state: &Path, agent: &str, job: &str, keep: usize) -> Head {
         state_dir: state.to_path_buf(),
         agent: agent.into(),
         job: job.into(),
-        image: "herdctl/runtime:latest".into(),
-        config_hash: "abc123".into(),
         mode: Mode::Ephemeral,
         started_ms: 1_000,
         keep,
@@ -27,6 +25,9 @@ fn report(container: &str, outcome: Outcome) -> JobReport {
             ..Timings::default()
         },
         warnings: vec!["the engine dropped Memory".into()],
+        image: "herdctl/runtime:latest".into(),
+        config_hash: "abc123".into(),
+        redactor: Redactor::default(),
     }
 }
 
@@ -61,11 +62,11 @@ fn a_record_reads_back_with_its_report() {
     assert_eq!(r.raw["image"], "herdctl/runtime:latest");
     assert_eq!(r.raw["config_hash"], "abc123");
     assert_eq!(r.raw["mode"], "ephemeral");
-    assert_eq!(r.raw["report"]["timings"]["acquire"], 1.5);
-    assert_eq!(r.raw["report"]["timings"]["create"], Value::Null);
+    assert_eq!(r.raw["report"]["timings"]["acquire_ms"], 1.5);
+    assert_eq!(r.raw["report"]["timings"]["create_ms"], Value::Null);
     assert_eq!(r.raw["report"]["warnings"][0], "the engine dropped Memory");
     assert_eq!(
-        r.raw["report"]["outcome"]["description"],
+        r.raw["report"]["message"],
         Outcome::Killed {
             code: 137,
             oom: true
@@ -175,7 +176,7 @@ fn reading_tolerates_unknown_and_missing_fields_and_skips_non_records() {
     std::fs::write(
         agent_dir.join("0000000000002-herdctl-job-2-x.json"),
         r#"{"record": 9, "job": "herdctl-job-2-x", "agent": "a", "ended_ms": 2,
-            "future": {"field": 1}, "report": {"outcome": {"kind": "exited", "exit_code": 3}}}"#,
+            "future": {"field": 1}, "report": {"outcome": "exited", "exit_code": 3}}"#,
     )
     .unwrap();
     std::fs::write(agent_dir.join("0000000000003-broken.json"), "{not json").unwrap();

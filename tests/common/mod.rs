@@ -2,6 +2,7 @@
 //! containers removed on drop, and small builders so each test reads as its intent.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod dying_proxy;
 pub mod fake;
 pub mod fleet;
 pub mod proxy;

@@ -116,7 +116,10 @@ pub struct ContainerInfo {
 pub struct PruneResult {
     /// Ids of the containers removed.
     pub removed: Vec<String>,
-    /// Containers chosen but not removed, and why.
+    /// Ids of running ephemeral containers that `gc` stopped because no live process owned
+    /// them (their process was killed mid-job, or its stop failed); always empty for `prune`.
+    pub stopped: Vec<String>,
+    /// Containers chosen but not removed or stopped, and why.
     pub warnings: Vec<String>,
 }
 
@@ -428,14 +431,16 @@ impl ContainerRunnerCore {
                 let r = core.runner()?.prune(&agent, keep)?;
                 Ok(PruneResult {
                     removed: r.removed,
+                    stopped: r.stopped,
                     warnings: r.warnings,
                 })
             },
         ))
     }
 
-    /// Removes every stopped container of an agent not in `liveAgents`, and prunes the live
-    /// agents to `keep` each (default: the config's `maxContainers`).
+    /// Stops the running ephemeral containers that no live process owns, then removes every
+    /// stopped container of an agent not in `liveAgents` and prunes the live agents to `keep`
+    /// each (default: the config's `maxContainers`).
     #[napi(ts_return_type = "Promise<PruneResult>")]
     pub fn gc(
         &self,
@@ -451,6 +456,7 @@ impl ContainerRunnerCore {
                 let r = core.runner()?.gc(&live_agents, keep)?;
                 Ok(PruneResult {
                     removed: r.removed,
+                    stopped: r.stopped,
                     warnings: r.warnings,
                 })
             },

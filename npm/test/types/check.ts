@@ -23,3 +23,20 @@ export async function raw(stream: MessageStream): Promise<number> {
   const wrong: number = await stream.next()
   return (batch?.length ?? 0) + wrong
 }
+
+// The report on the message that closes a job.
+import type { AgentConfig, ContainerErrorMessage, ContainerJobReport, ContainerResultMessage, ContainerRunner } from 'herdctl-container'
+
+export async function closingReport(runner: ContainerRunner, agent: AgentConfig): Promise<string[]> {
+  for await (const m of runner.execute<ContainerResultMessage | ContainerErrorMessage>({ prompt: 'x', agent })) {
+    const report: ContainerJobReport | undefined = m.container_report
+    if (report === undefined) continue
+    const release: number | null = report.timings.release_ms
+    const exit: number | null = report.exit_code
+    // @ts-expect-error the outcome is one of the known kinds
+    const bad: ContainerJobReport['outcome'] = 'exploded'
+    return [...report.warnings, report.image, report.config_hash, String(release ?? exit), bad]
+  }
+  const collected = await runner.gc([agent.name])
+  return collected.stopped
+}
