@@ -370,9 +370,12 @@ impl AgentSession {
             }),
             container_id: String::new(),
             container_name: String::new(),
+            image: String::new(),
+            config_hash: String::new(),
             stderr_tail: String::new(),
             timings: Default::default(),
             warnings: Vec::new(),
+            redactor: Redactor::default(),
         })
     }
 
@@ -914,7 +917,8 @@ impl Noise {
     }
 }
 
-/// The `{"type":"error"}` that ends the events of a session that ended without a close.
+/// The `{"type":"error"}` that ends the events of a session that ended without a close, with the
+/// job's report as `container_report` (as an agent job's closing message has it).
 fn ended_message(report: &JobReport, noise: &Noise, redactor: &Redactor) -> String {
     let outcome = &report.outcome;
     let mut message = format!(
@@ -946,6 +950,7 @@ fn ended_message(report: &JobReport, noise: &Noise, redactor: &Redactor) -> Stri
         "stderr_tail": report.stderr_tail,
         "stdout_tail": stdout_tail.join("\n"),
         "container": report.container_name,
+        "container_report": report.summary(),
     });
     if let Outcome::Failed(e) = outcome {
         error["code"] = json!(e.code());

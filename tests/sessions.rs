@@ -354,6 +354,10 @@ fn a_container_killed_mid_session_ends_it_with_an_error_and_fails_waiting_calls(
     assert_eq!(error["outcome"], "container_died", "{error}");
     assert_eq!(error["exit_code"], 143, "{error}");
     assert_eq!(error["oom_killed"], false, "{error}");
+    assert_eq!(
+        error["container_report"]["outcome"], "container_died",
+        "{error}"
+    );
     assert!(
         error["message"]
             .as_str()
