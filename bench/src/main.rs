@@ -7,7 +7,7 @@
 //! brings up the engine and the image first.
 //!
 //! ```text
-//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention] [--out FILE]
+//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention,session] [--out FILE]
 //! herdctl-bench profile warm-rust|warm-floor|stream-rust|stream-agent|stream-drain N  (callgrind)
 //! ```
 
@@ -20,6 +20,7 @@ mod profile;
 mod report;
 mod retention;
 mod rss;
+mod session;
 mod stats;
 mod stream;
 mod warm;
@@ -32,7 +33,7 @@ use ext::{version_of, Node};
 use fixture::{Ctx, IMAGE};
 use report::Row;
 
-const ALL: [&str; 5] = ["warm", "cold", "stream", "rss", "retention"];
+const ALL: [&str; 6] = ["warm", "cold", "stream", "rss", "retention", "session"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,6 +104,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "stream" => stream::run(&ctx, &mut node),
             "rss" => rss::run(&ctx, &mut node),
             "retention" => retention::run(&ctx),
+            "session" => session::run(&ctx, &mut node),
             _ => unreachable!("filtered by ALL"),
         }?;
         eprintln!("bench: {name} took {:.1} s", t.elapsed().as_secs_f64());
