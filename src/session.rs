@@ -463,7 +463,7 @@ impl SessionHandle {
         );
     }
 
-    /// Closes the session: sends EOF, gives the agent [`CLOSE_GRACE`] to exit, kills what is left
+    /// Closes the session: sends EOF, gives the agent half a second to exit, kills what is left
     /// (an ephemeral container's whole content; in a persistent one only this session's
     /// processes), and returns once the container is released. Events end at once, without an
     /// error; calls still waiting fail with `SESSION_ENDED`. Idempotent; safe from any thread.
