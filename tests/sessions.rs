@@ -247,6 +247,32 @@ fn an_sdk_session_holds_turns_and_answers_every_control() {
 }
 
 #[test]
+fn a_control_call_is_answered_while_nobody_reads_the_messages() {
+    // 12 MB of messages, far past the session's queue: its reader stops reading the agent for
+    // the slow consumer, but a waiting call lifts that, so the answer behind the flood arrives.
+    let fleet = Fleet::new();
+    let agent = fleet.agent("session-flood");
+    let mut s = Live::open(&fleet, request(&fleet, &agent, "#lines 6000 2000\n#sleep 60", Strategy::Cli, json!({})));
+    std::thread::sleep(Duration::from_secs(2));
+    let h = s.handle.clone();
+    let t = Instant::now();
+    let answered = std::thread::spawn(move || h.interrupt());
+    while !answered.is_finished() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(answered.is_finished(), "no answer within 30 s");
+    answered.join().unwrap().unwrap();
+    // Nothing was dropped on the way: the lines up to the interrupt, in order, then the
+    // interrupted turn's result.
+    let turn = s.result();
+    let lines: Vec<i64> = turn.iter().filter_map(|m| m["standin_line"].as_i64()).collect();
+    assert!(lines.len() > 500, "{} lines: the queue filled first", lines.len());
+    assert_eq!(lines, (0..lines.len() as i64).collect::<Vec<_>>());
+    assert_eq!(turn.last().unwrap()["standin"]["interrupted"], true);
+    s.session.close();
+}
+
+#[test]
 fn hooks_reach_the_session_as_events() {
     let fleet = Fleet::new();
     for strategy in [Strategy::Cli, Strategy::Sdk] {
