@@ -264,15 +264,30 @@ export interface SlashCommand {
   name: string
   description: string
   argumentHint: string
+  /** Other names that run it. */
+  aliases?: string[]
 }
 
-/** A background task as herdctl's session reaper sees it (the Agent SDK's `BackgroundTaskSummary`). */
+/** A background task of a session (the Agent SDK's `BackgroundTaskSummary`). */
 export interface BackgroundTaskSummary {
   id: string
+  /** `shell`, `subagent`, `monitor`, `workflow`, ... */
   type: string
   status: string
-  description?: string
-  [key: string]: unknown
+  description: string
+  command?: string
+  agent_type?: string
+  server?: string
+  tool?: string
+  name?: string
+}
+
+/** A wakeup the agent scheduled (the Agent SDK's `SessionCronSummary`). */
+export interface SessionCronSummary {
+  id: string
+  schedule: string
+  recurring: boolean
+  prompt: string
 }
 
 /** herdctl's `SessionLifecycleSignal`, made from the agent's hooks and its session messages. */
@@ -280,7 +295,7 @@ export interface SessionLifecycleSignal {
   kind: 'turn_end' | 'background_tasks_changed' | 'activity' | 'cron_deleted'
   sessionId: string
   /** The agent's pending wakeups (the `Stop` hook's `session_crons`). */
-  sessionCrons: unknown[]
+  sessionCrons: SessionCronSummary[]
   backgroundTasks: BackgroundTaskSummary[]
   /** Only on `cron_deleted`. */
   deletedCronIds?: string[]

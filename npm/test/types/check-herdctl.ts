@@ -72,12 +72,18 @@ interface RuntimeExecuteOptions {
   injectedMcpServers?: Record<string, InjectedMcpServerDef>
   systemPromptAppend?: string
 }
-interface SlashCommand { name: string; description: string; argumentHint: string }
+// The Agent SDK's shapes that herdctl's session types use (its sdk.d.ts).
+interface SlashCommand { name: string; description: string; argumentHint: string; aliases?: string[] }
+interface SessionCronSummary { id: string; schedule: string; recurring: boolean; prompt: string }
+interface BackgroundTaskSummary {
+  id: string; type: string; status: string; description: string
+  command?: string; agent_type?: string; server?: string; tool?: string; name?: string
+}
 interface SessionLifecycleSignal {
   kind: 'turn_end' | 'background_tasks_changed' | 'activity' | 'cron_deleted'
   sessionId: string
-  sessionCrons: unknown[]
-  backgroundTasks: Array<{ id: string; type: string; status: string }>
+  sessionCrons: SessionCronSummary[]
+  backgroundTasks: BackgroundTaskSummary[]
   deletedCronIds?: string[]
 }
 interface RuntimeSession {
