@@ -230,16 +230,31 @@ function hookSignal(input) {
  * A session's messages. Hooks (the `["hook", input]` arrays the native side frames them as) and
  * the stream's mid-turn events (`background_tasks_changed`, the first assistant message of a
  * turn) become herdctl's lifecycle signals, as its SDK runtime makes them; messages are yielded.
+ *
+ * A turn's end is signalled once its `result` has been handed out and the consumer asks for
+ * more: the agent runs its Stop hook before it prints the result, and herdctl's reaper closes an
+ * idle session at once on that signal, which would otherwise drop the result it was about to
+ * read.
  */
 async function* sessionMessages(core, signal, onLifecycleSignal) {
   let active = false;
+  let turnEnd = null;
   const stream = { next: () => core.next(), cancel: () => core.close() };
-  for await (const item of messages(stream, signal)) {
-    if (Array.isArray(item)) {
-      const lifecycle = item[0] === 'hook' && onLifecycleSignal && hookSignal(item[1]);
-      if (lifecycle) emitSignal(onLifecycleSignal, lifecycle);
-      continue;
+  try {
+    for await (const item of messages(stream, signal)) {
+      if (Array.isArray(item)) {
+        const lifecycle = item[0] === 'hook' && onLifecycleSignal && hookSignal(item[1]);
+        if (lifecycle && lifecycle.kind === 'turn_end') turnEnd = lifecycle;
+        else if (lifecycle) emitSignal(onLifecycleSignal, lifecycle);
+        continue;
+      }
+      yield* tapped(item);
     }
+  } finally {
+    if (turnEnd) emitSignal(onLifecycleSignal, turnEnd);
+  }
+
+  function* tapped(item) {
     if (onLifecycleSignal && item && typeof item === 'object') {
       const sessionId = typeof item.session_id === 'string' ? item.session_id : '';
       if (item.type === 'system' && item.subtype === 'background_tasks_changed') {
@@ -254,6 +269,11 @@ async function* sessionMessages(core, signal, onLifecycleSignal) {
       }
     }
     yield item;
+    if (item && item.type === 'result' && turnEnd) {
+      const ended = turnEnd;
+      turnEnd = null;
+      emitSignal(onLifecycleSignal, ended);
+    }
   }
 }
 

@@ -124,15 +124,16 @@ test('onLifecycleSignal gets herdctl\'s signals: activity, background tasks, cro
   for (const runtime of [new SDKRuntime(), new CLIRuntime()]) {
     const agent = fleet.agent(`lifecycle-${runtime.constructor.name}`);
     const signals = [];
+    let r = null;
     const session = fleet.runner(runtime).openSession({
       agent,
       prompt: '#background 60\n#tool CronDelete {"id":"wake-1"}\n#tool Read {}',
       onLifecycleSignal: (s) => {
-        signals.push(s);
+        signals.push({ ...s, read: r.seen.length });
         throw new Error('a failing sink is not the session\'s problem');
       },
     });
-    const r = reader(session);
+    r = reader(session);
     const turn = await r.result(0);
     await sleep(50);
     const kinds = signals.map((s) => s.kind);
@@ -140,6 +141,8 @@ test('onLifecycleSignal gets herdctl\'s signals: activity, background tasks, cro
     assert.equal(kinds.filter((k) => k === 'activity').length, 1, 'one activity signal per turn');
     const end = signals.find((s) => s.kind === 'turn_end');
     assert.equal(end.sessionId, turn.at(-1).session_id);
+    // The turn's end is signalled once its result was read (herdctl's reaper closes at once).
+    assert.ok(end.read >= r.seen.indexOf(turn.at(-1)) + 1, `turn_end after ${end.read} messages: ${JSON.stringify(r.seen.map((m) => m.type))}`);
     assert.equal(end.backgroundTasks.length, 1);
     assert.deepEqual(signals.find((s) => s.kind === 'cron_deleted').deletedCronIds, ['wake-1']);
     const changed = signals.find((s) => s.kind === 'background_tasks_changed');
