@@ -17,7 +17,9 @@ use crate::config::DockerConfig;
 use crate::paths::MountPlan;
 
 /// Bumped when the meaning of the hashed input changes, so old persistent containers are replaced.
-const SCHEME: u64 = 1;
+/// 2: the configured gid as `GroupAdd` (persistent jobs run with a group of their own), the owner
+/// and mount-id labels, and `host_config` keys rewritten to the engine's spelling.
+const SCHEME: u64 = 2;
 
 /// A stable hash (16 hex characters, 64 bits of SHA-256) of everything in `config` and `plan` that
 /// shapes a container: image, network, memory, CPU, pids, user, ephemeral, env names and values

@@ -546,7 +546,7 @@ fn job_records_read_back_after_the_container_is_gone() {
     assert_eq!(report["oom_killed"], false);
     assert_eq!(report["container_id"], container.id.as_str());
     assert!(
-        report["timings"]["acquire"].as_f64().unwrap() > 0.0,
+        report["timings"]["acquire_ms"].as_f64().unwrap() > 0.0,
         "{report}"
     );
     assert!(report["warnings"].is_array());

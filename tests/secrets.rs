@@ -60,7 +60,8 @@ fn all_text(e: &Error) -> String {
     text
 }
 
-/// A proxy whose exec create answers 500 quoting the request body, the first secret found in it
+/// A proxy whose exec create of the job (the one carrying the key) answers 500 quoting the
+/// request body, the first secret found in it
 /// placed `at` bytes before the engine message's display cut (2048) when `at` is given; and a
 /// count of the bodies it echoed that held the API key (proof that the fault happened).
 fn echoing_proxy(at: Option<usize>) -> (Proxy, Arc<AtomicUsize>) {
@@ -71,9 +72,11 @@ fn echoing_proxy(at: Option<usize>) -> (Proxy, Arc<AtomicUsize>) {
             return None;
         }
         let text = String::from_utf8_lossy(body);
-        if text.contains(API_KEY) {
-            count.fetch_add(1, Ordering::SeqCst);
+        if !text.contains(API_KEY) {
+            // The runner's own execs (its check of a fresh container) carry no env: forwarded.
+            return None;
         }
+        count.fetch_add(1, Ordering::SeqCst);
         let pad = match (at, text.find(API_KEY)) {
             // The message is the pad, "invalid request body: " (22 bytes), then the body.
             (Some(at), Some(i)) => 2048usize.saturating_sub(22 + i + at),

@@ -46,8 +46,10 @@ async function startEchoProxy(needle) {
         if (pending.length < end) return;
         const [method, target] = head.split(' ');
         const body = pending.subarray(headEnd + 4, end).toString('utf8');
-        if (method === 'POST' && target.endsWith('/exec')) {
-          if (body.includes(needle)) state.echoed += 1;
+        // Only the job's exec carries the needle; the runner's own check of a fresh container
+        // (no env) is forwarded.
+        if (method === 'POST' && target.endsWith('/exec') && body.includes(needle)) {
+          state.echoed += 1;
           const json = JSON.stringify({ message: `invalid request body: ${body}` });
           client.end(`HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`);
           engine.destroy();
