@@ -175,7 +175,8 @@ pub enum Control {
 
 /// Receives the answer of a request made without blocking: runs once, on a session thread (or at
 /// once, on the caller's, when the session has ended). The value is `null` for every request
-/// but [`Control::ListCommands`].
+/// but [`Control::ListCommands`]. It must not block: a blocking request or a close made from it
+/// waits for the very thread it runs on.
 pub type Done = Box<dyn FnOnce(Result<Value>) + Send>;
 
 /// A live session of one agent in its container. Pull its events with
