@@ -252,7 +252,16 @@ fn a_control_call_is_answered_while_nobody_reads_the_messages() {
     // the slow consumer, but a waiting call lifts that, so the answer behind the flood arrives.
     let fleet = Fleet::new();
     let agent = fleet.agent("session-flood");
-    let mut s = Live::open(&fleet, request(&fleet, &agent, "#lines 6000 2000\n#sleep 60", Strategy::Cli, json!({})));
+    let mut s = Live::open(
+        &fleet,
+        request(
+            &fleet,
+            &agent,
+            "#lines 6000 2000\n#sleep 60",
+            Strategy::Cli,
+            json!({}),
+        ),
+    );
     std::thread::sleep(Duration::from_secs(2));
     let h = s.handle.clone();
     let t = Instant::now();
@@ -265,8 +274,15 @@ fn a_control_call_is_answered_while_nobody_reads_the_messages() {
     // Nothing was dropped on the way: the lines up to the interrupt, in order, then the
     // interrupted turn's result.
     let turn = s.result();
-    let lines: Vec<i64> = turn.iter().filter_map(|m| m["standin_line"].as_i64()).collect();
-    assert!(lines.len() > 500, "{} lines: the queue filled first", lines.len());
+    let lines: Vec<i64> = turn
+        .iter()
+        .filter_map(|m| m["standin_line"].as_i64())
+        .collect();
+    assert!(
+        lines.len() > 500,
+        "{} lines: the queue filled first",
+        lines.len()
+    );
     assert_eq!(lines, (0..lines.len() as i64).collect::<Vec<_>>());
     assert_eq!(turn.last().unwrap()["standin"]["interrupted"], true);
     s.session.close();
