@@ -112,6 +112,31 @@ function notText(s) {
  * the prefix of its fields' names, empty for top-level names like `prompt`).
  */
 function toJson(value, field, label = field) {
+  try {
+    return stringify(value, field, label);
+  } catch (e) {
+    throw unreadable(label || 'value', e);
+  }
+}
+
+/**
+ * `e`, thrown while reading `field`, as an INVALID_CONFIG error: a hostile or broken value (a
+ * getter, toJSON or Proxy trap that throws, a revoked Proxy, text past the JavaScript engine's
+ * string limit) would otherwise surface uncoded, looking like a failure of ours.
+ */
+function unreadable(field, e) {
+  if (e && e.code === 'INVALID_CONFIG') return e;
+  const why =
+    e instanceof RangeError && /string length/i.test(e.message)
+      ? "is too large to pass on (over the JavaScript engine's string limit)"
+      : `could not be read: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
+  const err = invalid(field, `${why}; expected plain data`);
+  err.cause = e;
+  return err;
+}
+
+/** toJson's JSON.stringify with its checks. */
+function stringify(value, field, label) {
   // Each object being written: its holder, its field name, the top field it is under and its
   // depth. JSON.stringify writes
   // depth first, so following holders up from an object gives exactly the objects that contain
@@ -146,6 +171,13 @@ function toJson(value, field, label = field) {
     }
     return v;
   });
+}
+
+/** Checks an agent name argument (napi's own error for another type has no INVALID_CONFIG). */
+function agentName(value, field) {
+  if (typeof value !== 'string') throw invalid(field, `expected an agent's qualified name as a string, got ${typeof value}`);
+  const bad = notText(value);
+  if (bad) throw invalid(field, bad);
 }
 
 const KINDS = { CLIRuntime: 'cli', SDKRuntime: 'sdk' };
@@ -315,12 +347,17 @@ class ContainerRunner {
       };
       return;
     }
-    const signal = options.abortController && options.abortController.signal;
-    if (signal && signal.aborted) return;
-    const { prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers } = options;
+    let signal, agent, prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers;
+    try {
+      ({ agent, prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers } = options);
+      signal = options.abortController && options.abortController.signal;
+      if (signal && signal.aborted) return;
+    } catch (e) {
+      throw unreadable('execute options', e);
+    }
     const request = {
       strategy,
-      agent: toJson(options.agent ?? {}, 'agent'),
+      agent: toJson(agent ?? {}, 'agent'),
       // The tools' handlers (functions) are dropped: they stay here, and run through `toolCalls`.
       options: toJson({ prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers }, '', 'execute options'),
     };
@@ -390,17 +427,21 @@ class ContainerRunner {
 
   /** This project's containers, optionally of one agent, newest first. */
   listContainers(agent) {
+    if (agent != null) agentName(agent, 'agent');
     return this._core.listContainers(agent);
   }
 
   /** Removes the agent's oldest stopped containers beyond `keep` (default: maxContainers). */
   async prune(agent, keep) {
+    agentName(agent, 'agent');
     toJson(keep, 'keep'); // a BigInt would be napi's uncoded error
     return this._core.prune(agent, keep);
   }
 
   /** Stops ownerless ephemeral containers; removes stopped ones of agents not in `liveAgents`; prunes the others to `keep`. */
   async gc(liveAgents, keep) {
+    if (!Array.isArray(liveAgents)) throw invalid('liveAgents', `expected a list of agent names, got ${typeof liveAgents}`);
+    liveAgents.forEach((a, i) => agentName(a, `liveAgents[${i}]`));
     toJson(keep, 'keep');
     return this._core.gc(liveAgents, keep);
   }

@@ -13,7 +13,7 @@ const PREBUILT = ['linux-x64-gnu', 'linux-arm64-gnu'];
 /** The oldest glibc the prebuilt Linux binaries load on (their newest versioned symbol). */
 const GLIBC_FLOOR = '2.34';
 const FROM_SOURCE =
-  'To build it from source (Rust 1.88 or newer and a C linker): in a checkout of herdctl-container, ' +
+  'To build it from source (Rust 1.89 or newer and a C linker): in a checkout of herdctl-container, ' +
   'run `npm ci && npm run build` in its npm/ folder, then `npm install <checkout>/npm`.';
 
 /** Whether this Linux uses musl (the same tests as binding.js, so both name the same package). */
@@ -130,7 +130,7 @@ function loadBinding() {
   } catch (e) {
     const missing = e && e.code === 'MODULE_NOT_FOUND' && !fs.existsSync(path.join(__dirname, 'binding.js'));
     if (missing) {
-      throw fail('ADDON_NOT_LOADED', `${NAME}: binding.js is missing: this checkout is not built; run \`npm run build\` in npm/ (Rust 1.88 or newer)`, e);
+      throw fail('ADDON_NOT_LOADED', `${NAME}: binding.js is missing: this checkout is not built; run \`npm run build\` in npm/ (Rust 1.89 or newer)`, e);
     }
     throw unavailable('addon', e);
   }

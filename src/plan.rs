@@ -105,7 +105,10 @@ pub(crate) fn create_body(
 /// Refuses, without the opt-in, a workspace or volume whose host path is an engine's socket, a
 /// directory holding one (under any name: the sockets are compared by inode), or any other unix
 /// socket: a job that can reach the engine's socket can drive the engine, which is root on the
-/// host, whatever the container's own settings (a read-only mount does not stop `connect`).
+/// host, whatever the container's own settings (a read-only mount does not stop `connect`). The
+/// same for a path on, or holding, one of the host's kernel file systems (`/proc`, `/sys`,
+/// `/dev`, ...), and for one through which the job could change the runner's state directory
+/// (see [`MountPlan::build`]).
 pub(crate) fn check_mount_sources(
     mounts: &MountPlan,
     sockets: &EngineSockets,
@@ -114,16 +117,25 @@ pub(crate) fn check_mount_sources(
     if allow {
         return Ok(());
     }
+    let field = |role: MountRole| match role {
+        MountRole::Workspace => Some("working_directory".to_string()),
+        MountRole::Volume(i) => Some(format!("docker.volumes[{i}]")),
+        // The runner's own files, under its state directory.
+        _ => None,
+    };
     for m in mounts.mounts() {
-        let field = match m.role {
-            MountRole::Workspace => "working_directory".to_string(),
-            MountRole::Volume(i) => format!("docker.volumes[{i}]"),
-            // The runner's own files, under its state directory.
-            _ => continue,
+        let Some(field) = field(m.role) else {
+            continue;
         };
         if let Some(why) = sockets.door(&m.source) {
             return Err(Error::invalid(field, format!("{why}; {ALLOW_HOW}")));
         }
+    }
+    if let Some((role, why)) = mounts.exposed_state_dir().first() {
+        return Err(Error::invalid(
+            field(*role).unwrap_or_default(),
+            format!("{why}: a job could replace the runner's own files there (the session and socket directories its next containers mount, the credentials copy it writes), a way out of the container; keep the state directory outside the working directory and the volumes, or at the top of one (it is then hidden from the job), or mount that one read-only; {ALLOW_HOW}"),
+        ));
     }
     Ok(())
 }

@@ -38,10 +38,19 @@ pub fn is_secret_name(name: &str) -> bool {
 /// serve every thread of a job. Overlapping and adjacent occurrences become one `[REDACTED]`, so
 /// no fragment of a secret survives next to the marker. `Debug` shows only how many secrets it
 /// holds.
+///
+/// A secret is also found as a JSON string carries it (`"` and `\` escaped, control characters
+/// as `\n` or `\u0001`; Go's encoder also writes `<`, `>` and `&` as `\u003c`, `\u003e` and
+/// `\u0026`; some encoders write every non-ASCII character as `\uXXXX`), and quoted twice: an
+/// engine or proxy that quotes a request body in its error quotes the body's JSON text, in
+/// which a password with a `"` or a `&` is not written as it is.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    /// Distinct secrets, longest first, each at least [`MIN_SECRET_LEN`] bytes.
+    /// Distinct secrets and their JSON-escaped forms, longest first, each at least
+    /// [`MIN_SECRET_LEN`] bytes.
     secrets: Arc<[Box<[u8]>]>,
+    /// The distinct secrets as given (without their escaped forms).
+    given: Arc<[Box<str>]>,
 }
 
 impl Redactor {
@@ -51,15 +60,23 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut list: Vec<Box<[u8]>> = secrets
+        let mut given: Vec<Box<str>> = secrets
             .into_iter()
             .filter(|s| s.as_ref().len() >= MIN_SECRET_LEN)
-            .map(|s| s.as_ref().as_bytes().into())
+            .map(|s| s.as_ref().into())
+            .collect();
+        given.sort_unstable();
+        given.dedup();
+        let mut list: Vec<Box<[u8]>> = given
+            .iter()
+            .flat_map(|s| escaped_forms(s))
+            .map(|s| s.into_bytes().into_boxed_slice())
             .collect();
         list.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         list.dedup();
         Redactor {
             secrets: list.into(),
+            given: given.into(),
         }
     }
 
@@ -81,10 +98,7 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mine = self
-            .secrets
-            .iter()
-            .map(|s| String::from_utf8_lossy(s).into_owned());
+        let mine = self.given.iter().map(|s| s.to_string());
         let more: Vec<String> = more.into_iter().map(|s| s.as_ref().to_owned()).collect();
         Redactor::new(mine.chain(more))
     }
@@ -102,18 +116,19 @@ impl Redactor {
         )
     }
 
-    /// How many distinct secrets it holds.
+    /// How many distinct secrets it holds (not counting their escaped forms).
     pub fn len(&self) -> usize {
-        self.secrets.len()
+        self.given.len()
     }
 
     /// True when it holds no secret (and so changes nothing).
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.given.is_empty()
     }
 
-    /// The length in bytes of the longest secret (0 when there is none): how much text before a
-    /// cut must be kept so that a secret straddling the cut is still found whole.
+    /// The length in bytes of the longest secret or escaped form of one (0 when there is none):
+    /// how much text before a cut must be kept so that a secret straddling the cut is still
+    /// found whole.
     pub fn longest(&self) -> usize {
         // Sorted longest first in `new`.
         self.secrets.first().map_or(0, |s| s.len())
@@ -215,9 +230,54 @@ impl Redactor {
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Redactor")
-            .field("secrets", &self.secrets.len())
+            .field("secrets", &self.given.len())
             .finish()
     }
+}
+
+/// `secret` and the forms a JSON string carries it in (see [`Redactor`]): as serde_json and
+/// most encoders write it, with Go's `<`, `>`, `&`, U+2028 and U+2029 escapes, with every
+/// non-ASCII character escaped, and each of those quoted once more (a body quoted in a message
+/// that is itself quoted).
+fn escaped_forms(secret: &str) -> Vec<String> {
+    fn json(s: &str) -> String {
+        let quoted = serde_json::to_string(s).unwrap_or_default();
+        quoted[1..quoted.len().saturating_sub(1).max(1)].to_string()
+    }
+    fn go(s: &str) -> String {
+        s.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
+    }
+    fn ascii(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+        out
+    }
+    let once = json(secret);
+    let mut forms = vec![
+        secret.to_string(),
+        go(&once),
+        ascii(&once),
+        ascii(&go(&once)),
+    ];
+    let twice: Vec<String> = forms[1..].iter().map(|f| json(f)).collect();
+    forms.push(once.clone());
+    forms.push(json(&once));
+    forms.extend(twice);
+    forms.sort_unstable();
+    forms.dedup();
+    forms
 }
 
 #[cfg(test)]
@@ -339,6 +399,35 @@ mod tests {
             Cow::Borrowed(b"def")
         ));
         assert_eq!(Redactor::default().longest(), 0);
+    }
+
+    /// A secret with characters JSON escapes, as an engine's error quotes a request body (the
+    /// body's JSON text, once or twice over, from serde, Go or an ASCII-only encoder).
+    #[test]
+    fn a_secret_is_found_as_json_quotes_it() {
+        let secret = "p\"w\\d<&>\u{e9}\u{1F511}\t";
+        let red = Redactor::new([secret]);
+        let body = serde_json::json!({"Env": [format!("DB_PASSWORD={secret}")]}).to_string();
+        let quoted = serde_json::json!({"message": format!("bad body: {body}")}).to_string();
+        // What Go writes for the same body, and what Python's json.dumps writes.
+        let go_body = body
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026");
+        let ascii_body = go_body
+            .replace('\u{e9}', "\\u00e9")
+            .replace('\u{1F511}', "\\ud83d\\udd11");
+        for text in [&body, &quoted, &go_body, &ascii_body] {
+            let out = red.redact(text);
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            assert!(!out.contains("p\\\"w"), "{text} -> {out}");
+            assert!(!out.contains("\\u003c\\u0026"), "{text} -> {out}");
+        }
+        // Escaping adds no look-alike of a plain secret, and with_secrets does not escape twice.
+        assert_eq!(red.len(), 1);
+        let again = red.with_secrets(["another"]);
+        assert_eq!(again.len(), 2);
+        assert_eq!(again.longest(), red.longest());
     }
 
     #[test]

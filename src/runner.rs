@@ -158,6 +158,21 @@ impl JobSpec {
         }
     }
 
+    /// Every env value the job's exec gets from its config and its own env, whatever its name.
+    fn env_values(&self) -> Vec<&str> {
+        let own = self
+            .env
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(_, v)| v);
+        self.config
+            .env
+            .values()
+            .map(String::as_str)
+            .chain(own)
+            .collect()
+    }
+
     /// The redactor of this job's secrets, given its credentials.
     pub(crate) fn redactor(&self, credentials: &Credentials) -> Redactor {
         // The job's own `KEY=value` env is treated like the config's (the CLI's `--env`).
@@ -301,8 +316,16 @@ impl Runner {
             })?,
         };
         let redactor = spec.redactor(&credentials);
+        // An engine or proxy that quotes the exec's request body quotes every env value in it,
+        // and a name is a poor guess at which are secret (`DATABASE_URL`): from an error that
+        // can carry the engine's words, every value goes. (Config errors are the runner's own
+        // words, and output tails keep the name rule, which spares the job's text.)
+        let every_value = redactor.with_secrets(spec.env_values());
         self.start_job(spec, credentials, redactor.clone())
-            .map_err(|e| e.redact(&redactor))
+            .map_err(|e| match e {
+                Error::InvalidConfig { .. } => e.redact(&redactor),
+                e => e.redact(&every_value),
+            })
     }
 
     /// [`Runner::start`] once the credentials and the redactor are known; its errors are not

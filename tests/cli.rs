@@ -212,6 +212,21 @@ fn bad_input_is_one_clear_line_and_exit_125() {
         "{}",
         text(&out.stderr)
     );
+    // A config that never ends (or is absurdly large) is read within a bound, not to the end.
+    let big = fleet.state.path().join("big.json");
+    std::fs::write(&big, format!("{{}}{}", " ".repeat(2 << 20))).unwrap();
+    for config in [big.to_str().unwrap(), "/dev/zero"] {
+        let out = cli(
+            &fleet,
+            &["run", "--agent", &agent, "--config", config, "--", "true"],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(125), "{config}");
+        assert_eq!(
+            text(&out.stderr).trim(),
+            format!("herdctl-container: invalid --config: {config} is larger than 1 MiB; expected a JSON docker: block")
+        );
+    }
 }
 
 #[test]

@@ -145,6 +145,73 @@ fn the_engine_socket_is_not_a_volume_without_the_opt_in() {
     assert_eq!(lines, ["socket"]);
 }
 
+/// Volumes (and a workspace) on the host's kernel file systems, or holding one: with `/proc`
+/// the job read the environment of any host process of its uid and reached the host's `/`
+/// through `/proc/PID/root`; `/sys` and `/dev` hand it kernel settings and host terminals.
+#[test]
+fn kernel_file_systems_are_not_volumes_without_the_opt_in() {
+    let fleet = Fleet::new();
+    let links = tempfile::tempdir().unwrap();
+    let proc_link = links.path().join("proc");
+    std::os::unix::fs::symlink("/proc", &proc_link).unwrap();
+    let proc_link = format!("{}:/p:ro", proc_link.display());
+    for (volume, why) in [
+        (
+            "/proc:/hostproc:ro",
+            "is on /proc, the host's proc file system",
+        ),
+        (
+            "/sys:/hostsys:ro",
+            "is on /sys, the host's sysfs file system",
+        ),
+        (
+            "/dev/shm:/hostshm",
+            "is on /dev, the host's devtmpfs file system",
+        ),
+        (
+            "/dev:/hostdev:ro",
+            "is on /dev, the host's devtmpfs file system",
+        ),
+        (proc_link.as_str(), "(/proc) is on /proc"),
+    ] {
+        let agent = fleet.agent("kernel-fs");
+        let e = refused(&fleet, &agent, json!({ "volumes": [volume] })).to_string();
+        assert!(e.starts_with("invalid docker.volumes[0]: "), "{e}");
+        assert!(e.contains(why), "{volume}: {e}");
+        assert!(e.contains("allow_unsafe_host_config: true"), "{e}");
+    }
+    let agent = fleet.agent("kernel-fs-ws");
+    let config = fleet.config(json!({}));
+    let e = fleet
+        .runner
+        .start(herdctl_container::JobSpec::new(
+            &agent,
+            config,
+            "/sys/fs/cgroup",
+            ["true"],
+        ))
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(
+        e.to_string()
+            .starts_with("invalid working_directory: /sys/fs/cgroup is on /sys"),
+        "{e}"
+    );
+    // With the opt-in it is the fleet's call.
+    let agent = fleet.agent("kernel-fs-allowed");
+    let config = fleet.config(json!({"volumes": ["/proc:/hostproc:ro"]}));
+    let (lines, report) = run_on(
+        &opted_in(&fleet),
+        fleet.job(
+            &agent,
+            &config,
+            ["sh", "-c", "test -e /hostproc/1 && echo proc"],
+        ),
+    );
+    assert!(report.outcome.success(), "{}", report.outcome.describe());
+    assert_eq!(lines, ["proc"]);
+}
+
 #[test]
 fn gpu_style_devices_pass_without_the_opt_in_and_are_applied() {
     let fleet = Fleet::new();

@@ -124,6 +124,66 @@ fn an_engine_error_quoting_the_request_body_carries_no_secret() {
     }
 }
 
+/// A password with characters JSON escapes (`"`, `\`, `<`, `&`) is in the quoted body only as
+/// JSON writes it (`\"`, `\\`): the redactor looked for it as given, and the error carried it.
+#[test]
+fn a_secret_that_json_escapes_is_redacted_as_the_quoted_body_writes_it() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let (proxy, echoed) = echoing_proxy(None);
+    let runner = runner_over(&proxy, &fleet);
+    let agent = fleet.agent("echo-escaped");
+    let odd = r#"pa"ss\wo<r>&d-echo"#;
+    let config = fleet.config(json!({ "env": { "DB_PASSWORD": odd } }));
+    let e = runner
+        .start(fleet.job(&agent, &config, ["cat"]))
+        .expect_err("exec create fails");
+    assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
+    let text = all_text(&e);
+    assert!(text.contains(REDACTED), "{text}");
+    let escaped = serde_json::to_string(odd).unwrap();
+    let escaped = &escaped[1..escaped.len() - 1];
+    for form in [odd, escaped] {
+        for len in 6..=form.len() {
+            for start in 0..=form.len() - len {
+                let piece = &form[start..start + len];
+                assert!(!text.contains(piece), "{piece:?} of {form:?} in: {text}");
+            }
+        }
+    }
+}
+
+/// A secret whose name does not say so (`DATABASE_URL`) is in the quoted body like any other
+/// env value: from an engine's error, every env value goes.
+#[test]
+fn an_env_value_of_any_name_is_redacted_from_an_engine_error() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let (proxy, echoed) = echoing_proxy(None);
+    let runner = runner_over(&proxy, &fleet);
+    let agent = fleet.agent("echo-any-name");
+    let url = "postgres://app:url-pass-echo-test@db.internal/app";
+    let config = fleet.config(json!({ "env": { "DATABASE_URL": url } }));
+    let mut spec = fleet.job(&agent, &config, ["cat"]);
+    spec.env
+        .push("EXTRA_DSN=mysql://u:dsn-pass-echo-test@h/d".into());
+    let e = runner.start(spec).expect_err("exec create fails");
+    assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
+    let text = all_text(&e);
+    for secret in ["url-pass-echo-test", "dsn-pass-echo-test"] {
+        assert!(!text.contains(secret), "{secret} in: {text}");
+    }
+    assert!(text.contains("DATABASE_URL=[REDACTED]"), "{text}");
+    // A config error keeps its own words, even where an env value is one of them.
+    let config = fleet.config(json!({ "env": { "MODE": "expected" } }));
+    let mut bad = config.clone();
+    bad.host_config_override = Some(json!({"Privileged": "yes"}));
+    let e = runner
+        .start(fleet.job(&agent, &bad, ["cat"]))
+        .expect_err("refused");
+    assert!(e.to_string().contains("expected true or false"), "{e}");
+}
+
 #[test]
 fn an_agent_job_error_quoting_the_request_body_carries_no_secret() {
     api_key_in_env();
@@ -191,4 +251,35 @@ fn a_key_across_the_stderr_tail_cut_leaves_no_fragment() {
         );
         assert_eq!(tail.len(), REDACTED.len() + after);
     }
+}
+
+/// Jobs of one persistent container share its uid, but each runs with a group id of its own:
+/// the kernel lets a process read another's environment only with the same ids, so one job
+/// cannot read another's secrets through `/proc`.
+#[test]
+fn a_job_cannot_read_another_jobs_environment_in_a_shared_container() {
+    api_key_in_env();
+    let fleet = Fleet::new();
+    let agent = fleet.agent("env-peek");
+    let config = fleet.config(json!({ "ephemeral": false }));
+    let mut victim = fleet.job(&agent, &config, ["sleep", "30"]);
+    victim.env.push("JOB_A_ONLY=job-a-secret-value".into());
+    let victim = fleet.runner.start(victim).expect("the first job starts");
+    let peek = "for f in /proc/[0-9]*; do tr '\\0' '\\n' < $f/environ 2>/dev/null; done \
+                | grep -c JOB_A_ONLY; \
+                for f in /proc/[0-9]*; do tr '\\0' ' ' < $f/cmdline; echo; done | grep -c '^sleep 30'";
+    let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", peek]));
+    victim.canceller().cancel().expect("cancel");
+    let victim = victim.finish();
+    assert!(
+        matches!(victim.outcome, Outcome::Cancelled),
+        "{:?}",
+        victim.outcome
+    );
+    assert_eq!(
+        report.container_id, victim.container_id,
+        "one shared container"
+    );
+    // No environment read; the other job's process is there (its command line is public).
+    assert_eq!(lines, ["0", "1"], "{:?}", report.outcome);
 }

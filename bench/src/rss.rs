@@ -112,7 +112,7 @@ pub fn child(arg: &str) -> Result<(), String> {
     while let Some(line) = running.next_line() {
         bytes += line.len() as u64 + 1;
         lines += 1;
-        if lines % PACE_LINES == 0 {
+        if lines.is_multiple_of(PACE_LINES) {
             std::thread::sleep(PACE);
         }
     }

@@ -159,3 +159,50 @@ test('prune and gc refuse a keep that is not a whole count, by name', async () =
   // A good count gets as far as the (absent) engine.
   await assert.rejects(r.prune('agent', 2), (e) => e.code === 'ENGINE_UNREACHABLE');
 });
+
+test('hostile objects (a throwing getter, toJSON or Proxy trap, a revoked Proxy) get a coded error naming the value', async () => {
+  const boom = () => {
+    throw new Error('boom');
+  };
+  const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const throwsNonError = new Proxy(
+    {},
+    {
+      ownKeys: () => ['Privileged'],
+      getOwnPropertyDescriptor: () => ({ value: 1, enumerable: true, configurable: true }),
+      get: () => {
+        throw 'not even an Error';
+      },
+    },
+  );
+  const cases = [
+    [{ get memory() { return boom(); } }, /could not be read: Error: boom/],
+    [{ labels: { toJSON: boom } }, /could not be read: Error: boom/],
+    [{ labels: new Proxy({}, { ownKeys: boom }) }, /could not be read: Error: boom/],
+    [{ labels: revoked }, /could not be read: TypeError: .*revoked/],
+    [{ host_config: throwsNonError }, /could not be read: not even an Error/],
+  ];
+  for (const [config, problem] of cases) {
+    assert.throws(() => runner(config), invalid('docker', problem));
+    assert.throws(() => h.resolveDockerConfig(config), invalid('docker', problem));
+  }
+  const agent = { name: 'a', working_directory: stateDir };
+  const r = runner({}, offline);
+  invalid('agent', /boom/)(await executeError(r, { prompt: 'p', agent: { ...agent, get model() { return boom(); } } }));
+  invalid('execute options', /boom/)(await executeError(r, { prompt: 'p', agent, get systemPromptAppend() { return boom(); } }));
+  invalid('execute options', /could not be read: TypeError/)(await executeError(r, undefined));
+  // A key __proto__ (as JSON.parse makes one) is a plain unknown key, never the prototype.
+  const c = h.resolveDockerConfig(JSON.parse('{"labels": {"__proto__": "x", "a": "b"}}'));
+  assert.deepEqual(Object.keys(c.labels).sort(), ['__proto__', 'a']);
+  assert.equal({}.a, undefined);
+});
+
+test('list, prune and gc refuse an agent name that is not a string, by name', async () => {
+  const r = runner({}, offline);
+  assert.throws(() => r.listContainers(7), invalid('agent', /as a string, got number/));
+  await assert.rejects(r.prune({ name: 'a' }, 1), invalid('agent', /got object/));
+  await assert.rejects(r.prune('a\ud800', 1), invalid('agent', /surrogate/));
+  await assert.rejects(r.gc('agent', 1), invalid('liveAgents', /a list of agent names/));
+  await assert.rejects(r.gc(['ok', 5], 1), invalid('liveAgents[1]', /got number/));
+});

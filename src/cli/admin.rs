@@ -37,7 +37,10 @@ fn print_prune(report: &herdctl_container::PruneReport) {
 
 /// `doctor`: the engine, and with `--image` a probe container's effective hardening.
 pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
-    let state_dir = std::env::temp_dir().join(format!("herdctl-doctor-{}", std::process::id()));
+    // The probe's own files: its state directory and workspace side by side (a workspace inside
+    // the state directory would let a job change the runner's files, and is refused).
+    let probe_dir = std::env::temp_dir().join(format!("herdctl-doctor-{}", std::process::id()));
+    let state_dir = probe_dir.join("state");
     let engine = match Engine::with_options(ctx.engine_options(&[])?) {
         Ok(engine) => engine,
         Err(e) => {
@@ -58,7 +61,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         return Ok(0);
     };
     let runner = Runner::new(engine, RunnerOptions::new(&state_dir))?;
-    let workspace = state_dir.join("workspace");
+    let workspace = probe_dir.join("workspace");
     std::fs::create_dir_all(&workspace).map_err(|e| Error::io("create the probe workspace", e))?;
     let config =
         resolve_docker_config(&json!({"image": image, "network": "none", "max_containers": 1}))?;
@@ -79,7 +82,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     let report = match report {
         Ok(r) => r,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&state_dir);
+            let _ = std::fs::remove_dir_all(&probe_dir);
             return Err(e.into());
         }
     };
@@ -97,6 +100,6 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     println!("init:         {:?}", h.init);
     println!("outcome:      {}", report.outcome.describe());
     let _ = runner.engine().remove_container(&report.container_id, true);
-    let _ = std::fs::remove_dir_all(&state_dir);
+    let _ = std::fs::remove_dir_all(&probe_dir);
     Ok(if report.outcome.success() { 0 } else { 1 })
 }

@@ -114,12 +114,26 @@ pub fn exit_code(outcome: &Outcome, signalled: Option<u8>) -> u8 {
     }
 }
 
+/// The most a `--config` file may hold.
+const CONFIG_LIMIT: u64 = 1 << 20;
+
 /// herdctl's `docker:` block: the `--config` file's, with the flags over it.
 fn docker_block(args: &RunArgs) -> Result<Value, Failure> {
     let mut docker = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            // Read within a bound: a docker: block is a few KB, and `--config /dev/zero` (or
+            // a pipe that never ends) must not take every byte of memory first.
+            let mut text = String::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(CONFIG_LIMIT + 1).read_to_string(&mut text))
                 .map_err(|e| Error::io(format!("read --config {path}"), e))?;
+            if text.len() as u64 > CONFIG_LIMIT {
+                return Err(Error::invalid(
+                    "--config",
+                    format!("{path} is larger than 1 MiB; expected a JSON docker: block"),
+                )
+                .into());
+            }
             serde_json::from_str::<Value>(&text)
                 .map_err(|e| Error::invalid("--config", format!("{path} is not JSON: {e}")))?
         }

@@ -56,6 +56,9 @@ pub enum MountRole {
     McpSockets,
     /// `docker.volumes[i]`.
     Volume(usize),
+    /// An empty read-only tmpfs over the runner's state directory where the workspace or a
+    /// volume shows it (see [`MountPlan::build`]); its `source` is empty.
+    StateDirMask,
 }
 
 /// One bind mount.
@@ -75,6 +78,9 @@ impl Mount {
     /// The engine's `HostConfig.Mounts` entry. Always `Mounts`, never `Binds`: with `Binds` the
     /// engine silently creates a missing host directory owned by root; `Mounts` fails instead.
     pub fn to_engine(&self) -> Value {
+        if self.role == MountRole::StateDirMask {
+            return json!({"Type": "tmpfs", "Target": self.target, "ReadOnly": true});
+        }
         json!({"Type": "bind", "Source": self.source, "Target": self.target, "ReadOnly": self.read_only})
     }
 }
@@ -97,12 +103,16 @@ pub struct MountRequest<'a> {
 }
 
 /// The bind mounts of a job, in order: workspace, session directory, MCP socket directory,
-/// credentials (file source only), then `docker.volumes`. Build it for every job: that rewrites the credentials copy, so a
-/// token refreshed on the host reaches a reused container.
+/// credentials (file source only), then `docker.volumes`, then a mask over the state directory
+/// wherever the workspace or a volume shows it. Build it for every job: that rewrites the
+/// credentials copy, so a token refreshed on the host reaches a reused container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountPlan {
     mounts: Vec<Mount>,
     session_dir: String,
+    /// The workspace or volumes through which a job could still change the state directory,
+    /// with why (refused without the opt-in: see `plan::check_mount_sources`).
+    exposed: Vec<(MountRole, String)>,
 }
 
 impl MountPlan {
@@ -110,6 +120,16 @@ impl MountPlan {
     /// (an error names the field and the path); the session directory is created (mode 0700) when
     /// missing and, when this process is root, given to the container user; the credentials copy
     /// is written.
+    ///
+    /// The state directory is where the runner keeps what its next containers mount (session and
+    /// socket directories, the credentials copy): a job that could rename or replace anything
+    /// there could have the runner mount, chown or overwrite any host path. herdctl keeps it in
+    /// `.herdctl` beside the fleet file, often inside an agent's working directory, so wherever
+    /// the workspace or a volume holds it, an empty read-only tmpfs is mounted over it: the job
+    /// sees an empty directory it cannot remove or rename (a mount point), and nothing of the
+    /// runner's. That protects it fully when it sits at the top of a read-write mount (a
+    /// directory between could be renamed, and a new one made in its place) or anywhere in a
+    /// read-only one; the other cases are refused without the opt-in.
     pub fn build(req: &MountRequest<'_>) -> Result<MountPlan> {
         let config = req.config;
         let workspace = normalize_path(req.workspace).ok_or_else(|| {
@@ -195,10 +215,37 @@ impl MountPlan {
                 role: MountRole::Volume(i),
             });
         }
+        let mut exposed = Vec::new();
+        let mut masks: Vec<Mount> = Vec::new();
+        for m in &mounts {
+            if !matches!(m.role, MountRole::Workspace | MountRole::Volume(_)) {
+                continue;
+            }
+            let view = state_dir_view(m, &state_dir);
+            if let Some(why) = view.unsafe_why {
+                exposed.push((m.role, why));
+            }
+            if let Some(at) = view.at.filter(|at| masks.iter().all(|k| k.target != *at)) {
+                masks.push(Mount {
+                    source: String::new(),
+                    target: at,
+                    read_only: true,
+                    role: MountRole::StateDirMask,
+                });
+            }
+        }
+        mounts.extend(masks);
         Ok(MountPlan {
             mounts,
             session_dir,
+            exposed,
         })
+    }
+
+    /// The workspace or volumes through which a job could still change the runner's state
+    /// directory despite the mask, each with why.
+    pub(crate) fn exposed_state_dir(&self) -> &[(MountRole, String)] {
+        &self.exposed
     }
 
     /// A plan of the given mounts, without touching the file system (for hash tests).
@@ -207,6 +254,7 @@ impl MountPlan {
         MountPlan {
             mounts,
             session_dir: String::new(),
+            exposed: Vec::new(),
         }
     }
 
@@ -231,10 +279,77 @@ impl MountPlan {
         PathMap::new(
             self.mounts
                 .iter()
-                .filter(|m| !matches!(m.role, MountRole::Credentials | MountRole::McpSockets))
+                .filter(|m| {
+                    !matches!(
+                        m.role,
+                        MountRole::Credentials | MountRole::McpSockets | MountRole::StateDirMask
+                    )
+                })
                 .map(|m| (m.source.as_str(), m.target.as_str())),
         )
     }
+}
+
+/// How a workspace or volume shows the runner's state directory.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct StateDirView {
+    /// Where the container sees the state directory, to mask.
+    at: Option<String>,
+    /// Why the job could still change the state directory, the mask notwithstanding.
+    unsafe_why: Option<String>,
+}
+
+/// How bind mount `m` shows `state_dir` (normalised), by its path as written and with its
+/// symlinks resolved (which the engine does): both must agree, since a symlink inside a
+/// writable mount is the job's to replace.
+fn state_dir_view(m: &Mount, state_dir: &str) -> StateDirView {
+    let real = |p: &str| {
+        fs::canonicalize(p)
+            .ok()
+            .and_then(|r| r.to_str().map(str::to_string))
+            .unwrap_or_else(|| p.to_string())
+    };
+    let (source, state) = (real(&m.source), real(state_dir));
+    let writable = !m.read_only;
+    let holds = |outer: &str, inner: &str| crate::paths::is_within(inner, outer);
+    if holds(state_dir, &m.source) || holds(&state, &source) {
+        return StateDirView {
+            at: None,
+            unsafe_why: Some(format!(
+                "{} is inside the runner's state directory {state_dir}",
+                m.source
+            )),
+        };
+    }
+    if holds(&source, &state) {
+        let rel = state[source.len()..].trim_start_matches('/');
+        let at = normalize_path(&format!("{}/{rel}", m.target));
+        // A directory between the mount's top and the state directory can be renamed by the
+        // job (only a mount point cannot), and another made in its place.
+        let lexical = holds(&m.source, state_dir)
+            .then(|| state_dir[m.source.len()..].trim_start_matches('/'));
+        let unsafe_why = writable
+            .then(|| {
+                if rel.contains('/') {
+                    Some(format!("the runner's state directory {state_dir} is {rel} in it, below a directory the job could rename"))
+                } else if lexical.is_some_and(|l| l != rel) {
+                    Some(format!("the runner's state directory {state_dir} is reached through a symlink in it"))
+                } else {
+                    None
+                }
+            })
+            .flatten();
+        return StateDirView { at, unsafe_why };
+    }
+    if writable && holds(&m.source, state_dir) {
+        return StateDirView {
+            at: None,
+            unsafe_why: Some(format!(
+                "the runner's state directory {state_dir} is reached through a symlink in it"
+            )),
+        };
+    }
+    StateDirView::default()
 }
 
 fn io_reason(e: &std::io::Error) -> String {

@@ -105,13 +105,44 @@ const KNOWN_SOCKETS: [&str; 4] = [
     "/run/containerd/containerd.sock",
 ];
 
+/// File systems through which a job reaches the host's kernel and processes, not files: `/proc`
+/// (another process's environment, memory maps and root directory: `/proc/PID/root` of a process
+/// of the job's uid is the host's `/`, engine socket included; kernel parameters as root), `/sys`
+/// (kernel and device settings), device nodes and terminals (`/dev`, `/dev/pts`: a host terminal
+/// of the job's uid takes keystrokes), POSIX message queues, cgroups, and the kernel's debug,
+/// tracing, security, BPF and firmware file systems.
+const KERNEL_FS: [&str; 18] = [
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "mqueue",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "bpf",
+    "pstore",
+    "efivarfs",
+    "configfs",
+    "fusectl",
+    "binfmt_misc",
+    "selinuxfs",
+    "nsfs",
+];
+
 /// The engine sockets on this host, and every directory above them, by device and inode: a
 /// mount of any of these (under any name: a symlink, another bind of `/run`) hands the job the
-/// engine.
+/// engine. And the host's kernel file systems ([`KERNEL_FS`]), by where they are mounted: a
+/// mount of a path on one, or of a directory holding one (engines bind recursively), hands the
+/// job the host's processes or kernel settings.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct EngineSockets {
     /// (device, inode, the socket it leads to, whether it is the socket itself).
     doors: Vec<(u64, u64, PathBuf, bool)>,
+    /// (mount point, file system type) of every kernel file system mounted on this host.
+    kernel: Vec<(String, String)>,
 }
 
 impl EngineSockets {
@@ -137,7 +168,10 @@ impl EngineSockets {
                 }
             }
         }
-        EngineSockets { doors }
+        EngineSockets {
+            doors,
+            kernel: kernel_mounts(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()),
+        }
     }
 
     /// Why a bind mount of host path `source` would let the job reach an engine or another
@@ -160,9 +194,73 @@ impl EngineSockets {
             None if m.file_type().is_socket() => Some(format!(
                 "{source} is a unix socket: a job that can reach it talks to whatever serves it, with that service's rights (the engine's socket is root on the host)"
             )),
-            None => None,
+            None => self.kernel_door(source),
         }
     }
+
+    /// Why host path `source` (its symlinks resolved, as the engine resolves them) is on, or
+    /// holds, one of the host's kernel file systems, if it is.
+    fn kernel_door(&self, source: &str) -> Option<String> {
+        let real = fs::canonicalize(source).ok()?;
+        let real = real.to_str()?;
+        let (point, kind) = self.kernel.iter().find(|(point, _)| {
+            crate::paths::is_within(real, point) || crate::paths::is_within(point, real)
+        })?;
+        let what = if crate::paths::is_within(real, point) {
+            "is on"
+        } else {
+            "holds"
+        };
+        let shown = if real == source {
+            String::new()
+        } else {
+            format!(" ({real})")
+        };
+        Some(format!(
+            "{source}{shown} {what} {point}, the host's {kind} file system: a job that sees it reaches the host's processes or kernel, past the container's isolation (through /proc, another process's environment and its root directory, which holds the engine's socket)"
+        ))
+    }
+}
+
+/// The kernel file systems ([`KERNEL_FS`]) among the mounts of `mountinfo` (the text of
+/// `/proc/self/mountinfo`), as (mount point, type).
+fn kernel_mounts(mountinfo: &str) -> Vec<(String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // `ID PARENT DEV ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER-OPTIONS`
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let kind = right.split(' ').next()?;
+            KERNEL_FS
+                .contains(&kind)
+                .then(|| (unescape_octal(point), kind.to_string()))
+        })
+        .collect()
+}
+
+/// A mountinfo path with its `\NNN` escapes (space, tab, newline, backslash) decoded.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        // At most \377: one byte.
+        let octal = b.get(i + 1..i + 4).filter(|d| {
+            (b'0'..=b'3').contains(&d[0]) && d.iter().all(|c| (b'0'..=b'7').contains(c))
+        });
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -228,5 +326,39 @@ mod tests {
         let agent = other.join("agent.sock");
         let _l2 = UnixListener::bind(&agent).unwrap();
         assert!(door(&agent).unwrap().contains("is a unix socket"));
+    }
+
+    #[test]
+    fn kernel_file_systems_and_what_holds_them_are_doors() {
+        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                    23 1 8:1 / / rw shared:1 - ext4 /dev/root rw\n\
+                    24 1 0:5 / /my\\040dev rw shared:2 master:3 - devtmpfs udev rw\n\
+                    25 1 0:6 / /odd\\134name rw - sysfs sysfs rw\n";
+        assert_eq!(
+            kernel_mounts(info),
+            [
+                ("/proc".to_string(), "proc".to_string()),
+                ("/my dev".to_string(), "devtmpfs".to_string()),
+                ("/odd\\name".to_string(), "sysfs".to_string()),
+            ]
+        );
+        assert_eq!(unescape_octal("a\\777b\\04"), "a\\777b\\04");
+
+        let doors = EngineSockets::find(None);
+        for (path, says) in [
+            ("/proc", "/proc is on /proc, the host's proc file system"),
+            ("/sys/kernel", "is on /sys, the host's sysfs file system"),
+            ("/dev/shm", "is on /dev, the host's devtmpfs file system"),
+            ("/proc/self/root", "holds"),
+        ] {
+            let e = doors.door(path).unwrap_or_default();
+            assert!(e.contains(says), "{path}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("p");
+        std::os::unix::fs::symlink("/proc", &link).unwrap();
+        let e = doors.door(link.to_str().unwrap()).unwrap_or_default();
+        assert!(e.contains("(/proc) is on /proc"), "{e}");
+        assert_eq!(doors.door(dir.path().to_str().unwrap()), None);
     }
 }

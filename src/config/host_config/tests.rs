@@ -197,6 +197,20 @@ fn an_allowlist_passes_harmless_keys_and_nothing_else() {
         ),
         // Unknown to this runner: maybe known to a newer engine.
         (json!({"FutureEscapeHatch": true}), "FutureEscapeHatch"),
+        // A dotless i folds to no ASCII letter in Go (old or new): an unknown key, refused
+        // all the same should an engine fold it further.
+        (json!({"Pr\u{131}vileged": true}), "Pr\u{131}vileged"),
+        // Values are read exactly as the engine reads them: it knows no `TMPFS` or `RUNC`.
+        (
+            json!({"Mounts": [{"type": "TMPFS", "Target": "/t"}]}),
+            "Mounts[0]",
+        ),
+        (json!({"Runtime": "RUNC"}), "Runtime"),
+        (json!({"GroupAdd": ["disk"]}), "GroupAdd[0]"),
+        (
+            json!({"Devices": [{"PathOnHost": "/dev/mem"}]}),
+            "Devices[0].PathOnHost",
+        ),
     ] {
         let e = refusal(hc.clone());
         assert!(
@@ -204,6 +218,21 @@ fn an_allowlist_passes_harmless_keys_and_nothing_else() {
             "{hc}: {e}"
         );
         assert!(merged(hc, true).is_ok());
+    }
+    // A tmpfs over the runner's mounts, however the path is spelt, is refused even with the
+    // opt-in.
+    for path in [
+        "/workspace/../home/claude/.claude",
+        "//home/claude/./.claude/",
+        "/home",
+    ] {
+        let e = config(json!({"Tmpfs": {path: ""}}), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid docker.host_config.Tmpfs: path "),
+            "{path}: {e}"
+        );
     }
     // Types are checked, so the engine's create never fails on a mistyped override.
     assert_eq!(
@@ -376,4 +405,20 @@ fn memory_override_keeps_no_extra_swap() {
     let m = merged(json!({"Memory": null, "SecurityOpt": null}), false).unwrap();
     assert_eq!(m["Memory"], 1073741824);
     assert_eq!(m["SecurityOpt"], json!(["no-new-privileges"]));
+}
+
+/// A key twice in the JSON text itself (a fleet file read as JSON): the last one is the value,
+/// as in Go's decoder, and that is what the gate reads and what the engine is sent (the body is
+/// written anew, with the key once).
+#[test]
+fn a_key_twice_in_the_text_is_read_as_the_engine_reads_it() {
+    let hc: Value = serde_json::from_str(r#"{"Privileged": false, "Privileged": true}"#).unwrap();
+    assert!(refusal(hc.clone()).starts_with("invalid docker.host_config.Privileged: "));
+    let m = merged(hc, true).unwrap();
+    assert_eq!(m["Privileged"], true);
+    // Labels in the runner's prefix, in any letter case, are the runner's.
+    let e = resolve_docker_config(&json!({"labels": {"DEV.Herdctl.agent": "x"}}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dev.herdctl. prefix"), "{e}");
 }

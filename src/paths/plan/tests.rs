@@ -237,3 +237,105 @@ fn session_layouts_parse_by_name() {
         "invalid sessionLayout: \"nested\" is not a session layout; expected \"per-agent\" or \"flat\""
     );
 }
+
+/// The plan of agent `fleet.agent` with workspace `ws`, state directory `state` and `config`.
+fn plan_in(ws: &str, state: &str, config: &DockerConfig) -> MountPlan {
+    MountPlan::build(&MountRequest {
+        config,
+        workspace: ws,
+        state_dir: state,
+        agent: "fleet.agent",
+        layout: SessionLayout::PerAgent,
+        credentials: None,
+    })
+    .unwrap()
+}
+
+fn masks(plan: &MountPlan) -> Vec<Value> {
+    plan.engine_mounts()
+        .into_iter()
+        .filter(|m| m["Type"] == "tmpfs")
+        .collect()
+}
+
+fn exposed(plan: &MountPlan) -> Vec<String> {
+    plan.exposed_state_dir()
+        .iter()
+        .map(|(role, why)| format!("{role:?}: {why}"))
+        .collect()
+}
+
+/// herdctl keeps its state in `.herdctl` beside the fleet file, often inside an agent's working
+/// directory: there the job could rename it and give the runner a state directory of its own,
+/// whose session directory (a symlink to any host path) the runner would chown and mount.
+#[test]
+fn the_state_directory_is_masked_wherever_a_mount_shows_it() {
+    let d = dirs();
+    let c = config(json!({}));
+    let state = format!("{}/.herdctl", d.ws);
+    let plan = plan_in(&d.ws, &state, &c);
+    assert_eq!(
+        masks(&plan),
+        [json!({"Type": "tmpfs", "Target": "/workspace/.herdctl", "ReadOnly": true})]
+    );
+    assert!(exposed(&plan).is_empty(), "{:?}", exposed(&plan));
+    // Nothing of the mask reaches path translation.
+    assert_eq!(
+        plan.path_map().to_host("/workspace/.herdctl/x"),
+        Some(format!("{state}/x"))
+    );
+
+    // Through a volume, read-only or not, and named through a symlink.
+    let link = format!("{}/data-link", d.ws.trim_end_matches("/ws"));
+    std::os::unix::fs::symlink(&d.data, &link).unwrap();
+    let c = config(json!({"volumes": [format!("{link}:/data")]}));
+    let plan = plan_in(&d.ws, &format!("{}/state", d.data), &c);
+    assert_eq!(
+        masks(&plan),
+        [json!({"Type": "tmpfs", "Target": "/data/state", "ReadOnly": true})]
+    );
+    assert!(exposed(&plan).is_empty());
+
+    // Deeper in a writable mount: a directory above it could be renamed and replaced.
+    let deep = format!("{}/fleet/.herdctl", d.ws);
+    let plan = plan_in(&d.ws, &deep, &config(json!({})));
+    assert_eq!(masks(&plan)[0]["Target"], "/workspace/fleet/.herdctl");
+    let e = exposed(&plan);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("Workspace: the runner's state directory")
+            && e[0].ends_with("is fleet/.herdctl in it, below a directory the job could rename"),
+        "{e:?}"
+    );
+    // A read-only one cannot be changed.
+    let plan = plan_in(&d.ws, &deep, &config(json!({"workspace_mode": "ro"})));
+    assert_eq!(masks(&plan).len(), 1);
+    assert!(exposed(&plan).is_empty());
+
+    // A workspace inside the state directory.
+    let inside = format!("{}/projects/p", d.state);
+    fs::create_dir_all(&inside).unwrap();
+    let plan = plan_in(&inside, &d.state, &config(json!({"workspace_mode": "ro"})));
+    assert!(masks(&plan).is_empty());
+    let e = exposed(&plan);
+    assert!(
+        e.len() == 1 && e[0].contains("is inside the runner's state directory"),
+        "{e:?}"
+    );
+
+    // A state directory named through a symlink inside the workspace: the job could replace it.
+    let real = format!("{}/real-state", d.data);
+    fs::create_dir_all(&real).unwrap();
+    let via = format!("{}/.herdctl-link", d.ws);
+    std::os::unix::fs::symlink(&real, &via).unwrap();
+    let plan = plan_in(&d.ws, &via, &config(json!({})));
+    let e = exposed(&plan);
+    assert!(
+        e.len() == 1 && e[0].contains("is reached through a symlink in it"),
+        "{e:?}"
+    );
+
+    // Apart: nothing to do.
+    let plan = plan_in(&d.ws, &d.state, &config(json!({})));
+    assert!(masks(&plan).is_empty() && exposed(&plan).is_empty());
+}
