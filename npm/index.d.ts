@@ -121,8 +121,9 @@ export interface ContainerResultMessage extends SDKMessage {
 }
 
 /**
- * The message that ends a job that did not succeed (or printed no `result`): what is known
- * about how it ended. Errors found before the container existed are thrown instead.
+ * The message that ends a job that did not succeed (or printed no valid `result`): what is known
+ * about how it ended. Only the agent's own error `result`, held back until now, may follow it.
+ * Errors found before the container existed are thrown instead.
  */
 export interface ContainerErrorMessage extends SDKMessage {
   type: 'error'
@@ -143,12 +144,73 @@ export interface ContainerErrorMessage extends SDKMessage {
   container_report?: ContainerJobReport
 }
 
+/** The container's network mode (herdctl's `NetworkMode`). */
+export type NetworkMode = 'none' | 'bridge' | 'host'
+
+/** How a mount is mounted (herdctl's `VolumeMode`). */
+export type VolumeMode = 'ro' | 'rw'
+
+/**
+ * The Docker Engine's `HostConfig` (`POST /containers/create`), as `host_config` carries it: the
+ * fields fleets set typed as dockerode types them (herdctl's own code merges this into a
+ * dockerode `HostConfig`), any other engine field allowed; the engine reads keys in any letter
+ * case. Which fields and values a fleet may set without `allow_unsafe_host_config` is checked when
+ * a job starts, not here.
+ */
+export interface HostConfig {
+  Binds?: string[]
+  Memory?: number
+  MemorySwap?: number
+  MemoryReservation?: number
+  NanoCpus?: number
+  CpuShares?: number
+  CpuPeriod?: number
+  CpuQuota?: number
+  CpusetCpus?: string
+  CpusetMems?: string
+  ShmSize?: number
+  PidsLimit?: number
+  Ulimits?: Array<{ Name: string; Soft: number; Hard: number }>
+  Privileged?: boolean
+  CapAdd?: string[]
+  CapDrop?: string[]
+  SecurityOpt?: string[]
+  ReadonlyRootfs?: boolean
+  Devices?: Array<{ PathOnHost: string; PathInContainer: string; CgroupPermissions?: string }>
+  DeviceRequests?: Array<{
+    Driver?: string
+    Count?: number
+    DeviceIDs?: string[]
+    Capabilities?: string[][]
+    Options?: Record<string, string>
+  }>
+  DeviceCgroupRules?: string[]
+  GroupAdd?: string[]
+  NetworkMode?: string
+  PidMode?: string
+  IpcMode?: string
+  UTSMode?: string
+  UsernsMode?: string
+  Runtime?: string
+  Init?: boolean
+  AutoRemove?: boolean
+  Tmpfs?: Record<string, string>
+  Sysctls?: Record<string, string>
+  ExtraHosts?: string[]
+  Dns?: string[]
+  DnsOptions?: string[]
+  DnsSearch?: string[]
+  OomKillDisable?: boolean
+  OomScoreAdj?: number
+  [key: string]: unknown
+}
+
 /** herdctl's resolved docker config (`resolveDockerConfig`'s result). */
 export interface DockerConfig {
   enabled: boolean
   ephemeral: boolean
   image: string
-  network: 'none' | 'bridge' | 'host'
+  network: NetworkMode
   memoryBytes: number
   cpuShares?: number
   cpuPeriod?: number
@@ -167,7 +229,7 @@ export interface DockerConfig {
    * Raw engine HostConfig merged over the generated one (fleet only), with keys in the engine's
    * spelling (it reads them in any letter case).
    */
-  hostConfigOverride?: object
+  hostConfigOverride?: HostConfig
   /**
    * Lets hostConfigOverride and volumes loosen the container (fleet only); the runner option
    * `allowUnsafeHostConfig` and `HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG=1` do it for every agent.
@@ -195,7 +257,9 @@ export interface DockerInput {
   tmpfs?: string[]
   pids_limit?: number
   labels?: Record<string, string>
-  host_config?: object
+  host_config?: HostConfig
+  /** Lets this agent's host_config and volumes loosen the container (see {@link HostConfig}). */
+  allow_unsafe_host_config?: boolean
 }
 
 /** The fields of herdctl's resolved agent that a job reads; herdctl's object has many more. */
@@ -362,6 +426,15 @@ export interface WrappableRuntime {
   containerCommand?(options: ExecuteOptions): ContainerCommand | Promise<ContainerCommand>
 }
 
+/**
+ * A dockerode client, as herdctl's own ContainerRunner takes as its 4th argument: only its
+ * engine address is used.
+ */
+export interface DockerClientLike {
+  /** docker-modem's `Modem`: `socketPath`, or `host`, `port` and `protocol`, are read. */
+  modem?: object | null
+}
+
 /** Runs each job of a wrapped herdctl runtime in a Docker container. */
 export declare class ContainerRunner {
   /**
@@ -371,13 +444,14 @@ export declare class ContainerRunner {
    * @param stateDir herdctl's state directory; sessions live under `<stateDir>/docker-sessions/`
    * @param options where the engine listens (default: DOCKER_HOST, else /var/run/docker.sock), the
    *   pull policy, a job timeout, and `allowUnsafeHostConfig` (the opt-in for host_config settings
-   *   that loosen the container)
+   *   that loosen the container); or a dockerode client (herdctl's 4th argument), whose engine
+   *   address is used
    */
   constructor(
     wrapped: WrappableRuntime | object,
     config: Partial<DockerConfig> | DockerInput | null | undefined,
     stateDir: string,
-    options?: ContainerRunnerOptions,
+    options?: ContainerRunnerOptions | DockerClientLike,
   )
   readonly wrapped: WrappableRuntime | object
   readonly stateDir: string
@@ -386,11 +460,12 @@ export declare class ContainerRunner {
   /**
    * The job's messages as they arrive. Throws (an Error with `code`) when the job cannot start:
    * bad input, no engine, a missing image (NOT_FOUND). Once the container exists, every ending is
-   * a message: a job that did not succeed ends with a {@link ContainerErrorMessage}. The message
-   * that closes the job (the agent's `result`, held until the job has ended, or that error) carries
-   * the job's report as `container_report` ({@link ContainerJobReport}). Leaving the loop early,
-   * or aborting, cancels the job and releases its container before the generator finishes. `M`
-   * lets callers name their own SDK message type.
+   * a message: a job that did not succeed yields a {@link ContainerErrorMessage}, before the
+   * agent's `result` if it printed one (herdctl stops at the first). The agent's `result` is held
+   * until the job has ended; it and that error carry the job's report as `container_report`
+   * ({@link ContainerJobReport}). Leaving the loop early, or aborting, cancels the job and
+   * releases its container before the generator finishes. `M` lets callers name their own SDK
+   * message type.
    */
   execute<M = SDKMessage>(options: ExecuteOptions): AsyncGenerator<M, void, undefined>
   /**

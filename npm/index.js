@@ -189,11 +189,23 @@ function strategyOf(runtime) {
   return KINDS[runtime && runtime.constructor && runtime.constructor.name];
 }
 
-/** An Error with a `code`, as the binding throws them. */
-function invalid(field, problem) {
-  const e = new Error(`invalid ${field}: ${problem}`);
-  e.code = 'INVALID_CONFIG';
-  return e;
+/**
+ * The runner's options from the 4th constructor argument: our options, or a dockerode client, as
+ * herdctl's own ContainerRunner takes (its tests pass one). Of a client only its engine address
+ * is used (`modem.socketPath`, or `modem.host`, `port` and `protocol`); a client without one (a
+ * test double) means the default engine.
+ */
+function runnerOptions(options) {
+  const isClient = options && typeof options === 'object' &&
+    (typeof options.createContainer === 'function' || (options.modem && typeof options.modem === 'object'));
+  if (!isClient) return options;
+  const modem = options.modem || {};
+  if (modem.socketPath) return { socketPath: String(modem.socketPath) };
+  if (modem.host) {
+    const scheme = !modem.protocol || modem.protocol === 'http' ? 'tcp' : String(modem.protocol);
+    return { dockerHost: `${scheme}://${modem.host}:${modem.port ?? 2375}` };
+  }
+  return undefined;
 }
 
 /**
@@ -324,7 +336,13 @@ class ContainerRunner {
     if (stateDir !== undefined && stateDir !== null && typeof stateDir !== 'string') {
       throw invalid('stateDir', `expected herdctl's state directory as a string, got ${typeof stateDir}`);
     }
-    const { native, onCall, onPull } = hooks(options);
+    let given;
+    try {
+      given = runnerOptions(options);
+    } catch (e) {
+      throw unreadable('options', e);
+    }
+    const { native, onCall, onPull } = hooks(given);
     this._core = new binding.ContainerRunnerCore(
       toJson(config ?? null, 'docker'),
       stateDir ?? '',

@@ -5,15 +5,18 @@
 //! herdctl stops at the first `result` or `error`. A job in a container can end in ways a runtime
 //! never reports (killed, out of memory, cancelled, a missing binary, no engine mid-stream), so
 //! every such ending becomes one last synthesized `{"type":"error"}` message carrying what is known:
-//! the outcome, exit code, OOM flag and the redacted end of stderr. Only stdout lines that look like
-//! JSON objects are messages (whoever parses them drops one that is not JSON after all); anything
-//! else a broken tool prints goes into a short tail for that error, since herdctl would choke on it.
+//! the outcome, exit code, OOM flag and the redacted end of stderr. Only stdout lines that are JSON
+//! objects are messages (each is parsed in full: one that looks like a message and is not is
+//! named in that error, since its consumer would drop it without a word); anything else a broken
+//! tool prints goes into a short tail for that error, since herdctl would choke on it.
 //!
-//! The message that closes the stream carries the job's whole report as `container_report` (a
-//! [`crate::JobSummary`]: outcome, exit code, timings, warnings, container, image, config hash).
-//! herdctl reads nothing after the first `result`, so the agent's `result` is held back until the
-//! job has ended and its container is released (the agent exits within milliseconds of printing
-//! it; one still running half a second later is stopped, as herdctl's own cancel would).
+//! The messages that close the stream (the synthesized error, the agent's `result`) carry the
+//! job's whole report as `container_report` (a [`crate::JobSummary`]: outcome, exit code,
+//! timings, warnings, container, image, config hash). herdctl reads nothing after the first
+//! `result` or `error`, so the agent's `result` is held back until the job has ended and its
+//! container is released (the agent exits within milliseconds of printing it; one still running
+//! half a second later is stopped, as herdctl's own cancel would); a job that failed yields its
+//! error before that result.
 //!
 //! ```no_run
 //! use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
@@ -37,19 +40,25 @@
 //! # Ok(()) }
 //! ```
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::invocation::{self, AgentSpec, Invocation, JobInput, McpServer, Strategy};
-use crate::job::{Canceller, Job, JobReport, Outcome};
+use crate::job::{Canceller, Job, JobReport, Outcome, Timings};
 use crate::mcp::{Bridge, InjectedServer, ToolHandler};
-use crate::paths::mcp_socket_dir;
+use crate::paths::{
+    agent_session_dir, claim_legacy_transcript, link_new_transcripts, mcp_socket_dir,
+    prepare_session_dir,
+};
 use crate::{
-    is_secret_name, translate_json_paths, workspace_root, Direction, DockerConfig, Error, JobSpec,
-    PathMap, Redactor, Result, Runner,
+    is_secret_name, process_user, translate_json_paths, workspace_root, Direction, DockerConfig,
+    Error, JobSpec, PathMap, Redactor, Result, Runner, SessionLayout,
 };
 
 /// The per-call part of herdctl's `RuntimeExecuteOptions` (its `agent` is [`AgentRequest::agent`],
@@ -313,13 +322,17 @@ pub struct AgentJob {
     translate_paths: bool,
     transcript: Transcript,
     redactor: Redactor,
-    canceller: Canceller,
-    /// The agent's `result`, held until the job has ended (see the module docs).
-    held_result: Option<String>,
+    /// `None` when the job failed before its command ran.
+    canceller: Option<Canceller>,
+    /// The agent's first `result`, held until the job has ended (see the module docs).
+    held_result: Option<Accepted>,
     /// Messages the agent printed after its `result`, handed out after it.
     after_result: AfterResult,
-    /// What is left to hand out once the job has ended.
+    /// What is left to hand out once the job has ended: the closing error, the held result,
+    /// then the messages after it.
     pending: VecDeque<String>,
+    /// herdctl's flat view of this agent's transcripts, kept by [`SessionLinks`].
+    sessions: Option<SessionLinks>,
 }
 
 /// Messages after the result, bounded: an agent that floods after its result is stopped within
@@ -341,10 +354,29 @@ enum Phase {
     Gone,
 }
 
+/// The per-agent session directory and herdctl's flat `docker-sessions/`, for the links between
+/// them (see `paths::sessions`).
+struct SessionLinks {
+    flat: PathBuf,
+    agent_dir: PathBuf,
+    /// When the job started, less a margin for coarse file system clocks: transcripts written
+    /// since are this job's.
+    since: SystemTime,
+    /// Whether the links were made once while the job ran.
+    linked_early: bool,
+}
+
+impl SessionLinks {
+    fn link(&self) -> Vec<String> {
+        link_new_transcripts(&self.flat, &self.agent_dir, self.since)
+    }
+}
+
 impl AgentJob {
-    /// Starts the job on `runner`. An error here means no job ran (bad input, no engine, a
-    /// missing image, a container that would not start); once this returns, every ending is a
-    /// message.
+    /// Starts the job on `runner`. An error here means the job got no container (bad input, no
+    /// engine, a missing image, settings the gate refuses, a name held by a container not this
+    /// agent's); once the job has a container, every ending is a message, a failed start in it
+    /// included.
     ///
     /// Every error is redacted: before the job exists with what this process's environment
     /// and the config hold secret, afterwards with all of the job's secrets.
@@ -373,19 +405,68 @@ impl AgentJob {
                 .filter(|(k, _)| is_secret_name(k))
                 .map(|(_, v)| v),
         );
-        let job = runner.start(spec)?;
-        let redactor = job.redactor().clone();
+        let sessions = session_links(runner, &spec, request.options.resume.as_deref())
+            .map_err(|e| e.redact(&early().with_secrets(&spec.secrets)))?;
+        // For the report of a job that fails in its container before its command runs.
+        let image = spec.config.image.clone();
+        let secrets = spec.secrets.clone();
+        let reached = Cell::new(None);
+        let started = match runner.start_tracked(spec, &reached) {
+            Ok(started) => started,
+            Err(e) => {
+                // The README's promise: errors after the container exists are messages. The
+                // runner has released the container (an ephemeral one is stopped, kept for
+                // inspection; one that never started is removed) and redacted the error.
+                let Some(reached) = reached.take() else {
+                    return Err(e);
+                };
+                let redactor = early().with_secrets(&secrets);
+                let mut job = AgentJob::new(None, None, &request, redactor, sessions);
+                let report = JobReport {
+                    outcome: Outcome::Failed(e),
+                    container_id: reached.id,
+                    container_name: reached.name,
+                    image,
+                    config_hash: reached.config_hash,
+                    stderr_tail: String::new(),
+                    timings: Timings::default(),
+                    warnings: Vec::new(),
+                    redactor: job.redactor.clone(),
+                };
+                job.end(report);
+                return Ok(job);
+            }
+        };
+        let redactor = started.redactor().clone();
         if let (Some(bridge), Some(handler)) = (&mut bridge, &request.tool_handler) {
             // Connects made since the job started wait in the sockets' backlog until now.
             bridge
-                .serve(handler.clone(), job.path_map().clone())
+                .serve(handler.clone(), started.path_map().clone())
                 .map_err(|e| e.redact(&redactor))?;
         }
-        Ok(AgentJob {
-            _mcp: bridge,
-            canceller: job.canceller(),
+        Ok(AgentJob::new(
+            Some(started),
+            bridge,
+            &request,
+            redactor,
+            sessions,
+        ))
+    }
+
+    /// A job in its first phase: running, or (without `job`) about to be ended by
+    /// [`AgentJob::end`].
+    fn new(
+        job: Option<Job>,
+        mcp: Option<Bridge>,
+        request: &AgentRequest,
+        redactor: Redactor,
+        sessions: Option<SessionLinks>,
+    ) -> AgentJob {
+        AgentJob {
+            _mcp: mcp,
+            canceller: job.as_ref().map(Job::canceller),
             translate_paths: request.translate_paths,
-            phase: Phase::Running(Box::new(job)),
+            phase: job.map_or(Phase::Gone, |j| Phase::Running(Box::new(j))),
             transcript: Transcript {
                 redactor: redactor.clone(),
                 ..Transcript::default()
@@ -394,22 +475,28 @@ impl AgentJob {
             held_result: None,
             after_result: AfterResult::default(),
             pending: VecDeque::new(),
-        })
+            sessions,
+        }
     }
 
     /// A handle that cancels the job from another thread (it blocks while the job's processes
-    /// are killed: call it off any thread that must stay responsive).
-    pub fn canceller(&self) -> Canceller {
+    /// are killed: call it off any thread that must stay responsive). `None` when the job failed
+    /// before its command ran: there is nothing to cancel.
+    pub fn canceller(&self) -> Option<Canceller> {
         self.canceller.clone()
     }
 
-    /// The next message, a line that looks like one JSON object (its braces and its top-level
-    /// `type` are checked, the rest is left to the consumer's parse); after the job's own messages, one
-    /// synthesized `{"type":"error"}` when the job did not succeed or printed no `result`; then
-    /// `None`. Blocks until a message arrives or the job ends.
+    /// The next message, a line that is one JSON object with a top-level `type`; after the job's
+    /// own messages, one synthesized `{"type":"error"}` when the job did not succeed or printed no
+    /// valid `result`; then `None`. Blocks until a message arrives or the job ends.
     ///
     /// The agent's first `result` comes once the job has ended, with the job's report added as
-    /// `container_report`; so does the synthesized error.
+    /// `container_report`; so does the synthesized error. herdctl stops at the first `result` or
+    /// `error` and records the job by which one it was, so a job that failed yields its closing
+    /// error first (quoting an error result's text, which is what herdctl's retry of a stale
+    /// session looks for) and the result after it. An error result (`is_error`, or a subtype
+    /// other than `success`) of a job that exited 0 comes alone, as herdctl's own runtimes pass
+    /// it on.
     pub fn next_message(&mut self) -> Option<String> {
         if let Some(message) = self.pending.pop_front() {
             return Some(message);
@@ -418,56 +505,43 @@ impl AgentJob {
             return None;
         };
         while let Some(line) = job.next_line() {
-            let Some(mut message) = self.transcript.accept(line) else {
+            let Some(mut accepted) = self.transcript.accept(line) else {
                 continue;
             };
+            if let Some(links) = self.sessions.as_mut().filter(|l| !l.linked_early) {
+                // The transcript exists once the agent speaks: list it while the job runs.
+                links.linked_early = true;
+                links.link();
+            }
             if self.translate_paths {
-                message = to_host_paths(message, job.path_map());
+                accepted.text = to_host_paths(accepted.text, job.path_map());
             }
             if self.held_result.is_some() {
-                self.after_result.push(message);
+                self.after_result.push(accepted.text);
             } else if self.transcript.saw_result {
                 // A cancel from now on (herdctl's, or the one below) lets the agent exit by
                 // itself first; one that lingers is stopped, so the result is not held for ever.
-                self.canceller.set_grace(AFTER_RESULT_GRACE);
-                let canceller = self.canceller.clone();
+                let Some(canceller) = self.canceller.clone() else {
+                    return Some(accepted.text);
+                };
+                canceller.set_grace(AFTER_RESULT_GRACE);
                 let waited = std::thread::Builder::new()
                     .name("herdctl-after-result".into())
                     .spawn(move || canceller.cancel());
                 if waited.is_err() {
                     // No thread to wait with: hand the result out now, without the report.
-                    return Some(message);
+                    return Some(accepted.text);
                 }
-                self.held_result = Some(message);
+                self.held_result = Some(accepted);
             } else {
-                return Some(message);
+                return Some(accepted.text);
             }
         }
         let Phase::Running(job) = std::mem::replace(&mut self.phase, Phase::Gone) else {
             unreachable!("matched Running above and nothing changed the phase since");
         };
-        let mut report = self.report(*job);
-        let lingered = self.held_result.is_some() && matches!(report.outcome, Outcome::Cancelled);
-        if lingered {
-            report.warnings.push(format!(
-                "the agent was still running {AFTER_RESULT_GRACE:?} after its result and was stopped"
-            ));
-        }
-        if self.after_result.dropped > 0 {
-            report.warnings.push(format!(
-                "{} message(s) the agent printed after its result were dropped (past {AFTER_RESULT_BYTES} bytes)",
-                self.after_result.dropped
-            ));
-        }
-        if let Some(result) = self.held_result.take() {
-            self.pending.push_back(with_report(result, &report));
-        }
-        self.pending.extend(self.after_result.kept.drain(..));
-        if !lingered {
-            self.pending
-                .extend(self.transcript.closing(&report, &self.redactor));
-        }
-        self.phase = Phase::Ended(Box::new(report));
+        let report = self.report(*job);
+        self.end(report);
         self.pending.pop_front()
     }
 
@@ -483,16 +557,82 @@ impl AgentJob {
 
 impl AgentJob {
     /// Finishes the job; its stderr tail redacted with this job's secrets as well as the
-    /// runner's.
+    /// runner's; the agent's new transcripts linked for herdctl.
     fn report(&self, job: Job) -> JobReport {
         let mut report = job.finish();
         report.stderr_tail = self.redactor.redact(&report.stderr_tail).into_owned();
+        if let Some(links) = &self.sessions {
+            report.warnings.extend(links.link());
+        }
         // This job's secrets include the runner's: the report's own texts are redacted with them.
         report.redactor = self.redactor.clone();
         report
     }
+
+    /// Queues the messages that end the job and keeps the report: the closing error (when the
+    /// job failed or has no valid result), then the held result with the report, then what the
+    /// agent printed after its result.
+    fn end(&mut self, mut report: JobReport) {
+        let lingered = self.held_result.is_some() && matches!(report.outcome, Outcome::Cancelled);
+        if lingered {
+            report.warnings.push(format!(
+                "the agent was still running {AFTER_RESULT_GRACE:?} after its result and was stopped"
+            ));
+        }
+        if self.after_result.dropped > 0 {
+            report.warnings.push(format!(
+                "{} message(s) the agent printed after its result were dropped (past {AFTER_RESULT_BYTES} bytes)",
+                self.after_result.dropped
+            ));
+        }
+        if !lingered {
+            // A stopped lingerer's result stands: its cancel is no failure of the job.
+            let held_error = self.held_result.as_ref().is_some_and(|r| r.error_result);
+            self.pending
+                .extend(self.transcript.closing(&report, &self.redactor, held_error));
+        }
+        if let Some(result) = self.held_result.take() {
+            self.pending.push_back(with_report(result.text, &report));
+        }
+        self.pending.extend(self.after_result.kept.drain(..));
+        self.phase = Phase::Ended(Box::new(report));
+    }
 }
 
+/// The links for herdctl's flat session view, for the per-agent layout (`None` for the flat
+/// one, where herdctl's directory is the agent's). Before a resume, a transcript that exists only
+/// in the flat directory (left by herdctl's own Docker layer) is given to this agent.
+fn session_links(
+    runner: &Runner,
+    spec: &JobSpec,
+    resume: Option<&str>,
+) -> Result<Option<SessionLinks>> {
+    if runner.session_layout() != SessionLayout::PerAgent {
+        return Ok(None);
+    }
+    let state_dir = runner.state_dir().to_string_lossy().into_owned();
+    let agent_dir = agent_session_dir(&state_dir, &spec.agent, SessionLayout::PerAgent);
+    let flat = agent_session_dir(&state_dir, &spec.agent, SessionLayout::Flat);
+    if let Some(id) = resume {
+        prepare_session_dir(&agent_dir, &spec.config)?;
+        let user = spec.config.user;
+        let owner = process_user()
+            .is_some_and(|u| u.is_root())
+            .then_some((user.uid, user.gid));
+        claim_legacy_transcript(flat.as_ref(), agent_dir.as_ref(), id, owner);
+    }
+    Ok(Some(SessionLinks {
+        flat: flat.into(),
+        agent_dir: agent_dir.into(),
+        since: SystemTime::now() - CLOCK_MARGIN,
+        linked_early: false,
+    }))
+}
+
+/// How far before a job's start a transcript's modification time may lie and still count as
+/// written by the job: file systems with coarse timestamps (FAT, some network file systems) round
+/// to a second or two.
+const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 impl AfterResult {
     fn push(&mut self, message: String) {
         if self.bytes + message.len() > AFTER_RESULT_BYTES {
@@ -529,7 +669,7 @@ fn with_report(result: String, report: &JobReport) -> String {
 /// it, and killing it instead runs an exec that holds up the job's own last engine calls (about
 /// 35 ms a job, measured by scripts/bench). Short enough that a cancel still ends the job's
 /// processes within 2 s.
-const AFTER_RESULT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+const AFTER_RESULT_GRACE: Duration = Duration::from_millis(500);
 
 /// How many non-JSON stdout lines the closing error keeps, and how much of each.
 const OTHER_LINES: usize = 20;
@@ -541,23 +681,49 @@ const MESSAGE_STDERR_BYTES: usize = 1024;
 /// What the job printed, as far as the closing error needs it. Pure: no engine, no I/O.
 #[derive(Debug, Default)]
 struct Transcript {
+    /// A valid `result` message was seen.
     saw_result: bool,
     messages: u64,
+    /// Every stdout line, messages and others, for the line numbers of errors.
+    lines: u64,
     /// The last non-JSON stdout lines, each redacted and then cut to [`OTHER_LINE_BYTES`].
     other: VecDeque<String>,
     other_total: u64,
+    /// The first line that looked like a message but is not JSON (a result line wins over an
+    /// earlier one): herdctl would drop it without a word.
+    broken: Option<Broken>,
+    /// The text of the agent's first `result` when that is an error result (redacted, its first
+    /// 64 KiB).
+    error_result: Option<String>,
     /// The job's secrets: a line is redacted before it is cut, so that a secret across the cut
     /// cannot survive in part.
     redactor: Redactor,
 }
 
+/// A stdout line that looked like a JSON message and is not one.
+#[derive(Debug)]
+struct Broken {
+    line: u64,
+    result: bool,
+    /// The parser's words, like `trailing comma at line 1 column 40` (no content of the line).
+    reason: String,
+}
+
+/// A message the transcript accepted.
+#[derive(Debug)]
+struct Accepted {
+    text: String,
+    /// A `result` that reports an error (`is_error`, or a subtype other than `success`).
+    error_result: bool,
+}
+
 /// Whether a line looks like one JSON object (its first and last non-blank bytes are braces),
 /// and if so the value of its top-level `"type"` key when that is a string.
 ///
-/// Deliberately not a full parse: this runs on every line of a job's output, JS parses every
-/// message anyway (a malformed one is dropped there), and Claude Code prints `type` as the first
-/// key, so this reads a few bytes of a message rather than all of it. Keys before `type` are
-/// skipped by bracket depth and string escapes alone.
+/// Not a parse: a quick look that sorts out plain text, and finds `type` without building the
+/// message (Claude Code prints it as the first key, so this reads a few bytes). Keys before
+/// `type` are skipped by bracket depth and string escapes alone; whether the line is JSON at all
+/// is [`Transcript::accept`]'s full check, which builds nothing but a `result`.
 fn object_type(line: &str) -> Option<Option<&str>> {
     let trimmed = line.trim_matches(|c: char| c.is_ascii_whitespace());
     let inner = trimmed.strip_prefix('{')?.strip_suffix('}')?;
@@ -629,14 +795,52 @@ fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
 impl Transcript {
     /// The line as a message when it is one JSON object; otherwise it is kept for the closing
     /// error and `None` returned.
-    fn accept(&mut self, line: &[u8]) -> Option<String> {
+    ///
+    /// Every message is parsed in full (without building it): a line the consumer cannot parse
+    /// would be dropped there without a word, and a broken `result` would end the job with no
+    /// message at all. The parse also rejects what JSON.parse rejects (raw control characters
+    /// in strings, trailing commas), so every message reaches JS intact.
+    fn accept(&mut self, line: &[u8]) -> Option<Accepted> {
+        self.lines += 1;
         if let Ok(text) = std::str::from_utf8(line) {
             if let Some(kind) = object_type(text) {
-                self.messages += 1;
-                if kind == Some("result") {
-                    self.saw_result = true;
+                let text = text.trim();
+                let is_result = kind == Some("result");
+                let check = if is_result {
+                    // One per job: read it whole for its error flag and text.
+                    serde_json::from_str::<Value>(text).map(Some)
+                } else {
+                    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| None)
+                };
+                match check {
+                    Ok(result) => {
+                        self.messages += 1;
+                        let error_result = result.as_ref().is_some_and(is_error_result);
+                        if let Some(result) = &result {
+                            if error_result && !self.saw_result {
+                                // The first result is the one held and quoted: redacted before
+                                // it is cut, so no part of a secret survives a cut.
+                                let text = result["result"].as_str().unwrap_or("").trim();
+                                let text = self.redactor.redact(text);
+                                self.error_result = Some(cut(&text, 64 << 10).into_owned());
+                            }
+                            self.saw_result = true;
+                        }
+                        return Some(Accepted {
+                            text: text.to_string(),
+                            error_result,
+                        });
+                    }
+                    Err(e) => {
+                        if self.broken.as_ref().is_none_or(|b| is_result && !b.result) {
+                            self.broken = Some(Broken {
+                                line: self.lines,
+                                result: is_result,
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
                 }
-                return Some(text.trim().to_string());
             }
         }
         self.other_total += 1;
@@ -649,8 +853,14 @@ impl Transcript {
         None
     }
 
-    /// The synthesized error that ends the messages, unless the job succeeded with a result.
-    fn closing(&self, report: &JobReport, redactor: &Redactor) -> Option<String> {
+    /// The synthesized error that ends the messages, unless the job succeeded with a valid
+    /// result (`held_result`: an error result waits to be yielded after this error).
+    fn closing(
+        &self,
+        report: &JobReport,
+        redactor: &Redactor,
+        held_result: bool,
+    ) -> Option<String> {
         let succeeded = report.outcome.success();
         if succeeded && self.saw_result {
             return None;
@@ -665,11 +875,42 @@ impl Transcript {
             } => (*exit_code, *oom_killed),
             _ => (None, false),
         };
-        let mut message = if succeeded {
-            "the agent ended without a result message (exited with code 0)".to_string()
-        } else {
-            format!("the agent job failed: {}", report.outcome.describe())
+        let broken_result = self
+            .broken
+            .as_ref()
+            .filter(|b| b.result && !self.saw_result);
+        let mut message = match broken_result {
+            Some(b) if succeeded => format!(
+                "the agent's result message (stdout line {}) is not JSON: {}; the job has no valid result (exited with code 0)",
+                b.line, b.reason
+            ),
+            _ if succeeded => {
+                "the agent ended without a result message (exited with code 0)".to_string()
+            }
+            _ => format!("the agent job failed: {}", report.outcome.describe()),
         };
+        if let Some(text) = self
+            .error_result
+            .as_ref()
+            .filter(|t| held_result && !t.is_empty())
+        {
+            message.push_str("; its result: ");
+            message.push_str(&cut(&redactor.redact(text), OTHER_LINE_BYTES));
+        }
+        match &self.broken {
+            Some(b) if !(succeeded && broken_result.is_some()) => {
+                let what = if b.result {
+                    "the result message"
+                } else {
+                    "a message"
+                };
+                message.push_str(&format!(
+                    "; {what} on stdout line {} is not JSON: {}",
+                    b.line, b.reason
+                ));
+            }
+            _ => {}
+        }
         let stderr = report.stderr_tail.trim_end();
         if !stderr.is_empty() {
             message.push_str("; stderr: ");
@@ -699,6 +940,13 @@ impl Transcript {
         }
         Some(error.to_string())
     }
+}
+
+/// herdctl's test for a failed result (its message processor's): `is_error`, or a subtype other
+/// than `success`.
+fn is_error_result(result: &Value) -> bool {
+    result["is_error"].as_bool() == Some(true)
+        || result["subtype"].as_str().is_some_and(|s| s != "success")
 }
 
 /// A stable name of the outcome's kind, for programs reading the error message.

@@ -222,11 +222,11 @@ impl Credentials {
     }
 
     /// Where [`Credentials::write_container_copy`] puts the copy for `agent`:
-    /// `<state_dir>/docker-credentials/<sanitised agent>/.credentials.json`.
+    /// `<state_dir>/docker-credentials/<agent_dir_name>/.credentials.json`.
     pub fn container_copy_path(state_dir: &Path, agent: &str) -> PathBuf {
         state_dir
             .join("docker-credentials")
-            .join(crate::paths::sanitize_agent_name(agent))
+            .join(crate::paths::agent_dir_name(agent))
             .join(".credentials.json")
     }
 

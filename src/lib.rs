@@ -83,9 +83,9 @@ pub use hash::{canonical_json, config_hash, hash_value};
 pub use job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
 pub use labels::Mode;
 pub use paths::{
-    normalize_path, sanitize_agent_name, translate_json_paths, workspace_root, Direction, Mount,
-    MountPlan, MountRequest, MountRole, PathMap, SessionLayout, CONTAINER_CREDENTIALS_FILE,
-    CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
+    agent_dir_name, normalize_path, sanitize_agent_name, translate_json_paths, workspace_root,
+    Direction, Mount, MountPlan, MountRequest, MountRole, PathMap, SessionLayout,
+    CONTAINER_CREDENTIALS_FILE, CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use retention::PruneReport;

@@ -13,6 +13,7 @@
 //! record differs from the host's now is renamed out of the way and replaced, and the old one is
 //! stopped when idle and left to retention.
 
+use std::cell::Cell;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,20 @@ pub(crate) struct Request<'a> {
     pub mount_ids: &'a str,
     /// For an ephemeral job: this process's owner, whose label is in `body`.
     pub owner: Option<Arc<Owner>>,
+    /// Set as soon as the job has a container (created or found), so that an error after that
+    /// point can be reported as the job's failure rather than as a job that never got a
+    /// container.
+    pub reached: &'a Cell<Option<Reached>>,
+}
+
+/// The container a job reached, for the report of a job that failed in it before its command
+/// ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reached {
+    pub id: String,
+    pub name: String,
+    /// Its config hash (its `dev.herdctl.config-hash` label).
+    pub config_hash: String,
 }
 
 /// The [`labels::MOUNT_IDS`] value of a mount plan: each source's `dev:inode` (following
@@ -94,6 +109,11 @@ impl Lease {
         in_flight: Option<InFlight>,
     ) -> Lease {
         shared.hold(&id);
+        req.reached.set(Some(Reached {
+            id: id.clone(),
+            name: name.clone(),
+            config_hash: req.config_hash.to_string(),
+        }));
         Lease {
             shared: shared.clone(),
             id,
@@ -434,7 +454,7 @@ fn image_hint(e: Error, image: &str) -> Error {
             kind: "image",
             name: image.to_string(),
             hint: format!(
-                "; build it (docker build -t {image} .) or pull it (docker pull {image}), or use pull policy if-missing"
+                "; build it (docker build -t {image} .) or pull it (docker pull {image}), or let the runner pull it: HERDCTL_CONTAINER_PULL=if-missing in herdctl's environment (or ContainerRunner's pull option), --pull if-missing on the CLI"
             ),
         },
         other => other,

@@ -1,5 +1,6 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use crate::credentials::Credentials;
 use crate::engine::{Engine, ExecSpec, Host, PullProgress};
 use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
-use crate::lifecycle::{self, Request};
+use crate::lifecycle::{self, Reached, Request};
 use crate::paths::{
     sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
 };
@@ -300,13 +301,28 @@ impl Runner {
         &self.shared.engine
     }
 
+    /// How session directories are laid out.
+    pub fn session_layout(&self) -> SessionLayout {
+        self.shared.options.session_layout
+    }
+
     /// Starts a job: acquires its container, starts the exec and begins writing its stdin.
     /// Errors here mean the job never ran (bad config, no engine, missing image, a container that
     /// would not start); once this returns, every ending is an [`crate::Outcome`].
     ///
     /// Every error is redacted with the job's secrets: an engine or a proxy may quote a request
     /// (the exec's, env and all) in its answer.
-    pub fn start(&self, mut spec: JobSpec) -> Result<Job> {
+    pub fn start(&self, spec: JobSpec) -> Result<Job> {
+        self.start_tracked(spec, &Cell::new(None))
+    }
+
+    /// [`Runner::start`], setting `reached` to the container the job got as soon as it has one:
+    /// an error after that is the job's failure in a container that exists.
+    pub(crate) fn start_tracked(
+        &self,
+        mut spec: JobSpec,
+        reached: &Cell<Option<Reached>>,
+    ) -> Result<Job> {
         let credentials = match spec.credentials.take() {
             Some(c) => c,
             None => Credentials::discover(|k| std::env::var(k).ok()).map_err(|e| {
@@ -321,7 +337,7 @@ impl Runner {
         // can carry the engine's words, every value goes. (Config errors are the runner's own
         // words, and output tails keep the name rule, which spares the job's text.)
         let every_value = redactor.with_secrets(spec.env_values());
-        self.start_job(spec, credentials, redactor.clone())
+        self.start_job(spec, credentials, redactor.clone(), reached)
             .map_err(|e| match e {
                 Error::InvalidConfig { .. } => e.redact(&redactor),
                 e => e.redact(&every_value),
@@ -335,6 +351,7 @@ impl Runner {
         spec: JobSpec,
         credentials: Credentials,
         redactor: Redactor,
+        reached: &Cell<Option<Reached>>,
     ) -> Result<Job> {
         let started = Instant::now();
         let started_ms = labels::now_ms();
@@ -356,6 +373,7 @@ impl Runner {
         };
         let sockets = EngineSockets::find(own_socket);
         plan::check_mount_sources(&mounts, &sockets, allow)?;
+        mounts.check_workspace_access(&spec.config)?;
         let gate = Gate {
             allow,
             network: spec.config.network,
@@ -408,6 +426,7 @@ impl Runner {
                 keep: spec.config.max_containers as usize,
                 mount_ids: &mount_ids,
                 owner,
+                reached,
             },
         )?;
         let mut lease = acquired.lease;

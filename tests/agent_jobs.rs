@@ -3,11 +3,13 @@
 
 mod common;
 
+use common::fake::{forward, json as json_answer, FakeEngine, Reply};
 use common::fleet::Fleet;
 use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
+use herdctl_container::engine::{EngineOptions, Host};
 use herdctl_container::invocation::Strategy;
 use herdctl_container::mcp::ToolCall;
-use herdctl_container::{sanitize_agent_name, Outcome};
+use herdctl_container::{agent_dir_name, Engine, JobSummary, Outcome, Runner, RunnerOptions};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,14 +91,20 @@ fn cli_job_streams_messages_and_resume_finds_the_session() {
     assert_eq!(result["type"], "result");
     assert_eq!(result["session_id"], session.as_str());
     assert_eq!(result["standin"]["earlier_turns"], 1);
-    // The session lives in the agent's own directory on the host.
-    let file = fleet
-        .state
-        .path()
-        .join("docker-sessions")
-        .join(&agent)
+    // The session lives in the agent's own directory on the host, and (issue 11.1) under a
+    // second name in the flat directory herdctl's session code reads: the same file.
+    let sessions = fleet.state.path().join("docker-sessions");
+    let file = sessions
+        .join(agent_dir_name(&agent))
         .join(format!("{session}.jsonl"));
-    assert!(file.exists(), "{}", file.display());
+    let flat = sessions.join(format!("{session}.jsonl"));
+    use std::os::unix::fs::MetadataExt;
+    let (own, seen) = (
+        std::fs::symlink_metadata(&file).unwrap(),
+        std::fs::symlink_metadata(&flat).unwrap(),
+    );
+    assert!(seen.file_type().is_file(), "a hard link, not a symlink");
+    assert_eq!((own.ino(), own.nlink()), (seen.ino(), 2));
 }
 
 #[test]
@@ -264,7 +272,7 @@ fn a_cancelled_job_leaves_no_process_and_says_so() {
     assert!(first.contains("\"init\""), "{first}");
     let spawned = job.next_message().unwrap();
     assert!(spawned.contains("standin_child_pid"), "{spawned}");
-    let canceller = job.canceller();
+    let canceller = job.canceller().expect("a running job");
     let t = std::thread::spawn(move || canceller.cancel());
     let closing: Value = serde_json::from_str(&job.next_message().unwrap()).unwrap();
     assert_eq!(closing["outcome"], "cancelled");
@@ -290,7 +298,7 @@ fn a_cancel_right_after_the_result_lets_the_agent_exit_by_itself() {
         )
         .unwrap();
         assert!(job.next_message().unwrap().contains("result"));
-        let canceller = job.canceller();
+        let canceller = job.canceller().expect("a running job");
         let t0 = Instant::now();
         let t = std::thread::spawn(move || canceller.cancel());
         while job.next_message().is_some() {}
@@ -433,7 +441,7 @@ fn injected_mcp_tools_run_in_this_process_with_host_paths_and_no_network() {
             .runner
             .state_dir()
             .join("mcp")
-            .join(sanitize_agent_name(&agent));
+            .join(agent_dir_name(&agent));
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),
             0,
@@ -471,4 +479,274 @@ fn injected_mcp_servers_need_a_handler_and_a_herdctl_runtime() {
     assert_eq!(e.code(), "INVALID_CONFIG");
     assert!(e.to_string().contains("containerCommand"), "{e}");
     assert!(fleet.containers(&agent).is_empty());
+}
+
+/// The types of the messages that end a job (`result` and `error`), in order.
+fn endings(run: &Run) -> Vec<&str> {
+    run.messages
+        .iter()
+        .filter_map(|m| m["type"].as_str())
+        .filter(|t| *t == "result" || *t == "error")
+        .collect()
+}
+
+/// Issue 11.2: herdctl stops at the first `result` or `error` and records the job by it. A failed
+/// job's error result is held back, so the closing error comes first (quoting the result, where
+/// herdctl's stale-session retry looks for "No conversation found") and the result after it.
+#[test]
+fn a_failed_job_yields_its_error_before_its_result() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-fail-order");
+    let mut stale = ExecuteOptions::new("hi");
+    stale.resume = Some("0badc0de-0000-4000-8000-000000000000".into());
+    for (options, quoted) in [
+        (
+            stale,
+            "its result: No conversation found with session ID: 0badc0de-0000-4000-8000-000000000000",
+        ),
+        (ExecuteOptions::new("#error-result it broke"), "its result: it broke"),
+    ] {
+        let run = run_agent(
+            &fleet,
+            request(&fleet, &agent, options, Command::Runtime(Strategy::Cli)),
+        );
+        assert!(matches!(run.outcome, Outcome::Exited(1)), "{:?}", run.outcome);
+        assert_eq!(endings(&run), ["error", "result"], "{:?}", run.messages);
+        let error = run.of_type("error")[0];
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the agent job failed: exited with code 1; "),
+            "{message}"
+        );
+        assert!(message.contains(quoted), "{message}");
+        assert_eq!(run.last()["is_error"], true);
+        // Both carry the job's report, whichever one a consumer stops at.
+        let reports = [summary(error), summary(run.last())];
+        assert_eq!(reports[0], reports[1]);
+        assert_eq!(
+            (reports[0].outcome.as_str(), reports[0].exit_code),
+            ("exited", Some(1))
+        );
+        assert!(!reports[0].success);
+    }
+    // A successful job has no error; its result, the last message, carries the report.
+    let run = run_agent(
+        &fleet,
+        request(
+            &fleet,
+            &agent,
+            ExecuteOptions::new("hi"),
+            Command::Runtime(Strategy::Cli),
+        ),
+    );
+    assert_eq!(endings(&run), ["result"]);
+    assert_eq!(run.last()["type"], "result");
+    assert!(summary(run.last()).success);
+}
+
+/// The job's report a closing message carries.
+fn summary(message: &Value) -> JobSummary {
+    serde_json::from_value(message["container_report"].clone())
+        .unwrap_or_else(|e| panic!("container_report: {e}: {message}"))
+}
+
+/// Issue 9.13: a result line that is not JSON (a raw tab in a string, a trailing comma) was
+/// dropped by JS without a word, and the job ended with no message at all. It is no message, and
+/// the job ends in an error that says why.
+#[test]
+fn a_malformed_result_line_ends_in_an_error_naming_why() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-bad-result");
+    for (printf, reason) in [
+        (
+            r#"{"type":"result","result":"a\tb"}\n"#,
+            "control character",
+        ),
+        (r#"{"type":"result","result":"done",}\n"#, "trailing comma"),
+    ] {
+        let script = format!(r#"echo '{{"type":"system","subtype":"init"}}'; printf '{printf}'"#);
+        let command = Command::raw(vec!["sh".into(), "-c".into(), script], vec![]).unwrap();
+        let run = run_agent(
+            &fleet,
+            request(&fleet, &agent, ExecuteOptions::new(""), command),
+        );
+        assert!(run.outcome.success(), "{:?}", run.outcome);
+        assert_eq!(endings(&run), ["error"], "{:?}", run.messages);
+        let message = run.last()["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the agent's result message (stdout line 2) is not JSON: "),
+            "{message}"
+        );
+        assert!(message.contains(reason), "{message}");
+    }
+}
+
+/// The real engine's socket, for a fake that passes calls on to it.
+fn engine_socket() -> std::path::PathBuf {
+    match EngineOptions::from_env()
+        .expect("the engine's address")
+        .host
+    {
+        Host::Unix(path) => path,
+        Host::Tcp(addr) => panic!("these tests put a fake in front of a unix socket, not {addr}"),
+    }
+}
+
+/// The fake's answer to a call (by method and path) it faults; `None` passes the call on.
+type Fault = fn(&str, &str) -> Option<Reply>;
+
+/// A runner over a fake engine in front of the real one: `fault` answers the calls it is given
+/// (by method and path), every other call reaches the real engine.
+fn runner_with_fault(
+    fleet: &Fleet,
+    fault: impl Fn(&str, &str) -> Option<Reply> + Send + Sync + 'static,
+) -> (FakeEngine, Runner) {
+    let socket = engine_socket();
+    let fake = FakeEngine::start(move |req| {
+        fault(&req.method, &req.path).unwrap_or_else(|| forward(&socket, req))
+    });
+    let engine = Engine::with_options(EngineOptions {
+        host: Host::Unix(fake.path.clone()),
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let runner = Runner::new(engine, RunnerOptions::new(fleet.state.path())).unwrap();
+    (fake, runner)
+}
+
+/// Issue 9.14: errors after the job's container exists were thrown instead of ending the job's
+/// messages; the README promises `{type: "error"}`. Here: a truncated answer to the exec start
+/// and a bad answer to the inspect after create. The real engine cannot be made to send either,
+/// so a fake stands in front of it for that one call (the container itself is real).
+#[test]
+fn engine_faults_after_the_container_exists_end_in_an_error_message() {
+    let fleet = Fleet::new();
+    let cases: [(&str, Fault, &str); 2] = [
+        (
+            "truncated-exec-start",
+            |method, path| {
+                (method == "POST" && path.contains("/exec/") && path.ends_with("/start")).then(|| {
+                    Reply::Close(
+                        b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConn"
+                            .to_vec(),
+                    )
+                })
+            },
+            "PROTOCOL",
+        ),
+        (
+            "bad-inspect",
+            |method, path| {
+                (method == "GET" && path.contains("/containers/") && path.ends_with("/json"))
+                    .then(|| Reply::Close(json_answer(200, "{\"Id\": [not json")))
+            },
+            "PROTOCOL",
+        ),
+    ];
+    for (what, fault, code) in cases {
+        let agent = fleet.agent(what);
+        let (_fake, runner) = runner_with_fault(&fleet, fault);
+        let r = request(
+            &fleet,
+            &agent,
+            ExecuteOptions::new("hi"),
+            Command::Runtime(Strategy::Cli),
+        );
+        let mut job = AgentJob::start(&runner, r)
+            .unwrap_or_else(|e| panic!("{what}: thrown instead of a message: {e}"));
+        assert!(job.canceller().is_none(), "{what}: nothing ran");
+        let error: Value = serde_json::from_str(&job.next_message().unwrap()).unwrap();
+        assert_eq!(job.next_message(), None);
+        assert_eq!(error["type"], "error", "{what}");
+        assert_eq!(error["code"], code, "{what}: {error}");
+        assert_eq!(error["outcome"], "failed");
+        assert!(
+            error["container"].as_str().unwrap().starts_with("herdctl-"),
+            "{what}: {error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(message.starts_with("the agent job failed: "), "{message}");
+        // The report names the container the job reached.
+        let report = summary(&error);
+        assert_eq!(
+            (report.outcome.as_str(), report.code.as_deref()),
+            ("failed", Some(code)),
+            "{what}"
+        );
+        assert_eq!(report.container_name, error["container"], "{what}");
+        assert_eq!(report.image, common::IMAGE, "{what}");
+        assert_eq!(report.config_hash.len(), 16, "{what}: {report:?}");
+        assert!(matches!(job.finish().outcome, Outcome::Failed(_)));
+        // Nothing of the job is left running.
+        assert!(
+            fleet
+                .containers(&agent)
+                .iter()
+                .all(|c| c.state != "running"),
+            "{what}: {:?}",
+            fleet.containers(&agent)
+        );
+    }
+}
+
+/// Issue 9.14 on the real engine: an exec that cannot be created in the agent's (paused)
+/// persistent container ends the job with an error message, not a throw.
+#[test]
+fn an_exec_create_error_ends_in_an_error_message() {
+    let fleet = Fleet::new();
+    let agent = fleet.agent("agent-paused");
+    let mut r = request(
+        &fleet,
+        &agent,
+        ExecuteOptions::new("hi"),
+        Command::Runtime(Strategy::Cli),
+    );
+    r.config = fleet.config(json!({"ephemeral": false}));
+    let first = run_agent(&fleet, r.clone());
+    assert!(first.outcome.success(), "{:?}", first.outcome);
+    let container = fleet.containers(&agent)[0].id.clone();
+    common::docker(&["pause", &container]);
+    let started = AgentJob::start(&fleet.runner, r);
+    common::docker(&["unpause", &container]);
+    let mut job = started.unwrap_or_else(|e| panic!("thrown instead of a message: {e}"));
+    let error: Value = serde_json::from_str(&job.next_message().unwrap()).unwrap();
+    assert_eq!(job.next_message(), None);
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["code"], "CONFLICT", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("paused"),
+        "{error}"
+    );
+    assert_eq!(error["container"], fleet.containers(&agent)[0].name);
+}
+
+/// Issue 9.16: an agent literally named like another agent's sanitised name had that agent's
+/// session directory, and resumed its session. Now each has its own.
+#[test]
+fn an_agent_named_like_another_agents_sanitised_name_cannot_resume_its_session() {
+    let fleet = Fleet::new();
+    let spaced = fleet.agent("twin") + " one";
+    let literal = herdctl_container::sanitize_agent_name(&spaced);
+    let run_as = |agent: &str, options: ExecuteOptions| {
+        run_agent(
+            &fleet,
+            request(&fleet, agent, options, Command::Runtime(Strategy::Cli)),
+        )
+    };
+    let first = run_as(&spaced, ExecuteOptions::new("secret plans"));
+    let session = first.last()["session_id"].as_str().unwrap().to_string();
+    let mut resume = ExecuteOptions::new("what did they say?");
+    resume.resume = Some(session.clone());
+    let other = run_as(&literal, resume);
+    assert_eq!(endings(&other), ["error", "result"], "{:?}", other.messages);
+    assert!(other.of_type("error")[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("No conversation found"));
+    // (the fleet removes the containers of the names it made; these two are made here)
+    for name in [&spaced, &literal] {
+        for c in fleet.runner.list(Some(name)).unwrap() {
+            let _ = fleet.runner.engine().remove_container(&c.id, true);
+        }
+    }
 }

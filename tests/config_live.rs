@@ -100,6 +100,8 @@ fn refreshed_token_reaches_a_running_container_and_sessions_are_writable() {
     for d in [&ws, &state, &home.join(".claude")] {
         fs::create_dir_all(d).unwrap();
     }
+    // The container user must be able to write its workspace: the plan checks.
+    fs::set_permissions(&ws, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let host_file = home.join(".claude/.credentials.json");
     fs::write(&host_file, oauth("token-one")).unwrap();
     let home_s = home.to_str().unwrap().to_string();

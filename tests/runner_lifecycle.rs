@@ -403,7 +403,13 @@ fn pull_policy_if_missing_pulls_from_a_registry_with_progress() {
         .runner
         .start(fleet.job(&agent, &config, ["true"]))
         .unwrap_err();
-    assert!(err.to_string().contains("pull policy if-missing"), "{err}");
+    // Issue 11.7: saying how in words a herdctl user can act on (herdctl passes no options).
+    let text = err.to_string();
+    assert!(
+        text.contains("HERDCTL_CONTAINER_PULL=if-missing in herdctl's environment"),
+        "{text}"
+    );
+    assert!(text.contains("--pull if-missing on the CLI"), "{text}");
 
     let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = events.clone();

@@ -211,6 +211,12 @@ fn a_persistent_container_whose_mounts_were_replaced_is_replaced() {
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::create_dir(dir).unwrap();
     }
+    // Open to the container user again, as `Fleet::new` made it.
+    std::fs::set_permissions(
+        fleet.workspace.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     std::fs::write(fleet.workspace.path().join("f"), "two\n").unwrap();
 
     let (lines, second) = fleet.run(fleet.job(&agent, &config, ["cat", "/workspace/f"]));

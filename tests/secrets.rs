@@ -190,12 +190,13 @@ fn an_agent_job_error_quoting_the_request_body_carries_no_secret() {
     let fleet = Fleet::new();
     let (proxy, echoed) = echoing_proxy(None);
     let runner = runner_over(&proxy, &fleet);
-    let agent = fleet.agent("agent-echo");
+    // Not "-echo-": the secrets hold it, and the container's name in the message would match.
+    let agent = fleet.agent("agent-quoted");
     let command = Command::raw(vec!["cat".into()], Vec::new()).unwrap();
     let request = AgentRequest {
         config: fleet.config(config_env()),
         agent: json!({
-            "name": "agent-echo",
+            "name": "agent-quoted",
             "qualifiedName": agent,
             "working_directory": fleet.workspace.path(),
             "mcp_servers": {"gh": {"command": "gh-mcp", "env": {"GH_TOKEN": MCP_TOKEN}}},
@@ -206,11 +207,16 @@ fn an_agent_job_error_quoting_the_request_body_carries_no_secret() {
         translate_paths: false,
         tool_handler: None,
     };
-    let e = AgentJob::start(&runner, request)
-        .err()
-        .expect("exec create fails");
+    // The job got a container, so its failed exec create is its closing error message (what
+    // herdctl records), not an error from start.
+    let mut job = AgentJob::start(&runner, request).expect("the job has a container");
+    let mut messages = Vec::new();
+    while let Some(m) = job.next_message() {
+        messages.push(m);
+    }
     assert_eq!(echoed.load(Ordering::SeqCst), 1, "the proxy echoed the key");
-    let text = all_text(&e);
+    let text = messages.join("\n");
+    assert!(text.contains("\"type\":\"error\""), "{text}");
     assert!(text.contains(REDACTED), "{text}");
     assert_eq!(leaks(&text), None, "{text}");
 }
@@ -265,9 +271,12 @@ fn a_job_cannot_read_another_jobs_environment_in_a_shared_container() {
     let mut victim = fleet.job(&agent, &config, ["sleep", "30"]);
     victim.env.push("JOB_A_ONLY=job-a-secret-value".into());
     let victim = fleet.runner.start(victim).expect("the first job starts");
-    let peek = "for f in /proc/[0-9]*; do tr '\\0' '\\n' < $f/environ 2>/dev/null; done \
+    // The first job's exec may not have spawned its process yet: wait for it (10 s at most).
+    let peek = "procs() { for f in /proc/[0-9]*; do tr '\\0' ' ' < $f/cmdline; echo; done; }; \
+                i=0; until procs | grep -q '^sleep 30' || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.1; done; \
+                for f in /proc/[0-9]*; do tr '\\0' '\\n' < $f/environ 2>/dev/null; done \
                 | grep -c JOB_A_ONLY; \
-                for f in /proc/[0-9]*; do tr '\\0' ' ' < $f/cmdline; echo; done | grep -c '^sleep 30'";
+                procs | grep -c '^sleep 30'";
     let (lines, report) = fleet.run(fleet.job(&agent, &config, ["sh", "-c", peek]));
     victim.canceller().cancel().expect("cancel");
     let victim = victim.finish();

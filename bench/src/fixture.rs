@@ -55,6 +55,12 @@ impl Ctx {
         for sub in ["state", "workspace"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("scratch dir: {e}"))?;
         }
+        // The container user must be able to write its workspace: the runner checks.
+        std::fs::set_permissions(
+            dir.join("workspace"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .map_err(|e| format!("scratch dir: {e}"))?;
         let runner = Runner::new(engine.clone(), RunnerOptions::new(dir.join("state")))
             .map_err(|e| format!("runner: {e}"))?;
         Ok(Ctx {

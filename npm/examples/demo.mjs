@@ -26,6 +26,9 @@ const root = path.join(os.tmpdir(), 'herdctl-container-demo');
 const stateDir = path.join(root, 'state');
 const workspace = path.join(root, 'workspace');
 fs.mkdirSync(workspace, { recursive: true });
+// The agent runs as a non-root user (1000:1000 when this runs as root) and must be able to write
+// its workspace; the runner refuses a job whose agent could not.
+fs.chmodSync(workspace, 0o777);
 fs.writeFileSync(path.join(workspace, 'README.md'), '# demo workspace\n');
 
 const agent = {

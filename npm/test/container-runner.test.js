@@ -16,6 +16,12 @@ const fleet = new Fleet('runner');
 test.after(() => fleet.cleanup());
 
 const types = (messages) => messages.map((m) => m.type);
+/** The agent's own session directory name (the core's agent_dir_name): readable part, hash. */
+const agentDirName = (name) => {
+  const readable = [...name].slice(0, 48).map((c) => (/[A-Za-z0-9_.-]/.test(c) ? c : '-')).join('').replace(/^\./, '-');
+  const hash = crypto.createHash('sha256').update(name).digest('hex').slice(0, 16);
+  return readable ? `${readable}-${hash}` : hash;
+};
 const text = (m) => m.message && m.message.content && m.message.content[0] && m.message.content[0].text;
 
 test('CLI strategy: the agent flags reach claude, the prompt arrives on stdin, messages stream', async () => {
@@ -82,8 +88,12 @@ test('resume finds the earlier session in the agent\'s own session directory', a
   const first = await collect(fleet.runner().execute({ prompt: 'remember this', agent }));
   const session = first.at(-1).session_id;
   assert.ok(session);
-  const dir = path.join(fleet.stateDir, 'docker-sessions', agent.qualifiedName);
-  assert.ok(fs.existsSync(path.join(dir, `${session}.jsonl`)), `session file in ${dir}`);
+  const dir = path.join(fleet.stateDir, 'docker-sessions', agentDirName(agent.qualifiedName));
+  const own = fs.lstatSync(path.join(dir, `${session}.jsonl`));
+  // herdctl's session code reads the flat directory: the same file under a second name there.
+  const flat = fs.lstatSync(path.join(fleet.stateDir, 'docker-sessions', `${session}.jsonl`));
+  assert.ok(flat.isFile());
+  assert.equal(flat.ino, own.ino);
   // A new ContainerRunner, as herdctl makes per job.
   const second = await collect(fleet.runner().execute({ prompt: 'and now?', agent, resume: session }));
   assert.equal(second.at(-1).type, 'result');
@@ -237,4 +247,46 @@ test('a 4 MiB prompt arrives intact', async () => {
   assert.equal(result.type, 'result');
   assert.equal(result.standin.prompt_sha256, expected);
   assert.equal(result.standin.prompt_bytes, Buffer.byteLength(prompt));
+});
+
+test('a failed job yields its error before its error result, so herdctl records a failure', async () => {
+  const messages = await collect(fleet.runner().execute({ prompt: '#error-result it broke', agent: fleet.agent('errresult') }));
+  const endings = types(messages).filter((t) => t === 'result' || t === 'error');
+  assert.deepEqual(endings, ['error', 'result']);
+  const error = messages.find((m) => m.type === 'error');
+  assert.equal(error.message, 'the agent job failed: exited with code 1; its result: it broke');
+});
+
+test('a dockerode client as the 4th argument (herdctl\'s own signature) gives its engine address', async () => {
+  // A stand-in for dockerode: its methods (one named `pull`) and its modem's address.
+  const client = (modem) => ({ modem, pull() {}, createContainer() {}, getContainer() {} });
+  const socketPath = process.env.DOCKER_HOST ? process.env.DOCKER_HOST.replace(/^unix:\/\//, '') : '/var/run/docker.sock';
+  const agent = fleet.agent('dockerode');
+  const ok = new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, client({ socketPath }));
+  assert.equal((await collect(ok.execute({ prompt: 'hi', agent }))).at(-1).type, 'result');
+  // Without an address (a test double), the default engine.
+  const bare = new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, { createContainer() {} });
+  assert.equal((await collect(bare.execute({ prompt: 'hi', agent }))).at(-1).type, 'result');
+  const elsewhere = new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, client({ socketPath: '/nonexistent/docker.sock' }));
+  await assert.rejects(collect(elsewhere.execute({ prompt: 'p', agent })), (e) => e.code === 'ENGINE_UNREACHABLE');
+  assert.throws(
+    () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, client({ host: '127.0.0.1', port: 2376, protocol: 'https' })),
+    (e) => e.code === 'INVALID_CONFIG' && /https:\/\/127\.0\.0\.1:2376/.test(e.message),
+  );
+});
+
+test('HERDCTL_CONTAINER_PULL sets the pull policy of runners built without options', () => {
+  const saved = process.env.HERDCTL_CONTAINER_PULL;
+  try {
+    process.env.HERDCTL_CONTAINER_PULL = 'sometimes';
+    assert.throws(
+      () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir),
+      (e) => e.code === 'INVALID_CONFIG' && /HERDCTL_CONTAINER_PULL: "sometimes" is not a pull policy/.test(e.message),
+    );
+    process.env.HERDCTL_CONTAINER_PULL = 'if-missing';
+    assert.ok(new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir));
+  } finally {
+    if (saved === undefined) delete process.env.HERDCTL_CONTAINER_PULL;
+    else process.env.HERDCTL_CONTAINER_PULL = saved;
+  }
 });

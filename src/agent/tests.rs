@@ -18,9 +18,14 @@ fn report(outcome: Outcome, stderr: &str) -> JobReport {
     }
 }
 
+/// The closing error, with an error result (if any) held back as `AgentJob` holds it.
 fn closing(t: &Transcript, outcome: Outcome, stderr: &str) -> Option<Value> {
-    t.closing(&report(outcome, stderr), &Redactor::default())
-        .map(|s| serde_json::from_str(&s).expect("the closing error is JSON"))
+    t.closing(
+        &report(outcome, stderr),
+        &Redactor::default(),
+        t.error_result.is_some(),
+    )
+    .map(|s| serde_json::from_str(&s).expect("the closing error is JSON"))
 }
 
 fn config() -> DockerConfig {
@@ -44,6 +49,7 @@ fn json_objects_are_messages_and_other_lines_are_kept_aside() {
     let mut t = Transcript::default();
     assert_eq!(
         t.accept(br#"  {"type":"system","subtype":"init"} "#)
+            .map(|a| a.text)
             .as_deref(),
         Some(r#"{"type":"system","subtype":"init"}"#)
     );
@@ -56,7 +62,7 @@ fn json_objects_are_messages_and_other_lines_are_kept_aside() {
         b"",
         b"{} trailing",
     ] {
-        assert_eq!(t.accept(not_a_message), None, "{not_a_message:?}");
+        assert!(t.accept(not_a_message).is_none(), "{not_a_message:?}");
     }
     assert_eq!(t.messages, 1);
     assert_eq!(t.other_total, 7);
@@ -154,7 +160,7 @@ fn the_stdout_tail_is_bounded_cut_on_characters_and_redacted() {
     t.accept("é".repeat(400).as_bytes());
     let secrets = Redactor::new(["sk-ant-secret-value-123"]);
     let e: Value = serde_json::from_str(
-        &t.closing(&report(Outcome::Exited(1), ""), &secrets)
+        &t.closing(&report(Outcome::Exited(1), ""), &secrets, false)
             .unwrap(),
     )
     .unwrap();
@@ -170,6 +176,45 @@ fn the_stdout_tail_is_bounded_cut_on_characters_and_redacted() {
         .as_str()
         .unwrap()
         .ends_with("; 51 stdout line(s) were not JSON messages"));
+}
+
+/// Issue 9.13: a `result` line with a trailing comma or a raw tab in a string is no message (JS
+/// would drop it without a word); the job then ends with an error that says why.
+#[test]
+fn a_malformed_result_line_is_no_result_and_the_closing_error_says_why() {
+    for (line, reason) in [
+        (
+            &br#"{"type":"result","subtype":"success","result":"done",}"#[..],
+            "trailing comma at line 1 column 54",
+        ),
+        (
+            b"{\"type\":\"result\",\"result\":\"a\tb\"}",
+            "control character (\\u0000-\\u001F) found while parsing a string",
+        ),
+    ] {
+        let mut t = Transcript::default();
+        assert!(t.accept(br#"{"type":"system","subtype":"init"}"#).is_some());
+        assert!(t.accept(line).is_none(), "not a message");
+        assert!(!t.saw_result);
+        let e = closing(&t, Outcome::Exited(0), "").unwrap();
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the agent's result message (stdout line 2) is not JSON: "),
+            "{message}"
+        );
+        assert!(message.contains(reason), "{message}");
+        assert!(
+            message.contains("the job has no valid result (exited with code 0)"),
+            "{message}"
+        );
+        // A failed job says how it failed first, and then that its result was broken.
+        let e = closing(&t, Outcome::Exited(1), "").unwrap();
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the agent job failed: exited with code 1; the result message on stdout line 2 is not JSON: "),
+            "{message}"
+        );
+    }
 }
 
 /// A secret across a line's cut, at every offset: no part of it survives (the line is redacted
@@ -194,6 +239,76 @@ fn a_stdout_tail_line_is_redacted_before_it_is_cut() {
             "offset {offset}: {tail}"
         );
     }
+}
+
+/// Any line that looks like a message but does not parse is named, with its line number; a
+/// broken result wins over an earlier broken message.
+#[test]
+fn a_broken_message_line_is_named_when_the_job_ends_without_a_result() {
+    let mut t = Transcript::default();
+    assert!(t.accept(br#"{"type":"assistant","x":[1,2,]}"#).is_none());
+    assert!(t.accept(b"plain").is_none());
+    let e = closing(&t, Outcome::Exited(0), "").unwrap();
+    assert_eq!(
+        e["message"],
+        "the agent ended without a result message (exited with code 0); a message on stdout line 1 is not JSON: expected value at line 1 column 30; 2 stdout line(s) were not JSON messages"
+    );
+    assert!(t.accept(br#"{"type":"result",}"#).is_none());
+    assert_eq!(t.broken.as_ref().unwrap().line, 3);
+    // Valid messages keep the whole line, escapes and all.
+    let ok = br#"{"type":"assistant","text":"tab\there \ud800 \u00e9"}"#;
+    assert!(
+        t.accept(ok).is_some(),
+        "JSON.parse accepts a lone surrogate escape"
+    );
+}
+
+/// Issue 11.2: the agent's error result is flagged so that the job can hold it back; the
+/// closing error of a failed job quotes its text (herdctl's stale-session retry looks for "no
+/// conversation found" there).
+#[test]
+fn an_error_result_is_flagged_and_quoted_by_the_closing_error() {
+    let mut t = Transcript::default();
+    let ok = t
+        .accept(br#"{"type":"result","subtype":"success","is_error":false,"result":"fine"}"#)
+        .unwrap();
+    assert!(!ok.error_result);
+    for line in [
+        &br#"{"type":"result","subtype":"error_during_execution","is_error":true,"result":"No conversation found with session ID: abc"}"#[..],
+        br#"{"type":"result","subtype":"error_max_turns","result":"No conversation found with session ID: abc"}"#,
+    ] {
+        let mut t = Transcript::default();
+        assert!(t.accept(line).unwrap().error_result);
+        assert!(t.saw_result);
+        let e = closing(&t, Outcome::Exited(1), "").unwrap();
+        assert_eq!(
+            e["message"],
+            "the agent job failed: exited with code 1; its result: No conversation found with session ID: abc"
+        );
+        // Exit 0: herdctl's own runtimes pass such a result on as it is; no error.
+        assert_eq!(closing(&t, Outcome::Exited(0), ""), None);
+    }
+}
+
+/// The quoted result text is redacted before it is cut, so no part of a secret survives a cut.
+#[test]
+fn the_quoted_result_is_redacted_then_cut() {
+    let secret = "sk-ant-secret-value-123";
+    let text = format!("{}{secret}", "x".repeat(OTHER_LINE_BYTES - 5));
+    let mut t = Transcript::default();
+    let line = json!({"type": "result", "is_error": true, "result": text}).to_string();
+    assert!(t.accept(line.as_bytes()).unwrap().error_result);
+    let e: Value = serde_json::from_str(
+        &t.closing(
+            &report(Outcome::Exited(1), ""),
+            &Redactor::new([secret]),
+            true,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let message = e["message"].as_str().unwrap();
+    assert!(!message.contains("sk-ant"), "{message}");
 }
 
 #[test]

@@ -63,6 +63,13 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     let runner = Runner::new(engine, RunnerOptions::new(&state_dir))?;
     let workspace = probe_dir.join("workspace");
     std::fs::create_dir_all(&workspace).map_err(|e| Error::io("create the probe workspace", e))?;
+    // The probe runs as the default container user, who must be able to use its workspace (the
+    // runner checks before the job).
+    std::fs::set_permissions(
+        &workspace,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .map_err(|e| Error::io("open the probe workspace to the container user", e))?;
     let config =
         resolve_docker_config(&json!({"image": image, "network": "none", "max_containers": 1}))?;
     let spec = JobSpec::new(

@@ -464,7 +464,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.starts_with("invalid docker.memory: \"lots\" is not a size"),
+            e.starts_with("invalid docker.memory: Invalid memory format: \"lots\" is not a size"),
             "{e}"
         );
         assert!(e.ends_with("(in the agent's own config)"), "{e}");

@@ -1,5 +1,9 @@
 //! The string parsers of the docker config, with herdctl's semantics for every input it accepts
 //! and an error naming the field, the value and the accepted form for everything else.
+//!
+//! Where herdctl's own parser throws, the problem starts with herdctl's words (`Invalid memory
+//! format`, `Invalid port format`, `Invalid volume format`, `Invalid volume mode`), so code and
+//! tests that match them keep working; the detail follows.
 
 use super::{AccessMode, PortBinding, TmpfsMount, UserSpec, VolumeMount, DEFAULT_NON_ROOT_USER};
 use crate::paths::{normalize_path, reserved_conflict};
@@ -21,7 +25,7 @@ pub(crate) fn memory_bytes(field: &str, memory: &str) -> Result<u64> {
         Error::invalid(
             field,
             format!(
-                "{} is not a size; expected a number with an optional unit k, m, g or t (binary), like \"2g\", \"512m\", \"1.5g\" or \"2048\" (bytes)",
+                "Invalid memory format: {} is not a size; expected a number with an optional unit k, m, g or t (binary), like \"2g\", \"512m\", \"1.5g\" or \"2048\" (bytes)",
                 quote(memory)
             ),
         )
@@ -103,7 +107,7 @@ pub(crate) fn port_binding(field: &str, port: &str) -> Result<PortBinding> {
         Error::invalid(
             field,
             format!(
-                "{} is not a port binding; expected \"HOST:CONTAINER\" or \"PORT\" with ports 1-65535, like \"8080:80\" or \"3000\"",
+                "Invalid port format: {} is not a port binding; expected \"HOST:CONTAINER\" or \"PORT\" with ports 1-65535, like \"8080:80\" or \"3000\"",
                 quote(port)
             ),
         )
@@ -169,7 +173,10 @@ pub(crate) fn volume_mount(field: &str, volume: &str) -> Result<VolumeMount> {
         _ => {
             return Err(Error::invalid(
                 field,
-                format!("{} is not a volume; expected {VOLUME_FORM}", quote(volume)),
+                format!(
+                    "Invalid volume format: {} is not a volume; expected {VOLUME_FORM}",
+                    quote(volume)
+                ),
             ))
         }
     };
@@ -193,9 +200,9 @@ pub(crate) fn volume_from_parts(
             return Err(Error::invalid(
                 field,
                 format!(
-                    "{}: mode {} is neither \"ro\" nor \"rw\"; expected {VOLUME_FORM}",
-                    quote(whole),
-                    quote(m)
+                    "Invalid volume mode: {} in {} is neither \"ro\" nor \"rw\"; expected {VOLUME_FORM}",
+                    quote(m),
+                    quote(whole)
                 ),
             ))
         }

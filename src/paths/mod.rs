@@ -4,10 +4,12 @@
 //! Path translation between host and container: [`PathMap`] and [`translate_json_paths`].
 
 mod plan;
+mod sessions;
 mod translate;
 
-pub(crate) use plan::mcp_socket_dir;
-pub use plan::{Mount, MountPlan, MountRequest, MountRole, SessionLayout};
+pub use plan::{agent_session_dir, Mount, MountPlan, MountRequest, MountRole, SessionLayout};
+pub(crate) use plan::{mcp_socket_dir, prepare_session_dir};
+pub(crate) use sessions::{claim_legacy_transcript, link_new_transcripts};
 pub use translate::{translate_json_paths, Direction, PathMap};
 
 use crate::{Error, Result};
@@ -88,12 +90,16 @@ pub fn normalize_path(path: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
-/// An agent's qualified name made safe for container and directory names: every character outside
-/// `[a-zA-Z0-9_.-]` becomes `-`, a leading `.` becomes `-` (no `.`/`..` directories), and names
-/// longer than 64 characters are cut. Whenever that changed the name, `-` and 10 hex characters of
-/// the SHA-256 of the original are appended, so distinct qualified names (`a b` and `a-b`, or the
-/// same agent name in two sub-fleets) never share a session directory. Names that need no change
-/// are returned as they are, which keeps herdctl's existing directory and container names.
+/// An agent's qualified name made safe for container names: every character outside
+/// `[a-zA-Z0-9_.-]` becomes `-`, a leading `.` becomes `-`, and names longer than 64 characters
+/// are cut. Whenever that changed the name, `-` and 10 hex characters of the SHA-256 of the
+/// original are appended, so `a b` and `a/b` get different names. Names that need no change are
+/// returned as they are, which keeps herdctl's `herdctl-<agent>-` container names.
+///
+/// Not injective: an agent literally named `my-agent-8cae0b6284` gets the same result as `my
+/// agent`. That is harmless for container names (a container is recognised by its exact
+/// `dev.herdctl.agent` label, and every name carries a unique or config-hash suffix), but it is
+/// why directories use [`agent_dir_name`] instead.
 ///
 /// ```
 /// use herdctl_container::sanitize_agent_name;
@@ -125,6 +131,46 @@ pub fn sanitize_agent_name(qualified: &str) -> String {
         }
         out.push_str(&crate::hash::sha256_hex(qualified.as_bytes())[..10]);
     }
+    out
+}
+
+/// The name of an agent's own directory (its session, MCP socket and credentials directories):
+/// the agent's qualified name made readable and safe (as [`sanitize_agent_name`] does, cut to 48
+/// characters), then `-` and 16 hex characters of the SHA-256 of the exact name, always.
+///
+/// Why the hash is always there: a directory decides whose transcripts an agent's container sees,
+/// so two agents must never share one. Appending the hash only to names that needed a change (as
+/// container names do) lets an agent literally named `a-b-<that hash>` land in `a b`'s directory
+/// and resume its sessions. With the hash of the exact name in every directory name, two names
+/// share a directory only if their SHA-256 prefixes collide (64 bits). The result never starts
+/// with `.` and ends in a hex digit, so it is never `.`, `..`, or a `*.jsonl` name that herdctl
+/// would list as a session in the flat `docker-sessions/` directory.
+///
+/// ```
+/// use herdctl_container::agent_dir_name;
+/// assert_eq!(agent_dir_name("fleet.agent"), "fleet.agent-153de8d6d426a323");
+/// assert_ne!(agent_dir_name("my agent"), agent_dir_name("my-agent-8cae0b6284"));
+/// ```
+pub fn agent_dir_name(qualified: &str) -> String {
+    const READABLE: usize = 48;
+    let mut out: String = qualified
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(READABLE)
+        .collect();
+    if out.starts_with('.') {
+        out.replace_range(0..1, "-");
+    }
+    if !out.is_empty() {
+        out.push('-');
+    }
+    out.push_str(&crate::hash::sha256_hex(qualified.as_bytes())[..16]);
     out
 }
 
@@ -262,6 +308,57 @@ mod tests {
             }
         }
         assert!(seen.len() > 5_000);
+    }
+
+    /// Issue 9.16: an agent literally named like another agent's sanitised name got its
+    /// directory. Sanitised names still collide that way (they only name containers); directory
+    /// names do not.
+    #[test]
+    fn agent_dir_names_do_not_collide_where_sanitised_names_do() {
+        let literal = sanitize_agent_name("a b");
+        assert_eq!(sanitize_agent_name(&literal), sanitize_agent_name("a b"));
+        assert_ne!(agent_dir_name(&literal), agent_dir_name("a b"));
+        assert_ne!(agent_dir_name("a.x"), agent_dir_name("a.x "));
+        assert_eq!(
+            agent_dir_name("a b"),
+            agent_dir_name("a b"),
+            "deterministic"
+        );
+        assert!(agent_dir_name("a b").starts_with("a-b-"));
+        assert_eq!(agent_dir_name("").len(), 16);
+        assert!(agent_dir_name("..").starts_with("-.-"));
+        assert!(!agent_dir_name("x.jsonl").ends_with(".jsonl"));
+        assert_eq!(agent_dir_name(&"x".repeat(300)).len(), 48 + 1 + 16);
+    }
+
+    /// Property: over generated names (and each name's own sanitised form, the spelling that
+    /// collided before), directory names are safe, never hidden, never `*.jsonl`, and distinct.
+    #[test]
+    fn agent_dir_names_are_safe_and_injective() {
+        let alphabet: Vec<char> = "ab.-_ /:Ü@0f".chars().collect();
+        let mut seen = std::collections::HashMap::new();
+        let mut x: u64 = 7;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (x >> 60) as usize;
+            let name: String = (0..len)
+                .map(|i| alphabet[((x >> (i * 4)) % alphabet.len() as u64) as usize])
+                .collect();
+            for name in [name.clone(), sanitize_agent_name(&name)] {
+                let d = agent_dir_name(&name);
+                assert!(
+                    d.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+                    "{d}"
+                );
+                assert!(!d.starts_with('.') && !d.ends_with(".jsonl"), "{d}");
+                if let Some(prev) = seen.insert(d.clone(), name.clone()) {
+                    assert_eq!(prev, name, "{prev:?} and {name:?} both give {d}");
+                }
+            }
+        }
     }
 
     #[test]

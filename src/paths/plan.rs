@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::{
-    normalize_path, sanitize_agent_name, PathMap, CONTAINER_CREDENTIALS_FILE,
-    CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
+    agent_dir_name, normalize_path, PathMap, CONTAINER_CREDENTIALS_FILE, CONTAINER_SESSION_DIR,
+    CONTAINER_WORKSPACE,
 };
 use crate::config::{process_user, DockerConfig};
 use crate::credentials::Credentials;
@@ -34,8 +34,10 @@ impl std::str::FromStr for SessionLayout {
 /// How session directories are laid out under `<stateDir>/docker-sessions/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SessionLayout {
-    /// `<stateDir>/docker-sessions/<sanitised agent>/`: one agent cannot read another's
-    /// transcripts. The default.
+    /// `<stateDir>/docker-sessions/<agent_dir_name>/` is what the agent's containers see, so one
+    /// agent cannot read another's transcripts; agent jobs also give every transcript a second
+    /// name (a hard link) in `docker-sessions/` itself, the flat view herdctl's session code
+    /// reads. The default.
     #[default]
     PerAgent,
     /// `<stateDir>/docker-sessions/` shared by all agents, where herdctl's existing session
@@ -130,6 +132,10 @@ impl MountPlan {
     /// runner's. That protects it fully when it sits at the top of a read-write mount (a
     /// directory between could be renamed, and a new one made in its place) or anywhere in a
     /// read-only one; the other cases are refused without the opt-in.
+    ///
+    /// Whether the container user can use the workspace is a separate step,
+    /// [`MountPlan::check_workspace_access`], taken after the runner's refusals of dangerous
+    /// sources: its advice (`chown` the workspace) must never be given for `/sys` or a socket.
     pub fn build(req: &MountRequest<'_>) -> Result<MountPlan> {
         let config = req.config;
         let workspace = normalize_path(req.workspace).ok_or_else(|| {
@@ -152,13 +158,7 @@ impl MountPlan {
             )
         })?;
 
-        let sessions_root = format!("{state_dir}/docker-sessions");
-        let session_dir = match req.layout {
-            SessionLayout::PerAgent => {
-                format!("{sessions_root}/{}", sanitize_agent_name(req.agent))
-            }
-            SessionLayout::Flat => sessions_root,
-        };
+        let session_dir = agent_session_dir(&state_dir, req.agent, req.layout);
         prepare_session_dir(&session_dir, config)?;
 
         let mut mounts = vec![
@@ -374,13 +374,91 @@ fn must_be_dir(field: &str, path: &str) -> Result<()> {
     }
 }
 
-/// The agent's MCP socket directory, `<stateDir>/mcp/<sanitised agent>`, created when missing.
+/// The host directory an agent's containers see as their session directory:
+/// `<state_dir>/docker-sessions/<agent_dir_name>` (per agent), or `<state_dir>/docker-sessions`
+/// (flat). Pure: nothing is created.
+pub fn agent_session_dir(state_dir: &str, agent: &str, layout: SessionLayout) -> String {
+    let root = format!("{}/docker-sessions", state_dir.trim_end_matches('/'));
+    match layout {
+        SessionLayout::PerAgent => format!("{root}/{}", agent_dir_name(agent)),
+        SessionLayout::Flat => root,
+    }
+}
+
+impl MountPlan {
+    /// Refuses a workspace the container user cannot use as it is mounted, by the permission
+    /// bits the kernel will apply; the runner calls it once the sources are known to be safe.
+    pub fn check_workspace_access(&self, config: &DockerConfig) -> Result<()> {
+        match self.mounts.iter().find(|m| m.role == MountRole::Workspace) {
+            Some(m) => check_workspace_access(&m.source, config),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The container user must be able to use the workspace as it is mounted (read and enter it;
+/// write it too when it is mounted rw), or the agent fails halfway through its job with
+/// "Permission denied". Checked here, before any container, by the permission bits the kernel
+/// will apply: the containers drop every capability, so not even a root user in them overrides
+/// them. Supplementary groups and ACLs are not read, so this errs towards refusing; an override
+/// that adds capabilities or privilege (`host_config`, behind the opt-in) skips the check.
+fn check_workspace_access(workspace: &str, config: &DockerConfig) -> Result<()> {
+    let loosened = config
+        .host_config_override
+        .as_ref()
+        .and_then(Value::as_object)
+        .is_some_and(|o| {
+            // By value, as the gate reads them: `CapAdd: []` or `Privileged: false` loosen
+            // nothing, and need no opt-in.
+            o.iter().any(|(k, v)| {
+                let adds =
+                    k.eq_ignore_ascii_case("CapAdd") || k.eq_ignore_ascii_case("Capabilities");
+                (adds && v.as_array().is_some_and(|a| !a.is_empty()))
+                    || (k.eq_ignore_ascii_case("Privileged") && v.as_bool() == Some(true))
+            })
+        });
+    if loosened {
+        return Ok(());
+    }
+    let meta = fs::metadata(workspace)
+        .map_err(|e| Error::io(format!("stat working directory {workspace}"), e))?;
+    let user = config.user;
+    let mode = meta.mode();
+    let granted = if user.uid == meta.uid() {
+        (mode >> 6) & 0o7
+    } else if user.gid == Some(meta.gid()) {
+        (mode >> 3) & 0o7
+    } else {
+        mode & 0o7
+    };
+    let read_only = config.workspace_mode.is_read_only();
+    let needed = if read_only { 0o5 } else { 0o7 };
+    if granted & needed == needed {
+        return Ok(());
+    }
+    let owner = format!("{}:{}", meta.uid(), meta.gid());
+    let what = if read_only { "read" } else { "write" };
+    let ro_hint = if read_only {
+        ""
+    } else {
+        ", or mount it read-only (workspace_mode: ro)"
+    };
+    Err(Error::invalid(
+        "docker.user",
+        format!(
+            "the container runs as {user}, which cannot {what} the workspace {workspace} (owned by {owner}, mode {:o}); set docker.user to \"{owner}\" in the fleet config (\"0:0\" runs the agent as root), or give the workspace to {user} (chown -R {user} {workspace}){ro_hint}",
+            mode & 0o7777
+        ),
+    ))
+}
+
+/// The agent's MCP socket directory, `<stateDir>/mcp/<agent_dir_name>`, created when missing.
 /// Modes are set, not left to the umask: `mcp/` 0700 (no other host user gets past it), the
 /// agent's directory 0711 (the container's user, whatever its uid, reaches a socket it is told the
 /// name of; containers mount this directory itself, so `mcp/` need not be open to them).
 pub(crate) fn mcp_socket_dir(state_dir: &str, agent: &str) -> Result<String> {
     let root = format!("{state_dir}/mcp");
-    let dir = format!("{root}/{}", sanitize_agent_name(agent));
+    let dir = format!("{root}/{}", agent_dir_name(agent));
     let set = |path: &str, mode: u32| {
         fs::DirBuilder::new()
             .recursive(true)
@@ -395,7 +473,7 @@ pub(crate) fn mcp_socket_dir(state_dir: &str, agent: &str) -> Result<String> {
 }
 
 /// Creates the session directory (0700) and makes sure the container user can write it.
-fn prepare_session_dir(dir: &str, config: &DockerConfig) -> Result<()> {
+pub(crate) fn prepare_session_dir(dir: &str, config: &DockerConfig) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

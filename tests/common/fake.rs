@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// The request as it was sent: head and body.
+    pub raw: Vec<u8>,
 }
 
 /// What the fake does with one request.
@@ -148,8 +150,35 @@ fn read_request(conn: &mut impl Read, pending: &mut Vec<u8>) -> Option<Request> 
         }
         pending.extend_from_slice(&buf[..n]);
     }
-    pending.drain(..head_end + length);
-    Some(Request { method, path })
+    let raw = pending.drain(..head_end + length).collect();
+    Some(Request { method, path, raw })
+}
+
+/// Passes `req` on to the engine listening on `socket`, on a connection of its own, and answers
+/// with the engine's whole answer, closing the client's connection after it (its keep-alive is
+/// replaced by `Connection: close`, so the answer ends where the engine closes). A fake in front
+/// of the real engine: each test faults the one call it is about and passes the others on, so the
+/// containers and execs are real. Not for calls that upgrade the connection (exec start).
+pub fn forward(socket: &std::path::Path, req: &Request) -> Reply {
+    let head_end = req
+        .raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a request head")
+        + 2;
+    let head = String::from_utf8_lossy(&req.raw[..head_end]);
+    let mut out: Vec<u8> = head
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+        .flat_map(|l| [l.as_bytes(), b"\r\n"].concat())
+        .collect();
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&req.raw[head_end + 2..]);
+    let mut conn = UnixStream::connect(socket).expect("the real engine's socket");
+    conn.write_all(&out).expect("forward the request");
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    Reply::Close(answer)
 }
 
 /// A `200 OK` ping answer announcing `version`.

@@ -25,6 +25,13 @@ impl Fleet {
     pub fn new() -> Fleet {
         let state = TempDir::new().expect("a temp dir");
         let workspace = TempDir::new().expect("a temp dir");
+        // The container user (1000:1000 when the tests run as root) must be able to write its
+        // workspace: the runner refuses a job whose agent could not.
+        std::fs::set_permissions(
+            workspace.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("a writable workspace");
         let runner = Fleet::runner_in(&state);
         Fleet {
             runner,

@@ -40,8 +40,10 @@ pub struct ContainerRunnerOptions {
     pub docker_host: Option<String>,
     /// A unix socket path, like `/var/run/docker.sock`.
     pub socket_path: Option<String>,
-    /// When to pull the image: `"never"` (default: a missing image is an error saying how to get
-    /// it), `"if-missing"` or `"always"`.
+    /// When to pull the image: `"never"` (a missing image is an error saying how to get it),
+    /// `"if-missing"` or `"always"`. Default: the `HERDCTL_CONTAINER_PULL` environment variable
+    /// (same values; herdctl builds its runners without options, so this is how a herdctl user
+    /// sets it), else `"never"`.
     pub pull: Option<String>,
     /// Cancel a job that runs longer than this many milliseconds; it then ends with an error
     /// message whose outcome is `timed_out`. Default: no limit.
@@ -196,15 +198,7 @@ impl ContainerRunnerCore {
                 ));
             }
             let options = runner_options(options.as_deref())?;
-            let pull = match &options.pull {
-                Some(p) => p.parse::<PullPolicy>().map_err(|_| {
-                    herdctl_container::Error::invalid(
-                        "options.pull",
-                        format!("{p:?} is not a pull policy; expected \"never\", \"if-missing\" or \"always\""),
-                    )
-                })?,
-                None => PullPolicy::Never,
-            };
+            let pull = pull_policy(options.pull.as_deref(), std::env::var(PULL_ENV).ok())?;
             let deadline = match options.job_timeout_ms {
                 None => None,
                 Some(ms) if ms.is_finite() && ms > 0.0 => {
@@ -314,17 +308,21 @@ impl ContainerRunnerCore {
             let mut job = guarded("starting the job", &*core.secrets, || {
                 AgentJob::start(&core.runner()?, request)
             })?;
-            let canceller = job.canceller();
-            sink.on_cancel(move || {
-                // Canceller::cancel blocks while the processes are killed, and this runs on the
-                // JS thread. Should no thread be had, the producer still cancels the job when its
-                // next send fails; only a job that prints nothing more waits for its end.
-                let _ = std::thread::Builder::new()
-                    .name("herdctl-job-cancel".into())
-                    .spawn(move || {
-                        let _ = canceller.cancel();
-                    });
-            });
+            // None: the job failed in its container before its command ran; its closing error
+            // is all there is.
+            if let Some(canceller) = job.canceller() {
+                sink.on_cancel(move || {
+                    // Canceller::cancel blocks while the processes are killed, and this runs on
+                    // the JS thread. Should no thread be had, the producer still cancels the job
+                    // when its next send fails; only a job that prints nothing more waits for
+                    // its end.
+                    let _ = std::thread::Builder::new()
+                        .name("herdctl-job-cancel".into())
+                        .spawn(move || {
+                            let _ = canceller.cancel();
+                        });
+                });
+            }
             while let Some(message) = job.next_message() {
                 if sink.send(message).is_err() {
                     break;
@@ -462,6 +460,27 @@ impl ContainerRunnerCore {
             },
         ))
     }
+}
+
+/// The environment variable that sets the pull policy when the options do not.
+const PULL_ENV: &str = "HERDCTL_CONTAINER_PULL";
+
+/// The pull policy: the option, else `HERDCTL_CONTAINER_PULL`, else never. A bad value names
+/// where it came from.
+fn pull_policy(option: Option<&str>, env: Option<String>) -> herdctl_container::Result<PullPolicy> {
+    let (field, value) = match (option, env.as_deref().filter(|v| !v.is_empty())) {
+        (Some(p), _) => ("options.pull", p),
+        (None, Some(p)) => (PULL_ENV, p),
+        (None, None) => return Ok(PullPolicy::Never),
+    };
+    value.parse::<PullPolicy>().map_err(|_| {
+        herdctl_container::Error::invalid(
+            field,
+            format!(
+                "{value:?} is not a pull policy; expected \"never\", \"if-missing\" or \"always\""
+            ),
+        )
+    })
 }
 
 /// How many containers to keep: `keep` when given (a whole number from 0 to 2^32 - 1), else the
@@ -645,4 +664,34 @@ fn core_request(
         translate_paths: core.translate_paths,
         tool_handler: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11.7: herdctl builds its runners without options, so the pull policy must be
+    /// reachable from its environment.
+    #[test]
+    fn the_pull_policy_comes_from_the_option_then_the_environment() {
+        let env = |v: &str| Some(v.to_string());
+        assert_eq!(pull_policy(None, None).unwrap(), PullPolicy::Never);
+        assert_eq!(pull_policy(None, env("")).unwrap(), PullPolicy::Never);
+        assert_eq!(
+            pull_policy(None, env("if-missing")).unwrap(),
+            PullPolicy::IfMissing
+        );
+        assert_eq!(
+            pull_policy(Some("always"), env("never")).unwrap(),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            pull_policy(None, env("sometimes")).unwrap_err().to_string(),
+            "invalid HERDCTL_CONTAINER_PULL: \"sometimes\" is not a pull policy; expected \"never\", \"if-missing\" or \"always\""
+        );
+        assert!(pull_policy(Some("x"), None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid options.pull: \"x\""));
+    }
 }

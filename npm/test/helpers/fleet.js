@@ -37,6 +37,9 @@ class Fleet {
     this.stateDir = path.join(this.root, 'state');
     this.workspace = path.join(this.root, 'workspace');
     fs.mkdirSync(this.workspace, { recursive: true });
+    // The container user (1000:1000 when the tests run as root) must be able to write its
+    // workspace: the runner refuses a job whose agent could not.
+    fs.chmodSync(this.workspace, 0o777);
   }
 
   /** A docker config for the test image: network none, small, labelled with this run. */

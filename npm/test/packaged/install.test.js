@@ -101,6 +101,9 @@ const agent = (name) => ({ name, qualifiedName: `test.${runId}.${name}`, working
 test.before(() => {
   prepareImage();
   fs.mkdirSync(workspace);
+  // The agent runs as 1000:1000 when this runs as root; the runner refuses a workspace it
+  // could not write.
+  fs.chmodSync(workspace, 0o777);
   fs.mkdirSync(app);
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
   const install = inApp('npm', ['install', '--no-save', MAIN_TGZ, PLATFORM_TGZ]);

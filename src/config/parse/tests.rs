@@ -46,7 +46,7 @@ fn memory_invalid_inputs() {
     }
     assert_eq!(
         err(parse_memory_to_bytes("1x")),
-        "invalid docker.memory: \"1x\" is not a size; expected a number with an optional unit k, m, g or t (binary), like \"2g\", \"512m\", \"1.5g\" or \"2048\" (bytes)"
+        "invalid docker.memory: Invalid memory format: \"1x\" is not a size; expected a number with an optional unit k, m, g or t (binary), like \"2g\", \"512m\", \"1.5g\" or \"2048\" (bytes)"
     );
     assert_eq!(
         err(parse_memory_to_bytes("16777216t")),
@@ -132,7 +132,7 @@ fn ports() {
     }
     assert_eq!(
         err(parse_port_binding("80:80:80")),
-        "invalid docker.ports: \"80:80:80\" is not a port binding; expected \"HOST:CONTAINER\" or \"PORT\" with ports 1-65535, like \"8080:80\" or \"3000\""
+        "invalid docker.ports: Invalid port format: \"80:80:80\" is not a port binding; expected \"HOST:CONTAINER\" or \"PORT\" with ports 1-65535, like \"8080:80\" or \"3000\""
     );
 }
 
@@ -193,11 +193,11 @@ fn volumes() {
     );
     assert_eq!(
         err(parse_volume_mount("/only/one")),
-        "invalid docker.volumes: \"/only/one\" is not a volume; expected \"/HOST:/CONTAINER\" or \"/HOST:/CONTAINER:ro|rw\" with absolute paths"
+        "invalid docker.volumes: Invalid volume format: \"/only/one\" is not a volume; expected \"/HOST:/CONTAINER\" or \"/HOST:/CONTAINER:ro|rw\" with absolute paths"
     );
     assert_eq!(
         err(parse_volume_mount("/a:/b:rw2")),
-        "invalid docker.volumes: \"/a:/b:rw2\": mode \"rw2\" is neither \"ro\" nor \"rw\"; expected \"/HOST:/CONTAINER\" or \"/HOST:/CONTAINER:ro|rw\" with absolute paths"
+        "invalid docker.volumes: Invalid volume mode: \"rw2\" in \"/a:/b:rw2\" is neither \"ro\" nor \"rw\"; expected \"/HOST:/CONTAINER\" or \"/HOST:/CONTAINER:ro|rw\" with absolute paths"
     );
     assert_eq!(
         err(parse_volume_mount("data:/data")),

@@ -87,10 +87,15 @@ impl Client {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
     }
 
-    /// Whether the bridge closed the connection (end of stream, nothing before it).
+    /// Whether the bridge closed the connection (end of stream, nothing before it). A close
+    /// with our message still unread reaches us as a reset, which is a close too; a read
+    /// timeout (the bridge kept it open) is not.
     fn closed(&mut self) -> bool {
         let mut rest = String::new();
-        matches!(self.reader.read_line(&mut rest), Ok(0))
+        match self.reader.read_line(&mut rest) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
     }
 }
 

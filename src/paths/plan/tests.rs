@@ -16,13 +16,19 @@ fn dirs() -> Dirs {
         fs::create_dir_all(&d).unwrap();
         d.to_str().unwrap().to_string()
     };
+    let ws = p("ws");
+    // The workspace of a job is the container user's to write (checked by the plan).
+    fs::set_permissions(&ws, fs::Permissions::from_mode(0o777)).unwrap();
     Dirs {
-        ws: p("ws"),
+        ws,
         state: p("state"),
         data: p("data"),
         _root: root,
     }
 }
+
+/// `agent_dir_name("fleet.agent")`.
+const AGENT_DIR: &str = "fleet.agent-153de8d6d426a323";
 
 fn config(v: serde_json::Value) -> DockerConfig {
     resolve_docker_config(&v).unwrap()
@@ -42,6 +48,7 @@ fn build(
         layout,
         credentials: creds,
     })
+    .and_then(|plan| plan.check_workspace_access(config).map(|()| plan))
 }
 
 #[test]
@@ -51,14 +58,14 @@ fn plan_has_workspace_sessions_and_volumes() {
         json!({"workspace_mode": "ro", "volumes": [format!("{}:/data:ro", d.data), format!("{}/:/more", d.data)]}),
     );
     let plan = build(&d, &c, SessionLayout::PerAgent, None).unwrap();
-    let session = format!("{}/docker-sessions/fleet.agent", d.state);
+    let session = format!("{}/docker-sessions/{AGENT_DIR}", d.state);
     assert_eq!(plan.session_dir(), session);
     assert_eq!(
         plan.engine_mounts(),
         vec![
             json!({"Type": "bind", "Source": d.ws, "Target": "/workspace", "ReadOnly": true}),
             json!({"Type": "bind", "Source": session, "Target": "/home/claude/.claude/projects/-workspace", "ReadOnly": false}),
-            json!({"Type": "bind", "Source": format!("{}/mcp/fleet.agent", d.state), "Target": "/home/claude/.claude/herdctl-mcp", "ReadOnly": true}),
+            json!({"Type": "bind", "Source": format!("{}/mcp/{AGENT_DIR}", d.state), "Target": "/home/claude/.claude/herdctl-mcp", "ReadOnly": true}),
             json!({"Type": "bind", "Source": d.data, "Target": "/data", "ReadOnly": true}),
             json!({"Type": "bind", "Source": d.data, "Target": "/more", "ReadOnly": false}),
         ]
@@ -67,7 +74,7 @@ fn plan_has_workspace_sessions_and_volumes() {
     let meta = fs::metadata(&session).unwrap();
     assert!(meta.is_dir());
     assert_eq!(meta.mode() & 0o777, 0o700);
-    let sockets = fs::metadata(format!("{}/mcp/fleet.agent", d.state)).unwrap();
+    let sockets = fs::metadata(format!("{}/mcp/{AGENT_DIR}", d.state)).unwrap();
     assert_eq!(sockets.mode() & 0o777, 0o711, "reachable, not listable");
     let root = fs::metadata(format!("{}/mcp", d.state)).unwrap();
     assert_eq!(root.mode() & 0o777, 0o700, "closed to other host users");
@@ -108,6 +115,13 @@ fn agents_in_different_sub_fleets_get_different_session_dirs() {
     };
     assert_ne!(dir_of("a.x"), dir_of("b.x"));
     assert_ne!(dir_of("a b"), dir_of("a-b"));
+    // Issue 9.16: an agent named like another's sanitised name gets its own directory.
+    let literal = crate::sanitize_agent_name("a b");
+    assert_ne!(dir_of("a b"), dir_of(&literal));
+    assert_eq!(
+        dir_of("a b"),
+        agent_session_dir(&d.state, "a b", SessionLayout::PerAgent)
+    );
     assert!(dir_of("..").starts_with(&format!("{}/docker-sessions/", d.state)));
 }
 
@@ -180,7 +194,7 @@ fn credentials_file_is_mounted_read_only() {
     assert_eq!(
         m.source,
         format!(
-            "{}/docker-credentials/fleet.agent/.credentials.json",
+            "{}/docker-credentials/{AGENT_DIR}/.credentials.json",
             d.state
         )
     );
@@ -212,7 +226,7 @@ fn path_map_of_a_plan() {
     assert_eq!(map.to_host("/data/f"), Some(format!("{}/f", d.data)));
     assert_eq!(
         map.to_host("/home/claude/.claude/projects/-workspace/s.jsonl"),
-        Some(format!("{}/docker-sessions/fleet.agent/s.jsonl", d.state))
+        Some(format!("{}/docker-sessions/{AGENT_DIR}/s.jsonl", d.state))
     );
     assert_eq!(
         map.to_container(&format!("{}/a", d.ws)).as_deref(),
@@ -236,6 +250,66 @@ fn session_layouts_parse_by_name() {
         e.to_string(),
         "invalid sessionLayout: \"nested\" is not a session layout; expected \"per-agent\" or \"flat\""
     );
+}
+
+/// Issue 11.4: a workspace the container user cannot use fails the job before any container,
+/// saying what to do, instead of the agent meeting "Permission denied" halfway.
+#[test]
+fn a_workspace_the_container_user_cannot_write_fails_before_the_job() {
+    let d = dirs();
+    let build_as = |user: &str, mode: u32, ws_mode: &str| {
+        fs::set_permissions(&d.ws, fs::Permissions::from_mode(mode)).unwrap();
+        let c = config(json!({"user": user, "workspace_mode": ws_mode}));
+        build(&d, &c, SessionLayout::PerAgent, None)
+    };
+    let meta = fs::metadata(&d.ws).unwrap();
+    let owner = format!("{}:{}", meta.uid(), meta.gid());
+    let other = if meta.uid() == 4321 {
+        "4322:4322"
+    } else {
+        "4321:4321"
+    };
+    let e = build_as(other, 0o755, "rw").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "invalid docker.user: the container runs as {other}, which cannot write the workspace {} (owned by {owner}, mode 755); set docker.user to \"{owner}\" in the fleet config (\"0:0\" runs the agent as root), or give the workspace to {other} (chown -R {other} {}), or mount it read-only (workspace_mode: ro)",
+            d.ws, d.ws
+        )
+    );
+    let e = build_as(other, 0o700, "ro").unwrap_err().to_string();
+    assert!(e.contains("which cannot read the workspace"), "{e}");
+    assert!(!e.contains("workspace_mode: ro"), "{e}");
+    // Readable is enough for a read-only workspace; the owner, and anyone with 0o777, may write.
+    let ok = |r: Result<MountPlan>| {
+        if let Err(e) = r {
+            // Only the session directory may refuse a foreign user when we are not root.
+            assert!(e.to_string().contains("session directory"), "{e}");
+        }
+    };
+    ok(build_as(other, 0o755, "ro"));
+    ok(build_as(other, 0o777, "rw"));
+    ok(build_as(&owner, 0o700, "rw"));
+    // The group's bits count for the group.
+    let group_only = format!(
+        "{}:{}",
+        if meta.uid() == 4321 { 4322 } else { 4321 },
+        meta.gid()
+    );
+    ok(build_as(&group_only, 0o770, "rw"));
+    // A fleet that adds capabilities has said it knows better.
+    fs::set_permissions(&d.ws, fs::Permissions::from_mode(0o700)).unwrap();
+    let c = config(json!({
+        "user": other, "host_config": {"capAdd": ["DAC_OVERRIDE"]}, "allow_unsafe_host_config": true
+    }));
+    ok(build(&d, &c, SessionLayout::PerAgent, None));
+    // Harmless values of those keys (the gate lets them through without the opt-in) loosen
+    // nothing, so the check still holds.
+    for harmless in [json!({"CapAdd": []}), json!({"privileged": false})] {
+        let c = config(json!({"user": other, "host_config": harmless}));
+        let e = build(&d, &c, SessionLayout::PerAgent, None).unwrap_err();
+        assert!(e.to_string().contains("cannot write the workspace"), "{e}");
+    }
 }
 
 /// The plan of agent `fleet.agent` with workspace `ws`, state directory `state` and `config`.
