@@ -355,8 +355,8 @@ enum Phase {
 }
 
 /// The per-agent session directory and herdctl's flat `docker-sessions/`, for the links between
-/// them (see `paths::sessions`).
-struct SessionLinks {
+/// them (see `paths::sessions`). A live session keeps them as an agent job does.
+pub(crate) struct SessionLinks {
     flat: PathBuf,
     agent_dir: PathBuf,
     /// When the job started, less a margin for coarse file system clocks: transcripts written
@@ -367,7 +367,8 @@ struct SessionLinks {
 }
 
 impl SessionLinks {
-    fn link(&self) -> Vec<String> {
+    /// Links what was written since the start; returns what could not be, for the warnings.
+    pub(crate) fn link(&self) -> Vec<String> {
         link_new_transcripts(&self.flat, &self.agent_dir, self.since)
     }
 }
@@ -602,7 +603,7 @@ impl AgentJob {
 /// The links for herdctl's flat session view, for the per-agent layout (`None` for the flat
 /// one, where herdctl's directory is the agent's). Before a resume, a transcript that exists only
 /// in the flat directory (left by herdctl's own Docker layer) is given to this agent.
-fn session_links(
+pub(crate) fn session_links(
     runner: &Runner,
     spec: &JobSpec,
     resume: Option<&str>,

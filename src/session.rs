@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::agent::{AgentRequest, Command, ExecuteOptions};
+use crate::agent::{session_links, AgentRequest, Command, ExecuteOptions};
 use crate::invocation::Strategy;
 use crate::job::{JobReport, Outcome};
 use crate::mcp::{Bridge, ToolHandler};
@@ -227,6 +227,10 @@ impl AgentSession {
                 .filter(|(k, _)| is_secret_name(k))
                 .map(|(_, v)| v),
         );
+        // herdctl's flat view of the agent's transcripts, as for an agent job (a resume of a
+        // transcript only herdctl's own Docker layer left is given to this agent first).
+        let links = session_links(runner, &spec, request.options.resume.as_deref())
+            .map_err(|e| e.redact(&early().with_secrets(&spec.secrets)))?;
         // The invocation's own stdin (the MCP config, the SDK runner's options) opens the
         // stream the session writes.
         let setup = std::mem::take(&mut spec.stdin);
@@ -245,7 +249,7 @@ impl AgentSession {
         let shared = Arc::new(Shared::new(writer, job.canceller(), redactor));
         spawn_writer(input, frames, Arc::downgrade(&shared));
         let paths = translate_paths.then(|| job.path_map().clone());
-        let reader = spawn_reader(shared.clone(), job, paths);
+        let reader = spawn_reader(shared.clone(), job, paths, links);
         let handle = SessionHandle { shared };
         // One stdin, in this order: the setup, the handshake, the first turn.
         if !setup.is_empty() {

@@ -17,7 +17,7 @@ use herdctl_container::mcp::ToolCall;
 use herdctl_container::session::{
     AgentSession, HookSpec, SessionEvent, SessionHandle, SessionRequest,
 };
-use herdctl_container::{Error, Outcome};
+use herdctl_container::{agent_dir_name, Error, Outcome};
 use serde_json::{json, Value};
 
 const API_KEY: &str = "sk-ant-api03-session-test-0123456789";
@@ -589,6 +589,40 @@ fn a_dropped_session_is_closed_and_its_container_released() {
     assert!(handle.is_finished());
     assert_eq!(container_state(&fleet, &agent).1, "exited");
     assert_eq!(handle.interrupt().unwrap_err().code(), "SESSION_ENDED");
+}
+
+/// herdctl's session code (its listing, its resume check, its delete) reads the flat
+/// `docker-sessions/`: a session's transcript gets its second name there, as an agent job's does,
+/// once its first turn ends (while the session is still open) and it is kept after the close.
+#[test]
+fn a_sessions_transcript_is_named_in_herdctls_flat_view_while_it_runs() {
+    use std::os::unix::fs::MetadataExt;
+    let fleet = Fleet::new();
+    let agent = fleet.agent("session-flat");
+    let mut live = Live::open(
+        &fleet,
+        request(&fleet, &agent, "one", Strategy::Cli, json!({})),
+    );
+    let id = live.result().last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sessions = fleet.state.path().join("docker-sessions");
+    let own = sessions
+        .join(agent_dir_name(&agent))
+        .join(format!("{id}.jsonl"));
+    let flat = sessions.join(format!("{id}.jsonl"));
+    let seen = std::fs::symlink_metadata(&flat)
+        .unwrap_or_else(|e| panic!("{} while the session is open: {e}", flat.display()));
+    assert!(seen.file_type().is_file(), "a hard link, not a symlink");
+    assert_eq!(seen.ino(), std::fs::metadata(&own).unwrap().ino());
+    live.turn("two");
+    live.session.close();
+    let (own, seen) = (
+        std::fs::symlink_metadata(&own).unwrap(),
+        std::fs::symlink_metadata(&flat).unwrap(),
+    );
+    assert_eq!((own.ino(), own.nlink()), (seen.ino(), 2));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::protocol::{self, Line};
 use super::{Done, SessionEvent};
-use crate::agent::to_host_paths;
+use crate::agent::{to_host_paths, SessionLinks};
 use crate::engine::ExecInput;
 use crate::job::{Canceller, Job, JobReport, Outcome};
 use crate::{translate_json_paths, Direction, Error, PathMap, Redactor};
@@ -219,23 +219,31 @@ pub(super) fn spawn_reader(
     shared: Arc<Shared>,
     job: Job,
     paths: Option<PathMap>,
+    links: Option<SessionLinks>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("herdctl-session-read".into())
         .spawn(move || {
             // Whatever happens in there, the session must end for its waiters.
             let _finish = FinishGuard(&shared);
-            read(&shared, job, paths);
+            read(&shared, job, paths, links);
         })
         .expect("spawning a thread fails only when the process is out of threads or memory")
 }
 
 /// The reader thread: routes every line of the job's output, then ends the session.
-fn read(shared: &Arc<Shared>, mut job: Job, paths: Option<PathMap>) {
+fn read(shared: &Arc<Shared>, mut job: Job, paths: Option<PathMap>, links: Option<SessionLinks>) {
     let mut noise = Noise::default();
+    let mut warnings = Vec::new();
     while let Some(line) = job.next_line() {
         match protocol::classify(line) {
             Line::Message(text) => {
+                if let Some(links) = links.as_ref().filter(|_| ends_turn(text)) {
+                    // The turn is in the transcript: herdctl lists the session while it is open.
+                    // Linking is idempotent; a message that only mentions a result costs one
+                    // directory read.
+                    note(&mut warnings, links.link());
+                }
                 let text = text.to_string();
                 let text = match &paths {
                     Some(paths) => to_host_paths(text, paths),
@@ -275,7 +283,11 @@ fn read(shared: &Arc<Shared>, mut job: Job, paths: Option<PathMap>) {
             Line::Noise => noise.push(line, &shared.redactor),
         }
     }
-    let report = job.finish();
+    let mut report = job.finish();
+    if let Some(links) = &links {
+        note(&mut warnings, links.link());
+    }
+    report.warnings.extend(warnings);
     let (pending, closing) = {
         let mut st = shared.lock();
         st.ended = Some(report.outcome.describe());
@@ -305,6 +317,20 @@ fn read(shared: &Arc<Shared>, mut job: Job, paths: Option<PathMap>) {
         }));
     }
     let _ = shared.writer.send(Frame::Stop);
+}
+
+/// Adds the warnings not noted yet: a link that fails fails again at every turn.
+fn note(warnings: &mut Vec<String>, new: Vec<String>) {
+    for w in new {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+}
+
+/// Whether a message may be a turn's `result` (a cheap test: a false positive only links again).
+fn ends_turn(message: &str) -> bool {
+    memchr::memmem::find(message.as_bytes(), b"\"result\"").is_some()
 }
 
 /// Marks the session finished should its reader end without doing so (a panic: a bug), so
