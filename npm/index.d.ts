@@ -330,6 +330,91 @@ export interface ExecuteOptions {
   includePartialMessages?: boolean
 }
 
+/** A slash command of a session (the Agent SDK's `SlashCommand`). */
+export interface SlashCommand {
+  /** Without the leading slash. */
+  name: string
+  description: string
+  argumentHint: string
+  /** Other names that run it. */
+  aliases?: string[]
+}
+
+/** A background task of a session (the Agent SDK's `BackgroundTaskSummary`). */
+export interface BackgroundTaskSummary {
+  id: string
+  /** `shell`, `subagent`, `monitor`, `workflow`, ... */
+  type: string
+  status: string
+  description: string
+  command?: string
+  agent_type?: string
+  server?: string
+  tool?: string
+  name?: string
+}
+
+/** A wakeup the agent scheduled (the Agent SDK's `SessionCronSummary`). */
+export interface SessionCronSummary {
+  id: string
+  schedule: string
+  recurring: boolean
+  prompt: string
+}
+
+/** herdctl's `SessionLifecycleSignal`, made from the agent's hooks and its session messages. */
+export interface SessionLifecycleSignal {
+  kind: 'turn_end' | 'background_tasks_changed' | 'activity' | 'cron_deleted'
+  sessionId: string
+  /** The agent's pending wakeups (the `Stop` hook's `session_crons`). */
+  sessionCrons: SessionCronSummary[]
+  backgroundTasks: BackgroundTaskSummary[]
+  /** Only on `cron_deleted`. */
+  deletedCronIds?: string[]
+}
+
+/** herdctl's `RuntimeExecuteOptions` as `openSession` takes them. */
+export interface SessionOptions extends Omit<ExecuteOptions, 'prompt'> {
+  /** The first turn; none when absent or empty. Send later turns with `send`. */
+  prompt?: string
+  /**
+   * herdctl's session reaper: called (off the message stream, its throw ignored) at each turn's
+   * end, when the live background tasks change, when a turn starts and when the agent deletes a
+   * cron.
+   */
+  onLifecycleSignal?: (signal: SessionLifecycleSignal) => void | Promise<void>
+}
+
+/**
+ * herdctl's `RuntimeSession`: one live agent in its container across many turns. Each control
+ * call rejects with an Error whose `code` is `SESSION_ENDED` once the session is over (closed,
+ * or its agent or container stopped; calls waiting then reject too), `AGENT_ERROR` when the
+ * agent refused it (a task it cannot stop), `TIMEOUT` when it did not answer within 60 s, or the
+ * code of the error that kept the session from opening.
+ */
+export interface RuntimeSession<M = SDKMessage> {
+  /**
+   * Every message of every turn. Throws the coded error of a session that cannot start; a
+   * session that ends without `close()` ends with a {@link ContainerErrorMessage}. Leaving the
+   * loop early closes the session.
+   */
+  readonly messages: AsyncGenerator<M, void, undefined>
+  /** Sends a user turn (a leading `/` runs a slash command); settles once it is written. */
+  send(text: string): Promise<void>
+  /** Stops the current turn; the session stays open. */
+  interrupt(): Promise<void>
+  listCommands(): Promise<SlashCommand[]>
+  /** The model for later turns; none for the agent's default. */
+  setModel(model?: string): Promise<void>
+  /** Stops one background task; one that already ended is no error. */
+  stopTask(taskId: string): Promise<void>
+  /**
+   * Ends the session: what is left of the agent is killed within 2 s, the container released (an
+   * ephemeral one stopped and kept for inspection; in a persistent one other jobs run on).
+   */
+  close(): Promise<void>
+}
+
 /** What a runtime's `containerCommand` hook returns: run `argv` in the container (cwd /workspace). */
 export interface ContainerCommand {
   /** The program and its arguments; no shell is involved. */
@@ -392,6 +477,12 @@ export declare class ContainerRunner {
    * message type.
    */
   execute<M = SDKMessage>(options: ExecuteOptions): AsyncGenerator<M, void, undefined>
+  /**
+   * herdctl's `openSession`: a live session in the agent's container, returned at once (the
+   * container starts behind it; calls made meanwhile wait). Throws INVALID_CONFIG for bad input
+   * or a runtime with `containerCommand`. Aborting `abortController` closes it.
+   */
+  openSession<M = SDKMessage>(options: SessionOptions): RuntimeSession<M>
   /** This project's containers, optionally of one agent, newest first. */
   listContainers(agent?: string): Promise<ContainerInfo[]>
   /** Removes the agent's oldest stopped containers beyond `keep` (default: maxContainers). */

@@ -261,6 +261,91 @@ function hooks(options) {
   return { native: plain ? options : native, onCall, onPull };
 }
 
+/** The hooks herdctl's lifecycle signals come from: each turn's end, and CronDelete tool calls. */
+const LIFECYCLE_HOOKS = JSON.stringify([{ event: 'Stop' }, { event: 'PostToolUse', matcher: 'CronDelete' }]);
+
+/** Hands a lifecycle signal to herdctl's sink off the stream's path; its failure is its own. */
+function emitSignal(sink, signal) {
+  Promise.resolve()
+    .then(() => sink(signal))
+    .catch(() => {});
+}
+
+/** herdctl's lifecycle signal for a hook the agent ran (its input), or undefined. */
+function hookSignal(input) {
+  if (!input || typeof input !== 'object') return undefined;
+  const sessionId = typeof input.session_id === 'string' ? input.session_id : '';
+  if (input.hook_event_name === 'Stop') {
+    const list = (v) => (Array.isArray(v) ? v : []);
+    return { kind: 'turn_end', sessionId, sessionCrons: list(input.session_crons), backgroundTasks: list(input.background_tasks) };
+  }
+  const id = input.tool_input && input.tool_input.id;
+  if (input.hook_event_name === 'PostToolUse' && input.tool_name === 'CronDelete' && typeof id === 'string' && id) {
+    return { kind: 'cron_deleted', sessionId, sessionCrons: [], backgroundTasks: [], deletedCronIds: [id] };
+  }
+  return undefined;
+}
+
+/**
+ * A session's messages. Hooks (the `["hook", input]` arrays the native side frames them as) and
+ * the stream's mid-turn events (`background_tasks_changed`, the first assistant message of a
+ * turn) become herdctl's lifecycle signals, as its SDK runtime makes them; messages are yielded.
+ *
+ * A turn's end is signalled once its `result` has been handed out and the consumer asks for
+ * more: the agent runs its Stop hook before it prints the result, and herdctl's reaper closes an
+ * idle session at once on that signal, which would otherwise drop the result it was about to
+ * read.
+ */
+async function* sessionMessages(core, signal, onLifecycleSignal) {
+  let active = false;
+  let turnEnd = null;
+  const stream = { next: () => core.next(), cancel: () => core.close() };
+  try {
+    for await (const item of messages(stream, signal)) {
+      if (Array.isArray(item)) {
+        const lifecycle = item[0] === 'hook' && onLifecycleSignal && hookSignal(item[1]);
+        if (lifecycle && lifecycle.kind === 'turn_end') turnEnd = lifecycle;
+        else if (lifecycle) emitSignal(onLifecycleSignal, lifecycle);
+        continue;
+      }
+      yield* tapped(item);
+    }
+  } finally {
+    if (turnEnd) emitSignal(onLifecycleSignal, turnEnd);
+  }
+
+  function* tapped(item) {
+    if (onLifecycleSignal && item && typeof item === 'object') {
+      const sessionId = typeof item.session_id === 'string' ? item.session_id : '';
+      if (item.type === 'system' && item.subtype === 'background_tasks_changed') {
+        const tasks = Array.isArray(item.tasks) ? item.tasks : [];
+        const backgroundTasks = tasks.map((t) => ({ id: t.task_id, type: t.task_type, status: 'running', description: t.description }));
+        emitSignal(onLifecycleSignal, { kind: 'background_tasks_changed', sessionId, sessionCrons: [], backgroundTasks });
+      } else if (item.type === 'assistant' && !active) {
+        active = true;
+        emitSignal(onLifecycleSignal, { kind: 'activity', sessionId, sessionCrons: [], backgroundTasks: [] });
+      } else if (item.type === 'result') {
+        active = false;
+      }
+    }
+    yield item;
+    if (item && item.type === 'result' && turnEnd) {
+      const ended = turnEnd;
+      turnEnd = null;
+      emitSignal(onLifecycleSignal, ended);
+    }
+  }
+}
+
+/** `text` when it is a string that Rust can carry, else a rejected INVALID_CONFIG. */
+function checkText(field, text, optional = false) {
+  if (optional && (text === undefined || text === null)) return undefined;
+  if (typeof text !== 'string') throw invalid(field, `expected a string, got ${typeof text}`);
+  const bad = notText(text);
+  if (bad) throw invalid(field, bad);
+  return text;
+}
+
 /** Wraps one of herdctl's runtimes so that each job runs in a Docker container. */
 class ContainerRunner {
   constructor(wrapped, config, stateDir, options) {
@@ -326,6 +411,52 @@ class ContainerRunner {
     // ends this loop (a pending `next()` would otherwise keep the process alive).
     if (toolCalls) answerToolCalls(toolCalls, injectedMcpServers).catch(() => {});
     yield* messages(stream, signal);
+  }
+
+  /**
+   * herdctl's `openSession`: a live session in the agent's container, returned at once (the
+   * container starts behind it). `messages` yields the session's messages across every turn; a
+   * session that cannot start makes it throw the coded error, and one that ends without `close()`
+   * (its container killed, out of memory, the agent crashed) ends it with a `{type: "error"}`
+   * message. Control calls made before the session is open wait for it. Leaving `messages` early,
+   * aborting `abortController`, or `close()` closes the session: what is left of the agent is
+   * killed within 2 s and the container released (an ephemeral one stopped and kept).
+   */
+  openSession(options) {
+    const strategy = strategyOf(this.wrapped);
+    if (strategy === undefined || strategy === 'raw') {
+      const name = (this.wrapped && this.wrapped.constructor && this.wrapped.constructor.name) || typeof this.wrapped;
+      throw invalid('runtime', `${name} cannot hold a session in a container; wrap a CLIRuntime or SDKRuntime, or set kind: "cli" or "sdk"`);
+    }
+    if (options === null || typeof options !== 'object') throw invalid('session options', 'expected an object with at least "agent"');
+    const { prompt = '', resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers, onLifecycleSignal } = options;
+    if (onLifecycleSignal != null && typeof onLifecycleSignal !== 'function') throw invalid('onLifecycleSignal', 'expected a function');
+    const request = {
+      strategy,
+      agent: toJson(options.agent ?? {}, 'agent'),
+      options: toJson({ prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers }, '', 'session options'),
+      hooks: onLifecycleSignal ? LIFECYCLE_HOOKS : undefined,
+    };
+    const injected = injectedMcpServers && Object.keys(injectedMcpServers).length > 0;
+    const toolCalls = injected ? new binding.ToolCalls() : undefined;
+    const core = this._core.openSession(request, toolCalls);
+    if (toolCalls) answerToolCalls(toolCalls, injectedMcpServers).catch(() => {});
+    const signal = options.abortController && options.abortController.signal;
+    const close = () => core.close();
+    if (signal) {
+      if (signal.aborted) close();
+      else signal.addEventListener('abort', () => close().catch(() => {}), { once: true });
+    }
+    const checked = (work) => async (...args) => work(...args);
+    return {
+      messages: sessionMessages(core, signal, onLifecycleSignal || undefined),
+      send: checked((text) => core.send(checkText('text', text))),
+      interrupt: checked(() => core.interrupt()),
+      listCommands: checked(async () => JSON.parse(await core.listCommands())),
+      setModel: checked((model) => core.setModel(checkText('model', model, true))),
+      stopTask: checked((taskId) => core.stopTask(checkText('taskId', taskId))),
+      close: checked(close),
+    };
   }
 
   /** This project's containers, optionally of one agent, newest first. */

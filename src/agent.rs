@@ -160,6 +160,10 @@ pub enum Command {
     /// A command the wrapped runtime chose itself (its `containerCommand` hook); the agent and
     /// the options shape only the container and the workspace.
     Raw(Invocation),
+    /// One of herdctl's runtimes as a live session ([`crate::invocation::session`]): it reads
+    /// turns and control requests on stdin for as long as it runs. Only
+    /// [`crate::session::AgentSession`] runs it; [`AgentJob::start`] refuses it.
+    Session(Strategy),
 }
 
 impl Command {
@@ -233,17 +237,16 @@ impl AgentRequest {
                 spec.allowed_tools.push(format!("mcp__{name}__*"));
             }
         }
+        let input = || JobInput {
+            prompt: self.options.prompt.clone(),
+            resume: self.options.resume.clone(),
+            fork: self.options.fork,
+            system_prompt_append: self.options.system_prompt_append.clone(),
+            include_partial_messages: self.options.include_partial_messages,
+        };
         let invocation = match &self.command {
-            Command::Runtime(strategy) => {
-                let input = JobInput {
-                    prompt: self.options.prompt.clone(),
-                    resume: self.options.resume.clone(),
-                    fork: self.options.fork,
-                    system_prompt_append: self.options.system_prompt_append.clone(),
-                    include_partial_messages: self.options.include_partial_messages,
-                };
-                invocation::build(*strategy, &spec, &input)
-            }
+            Command::Runtime(strategy) => invocation::build(*strategy, &spec, &input()),
+            Command::Session(strategy) => invocation::session(*strategy, &spec, &input()),
             Command::Raw(inv) => inv.clone(),
         };
         let mut job = JobSpec::new(agent, self.config.clone(), workspace, invocation.argv);
@@ -254,7 +257,7 @@ impl AgentRequest {
     }
 
     /// The bridge of the injected MCP servers, bound; `None` when there are none.
-    fn mcp_bridge(&self, runner: &Runner) -> Result<Option<Bridge>> {
+    pub(crate) fn mcp_bridge(&self, runner: &Runner) -> Result<Option<Bridge>> {
         let servers = &self.options.injected_mcp_servers;
         if servers.is_empty() {
             return Ok(None);
@@ -289,7 +292,7 @@ impl AgentRequest {
 
 /// The message with every container path under a mount rewritten to the host's; a message
 /// that does not parse is left for the consumer's parse to drop.
-fn to_host_paths(message: String, paths: &PathMap) -> String {
+pub(crate) fn to_host_paths(message: String, paths: &PathMap) -> String {
     match serde_json::from_str::<Value>(&message) {
         Ok(mut value) => {
             if translate_json_paths(&mut value, paths, Direction::ToHost) == 0 {
@@ -362,8 +365,8 @@ enum Phase {
 }
 
 /// The per-agent session directory and herdctl's flat `docker-sessions/`, for the links between
-/// them (see `paths::sessions`).
-struct SessionLinks {
+/// them (see `paths::sessions`). A live session keeps them as an agent job does.
+pub(crate) struct SessionLinks {
     flat: PathBuf,
     agent_dir: PathBuf,
     /// When the job started, less a margin for coarse file system clocks: transcripts written
@@ -374,7 +377,8 @@ struct SessionLinks {
 }
 
 impl SessionLinks {
-    fn link(&self) -> Vec<String> {
+    /// Links what was written since the start; returns what could not be, for the warnings.
+    pub(crate) fn link(&self) -> Vec<String> {
         link_new_transcripts(&self.flat, &self.agent_dir, self.since)
     }
 }
@@ -388,6 +392,12 @@ impl AgentJob {
     /// Every error is redacted: before the job exists with what this process's environment
     /// and the config hold secret, afterwards with all of the job's secrets.
     pub fn start(runner: &Runner, mut request: AgentRequest) -> Result<AgentJob> {
+        if let Command::Session(_) = request.command {
+            return Err(Error::invalid(
+                "command",
+                "a session command runs only as a session::AgentSession",
+            ));
+        }
         // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
         crate::isolation::runtime_from_agent(&request.agent, &mut request.config)?;
         let early = || Redactor::from_process_env().with_env(&request.config.env);
@@ -605,7 +615,7 @@ impl AgentJob {
 /// The links for herdctl's flat session view, for the per-agent layout (`None` for the flat
 /// one, where herdctl's directory is the agent's). Before a resume, a transcript that exists only
 /// in the flat directory (left by herdctl's own Docker layer) is given to this agent.
-fn session_links(
+pub(crate) fn session_links(
     runner: &Runner,
     spec: &JobSpec,
     resume: Option<&str>,

@@ -178,6 +178,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// A request of a live agent session ([`crate::session`]) failed: the agent answered it with
+    /// an error, or the session ended before it answered.
+    #[error("session {request}: {}", shown(.detail))]
+    Session {
+        /// The request: `send`, `interrupt`, `list_commands`, `set_model` or `stop_task`.
+        request: String,
+        /// What happened, in the agent's own words when it answered (the message shows the first
+        /// 2 KiB).
+        detail: String,
+        /// The session has ended (closed, or its agent or container stopped): no later request
+        /// can succeed either.
+        ended: bool,
+    },
+
     /// A local file operation failed (credentials file, session directory, workspace).
     #[error("{context}: {source}")]
     Io {
@@ -208,6 +222,8 @@ impl Error {
             Error::LineTooLong { .. } => "LINE_TOO_LONG",
             Error::ContainerExited { .. } => "CONTAINER_EXITED",
             Error::KillFailed { .. } => "KILL_FAILED",
+            Error::Session { ended: true, .. } => "SESSION_ENDED",
+            Error::Session { ended: false, .. } => "AGENT_ERROR",
             Error::Io { .. } => "IO",
         }
     }
@@ -308,6 +324,15 @@ impl Error {
             Error::KillFailed { job, detail } => Error::KillFailed {
                 job: r(job),
                 detail: r(detail),
+            },
+            Error::Session {
+                request,
+                detail,
+                ended,
+            } => Error::Session {
+                request: r(request),
+                detail: r(detail),
+                ended,
             },
             Error::Io { context, source } => Error::Io {
                 context: r(context),
@@ -416,6 +441,11 @@ mod tests {
             Error::KillFailed {
                 job: s(),
                 detail: s(),
+            },
+            Error::Session {
+                request: s(),
+                detail: s(),
+                ended: true,
             },
             Error::io(s(), io_err()),
         ]

@@ -136,21 +136,49 @@ const DEFAULT_PERMISSION_MODE: &str = "acceptEdits";
 /// ```
 pub fn build(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocation {
     match strategy {
-        Strategy::Cli => cli(agent, job),
-        Strategy::Sdk => sdk(agent, job),
+        Strategy::Cli => cli(agent, job, Shape::OneShot),
+        Strategy::Sdk => sdk(agent, job, Shape::OneShot),
     }
 }
 
-fn cli(agent: &AgentSpec, job: &JobInput) -> Invocation {
-    let mut argv: Vec<String> = [
-        "claude",
-        "-p",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-    ]
-    .map(String::from)
-    .to_vec();
+/// Builds the exec of a live session of `agent` (see [`crate::session`]): the runtime reads
+/// Claude Code's stream-json input (user turns and control requests, one JSON object a line) on
+/// stdin for as long as the session lives, and prints messages and control responses. The
+/// prompt is not part of it: the session sends every turn, the first included, as a message.
+///
+/// - CLI: `claude -p --input-format stream-json --output-format stream-json --verbose ...`, the
+///   protocol the Agent SDK itself speaks to Claude Code; stdin starts with the MCP config when
+///   there is one, as for [`build`].
+/// - SDK: [`SDK_RUNNER`] with the argument `session`; stdin starts with one line
+///   `{"sdkOptions": {...}}`, then the same stream-json input, which the runner serves through
+///   the Agent SDK's `query()` with streaming input.
+///
+/// ```
+/// use herdctl_container::invocation::{session, AgentSpec, JobInput, Strategy};
+/// let inv = session(Strategy::Cli, &AgentSpec::default(), &JobInput::default());
+/// assert_eq!(inv.argv[..4], ["claude", "-p", "--input-format", "stream-json"]);
+/// assert!(inv.stdin.is_empty());
+/// ```
+pub fn session(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocation {
+    match strategy {
+        Strategy::Cli => cli(agent, job, Shape::Session),
+        Strategy::Sdk => sdk(agent, job, Shape::Session),
+    }
+}
+
+/// One prompt in, messages out; or a live session's stream of turns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    OneShot,
+    Session,
+}
+
+fn cli(agent: &AgentSpec, job: &JobInput, shape: Shape) -> Invocation {
+    let mut argv: Vec<String> = vec!["claude".into(), "-p".into()];
+    if shape == Shape::Session {
+        argv.extend(["--input-format".into(), "stream-json".into()]);
+    }
+    argv.extend(["--output-format", "stream-json", "--verbose"].map(String::from));
     let mut flag = |name: &str, value: String| {
         argv.push(name.to_string());
         argv.push(value);
@@ -193,10 +221,15 @@ fn cli(agent: &AgentSpec, job: &JobInput) -> Invocation {
     if job.include_partial_messages {
         argv.push("--include-partial-messages".into());
     }
+    // A session's turns, the first included, are messages the session writes.
+    let prompt = match shape {
+        Shape::OneShot => job.prompt.as_bytes(),
+        Shape::Session => b"",
+    };
     if agent.mcp_servers.is_empty() {
         return Invocation {
             argv,
-            stdin: job.prompt.as_bytes().to_vec(),
+            stdin: prompt.to_vec(),
         };
     }
     // MCP server env often holds tokens, and argv is visible to `ps` on the host. So the config
@@ -212,7 +245,7 @@ fn cli(agent: &AgentSpec, job: &JobInput) -> Invocation {
     ];
     wrapped.extend(argv);
     let mut stdin = config.into_bytes();
-    stdin.extend_from_slice(job.prompt.as_bytes());
+    stdin.extend_from_slice(prompt);
     Invocation {
         argv: wrapped,
         stdin,
@@ -222,7 +255,7 @@ fn cli(agent: &AgentSpec, job: &JobInput) -> Invocation {
 /// `sh -c` program: `$1` bytes of stdin are the MCP config; the rest of argv is claude's.
 const MCP_CONFIG_SHIM: &str = r#"umask 077; f=$(mktemp) || exit 125; dd bs=1 count="$1" of="$f" 2>/dev/null; shift; "$@" --mcp-config "$f"; rc=$?; rm -f "$f"; exit $rc"#;
 
-fn sdk(agent: &AgentSpec, job: &JobInput) -> Invocation {
+fn sdk(agent: &AgentSpec, job: &JobInput, shape: Shape) -> Invocation {
     let mut options = Map::new();
     options.insert(
         "permissionMode".into(),
@@ -279,12 +312,20 @@ fn sdk(agent: &AgentSpec, job: &JobInput) -> Invocation {
     }
     // The workspace is always mounted here, whatever the host path.
     options.insert("cwd".into(), json!(crate::paths::CONTAINER_WORKSPACE));
-    let payload = json!({ "prompt": job.prompt, "sdkOptions": options });
+    let mut argv: Vec<String> = ["node", "--input-type=module", "-e", SDK_RUNNER]
+        .map(String::from)
+        .to_vec();
+    let stdin = match shape {
+        Shape::OneShot => json!({ "prompt": job.prompt, "sdkOptions": options }).to_string(),
+        Shape::Session => {
+            argv.push("session".into());
+            // One line (JSON text holds no raw newline); the stream-json input follows it.
+            format!("{}\n", json!({ "sdkOptions": options }))
+        }
+    };
     Invocation {
-        argv: ["node", "--input-type=module", "-e", SDK_RUNNER]
-            .map(String::from)
-            .to_vec(),
-        stdin: payload.to_string().into_bytes(),
+        argv,
+        stdin: stdin.into_bytes(),
     }
 }
 
@@ -422,6 +463,52 @@ mod tests {
         assert_eq!(
             o["mcpServers"]["web"],
             json!({"type": "http", "url": "http://127.0.0.1:1/mcp"})
+        );
+    }
+
+    #[test]
+    fn a_session_reads_stream_json_and_sends_no_prompt() {
+        let a = agent(json!({
+            "name": "a", "model": "opus",
+            "mcp_servers": {"gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": "ghp_secret"}}}
+        }));
+        let job = JobInput {
+            prompt: "first turn".into(),
+            resume: Some("s1".into()),
+            fork: true,
+            ..Default::default()
+        };
+        let inv = session(Strategy::Cli, &a, &job);
+        assert!(inv.argv.iter().all(|a| !a.contains("ghp_secret")));
+        assert_eq!(
+            inv.argv[5..11],
+            [
+                "claude",
+                "-p",
+                "--input-format",
+                "stream-json",
+                "--output-format",
+                "stream-json"
+            ]
+        );
+        assert!(inv
+            .argv
+            .ends_with(&["--resume".into(), "s1".into(), "--fork-session".into()]));
+        // Only the MCP config: the turns follow as messages.
+        let len: usize = inv.argv[4].parse().unwrap();
+        assert_eq!(inv.stdin.len(), len);
+
+        let inv = session(Strategy::Sdk, &a, &job);
+        assert_eq!(inv.argv.last().unwrap(), "session");
+        assert_eq!(inv.stdin.last(), Some(&b'\n'));
+        assert_eq!(inv.stdin.iter().filter(|b| **b == b'\n').count(), 1);
+        let payload: Value = serde_json::from_slice(&inv.stdin).unwrap();
+        assert_eq!(payload.get("prompt"), None);
+        assert_eq!(payload["sdkOptions"]["resume"], "s1");
+        assert_eq!(payload["sdkOptions"]["forkSession"], true);
+        assert_eq!(
+            payload["sdkOptions"]["mcpServers"]["gh"]["env"]["GITHUB_TOKEN"],
+            "ghp_secret"
         );
     }
 

@@ -45,7 +45,8 @@
 //! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`; [`agent`] runs
 //! one herdctl execute call as a job of SDK messages, and [`mcp`] bridges its injected MCP servers
 //! into the container. With [`RunnerOptions::warm_pool`], ephemeral jobs take containers made
-//! ahead of need ([`Runner::warm`], [`Runner::close`]).
+//! ahead of need ([`Runner::warm`], [`Runner::close`]). [`session`] holds a live multi-turn
+//! session (herdctl's `openSession`) open in the container.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -69,6 +70,7 @@ pub mod records;
 mod redact;
 pub mod retention;
 mod runner;
+pub mod session;
 
 pub use config::{
     format_memory, host_user, merge_host_config, parse_memory_to_bytes, parse_port_binding,

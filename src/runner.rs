@@ -154,6 +154,10 @@ pub struct JobSpec {
     pub argv: Vec<String>,
     /// Bytes written to the program's stdin, then closed. Any size.
     pub stdin: Vec<u8>,
+    /// Keep the program's stdin open for the caller instead: the runner writes nothing (not
+    /// `stdin` either), and the caller takes the stdin with [`crate::Job::take_stdin`] and writes
+    /// as long as the job runs (a live session, [`crate::session`]). Default: false.
+    pub stdin_open: bool,
     /// Extra environment for this job only, as `KEY=value`.
     pub env: Vec<String>,
     /// The working directory inside the container. Default: `/workspace`.
@@ -184,6 +188,7 @@ impl JobSpec {
             workspace: workspace.into(),
             argv: argv.into_iter().map(Into::into).collect(),
             stdin: Vec::new(),
+            stdin_open: false,
             env: Vec::new(),
             working_dir: None,
             deadline: None,
@@ -695,6 +700,7 @@ impl Runner {
             input,
             output,
             stdin: spec.stdin,
+            stdin_open: spec.stdin_open,
             canceller,
             redactor,
             deadline: spec.deadline,

@@ -27,7 +27,63 @@ async function herdctlJob (runner, prompt, agent, workspace, onMessage) {
   }
 }
 
+// Sessions kept open across rounds by the session benchmark, by agent: the session and a reader
+// that hands each message to whoever waits for the next one.
+const sessions = new Map()
+
+function openSession ({ agent, docker, stateDir, workspace }) {
+  const runner = new ContainerRunner({ kind: 'cli' }, docker, stateDir)
+  const session = runner.openSession({ prompt: '', agent: { name: agent, qualifiedName: agent, working_directory: workspace } })
+  const s = { session, waiting: null, failed: null }
+  ;(async () => {
+    for await (const msg of session.messages) if (s.waiting) s.waiting(msg)
+    s.failed = new Error('the session ended')
+    if (s.waiting) s.waiting(null)
+  })().catch((e) => { s.failed = e; if (s.waiting) s.waiting(null) })
+  return s
+}
+
 module.exports = {
+  // An agent job of the stand-in claude (kind cli): its first message is the agent's own output.
+  async 'runner-agent-warm' ({ agent, docker, stateDir, workspace, prompt }) {
+    const t0 = now()
+    const runner = new ContainerRunner({ kind: 'cli' }, docker, stateDir)
+    let first = null
+    let last = null
+    await herdctlJob(runner, prompt, agent, workspace, (msg) => {
+      if (first === null) first = now() - t0
+      last = msg
+    })
+    if (!last || last.type !== 'result') throw new Error(`runner-agent-warm: ended with ${JSON.stringify(last)}`)
+    return { first_ms: first, exit_ms: now() - t0 }
+  },
+
+  // One turn of a session that stays open: send, the turn's first message, its result.
+  async 'runner-session-turn' (cmd) {
+    let s = sessions.get(cmd.agent)
+    if (!s) sessions.set(cmd.agent, (s = openSession(cmd)))
+    let first = null
+    const t0 = now()
+    const done = new Promise((resolve, reject) => {
+      s.waiting = (msg) => {
+        if (msg === null) return reject(s.failed)
+        if (first === null) first = now() - t0
+        if (msg.type === 'result') resolve()
+      }
+    })
+    await s.session.send(cmd.prompt)
+    await done
+    s.waiting = null
+    return { first_ms: first, exit_ms: now() - t0 }
+  },
+
+  async 'runner-session-close' ({ agent }) {
+    const s = sessions.get(agent)
+    sessions.delete(agent)
+    if (s) await s.session.close()
+    return { first_ms: 0, exit_ms: 0 }
+  },
+
   async 'runner-warm' ({ agent, docker, stateDir, workspace, prompt }) {
     const t0 = now()
     const runner = new ContainerRunner(runtime(['cat'], prompt + '\n'), docker, stateDir)

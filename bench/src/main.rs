@@ -7,7 +7,7 @@
 //! brings up the engine and the image first.
 //!
 //! ```text
-//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention,gvisor,pool,concurrent] [--out FILE]
+//! herdctl-bench [--quick] [--only warm,cold,stream,rss,retention,gvisor,pool,concurrent,session] [--out FILE]
 //! herdctl-bench profile warm-rust|warm-floor|stream-rust|stream-agent|stream-drain N  (callgrind)
 //! ```
 
@@ -23,6 +23,7 @@ mod profile;
 mod report;
 mod retention;
 mod rss;
+mod session;
 mod stats;
 mod stream;
 mod warm;
@@ -35,7 +36,7 @@ use ext::{version_of, Node};
 use fixture::{Ctx, IMAGE};
 use report::Row;
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 9] = [
     "warm",
     "cold",
     "stream",
@@ -44,6 +45,7 @@ const ALL: [&str; 8] = [
     "gvisor",
     "pool",
     "concurrent",
+    "session",
 ];
 
 fn main() -> ExitCode {
@@ -118,6 +120,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "gvisor" => gvisor::run(&ctx),
             "pool" => pool::run(&ctx),
             "concurrent" => concurrent::run(&ctx),
+            "session" => session::run(&ctx, &mut node),
             _ => unreachable!("filtered by ALL"),
         }?;
         eprintln!("bench: {name} took {:.1} s", t.elapsed().as_secs_f64());

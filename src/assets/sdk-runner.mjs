@@ -10,6 +10,15 @@
 //   1 query() failed   2 bad input   3 the Agent SDK is not installed or has no query()
 //   130 / 143 aborted by SIGINT / SIGTERM (query() got an AbortController abort first)
 // stderr: what the SDK reports through its `stderr` option.
+//
+// With the argument `session`: a live session. stdin is one line `{"sdkOptions": object}`, then
+// Claude Code's stream-json input (the protocol the SDK speaks to the CLI): `{"type":"user"}`
+// lines are the turns of one query() with streaming input; `{"type":"control_request"}` lines
+// (initialize first, then interrupt, set_model, stop_task) are answered on stdout with
+// `{"type":"control_response"}` lines; hooks named in initialize are registered with the SDK,
+// and each call goes to the host as a `hook_callback` control request whose answer is its result.
+// stdout carries the SDK's messages too (never one typed `control_*`). EOF ends the turns; the
+// runner exits 0 once the query has finished them.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -141,4 +150,136 @@ async function main() {
   process.stdout.write('', () => process.exit(0));
 }
 
-main().catch((e) => fail(e && e.message ? e.message : String(e), (e && e.exitCode) || 1));
+/** The lines of a stream; a line is split only at a newline byte, so UTF-8 stays whole. */
+async function* readLines(stream) {
+  let parts = [];
+  for await (const chunk of stream) {
+    let start = 0;
+    for (let nl; (nl = chunk.indexOf(10, start)) >= 0; start = nl + 1) {
+      parts.push(chunk.subarray(start, nl));
+      yield Buffer.concat(parts).toString('utf8');
+      parts = [];
+    }
+    if (start < chunk.length) parts.push(chunk.subarray(start));
+  }
+  if (parts.length) yield Buffer.concat(parts).toString('utf8');
+}
+
+function parse(line) {
+  try {
+    const v = JSON.parse(line);
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An async iterable fed by push() until end(): the session's turns. */
+function turnQueue() {
+  const items = [];
+  let wake = null;
+  let ended = false;
+  const poke = () => wake && wake();
+  return {
+    push: (v) => (items.push(v), poke()),
+    end: () => ((ended = true), poke()),
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        if (items.length) yield items.shift();
+        else if (ended) return;
+        else await new Promise((r) => (wake = r));
+      }
+    },
+  };
+}
+
+const SESSION_CONTROLS = { interrupt: 'interrupt', set_model: 'setModel', stop_task: 'stopTask' };
+
+async function session() {
+  const lines = readLines(process.stdin);
+  const next = async () => (await lines.next()).value;
+  const bad = (what) => Object.assign(new Error(`bad input: ${what}`), { exitCode: 2 });
+  const head = parse((await next()) ?? '');
+  const options = head && head.sdkOptions;
+  if (!options || typeof options !== 'object' || Array.isArray(options)) throw bad("the first line must be {\"sdkOptions\": object}");
+  const init = parse((await next()) ?? '');
+  if (!init || init.type !== 'control_request' || !init.request || init.request.subtype !== 'initialize') throw bad('the first request must be initialize');
+  const query = await loadQuery();
+  const write = (m) => process.stdout.write(JSON.stringify(m) + '\n');
+  const answer = (id, work) =>
+    Promise.resolve()
+      .then(work)
+      .then(
+        (response) => write({ type: 'control_response', response: { subtype: 'success', request_id: id, response: response || {} } }),
+        (e) => write({ type: 'control_response', response: { subtype: 'error', request_id: id, error: String((e && e.message) || e) } }),
+      );
+  // Our own requests (hook callbacks): answered by the host, or continue after 10 s or at EOF.
+  const asked = new Map();
+  let seq = 0;
+  let ended = false;
+  const ask = (request) =>
+    new Promise((resolve) => {
+      if (ended) return resolve({ continue: true });
+      const id = `sdk_runner_${++seq}`;
+      const timer = setTimeout(() => settle(id, { continue: true }), 10000);
+      asked.set(id, (r) => (clearTimeout(timer), resolve(r)));
+      write({ type: 'control_request', request_id: id, request });
+    });
+  const settle = (id, response) => {
+    const done = asked.get(id);
+    if (done) asked.delete(id), done(response);
+  };
+  const hooks = {};
+  for (const [event, matchers] of Object.entries(init.request.hooks || {})) {
+    hooks[event] = (Array.isArray(matchers) ? matchers : []).map((m) => ({
+      matcher: m.matcher ?? undefined,
+      hooks: (m.hookCallbackIds || []).map((id) => (input, toolUseId) => ask({ subtype: 'hook_callback', callback_id: id, input, tool_use_id: toolUseId })),
+    }));
+  }
+  const turns = turnQueue();
+  const controller = new AbortController();
+  for (const sig of Object.keys(SIGNAL_EXIT)) {
+    process.on(sig, () => {
+      controller.abort();
+      fail(`aborted by ${sig}`, SIGNAL_EXIT[sig]);
+    });
+  }
+  const q = query({
+    prompt: turns,
+    options: { ...options, ...(Object.keys(hooks).length ? { hooks } : {}), abortController: controller, stderr: (d) => process.stderr.write(d) },
+  });
+  answer(init.request_id, async () => ({ commands: typeof q.supportedCommands === 'function' ? await q.supportedCommands() : [] }));
+  (async () => {
+    for await (const line of lines) {
+      const m = parse(line);
+      if (!m) continue;
+      if (m.type === 'user') turns.push(m);
+      else if (m.type === 'control_response') settle(m.response && m.response.request_id, (m.response && m.response.response) || { continue: true });
+      else if (m.type === 'control_request') {
+        const r = m.request || {};
+        answer(m.request_id, async () => {
+          const method = SESSION_CONTROLS[r.subtype];
+          if (!method) throw new Error(`unsupported control request: ${r.subtype}`);
+          if (typeof q[method] !== 'function') throw new Error(`the Agent SDK in the image has no ${method}()`);
+          await (r.subtype === 'set_model' ? q.setModel(r.model ?? undefined) : r.subtype === 'stop_task' ? q.stopTask(r.task_id) : q.interrupt());
+          return {};
+        });
+      }
+    }
+    ended = true;
+    turns.end();
+    for (const id of [...asked.keys()]) settle(id, { continue: true });
+  })().catch((e) => fail(`reading stdin: ${e.message}`, 1));
+  try {
+    for await (const message of q) {
+      if (failed) return;
+      if (message && typeof message.type === 'string' && message.type.startsWith('control_')) continue;
+      await print(message);
+    }
+  } catch (e) {
+    throw Object.assign(new Error(`query() failed: ${e && e.message ? e.message : String(e)}`), { exitCode: 1 });
+  }
+  process.stdout.write('', () => process.exit(0));
+}
+
+(process.argv[1] === 'session' ? session : main)().catch((e) => fail(e && e.message ? e.message : String(e), (e && e.exitCode) || 1));

@@ -54,6 +54,8 @@ pub struct Job {
     /// What the job's record says besides the report.
     record: records::Head,
     writer: Option<JoinHandle<()>>,
+    /// The job's stdin, kept open for its caller ([`crate::JobSpec::stdin_open`]) until taken.
+    stdin: Option<ExecInput>,
     canceller: Canceller,
     /// Dropping it tells the deadline watchdog that the job is over.
     _watchdog: Option<mpsc::Sender<()>>,
@@ -87,6 +89,8 @@ pub(crate) struct Started {
     pub input: ExecInput,
     pub output: ExecOutput,
     pub stdin: Vec<u8>,
+    /// Keep `input` open for the caller instead of writing `stdin` and closing it.
+    pub stdin_open: bool,
     pub canceller: Canceller,
     pub redactor: Redactor,
     pub deadline: Option<Duration>,
@@ -104,7 +108,11 @@ pub(crate) struct Started {
 
 impl Job {
     pub(crate) fn new(s: Started) -> Job {
-        let writer = spawn_writer(s.input, s.stdin);
+        let (writer, stdin) = if s.stdin_open {
+            (None, Some(s.input))
+        } else {
+            (Some(spawn_writer(s.input, s.stdin)), None)
+        };
         let watchdog = s
             .deadline
             .map(|after| spawn_watchdog(s.canceller.clone(), after));
@@ -118,7 +126,8 @@ impl Job {
             stdout: Tail::new(STDOUT_TAIL, s.redactor.longest().max(TAIL_MARGIN)),
             redactor: s.redactor,
             record: s.record,
-            writer: Some(writer),
+            writer,
+            stdin,
             canceller: s.canceller,
             _watchdog: watchdog,
             _container_watch: s.container_watch,
@@ -177,6 +186,13 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// The job's stdin, once, when it was started with [`crate::JobSpec::stdin_open`]: write to
+    /// it for as long as the job runs (a live session's turns); dropping or closing it sends EOF.
+    /// `None` for a job whose stdin the runner writes, and once taken.
+    pub fn take_stdin(&mut self) -> Option<ExecInput> {
+        self.stdin.take()
     }
 
     /// The job's mounts as a host/container path map, to translate the paths an agent prints

@@ -4,7 +4,8 @@
 //
 // kind `deliberate`: herdctl-container does differently on purpose (safer, or refusing early what
 // the engine refuses late). kind `internals`: the test reaches into herdctl's own Docker layer
-// (its dockerode calls), which the swap replaces.
+// (its dockerode calls), which the swap replaces. kind `patch`: the test asserts the very
+// behaviour a patch in patches/ changes.
 const root = process.getuid && process.getuid() === 0;
 
 const ALL = [
@@ -32,6 +33,12 @@ const ALL = [
     kind: 'deliberate',
     when: root,
     reason: 'run as root, getHostUser() gives the non-root default 1000:1000, not 0:0: an agent runs as root only when docker.user says so.',
+  },
+  {
+    file: 'src/fleet-manager/__tests__/list-agent-commands.test.ts',
+    test: 'FleetManager.listAgentCommands() surfaces StreamingSessionUnsupportedError for Docker-wrapped agents',
+    kind: 'patch',
+    reason: "patches/open-chat-session.patch: a Docker agent whose runtime has openSession (herdctl-container's does) opens its chat session in its container instead of being refused. In this unit test the agent's default image is not there (and is never pulled), so the session fails to start rather than being refused; fleet-sessions.test.mjs shows listAgentCommands working for a Docker agent. With herdctl's own ContainerRunner (no openSession) the patch still refuses, so stock herdctl's behaviour is unchanged.",
   },
 ];
 

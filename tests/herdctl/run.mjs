@@ -8,12 +8,15 @@
 // 3. Runs herdctl's vitest suite for packages/core on stock herdctl, once per snapshot (the
 //    results are cached), then swaps this package in (container-runner.ts and docker-config.ts
 //    become re-exports of herdctl-container, installed into herdctl's node_modules as `npm
-//    install` would; nothing else changes), builds herdctl (its `npm run build`, which also
-//    type-checks its tests against our types), and runs the suite again.
+//    install` would), applies the patches in patches/ (one: herdctl's openChatSession asks the
+//    runtime it builds for `openSession` instead of refusing Docker agents; nothing else
+//    changes), builds herdctl (its `npm run build`, which also type-checks its tests against our
+//    types), and runs the suite again.
 // 4. Every test that passes on stock herdctl must pass swapped, except those listed in
 //    differences.mjs with their reason; a listed test that passes is an error too (the list must
 //    stay true).
-// 5. Runs real jobs through herdctl's FleetManager (fleet-jobs.test.mjs).
+// 5. Runs real jobs and live chat sessions through herdctl's FleetManager (fleet-jobs.test.mjs,
+//    fleet-sessions.test.mjs).
 //
 // Environment: HERDCTL_SNAPSHOT (the tarball), HERDCTL_CONTAINER_CACHE (default
 // $XDG_CACHE_HOME/herdctl-container, else ~/.cache/herdctl-container).
@@ -30,6 +33,13 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
 const NPM = path.join(REPO, 'npm');
 const SWAPPED = ['container-runner.ts', 'docker-config.ts'];
+// The changes to herdctl's own code beyond the swap, applied in name order with `git apply` (which
+// needs no repository): each says at its top what it changes and why.
+const PATCHES = fs.readdirSync(path.join(HERE, 'patches')).filter((f) => f.endsWith('.patch')).sort()
+  .map((f) => path.join(HERE, 'patches', f));
+/** The files of herdctl's tree (relative to it) that the patches change. */
+const PATCHED = [...new Set(PATCHES.flatMap((p) =>
+  [...fs.readFileSync(p, 'utf8').matchAll(/^\+\+\+ b\/(\S+)/gm)].map((m) => m[1])))];
 const RUNTIME = 'packages/core/src/runner/runtime';
 
 const started = Date.now();
@@ -139,12 +149,16 @@ if (!fs.existsSync(installed)) {
   });
 }
 
-/** The two files as the snapshot has them. */
+/** A file of herdctl's tree (relative to it) as the snapshot has it. */
+function restoreFile(rel) {
+  const text = execFileSync('tar', ['-xzf', snapshot, '-O', `herdctl/${rel}`]);
+  fs.writeFileSync(path.join(tree, rel), text);
+}
+
+/** The swapped and the patched files as the snapshot has them. */
 function restoreStock() {
-  for (const f of SWAPPED) {
-    const text = execFileSync('tar', ['-xzf', snapshot, '-O', `herdctl/${RUNTIME}/${f}`]);
-    fs.writeFileSync(path.join(tree, RUNTIME, f), text);
-  }
+  for (const f of SWAPPED) restoreFile(`${RUNTIME}/${f}`);
+  for (const rel of PATCHED) restoreFile(rel);
   fs.rmSync(path.join(coreDir, 'node_modules', 'herdctl-container'), { recursive: true, force: true });
 }
 
@@ -215,11 +229,17 @@ phase('swapping herdctl-container in', () => {
   for (const f of SWAPPED) {
     fs.copyFileSync(path.join(HERE, 'swap', f), path.join(tree, RUNTIME, f));
   }
+  // From the stock text every time: a patch applies once.
+  for (const rel of PATCHED) restoreFile(rel);
+  // Outside any repository: git would otherwise apply paths relative to one found above the tree.
+  const env = { ...process.env, GIT_CEILING_DIRECTORIES: work };
+  for (const p of PATCHES) must('git', ['apply', p], { cwd: tree, env });
 });
 
 const builtStamp = path.join(work, '.built');
 const buildInputs = sha256([
   ...SWAPPED.map((f) => fs.readFileSync(path.join(HERE, 'swap', f))),
+  ...PATCHES.map((p) => fs.readFileSync(p)),
   ...['index.d.ts', 'binding.d.ts', 'index.mjs', 'index.js', 'binding.js'].map((f) => fs.readFileSync(path.join(NPM, f))),
 ].join('\0'));
 if (!fs.existsSync(builtStamp) || fs.readFileSync(builtStamp, 'utf8') !== buildInputs) {
@@ -234,14 +254,22 @@ const swapped = phase('herdctl\'s tests with herdctl-container swapped in', () =
 const stock = JSON.parse(fs.readFileSync(stockFile, 'utf8'));
 
 // --- 4. the comparison ---
+/**
+ * A test file's name relative to the package it ran in. The stock report is cached once per
+ * snapshot, so it may come from another checkout's work tree: the part before the package is
+ * dropped, not taken as this tree's.
+ */
+function inCore(name) {
+  const mark = `${path.sep}herdctl${path.sep}packages${path.sep}core${path.sep}`;
+  const at = name.lastIndexOf(mark);
+  return at >= 0 ? name.slice(at + mark.length) : path.relative(coreDir, name);
+}
+
 /** `file > full name` to status, and failure messages. */
 function results(report) {
   const out = new Map();
   for (const file of report.testResults) {
-    // Relative to the core package of the tree that ran it: stock.json is shared by the work
-    // trees of every checkout, and names files in the tree that wrote it.
-    const at = file.name.lastIndexOf(`${path.sep}packages${path.sep}core${path.sep}`);
-    const rel = at < 0 ? path.relative(coreDir, file.name) : file.name.slice(at + '/packages/core/'.length);
+    const rel = inCore(file.name);
     for (const a of file.assertionResults) {
       out.set(`${rel} > ${a.fullName}`, { status: a.status, failure: (a.failureMessages || []).join('\n') });
     }
@@ -285,12 +313,13 @@ if (unexpected.length > 0) {
 }
 if (stale.length > 0) fail(`differences.mjs lists tests that do not differ; remove them:\n  ${stale.join('\n  ')}`);
 
-// --- 5. real jobs through herdctl's FleetManager ---
-const fleetStatus = phase('real jobs through herdctl\'s FleetManager', () =>
-  run(process.execPath, ['--test', '--test-concurrency=1', path.join(HERE, 'fleet-jobs.test.mjs')], {
+// --- 5. real jobs and live sessions through herdctl's FleetManager ---
+const FLEET_TESTS = ['fleet-jobs.test.mjs', 'fleet-sessions.test.mjs'].map((f) => path.join(HERE, f));
+const fleetStatus = phase('real jobs and live sessions through herdctl\'s FleetManager', () =>
+  run(process.execPath, ['--test', '--test-concurrency=1', ...FLEET_TESTS], {
     env: { ...process.env, HERDCTL_CORE: coreDir },
   }));
 for (const [name, s] of phases) log(`  ${s.toFixed(1)} s  ${name}`);
 log(`total ${((Date.now() - started) / 1000).toFixed(1)} s`);
-if (fleetStatus !== 0) fail('the FleetManager jobs failed (above)');
+if (fleetStatus !== 0) fail('the FleetManager jobs or sessions failed (above)');
 log('ok');

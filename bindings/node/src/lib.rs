@@ -22,6 +22,12 @@
 //! while the job's processes are killed), sends each message until the consumer leaves, and
 //! finishes the job, which releases its container.
 //!
+//! `ContainerRunnerCore::open_session` is the other: it opens the core's `AgentSession` on the
+//! stream's thread and pumps its events (messages as the agent's JSON objects, hooks as
+//! `["hook", input]` arrays) until the session ends or JS closes it; `SessionCore` (in
+//! `session.rs`) answers the session's control calls through promises settled from the
+//! session's threads, queueing those made while it opens.
+//!
 //! # Errors
 //!
 //! Every core error reaches JS through `errors.rs`, as an `Error` whose `code` is
@@ -33,6 +39,7 @@ mod config;
 pub mod errors;
 mod hooks;
 mod runner;
+mod session;
 pub mod stream;
 mod test_producer;
 mod tool_calls;

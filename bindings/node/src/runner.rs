@@ -23,11 +23,13 @@ use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Result};
 use napi_derive::napi;
 
-use crate::buffer::Capacity;
+use crate::buffer::{Buffer, Capacity};
 use crate::errors::{config_secrets, guarded, secrets, throw, Blocking, Secrets};
 use crate::hooks::{call_observer, pull_progress, Callback, EngineCallEvent, PullProgressEvent};
+use crate::session::{pump, SessionCore, Slot};
 use crate::stream::MessageStream;
 use crate::tool_calls::{CloseOnDrop, ToolCalls};
+use herdctl_container::session::{AgentSession, SessionRequest};
 
 /// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional; a field of
 /// the wrong type, or one not listed here, throws with code `INVALID_CONFIG`.
@@ -95,6 +97,20 @@ pub struct ExecuteRequest {
     pub argv: Option<String>,
     /// For `"raw"`: the bytes written to its stdin.
     pub stdin: Option<Uint8Array>,
+}
+
+/// One `openSession` call, as `npm/index.js` hands it over.
+#[napi(object)]
+pub struct OpenSessionRequest {
+    /// `"cli"` or `"sdk"`: the wrapped runtime.
+    pub strategy: String,
+    /// herdctl's agent object, as JSON text.
+    pub agent: String,
+    /// herdctl's session options as JSON text: the execute options, whose `prompt` (the first
+    /// turn) may be empty.
+    pub options: String,
+    /// The hooks the agent reports, as JSON text `[{event, matcher?}]`.
+    pub hooks: Option<String>,
 }
 
 /// One of this project's containers.
@@ -359,6 +375,60 @@ impl ContainerRunnerCore {
             // Cancels a job whose consumer left, then releases its container.
             let _report = job.finish();
             Ok(())
+        })
+    }
+
+    /// Opens a live session on its own thread and returns at once: control calls made before it
+    /// is open wait for it, and fail with the coded error that kept it from opening (which the
+    /// first `next()` rejects with too). `toolCalls` carries the calls of the request's
+    /// `injectedMcpServers` to JS; it closes when the session ends.
+    #[napi(catch_unwind)]
+    pub fn open_session(
+        &self,
+        request: OpenSessionRequest,
+        tool_calls: Option<&ToolCalls>,
+    ) -> Result<SessionCore> {
+        let core = self.core.clone();
+        let tool_calls = tool_calls.map(|t| t.queue.clone());
+        let slot = Arc::new(Slot::default());
+        let opened = slot.clone();
+        let buffer = Buffer::spawn("herdctl-session", Capacity::default(), move |sink| {
+            let _close = tool_calls.clone().map(CloseOnDrop);
+            let started = guarded("opening the session", &*core.secrets, || {
+                let mut request = session_request(&core, &request)?;
+                request.tool_handler = tool_calls.map(|q| q as Arc<dyn ToolHandler>);
+                if sink.is_cancelled() {
+                    // Closed before it opened: no container for nothing.
+                    return Ok(None);
+                }
+                AgentSession::open(&core.runner()?, request).map(Some)
+            });
+            match started {
+                Ok(Some(session)) => {
+                    opened.open(&session.handle());
+                    pump(session, sink);
+                    Ok(())
+                }
+                Ok(None) => {
+                    let closed = herdctl_container::Error::Session {
+                        request: "open".into(),
+                        detail: "the session was closed before it opened".into(),
+                        ended: true,
+                    };
+                    opened.fail(&crate::errors::failure(closed, &*core.secrets));
+                    Ok(())
+                }
+                Err(e) => {
+                    opened.fail(&e);
+                    Err(e)
+                }
+            }
+        })
+        .map_err(|e| napi::Error::from_reason(format!("start a session thread: {e}")))?;
+        Ok(SessionCore {
+            buffer,
+            slot,
+            secrets: self.core.secrets.clone(),
         })
     }
 
@@ -682,6 +752,35 @@ fn as_field(e: herdctl_container::Error, field: &str) -> herdctl_container::Erro
         }
         other => other,
     }
+}
+
+/// The core's session request from the JS parts.
+fn session_request(
+    core: &Core,
+    request: &OpenSessionRequest,
+) -> herdctl_container::Result<SessionRequest> {
+    let json = |field: &str, text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| herdctl_container::Error::invalid(field, format!("not JSON: {e}")))
+    };
+    let strategy = match request.strategy.as_str() {
+        "raw" => {
+            return Err(herdctl_container::Error::invalid(
+                "runtime",
+                "a runtime with its own containerCommand cannot hold a session; wrap a CLIRuntime or SDKRuntime",
+            ))
+        }
+        other => Strategy::parse(other)?,
+    };
+    let mut session = SessionRequest::new(
+        core.config.clone(),
+        json("agent", &request.agent)?,
+        ExecuteOptions::from_json(&json("session options", &request.options)?)?,
+        strategy,
+    );
+    session.hooks = crate::session::hooks(request.hooks.as_deref())?;
+    session.translate_paths = core.translate_paths;
+    Ok(session)
 }
 
 /// The core's request from the JS parts.

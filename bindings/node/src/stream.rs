@@ -101,31 +101,7 @@ impl MessageStream {
     /// when the producer failed. One `next()` at a time.
     #[napi(ts_return_type = "Promise<string | null>", catch_unwind)]
     pub fn next<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        if self.buffer.is_waiting() {
-            return Err(Error::from_reason(
-                "next() called while an earlier next() is still pending",
-            ));
-        }
-        let (deferred, promise) = env.create_deferred()?;
-        let buffer = self.buffer.clone();
-        let settle: Wake = Box::new(move || {
-            deferred.resolve(move |env: Env| -> Result<Batch> {
-                match buffer.take() {
-                    Taken::Lines(lines) => Ok(Some(js_text(json_array(lines)))),
-                    Taken::End => Ok(None),
-                    Taken::Failed(e) => Err(js_error(&env, &e.code, &e.message)),
-                    // Not reached (a wake-up comes only when there is something to take); an
-                    // empty batch keeps the contract: the caller asks again.
-                    Taken::Nothing => Ok(Some(js_text("[]".to_string()))),
-                }
-            })
-        });
-        // Only this (JS) thread parks a waiter, and none is parked (checked above), so `wait`
-        // accepts it; were it ever refused, settling at once still never leaks the promise.
-        if let Err(settle) = self.buffer.wait(settle) {
-            settle();
-        }
-        Ok(promise)
+        next_batch(env, &self.buffer)
     }
 
     /// Stops the stream: drops buffered lines, settles a pending `next()` with `null`, unblocks
@@ -133,11 +109,7 @@ impl MessageStream {
     /// the job's container is released before it does. Safe to call more than once.
     #[napi(ts_return_type = "Promise<void>", catch_unwind)]
     pub fn cancel<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let (deferred, promise) = env.create_deferred()?;
-        self.buffer.cancel();
-        self.buffer
-            .when_finished(Box::new(move || deferred.resolve(|_env: Env| Ok(()))));
-        Ok(promise)
+        cancel_buffer(env, &self.buffer)
     }
 
     /// The stream's counters.
@@ -154,6 +126,44 @@ impl MessageStream {
             cancelled: stats.cancelled,
         }
     }
+}
+
+/// `next()` of a buffer's consumer (a [`MessageStream`], a session's messages): a promise of
+/// the next batch, `null` at the end, rejected with a coded error when the producer failed.
+pub(crate) fn next_batch<'env>(env: &'env Env, buffer: &Arc<Buffer>) -> Result<Object<'env>> {
+    if buffer.is_waiting() {
+        return Err(Error::from_reason(
+            "next() called while an earlier next() is still pending",
+        ));
+    }
+    let (deferred, promise) = env.create_deferred()?;
+    let taken = buffer.clone();
+    let settle: Wake = Box::new(move || {
+        deferred.resolve(move |env: Env| -> Result<Batch> {
+            match taken.take() {
+                Taken::Lines(lines) => Ok(Some(js_text(json_array(lines)))),
+                Taken::End => Ok(None),
+                Taken::Failed(e) => Err(js_error(&env, &e.code, &e.message)),
+                // Not reached (a wake-up comes only when there is something to take); an
+                // empty batch keeps the contract: the caller asks again.
+                Taken::Nothing => Ok(Some(js_text("[]".to_string()))),
+            }
+        })
+    });
+    // Only this (JS) thread parks a waiter, and none is parked (checked above), so `wait`
+    // accepts it; were it ever refused, settling at once still never leaks the promise.
+    if let Err(settle) = buffer.wait(settle) {
+        settle();
+    }
+    Ok(promise)
+}
+
+/// Cancels a buffer's stream; the promise settles once its producer has ended.
+pub(crate) fn cancel_buffer<'env>(env: &'env Env, buffer: &Arc<Buffer>) -> Result<Object<'env>> {
+    let (deferred, promise) = env.create_deferred()?;
+    buffer.cancel();
+    buffer.when_finished(Box::new(move || deferred.resolve(|_env: Env| Ok(()))));
+    Ok(promise)
 }
 
 impl Drop for MessageStream {

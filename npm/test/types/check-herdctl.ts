@@ -72,8 +72,35 @@ interface RuntimeExecuteOptions {
   injectedMcpServers?: Record<string, InjectedMcpServerDef>
   systemPromptAppend?: string
 }
+// The Agent SDK's shapes that herdctl's session types use (its sdk.d.ts).
+interface SlashCommand { name: string; description: string; argumentHint: string; aliases?: string[] }
+interface SessionCronSummary { id: string; schedule: string; recurring: boolean; prompt: string }
+interface BackgroundTaskSummary {
+  id: string; type: string; status: string; description: string
+  command?: string; agent_type?: string; server?: string; tool?: string; name?: string
+}
+interface SessionLifecycleSignal {
+  kind: 'turn_end' | 'background_tasks_changed' | 'activity' | 'cron_deleted'
+  sessionId: string
+  sessionCrons: SessionCronSummary[]
+  backgroundTasks: BackgroundTaskSummary[]
+  deletedCronIds?: string[]
+}
+interface RuntimeSession {
+  readonly messages: AsyncIterable<SDKMessage>
+  send(text: string): Promise<void>
+  interrupt(): Promise<void>
+  listCommands(): Promise<SlashCommand[]>
+  setModel(model?: string): Promise<void>
+  stopTask(taskId: string): Promise<void>
+  close(): Promise<void>
+}
 interface RuntimeInterface {
   execute(options: RuntimeExecuteOptions): AsyncIterable<SDKMessage>
+  openSession?(options: RuntimeExecuteOptions & {
+    includePartialMessages?: boolean
+    onLifecycleSignal?: (signal: SessionLifecycleSignal) => void | Promise<void>
+  }): RuntimeSession
 }
 class CLIRuntime implements RuntimeInterface {
   async *execute(_options: RuntimeExecuteOptions): AsyncIterable<SDKMessage> {}
@@ -111,6 +138,26 @@ export async function runJob(runtime: RuntimeInterface, agent: ResolvedAgent): P
     if (message.type === 'error') throw new Error(message.error ?? 'failed')
   }
   return undefined
+}
+
+// herdctl's openChatSession with the one patch: it asks the runtime it built for openSession.
+export async function chat(agent: ResolvedAgent, stateDir: string): Promise<string[]> {
+  const runtime = createRuntime(agent, stateDir)
+  if (!runtime.openSession) throw new Error('no streaming sessions')
+  const session = runtime.openSession({
+    agent,
+    prompt: 'hi',
+    includePartialMessages: true,
+    onLifecycleSignal: (s) => void s.backgroundTasks.length,
+  })
+  const names = (await session.listCommands()).map((c) => c.name)
+  await session.send('/compact')
+  await session.interrupt()
+  await session.setModel()
+  await session.stopTask('task_1')
+  for await (const m of session.messages) if (m.type === 'result') break
+  await session.close()
+  return names
 }
 
 // herdctl's chat managers pass their file sender this way.

@@ -22,7 +22,23 @@
 //                        start the configured stdio MCP server SERVER, initialize it, list its
 //                        tools and call TOOL with the JSON arguments; an assistant message carries
 //                        `standin_mcp: {server, protocolVersion, serverInfo, tools, result, error}`
+//   #freeze SECONDS      block the whole process (its event loop): nothing is read, printed or
+//                        answered meanwhile, as an agent stuck in a synchronous call
+//   #tool NAME [JSON]    a tool call: an assistant tool_use and a user tool_result message, after
+//                        the PostToolUse hooks that match NAME ran (sessions and hooked queries)
+//   #background SECONDS [TYPE]
+//                        (sessions) start a background task of TYPE (default local_bash) that
+//                        completes after SECONDS; its id is in an assistant message
+//                        (`standin_task_id`), and `background_tasks_changed` system messages
+//                        follow the live set. A `monitor_mcp` task cannot be stopped.
 // The result always carries `standin: {prompt_bytes, prompt_sha256, resumed, earlier_turns}`.
+//
+// Sessions (`Session`, the CLI's `--input-format stream-json`, the SDK's query() with an async
+// iterable prompt): turns run in order in one session id, each seeing the earlier ones; control
+// requests `initialize` (answers the commands), `interrupt` (ends the running turn with an
+// `error_during_execution` result carrying `standin.interrupted`), `set_model`, `stop_task`
+// (idempotent; emits `task_notification` status `stopped`); the `Stop` hook runs before each
+// turn's result with `background_tasks` (the live tasks) and `session_crons: []`.
 //
 // Sessions: `<home>/.claude/projects/<cwd with every non-alphanumeric as '-'>/<session_id>.jsonl`,
 // one JSON entry a line (user and assistant turns). Resume continues the same session id; a fork
@@ -149,6 +165,7 @@ async function* run(req) {
     return;
   }
   let earlier = [];
+  const continued = Boolean(req.continued && req.resume);
   if (req.resume) {
     const file = path.join(dir, `${req.resume}.jsonl`);
     if (!fs.existsSync(file)) {
@@ -174,7 +191,8 @@ async function* run(req) {
 
   const denied = new Set(req.disallowedTools || []);
   const model = req.model || DEFAULT_MODEL;
-  yield {
+  // A session's later turns continue quietly: no new init, no "resumed" message.
+  if (!continued) yield {
     type: 'system', subtype: 'init', cwd: req.cwd, session_id: base.session_id,
     tools: (req.tools || DEFAULT_TOOLS).filter((t) => !denied.has(t)),
     mcp_servers: (req.mcpServers || []).map((name) => ({ name, status: 'standin' })),
@@ -200,7 +218,7 @@ async function* run(req) {
     yield assistant(text, extra);
   }
 
-  if (req.resume) {
+  if (req.resume && !continued) {
     yield* say(`resumed session ${req.resume} with ${earlierTurns} earlier turns`, { standin_resumed: { from: req.resume, earlier_turns: earlierTurns } });
   }
   const notes = [];
@@ -208,13 +226,28 @@ async function* run(req) {
   for (const { name, arg } of parseControls(req.prompt)) {
     if (req.signal && req.signal.aborted) throw new AbortError();
     const action = CONTROLS.get(name);
-    const out = await action(arg, { req, notes, promptSha, promptBytes });
+    const out = await action(arg, { req, notes, promptSha, promptBytes, sessionId: base.session_id });
     if (out && out.error !== undefined) failure = out.error;
     if (out && out.texts) {
       for (const [text, extra] of out.texts()) {
         if (req.signal && req.signal.aborted) throw new AbortError();
         yield* say(text, extra);
       }
+    }
+    if (out && out.tool) {
+      const { id, name, input, output } = out.tool;
+      yield {
+        type: 'assistant',
+        message: {
+          id: `msg_standin_${crypto.randomUUID()}`, type: 'message', role: 'assistant', model,
+          content: [{ type: 'tool_use', id, name, input }], stop_reason: 'tool_use', usage: { input_tokens: 1, output_tokens: 1 },
+        },
+        parent_tool_use_id: null, session_id: base.session_id, uuid: crypto.randomUUID(),
+      };
+      yield {
+        type: 'user', message: { role: 'user', content: [{ type: 'tool_result', tool_use_id: id, content: output }] },
+        parent_tool_use_id: null, session_id: base.session_id, uuid: crypto.randomUUID(),
+      };
     }
   }
   if (failure !== null) {
@@ -354,6 +387,31 @@ const CONTROLS = new Map([
   }],
   ['say', (arg) => ({ texts: () => [[arg]] })],
   ['error-result', (arg) => ({ error: arg || 'standin error result' })],
+  ['freeze', (arg) => {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, intArg('freeze', arg, 0) * 1000);
+  }],
+  ['tool', async (arg, { req, sessionId }) => {
+    const m = /^(\S+)(?:\s+(.*))?$/.exec(arg);
+    if (!m) throw new Error(`standin: #tool wants NAME [JSON], got '${arg}'`);
+    const [, name, json] = m;
+    const input = json ? JSON.parse(json) : {};
+    const id = `toolu_standin_${crypto.randomUUID().slice(0, 8)}`;
+    const output = `standin ran ${name}`;
+    if (req.runHooks) {
+      await req.runHooks('PostToolUse', {
+        hook_event_name: 'PostToolUse', session_id: sessionId, cwd: req.cwd, tool_name: name, tool_input: input,
+        tool_response: output, tool_use_id: id,
+      }, name);
+    }
+    return { tool: { id, name, input, output } };
+  }],
+  ['background', (arg, { req }) => {
+    const [seconds, type] = arg.split(/\s+/);
+    const after = intArg('background', seconds, 0);
+    if (!req.session) return { texts: () => [['#background needs a session']] };
+    const id = req.session.startTask(after, type || 'local_bash');
+    return { texts: () => [[`started background task ${id}`, { standin_task_id: id }]] };
+  }],
   ['mcp-call', async (arg, { req }) => {
     const m = /^(\S+)\s+(\S+)(?:\s+(.*))?$/.exec(arg);
     if (!m) throw new Error(`standin: #mcp-call wants SERVER TOOL [JSON], got '${arg}'`);
@@ -364,7 +422,171 @@ const CONTROLS = new Map([
   }],
 ]);
 
+/** The slash commands a session lists (`initialize`'s `commands`). */
+const COMMANDS = [
+  { name: 'compact', description: 'Clear conversation history but keep a summary in context', argumentHint: '<optional custom summarization instructions>' },
+  { name: 'clear', description: 'Clear conversation history and free up context', argumentHint: '' },
+  { name: 'standin-status', description: 'Stand-in: report the session state', argumentHint: '' },
+];
+
+/** The text of a user message's content: a string, or its text blocks joined. */
+function textOf(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) return content.filter((c) => c && c.type === 'text').map((c) => c.text).join('\n');
+  return '';
+}
+
+/** Whether a hook matcher (none, `*`, a name or a regex of names) matches a tool name. */
+function matches(matcher, name) {
+  if (!matcher || matcher === '*') return true;
+  try {
+    return new RegExp(`^(?:${matcher})$`).test(name || '');
+  } catch {
+    return matcher === name;
+  }
+}
+
+/**
+ * A streaming-input session. `base` is run()'s request without the prompt (plus `signal`, which
+ * ends the whole session); `emit(message)` receives every message, in order; `hooks` is
+ * `{Event: [{matcher, fns: [async (input, toolUseId) => output]}]}`. Feed it with pushUser(text)
+ * and end(); `done` settles when the last turn ran (rejects with what ended it otherwise).
+ */
+class Session {
+  constructor(base, { emit, hooks }) {
+    this.base = base;
+    this.emit = emit;
+    this.hooks = hooks || {};
+    this.model = base.model;
+    this.queue = [];
+    this.ended = false;
+    this.running = null;
+    this.sessionId = null;
+    this.tasks = new Map();
+    this.wake = null;
+    this.done = this.loop();
+    this.done.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
+  }
+
+  pushUser(text) {
+    this.queue.push(text);
+    if (this.wake) this.wake();
+  }
+
+  end() {
+    this.ended = true;
+    if (this.wake) this.wake();
+  }
+
+  async runHooks(event, input, toolName) {
+    for (const m of this.hooks[event] || []) {
+      if (!matches(m.matcher, toolName)) continue;
+      for (const fn of m.fns) await fn(input, input.tool_use_id, { signal: this.base.signal });
+    }
+  }
+
+  summaries() {
+    return [...this.tasks.values()].map((t) => ({ id: t.id, type: t.type, status: 'running', description: t.description }));
+  }
+
+  tasksChanged() {
+    const tasks = [...this.tasks.values()].map((t) => ({ task_id: t.id, task_type: t.type, description: t.description }));
+    this.emit({ type: 'system', subtype: 'background_tasks_changed', tasks, session_id: this.sessionId, uuid: crypto.randomUUID() });
+  }
+
+  startTask(seconds, type) {
+    const id = `task_${crypto.randomUUID().slice(0, 8)}`;
+    const timer = setTimeout(() => this.finishTask(id, 'completed'), seconds * 1000);
+    this.tasks.set(id, { id, type, description: `standin ${type} task (${seconds}s)`, timer });
+    this.tasksChanged();
+    return id;
+  }
+
+  finishTask(id, status) {
+    const task = this.tasks.get(id);
+    if (!task) return;
+    clearTimeout(task.timer);
+    this.tasks.delete(id);
+    this.emit({ type: 'system', subtype: 'task_notification', task_id: id, status, session_id: this.sessionId, uuid: crypto.randomUUID() });
+    this.tasksChanged();
+  }
+
+  async control(request) {
+    switch (request && request.subtype) {
+      case 'initialize':
+        return { commands: COMMANDS, models: [{ value: DEFAULT_MODEL, displayName: 'Stand-in' }], output_style: 'default' };
+      case 'interrupt':
+        if (this.running) this.running.abort();
+        return {};
+      case 'set_model':
+        this.model = request.model || undefined;
+        return {};
+      case 'stop_task': {
+        const task = this.tasks.get(request.task_id);
+        if (!task) return {}; // gone already: a race, not an error
+        if (task.type === 'monitor_mcp') throw new Error('unsupported_type: monitor_mcp tasks have no kill strategy');
+        this.finishTask(task.id, 'stopped');
+        return {};
+      }
+      default:
+        throw new Error(`Unsupported control request subtype: ${request && request.subtype}`);
+    }
+  }
+
+  async loop() {
+    try {
+      for (;;) {
+        if (this.queue.length === 0) {
+          if (this.ended) return;
+          await new Promise((resolve) => (this.wake = resolve));
+          this.wake = null;
+          continue;
+        }
+        await this.turn(this.queue.shift());
+      }
+    } finally {
+      for (const task of this.tasks.values()) clearTimeout(task.timer);
+    }
+  }
+
+  async turn(text) {
+    const controller = new AbortController();
+    this.running = controller;
+    const outer = this.base.signal;
+    const signal = outer ? AbortSignal.any([outer, controller.signal]) : controller.signal;
+    const req = {
+      ...this.base, prompt: text, model: this.model, signal, session: this,
+      runHooks: (event, input, toolName) => this.runHooks(event, input, toolName),
+    };
+    if (this.sessionId) Object.assign(req, { resume: this.sessionId, forkSession: false, continued: true });
+    const started = Date.now();
+    try {
+      for await (const message of run(req)) {
+        if (message.session_id && !this.sessionId && message.type === 'system') this.sessionId = message.session_id;
+        if (message.type === 'result') {
+          this.sessionId = this.sessionId || message.session_id;
+          await this.runHooks('Stop', {
+            hook_event_name: 'Stop', session_id: this.sessionId, cwd: req.cwd, stop_hook_active: false,
+            session_crons: [], background_tasks: this.summaries(),
+          });
+        }
+        this.emit(message);
+      }
+    } catch (e) {
+      if (!(e instanceof AbortError) || (outer && outer.aborted)) throw e;
+      this.emit({
+        type: 'result', subtype: 'error_during_execution', is_error: true, duration_ms: Date.now() - started,
+        duration_api_ms: 0, num_turns: 1, result: '[Request interrupted by user]', session_id: this.sessionId,
+        total_cost_usd: 0, usage: { input_tokens: 0, output_tokens: 0 }, permission_denials: [],
+        uuid: crypto.randomUUID(), standin: { interrupted: true },
+      });
+    } finally {
+      this.running = null;
+    }
+  }
+}
+
 module.exports = {
-  run, splitList, killChildren, projectDir, AbortError, StandinExit,
+  run, splitList, killChildren, projectDir, AbortError, StandinExit, Session, COMMANDS, textOf,
   DEFAULT_MODEL, DEFAULT_TOOLS, PERMISSION_MODES,
 };
