@@ -383,6 +383,49 @@ impl SessionLinks {
     }
 }
 
+/// What an agent job and a live session make of a request before the runner starts it.
+pub(crate) struct Prepared {
+    pub spec: JobSpec,
+    /// The injected MCP servers' bridge, bound; served once the job has its path map.
+    pub bridge: Option<Bridge>,
+    /// herdctl's flat view of the agent's transcripts, kept current around the job.
+    pub links: Option<SessionLinks>,
+}
+
+impl AgentRequest {
+    /// The steps an agent job and a live session share before the runner starts them, in one
+    /// place so that neither misses one: the runtime herdctl's resolver dropped, the injected
+    /// MCP servers' bridge, the job spec with their secrets, herdctl's session links. Errors are
+    /// redacted with what this process's environment and the config hold secret.
+    pub(crate) fn prepare(&mut self, runner: &Runner) -> Result<Prepared> {
+        // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
+        crate::isolation::runtime_from_agent(&self.agent, &mut self.config)?;
+        let early = || Redactor::from_process_env().with_env(&self.config.env);
+        let bridge = self.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
+        let injected = bridge
+            .as_ref()
+            .map(Bridge::agent_configs)
+            .unwrap_or_default();
+        let (mut spec, mcp_env) = self.job_spec(&injected).map_err(|e| e.redact(&early()))?;
+        // The MCP servers' env (tokens, the bridge's secrets) reaches the agent too: the runner
+        // redacts it with the job's other secrets, from the job's errors and stderr tail as the
+        // job does from its stdout tail.
+        spec.secrets.extend(
+            mcp_env
+                .into_iter()
+                .filter(|(k, _)| is_secret_name(k))
+                .map(|(_, v)| v),
+        );
+        let links = session_links(runner, &spec, self.options.resume.as_deref())
+            .map_err(|e| e.redact(&early().with_secrets(&spec.secrets)))?;
+        Ok(Prepared {
+            spec,
+            bridge,
+            links,
+        })
+    }
+}
+
 impl AgentJob {
     /// Starts the job on `runner`. An error here means the job got no container (bad input, no
     /// engine, a missing image, settings the gate refuses, a name held by a container not this
@@ -398,28 +441,12 @@ impl AgentJob {
                 "a session command runs only as a session::AgentSession",
             ));
         }
-        // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
-        crate::isolation::runtime_from_agent(&request.agent, &mut request.config)?;
+        let Prepared {
+            spec,
+            mut bridge,
+            links: sessions,
+        } = request.prepare(runner)?;
         let early = || Redactor::from_process_env().with_env(&request.config.env);
-        let mut bridge = request.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
-        let injected = bridge
-            .as_ref()
-            .map(Bridge::agent_configs)
-            .unwrap_or_default();
-        let (mut spec, mcp_env) = request
-            .job_spec(&injected)
-            .map_err(|e| e.redact(&early()))?;
-        // The MCP servers' env (tokens, the bridge's secrets) reaches the agent too: the runner
-        // redacts it with the job's other secrets, from the job's errors and stderr tail as this
-        // job does from its stdout tail.
-        spec.secrets.extend(
-            mcp_env
-                .into_iter()
-                .filter(|(k, _)| is_secret_name(k))
-                .map(|(_, v)| v),
-        );
-        let sessions = session_links(runner, &spec, request.options.resume.as_deref())
-            .map_err(|e| e.redact(&early().with_secrets(&spec.secrets)))?;
         // For the report of a job that fails in its container before its command runs.
         let image = spec.config.image.clone();
         let secrets = spec.secrets.clone();

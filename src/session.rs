@@ -62,11 +62,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::agent::{session_links, AgentRequest, Command, ExecuteOptions};
+use crate::agent::{AgentRequest, Command, ExecuteOptions, Prepared};
 use crate::invocation::Strategy;
 use crate::job::{JobReport, Outcome};
 use crate::mcp::{Bridge, ToolHandler};
-use crate::{is_secret_name, DockerConfig, Error, Redactor, Result, Runner};
+use crate::{DockerConfig, Error, Redactor, Result, Runner};
 use threads::{
     spawn_reader, spawn_writer, Frame, Pending, Shared, State, Written, CONTROL_TIMEOUT,
 };
@@ -193,7 +193,7 @@ impl AgentSession {
     /// [`crate::agent::AgentJob::start`]'s are.
     pub fn open(runner: &Runner, request: SessionRequest) -> Result<AgentSession> {
         let SessionRequest {
-            mut config,
+            config,
             agent,
             options,
             strategy,
@@ -201,10 +201,8 @@ impl AgentSession {
             translate_paths,
             tool_handler,
         } = request;
-        // As for an agent job: herdctl's resolver drops `docker.runtime`, the agent object keeps it.
-        crate::isolation::runtime_from_agent(&agent, &mut config)?;
         let prompt = options.prompt.clone();
-        let request = AgentRequest {
+        let mut request = AgentRequest {
             config,
             agent,
             options,
@@ -213,26 +211,12 @@ impl AgentSession {
             translate_paths,
             tool_handler,
         };
-        let early = || Redactor::from_process_env().with_env(&request.config.env);
-        let mut bridge = request.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
-        let injected = bridge
-            .as_ref()
-            .map(Bridge::agent_configs)
-            .unwrap_or_default();
-        let (mut spec, mcp_env) = request
-            .job_spec(&injected)
-            .map_err(|e| e.redact(&early()))?;
-        // As an agent job does: the MCP servers' env reaches the agent, so it is redacted.
-        spec.secrets.extend(
-            mcp_env
-                .into_iter()
-                .filter(|(k, _)| is_secret_name(k))
-                .map(|(_, v)| v),
-        );
-        // herdctl's flat view of the agent's transcripts, as for an agent job (a resume of a
-        // transcript only herdctl's own Docker layer left is given to this agent first).
-        let links = session_links(runner, &spec, request.options.resume.as_deref())
-            .map_err(|e| e.redact(&early().with_secrets(&spec.secrets)))?;
+        // As an agent job's: the runtime, the MCP bridge, the spec, herdctl's session links.
+        let Prepared {
+            mut spec,
+            mut bridge,
+            links,
+        } = request.prepare(runner)?;
         // The invocation's own stdin (the MCP config, the SDK runner's options) opens the
         // stream the session writes.
         let setup = std::mem::take(&mut spec.stdin);
