@@ -30,6 +30,9 @@ const STDERR_KEPT: usize = 2048;
 struct Process {
     child: Mutex<Child>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Set when the stderr pipe reached its end: what the process said before it exited may
+    /// still be in the pipe when its exit is seen.
+    stderr_done: Arc<AtomicBool>,
     /// Whether any byte came back: after that, an end of the stream is the engine's, not the
     /// process's.
     answered: AtomicBool,
@@ -66,6 +69,12 @@ impl Process {
         };
         if status.success() {
             return None;
+        }
+        // Its last words, read to the pipe's end (a process it left behind may hold the pipe
+        // open: then what arrived within a short wait).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !self.stderr_done.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
         let said = {
             let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,8 +161,10 @@ impl CommandStream {
             }
         })?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_done = Arc::new(AtomicBool::new(child.stderr.is_none()));
         if let Some(mut pipe) = child.stderr.take() {
             let kept = stderr.clone();
+            let done = stderr_done.clone();
             // Drains the process's stderr (it would block on a full pipe) and keeps the end; ends
             // with the process.
             let drain = std::thread::Builder::new()
@@ -169,6 +180,7 @@ impl CommandStream {
                         let excess = kept.len().saturating_sub(STDERR_KEPT);
                         kept.drain(..excess);
                     }
+                    done.store(true, Ordering::Release);
                 });
             if let Err(e) = drain {
                 let _ = child.kill();
@@ -181,6 +193,7 @@ impl CommandStream {
             process: Arc::new(Process {
                 child: Mutex::new(child),
                 stderr,
+                stderr_done,
                 answered: AtomicBool::new(false),
                 program: name,
                 target: target.to_string(),
