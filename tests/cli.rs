@@ -89,6 +89,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn run_forwards_stdin_streams_stdout_and_mirrors_the_exit_code() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-run");
     let args = run_args(
@@ -109,6 +110,7 @@ fn run_forwards_stdin_streams_stdout_and_mirrors_the_exit_code() {
 
 #[test]
 fn ps_lists_only_this_projects_containers_as_json() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-ps");
     let args = run_args(&fleet, &agent, &["--keep", "3"], &["true"]);
@@ -126,6 +128,7 @@ fn ps_lists_only_this_projects_containers_as_json() {
 
 #[test]
 fn prune_and_gc_remove_stopped_containers() {
+    let _gc = common::gc_exclusive();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-prune");
     let args = run_args(&fleet, &agent, &["--keep", "10"], &["true"]);
@@ -161,6 +164,7 @@ fn prune_and_gc_remove_stopped_containers() {
 
 #[test]
 fn bad_input_is_one_clear_line_and_exit_125() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let cases: [(&[&str], &str); 5] = [
         (
@@ -231,6 +235,7 @@ fn bad_input_is_one_clear_line_and_exit_125() {
 
 #[test]
 fn doctor_reports_the_engine_and_the_effective_hardening() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let out = cli(&fleet, &["doctor", "--image", common::IMAGE], b"");
     let stdout = text(&out.stdout);
@@ -252,6 +257,7 @@ const SUBCOMMANDS: [&str; 9] = [
 
 #[test]
 fn help_and_version_for_every_subcommand_without_an_engine() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     // No engine answers here: help and version must not need one.
     let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
@@ -300,6 +306,7 @@ fn help_and_version_for_every_subcommand_without_an_engine() {
 
 #[test]
 fn flags_are_checked_before_the_engine_is_called() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
     for (args, expected) in [
@@ -341,6 +348,7 @@ fn flags_are_checked_before_the_engine_is_called() {
 
 #[test]
 fn exit_codes_are_dockers() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-codes");
     for (argv, extra, code) in [
@@ -428,6 +436,7 @@ fn processes(fleet: &Fleet, container: &str) -> String {
 
 #[test]
 fn signals_cancel_the_job_as_the_apis_cancel_does() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     for (name, code, persistent) in [
         ("INT", 130, false),
@@ -468,6 +477,7 @@ fn signals_cancel_the_job_as_the_apis_cancel_does() {
 
 #[test]
 fn a_second_ctrl_c_exits_at_once_after_the_kill() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-sig2");
     let args = run_args(
@@ -488,6 +498,7 @@ fn a_second_ctrl_c_exits_at_once_after_the_kill() {
 
 #[test]
 fn a_signal_before_the_job_starts_exits_at_once_and_leaves_nothing() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-sig0");
     let args = run_args(&fleet, &agent, &[], &["true"]);
@@ -507,6 +518,7 @@ fn a_signal_before_the_job_starts_exits_at_once_and_leaves_nothing() {
 
 #[test]
 fn job_records_read_back_after_the_container_is_gone() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-record");
     let secret = "cli-env-secret-0123456789";
@@ -584,6 +596,7 @@ fn job_records_read_back_after_the_container_is_gone() {
 
 #[test]
 fn ps_shows_the_last_job_its_exit_code_and_age() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-ps-last");
     let args = run_args(&fleet, &agent, &[], &["sh", "-c", "exit 4"]);
@@ -616,6 +629,7 @@ fn ps_shows_the_last_job_its_exit_code_and_age() {
 
 #[test]
 fn the_debug_log_prints_one_line_per_engine_call() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-log");
     let is_call = |l: &str| {
@@ -674,6 +688,7 @@ fn the_debug_log_prints_one_line_per_engine_call() {
 
 #[test]
 fn pull_progress_is_plain_lines_when_stderr_is_not_a_terminal() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let live = common::Live::new();
     let registry = common::registry::Registry::start();
@@ -709,6 +724,7 @@ fn pull_progress_is_plain_lines_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn a_signal_at_any_moment_of_the_start_leaves_no_running_job() {
+    let _gc = common::gc_shared();
     // Whether it lands before the engine is called, while the container is made, or once the
     // job runs, the CLI exits 130 and nothing of the job runs on.
     let fleet = Fleet::new();
@@ -739,6 +755,7 @@ fn a_signal_at_any_moment_of_the_start_leaves_no_running_job() {
 /// A relative `--workspace` is taken from where the command was typed, as docker's `-v .:/x` is.
 #[test]
 fn a_relative_workspace_is_relative_to_the_current_directory() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli-relative");
     std::fs::write(fleet.workspace.path().join("marker"), "here\n").unwrap();

@@ -12,6 +12,7 @@ use serde_json::json;
 
 #[test]
 fn ephemeral_containers_are_kept_stopped_and_retention_keeps_the_newest() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("eph");
     let config = fleet.config(json!({ "max_containers": 3 }));
@@ -49,6 +50,7 @@ fn ephemeral_containers_are_kept_stopped_and_retention_keeps_the_newest() {
 
 #[test]
 fn retention_of_foo_never_touches_foo_bar() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let foo = fleet.agent("foo");
     let foo_bar = format!("{foo}-bar");
@@ -72,6 +74,7 @@ fn retention_of_foo_never_touches_foo_bar() {
 
 #[test]
 fn persistent_container_is_reused_across_runner_instances() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("pers");
     let config = fleet.config(json!({ "ephemeral": false }));
@@ -99,6 +102,7 @@ fn persistent_container_is_reused_across_runner_instances() {
 
 #[test]
 fn a_stopped_persistent_container_is_started_again() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("restart");
     let config = fleet.config(json!({ "ephemeral": false }));
@@ -116,6 +120,7 @@ fn a_stopped_persistent_container_is_started_again() {
 
 #[test]
 fn persistent_container_is_reused_across_processes() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("procs");
     let run_cli = || {
@@ -157,6 +162,7 @@ fn persistent_container_is_reused_across_processes() {
 
 #[test]
 fn concurrent_persistent_jobs_end_with_one_container() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("race");
     let config = fleet.config(json!({ "ephemeral": false }));
@@ -181,6 +187,7 @@ fn concurrent_persistent_jobs_end_with_one_container() {
 
 #[test]
 fn a_config_change_gets_a_new_persistent_container_and_stops_the_idle_old_one() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("change");
     let old = fleet.config(json!({ "ephemeral": false }));
@@ -197,6 +204,7 @@ fn a_config_change_gets_a_new_persistent_container_and_stops_the_idle_old_one() 
 
 #[test]
 fn gc_removes_containers_of_agents_that_are_gone() {
+    let _gc = common::gc_exclusive();
     let fleet = Fleet::new();
     let live = fleet.agent("live");
     let gone = fleet.agent("gone");
@@ -226,6 +234,7 @@ fn gc_removes_containers_of_agents_that_are_gone() {
 
 #[test]
 fn a_missing_image_is_a_clear_error() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("noimage");
     let config = fleet.config(json!({ "image": "herdctl-test/absent:never" }));
@@ -248,6 +257,7 @@ fn a_missing_image_is_a_clear_error() {
 
 #[test]
 fn a_container_that_fails_to_start_fails_the_job_and_is_removed() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("nostart");
     // The engine accepts this tmpfs at create; the runtime refuses it at start.
@@ -274,6 +284,7 @@ fn a_container_that_fails_to_start_fails_the_job_and_is_removed() {
 
 #[test]
 fn a_container_that_stops_right_after_start_fails_the_job_with_its_reason() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let live = common::Live::new();
     let agent = fleet.agent("nosleep");
@@ -315,6 +326,7 @@ fn a_container_that_stops_right_after_start_fails_the_job_with_its_reason() {
 
 #[test]
 fn security_defaults_are_applied_and_no_credential_is_in_the_container_config() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("sec");
     let config = fleet.config(json!({ "pids_limit": 200, "user": "1234:2345" }));
@@ -375,6 +387,7 @@ fn security_defaults_are_applied_and_no_credential_is_in_the_container_config() 
 
 #[test]
 fn pull_policy_if_missing_pulls_from_a_registry_with_progress() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let live = common::Live::new();
     let registry = common::registry::Registry::start();

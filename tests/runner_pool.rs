@@ -28,6 +28,7 @@ fn with_mode<'a>(all: &'a [ManagedContainer], mode: &str) -> Vec<&'a ManagedCont
 
 #[test]
 fn a_job_takes_a_warm_container_and_a_replacement_is_warmed() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(1);
     let agent = fleet.agent("pool");
@@ -65,6 +66,7 @@ fn a_job_takes_a_warm_container_and_a_replacement_is_warmed() {
 
 #[test]
 fn a_pool_container_looks_to_its_job_like_a_fresh_one() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(1);
     let agent = fleet.agent("same");
@@ -84,6 +86,7 @@ fn a_pool_container_looks_to_its_job_like_a_fresh_one() {
 
 #[test]
 fn a_config_change_retires_the_pool() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(2);
     let agent = fleet.agent("change");
@@ -114,6 +117,7 @@ fn a_config_change_retires_the_pool() {
 
 #[test]
 fn a_pool_checked_with_the_runners_opt_in_is_not_for_a_runner_without_it() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let loose = fleet.pool_runner_with(1, true);
     let strict = fleet.pool_runner(1);
@@ -134,6 +138,7 @@ fn a_pool_checked_with_the_runners_opt_in_is_not_for_a_runner_without_it() {
 
 #[test]
 fn a_pool_container_that_died_is_never_handed_out() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(1);
     let agent = fleet.agent("died");
@@ -168,6 +173,7 @@ fn a_pool_container_that_died_is_never_handed_out() {
 
 #[test]
 fn a_pool_container_whose_mount_went_stale_is_never_handed_out() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(1);
     let agent = fleet.agent("stale");
@@ -199,6 +205,7 @@ fn a_pool_container_whose_mount_went_stale_is_never_handed_out() {
 
 #[test]
 fn close_removes_the_idle_containers_and_keeps_the_jobs_ones() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(2);
     let agent = fleet.agent("close");
@@ -226,6 +233,7 @@ fn close_removes_the_idle_containers_and_keeps_the_jobs_ones() {
 
 #[test]
 fn retention_counts_pool_containers_apart() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(2);
     let agent = fleet.agent("keep");
@@ -270,6 +278,7 @@ fn cli(fleet: &Fleet, agent: &str, pool: usize, argv: &[&str]) -> Command {
 
 #[test]
 fn processes_racing_for_one_pool_container_never_share_it() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(1);
     let agent = fleet.agent("race");
@@ -331,6 +340,7 @@ fn wait_for_pool(fleet: &Fleet, agent: &str, n: usize) -> Vec<ManagedContainer> 
 
 #[test]
 fn gc_removes_the_idle_pool_of_a_process_that_died() {
+    let _gc = common::gc_exclusive();
     let fleet = Fleet::new();
     let agent = fleet.agent("orphan");
     let mut child = cli(&fleet, &agent, 2, &["sleep", "60"])
@@ -360,6 +370,7 @@ fn gc_removes_the_idle_pool_of_a_process_that_died() {
 
 #[test]
 fn gc_stops_a_pool_container_whose_jobs_process_died() {
+    let _gc = common::gc_exclusive();
     let fleet = Fleet::new();
     let runner = fleet.pool_runner(1);
     let agent = fleet.agent("claimed");
@@ -393,6 +404,7 @@ fn gc_stops_a_pool_container_whose_jobs_process_died() {
 
 #[test]
 fn a_cli_run_leaves_no_idle_container_behind() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("cli");
     let mut child = cli(&fleet, &agent, 2, &["sleep", "30"])
@@ -415,6 +427,7 @@ fn a_cli_run_leaves_no_idle_container_behind() {
 
 #[test]
 fn a_bad_pool_size_names_its_field() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let out = cli(&fleet, "a", 65, &["true"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));

@@ -22,6 +22,7 @@ use serde_json::json;
 /// waits to be killed. `new-runner`: makes a runner over the state directory and exits.
 #[test]
 fn child_process() {
+    let _gc = common::gc_shared();
     let Ok(role) = std::env::var("HERDCTL_TEST_CHILD") else {
         return;
     };
@@ -141,6 +142,7 @@ fn gc_everyone(runner: &Runner) -> herdctl_container::PruneReport {
 
 #[test]
 fn the_container_of_a_killed_process_is_stopped_by_the_next_runner() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("orphan");
     let mut owner = child(&fleet, "job", &agent);
@@ -176,6 +178,7 @@ fn the_container_of_a_killed_process_is_stopped_by_the_next_runner() {
 
 #[test]
 fn a_live_owners_container_is_never_reaped() {
+    let _gc = common::gc_exclusive();
     let fleet = Fleet::new();
     let agent = fleet.agent("owned");
     let mut owner = child(&fleet, "job", &agent);
@@ -199,6 +202,7 @@ fn a_live_owners_container_is_never_reaped() {
 
 #[test]
 fn a_persistent_container_whose_mounts_were_replaced_is_replaced() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("stale");
     let config = fleet.config(json!({ "ephemeral": false }));
@@ -252,6 +256,7 @@ fn a_persistent_container_whose_mounts_were_replaced_is_replaced() {
 
 #[test]
 fn limits_removed_by_host_config_are_reported_on_every_job() {
+    let _gc = common::gc_shared();
     let fleet = Fleet::new();
     let agent = fleet.agent("nolimits");
     let config = fleet.config(json!({
@@ -273,6 +278,7 @@ fn limits_removed_by_host_config_are_reported_on_every_job() {
 
 #[test]
 fn a_stop_the_engine_does_not_answer_is_a_warning_and_the_container_is_stopped_later() {
+    let _gc = common::gc_exclusive();
     let fleet = Fleet::new();
     let agent = fleet.agent("nostop");
     let proxy = Proxy::start("/stop?t=");

@@ -13,7 +13,7 @@ pub mod tar;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use herdctl_container::engine::{Engine, ExecResult, ExecSpec, WaitCondition};
@@ -28,6 +28,22 @@ pub const TEST_LABEL: &str = "dev.herdctl.test";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name no other test (in this process or another) uses: `herdctl-test-<what>-<pid>-<n>-<nanos>`.
+/// A gc removes every stopped container of an agent it is not told is live, and other tests of
+/// the binary make containers all the time: one made between a gc test's listing of the live
+/// agents and its gc would go. In a binary with a gc test, every test holds [`gc_shared`] and the
+/// gc tests hold [`gc_exclusive`], so a gc never runs beside another test.
+static GC_GUARD: RwLock<()> = RwLock::new(());
+
+/// For a test that makes containers in a binary with a gc test (see [`GC_GUARD`]).
+pub fn gc_shared() -> RwLockReadGuard<'static, ()> {
+    GC_GUARD.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// For a test that runs a gc (see [`GC_GUARD`]).
+pub fn gc_exclusive() -> RwLockWriteGuard<'static, ()> {
+    GC_GUARD.write().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn unique(what: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
