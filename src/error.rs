@@ -178,7 +178,7 @@ pub enum Error {
         detail: String,
     },
 
-    /// A request of a live agent session ([`crate::session`]) failed: the agent answered it with
+    /// A request of a live agent session ([`crate::herdctl::session`]) failed: the agent answered it with
     /// an error, or the session ended before it answered.
     #[error("session {request}: {}", shown(.detail))]
     Session {

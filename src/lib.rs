@@ -50,27 +50,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod agent;
 mod config;
 mod credentials;
 pub mod engine;
 mod error;
 mod hash;
-pub mod invocation;
-mod isolation;
-mod job;
+mod herdctl;
 mod labels;
-mod lifecycle;
-pub mod mcp;
-mod owner;
 mod paths;
 mod plan;
-mod pool;
-pub mod records;
 mod redact;
-pub mod retention;
-mod runner;
-pub mod session;
+mod run;
+
+pub use herdctl::{agent, invocation, mcp, session};
+pub use run::{records, retention};
 
 pub use config::{
     format_memory, host_user, merge_host_config, parse_memory_to_bytes, parse_port_binding,
@@ -84,17 +77,17 @@ pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use hash::{canonical_json, config_hash, hash_value};
-pub use isolation::ADD_GVISOR;
-pub use job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
 pub use labels::Mode;
 pub use paths::{
     agent_dir_name, normalize_path, sanitize_agent_name, translate_json_paths, workspace_root,
     Direction, Mount, MountPlan, MountRequest, MountRole, PathMap, SessionLayout,
     CONTAINER_CREDENTIALS_FILE, CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
-pub use pool::{close_all as close_warm_pools, MAX_WARM_POOL};
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
-pub use retention::PruneReport;
-pub use runner::{
+pub use run::isolation::ADD_GVISOR;
+pub use run::job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
+pub use run::pool::{close_all as close_warm_pools, MAX_WARM_POOL};
+pub use run::retention::PruneReport;
+pub use run::runner::{
     JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions, WARM_POOL_ENV,
 };

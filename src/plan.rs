@@ -7,12 +7,10 @@
 //!
 //! Checked three times: the config's host paths before create ([`check_mount_sources`]), the
 //! engine's inspect after create ([`verify`]), and the processes themselves once the container
-//! runs ([`inside`]).
+//! runs ([`check_inside`](crate::run::inside::check_inside)).
 
-mod inside;
 mod verify;
 
-pub(crate) use inside::{check_inside, Inside};
 pub(crate) use verify::{verify, Expected};
 
 use serde_json::{json, Map, Value};

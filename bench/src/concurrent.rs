@@ -25,7 +25,7 @@ const WARM_WAIT: Duration = Duration::from_secs(600);
 
 /// `kill.sh` as the runner sends it (without its comment lines): persistent jobs run under it.
 fn kill_script() -> String {
-    include_str!("../../src/job/kill.sh")
+    include_str!("../../src/run/job/kill.sh")
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .collect::<Vec<_>>()

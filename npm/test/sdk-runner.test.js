@@ -1,5 +1,5 @@
 'use strict';
-// The in-container SDK runner (src/assets/sdk-runner.mjs, run as `node --input-type=module -e`)
+// The in-container SDK runner (src/herdctl/assets/sdk-runner.mjs, run as `node --input-type=module -e`)
 // against the test image's stand-in Agent SDK, inside the real image: messages as JSON lines,
 // options honoured, resume, stdin byte identity, abort on SIGTERM, and its error contract.
 const test = require('node:test');

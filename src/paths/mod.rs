@@ -31,7 +31,10 @@ const RESERVED: [(&str, &str); 4] = [
     (CONTAINER_WORKSPACE, "the workspace"),
     (CONTAINER_SESSION_DIR, "the session directory"),
     (CONTAINER_CREDENTIALS_FILE, "the credentials file"),
-    (crate::mcp::CONTAINER_MCP_DIR, "the MCP socket directory"),
+    (
+        crate::herdctl::mcp::CONTAINER_MCP_DIR,
+        "the MCP socket directory",
+    ),
 ];
 
 /// The reserved path a user mount at `path` (normalised) would collide with: the same path, a

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::config::{process_user, DockerConfig};
 use crate::credentials::Credentials;
-use crate::mcp::CONTAINER_MCP_DIR;
+use crate::herdctl::mcp::CONTAINER_MCP_DIR;
 use crate::{Error, Result};
 
 impl std::str::FromStr for SessionLayout {
@@ -54,7 +54,7 @@ pub enum MountRole {
     Sessions,
     /// The sanitised credentials file at [`CONTAINER_CREDENTIALS_FILE`], read-only.
     Credentials,
-    /// The agent's MCP socket directory at [`crate::mcp::CONTAINER_MCP_DIR`], read-only.
+    /// The agent's MCP socket directory at [`crate::herdctl::mcp::CONTAINER_MCP_DIR`], read-only.
     McpSockets,
     /// `docker.volumes[i]`.
     Volume(usize),

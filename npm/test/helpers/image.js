@@ -10,7 +10,7 @@ const path = require('node:path');
 
 const REPO = path.join(__dirname, '..', '..', '..');
 const IMAGE = 'herdctl-test/runtime:latest';
-const SDK_RUNNER = fs.readFileSync(path.join(REPO, 'src', 'assets', 'sdk-runner.mjs'), 'utf8');
+const SDK_RUNNER = fs.readFileSync(path.join(REPO, 'src', 'herdctl', 'assets', 'sdk-runner.mjs'), 'utf8');
 
 let prepared = false;
 /** Brings up the engine and (re)builds the test image when its inputs changed. */

@@ -312,7 +312,7 @@ test('the .crate holds the library and the CLI with their assets, and its metada
     .split('\n')
     .filter(Boolean)
     .map((f) => f.slice(f.indexOf('/') + 1));
-  for (const f of ['src/lib.rs', 'src/main.rs', 'src/assets/sdk-runner.mjs', 'src/job/kill.sh', 'README.md', 'Cargo.toml']) {
+  for (const f of ['src/lib.rs', 'src/main.rs', 'src/herdctl/assets/sdk-runner.mjs', 'src/run/job/kill.sh', 'README.md', 'Cargo.toml']) {
     assert.ok(files.includes(f), `${f} is not in the crate`);
   }
   const stray = files.filter((f) => !/^(src\/|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|README\.md|CHANGELOG\.md|\.cargo_vcs_info\.json)/.test(f));

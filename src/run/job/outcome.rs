@@ -37,7 +37,7 @@ pub enum Outcome {
         /// (Podman never sets the flag).
         oom_killed: bool,
     },
-    /// [`crate::job::Canceller::cancel`] was called; the job's processes were killed.
+    /// [`crate::run::job::Canceller::cancel`] was called; the job's processes were killed.
     Cancelled,
     /// The job's deadline passed; the job's processes were killed.
     TimedOut(Duration),

@@ -141,7 +141,7 @@ pub fn build(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocatio
     }
 }
 
-/// Builds the exec of a live session of `agent` (see [`crate::session`]): the runtime reads
+/// Builds the exec of a live session of `agent` (see [`crate::herdctl::session`]): the runtime reads
 /// Claude Code's stream-json input (user turns and control requests, one JSON object a line) on
 /// stdin for as long as the session lives, and prints messages and control responses. The
 /// prompt is not part of it: the session sends every turn, the first included, as a message.

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::job::{Outcome, Timings};
+use crate::run::job::{Outcome, Timings};
 
 fn head(state: &Path, agent: &str, job: &str, keep: usize) -> Head {
     Head {

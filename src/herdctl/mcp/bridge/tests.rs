@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::mcp::ToolCall;
+use crate::herdctl::mcp::ToolCall;
 
 fn server() -> InjectedServer {
     InjectedServer::from_json(

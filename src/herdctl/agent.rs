@@ -49,13 +49,13 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::invocation::{self, AgentSpec, Invocation, JobInput, McpServer, Strategy};
-use crate::job::{Canceller, Job, JobReport, Outcome, Timings};
-use crate::mcp::{Bridge, InjectedServer, ToolHandler};
+use crate::herdctl::invocation::{self, AgentSpec, Invocation, JobInput, McpServer, Strategy};
+use crate::herdctl::mcp::{Bridge, InjectedServer, ToolHandler};
 use crate::paths::{
     agent_session_dir, claim_legacy_transcript, link_new_transcripts, mcp_socket_dir,
     prepare_session_dir,
 };
+use crate::run::job::{Canceller, Job, JobReport, Outcome, Timings};
 use crate::{
     is_secret_name, process_user, translate_json_paths, workspace_root, Direction, DockerConfig,
     Error, JobSpec, PathMap, Redactor, Result, Runner, SessionLayout,
@@ -76,7 +76,7 @@ pub struct ExecuteOptions {
     /// Ask for partial (streaming) assistant messages. Default: false.
     pub include_partial_messages: bool,
     /// MCP servers whose tools run in this process ([`AgentRequest::tool_handler`] runs them);
-    /// the agent reaches them through [`crate::mcp`]'s bridge. Default: none.
+    /// the agent reaches them through [`crate::herdctl::mcp`]'s bridge. Default: none.
     pub injected_mcp_servers: Vec<InjectedServer>,
 }
 
@@ -160,9 +160,9 @@ pub enum Command {
     /// A command the wrapped runtime chose itself (its `containerCommand` hook); the agent and
     /// the options shape only the container and the workspace.
     Raw(Invocation),
-    /// One of herdctl's runtimes as a live session ([`crate::invocation::session`]): it reads
+    /// One of herdctl's runtimes as a live session ([`crate::herdctl::invocation::session`]): it reads
     /// turns and control requests on stdin for as long as it runs. Only
-    /// [`crate::session::AgentSession`] runs it; [`AgentJob::start`] refuses it.
+    /// [`crate::herdctl::session::AgentSession`] runs it; [`AgentJob::start`] refuses it.
     Session(Strategy),
 }
 
@@ -399,7 +399,7 @@ impl AgentRequest {
     /// redacted with what this process's environment and the config hold secret.
     pub(crate) fn prepare(&mut self, runner: &Runner) -> Result<Prepared> {
         // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
-        crate::isolation::runtime_from_agent(&self.agent, &mut self.config)?;
+        crate::run::isolation::runtime_from_agent(&self.agent, &mut self.config)?;
         let early = || Redactor::from_process_env().with_env(&self.config.env);
         let bridge = self.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
         let injected = bridge

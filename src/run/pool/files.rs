@@ -1,6 +1,6 @@
 //! The pool's claim files under `<stateDir>/pool/claims/`: who holds a pool container right now.
 //!
-//! Which process owns an idle pool container is the owner lock of [`crate::owner`] (its id is
+//! Which process owns an idle pool container is the owner lock of [`crate::run::owner`] (its id is
 //! the [`crate::labels::POOL`] label). Who holds one is a claim: `claims/<container name>`,
 //! created exclusively (a hard link, which fails when the name exists, of a file already locked
 //! with `flock(2)` and written), so of two processes that race for one container exactly one

@@ -40,15 +40,17 @@ use serde_json::Value;
 use crate::engine::{ContainerSummary, Engine};
 use crate::labels;
 use crate::paths::MountPlan;
-use crate::retention::PruneReport;
-use crate::{isolation, plan};
+use crate::plan;
+use crate::run::inside;
+use crate::run::isolation;
+use crate::run::retention::PruneReport;
 use crate::{Error, Result};
 
 pub(crate) use files::Claim;
 use files::Purpose;
 pub(crate) use reap::reap;
 
-use crate::owner::{self, Owner};
+use crate::run::owner::{self, Owner};
 
 /// The largest pool a runner may keep per agent: each idle container costs host memory (the
 /// engine's shim and the container's init and `sleep`; see BENCHMARKS.md).
@@ -74,7 +76,7 @@ pub(crate) struct Want<'a> {
     pub body: &'a Value,
     pub expected: &'a plan::Expected,
     /// What the exec check must find inside; checked when a container is warmed.
-    pub inside: plan::Inside,
+    pub inside: inside::Inside,
     /// The job's user, as the check's exec runs.
     pub user: &'a str,
     /// The job's mounts, whose sources' identity ([`labels::MOUNT_IDS`]) must not change
@@ -148,7 +150,7 @@ struct Template {
     sanitized: String,
     body: Value,
     expected: plan::Expected,
-    inside: plan::Inside,
+    inside: inside::Inside,
     user: String,
     mounts: MountPlan,
     runtime: Option<isolation::Checked>,

@@ -1,7 +1,7 @@
 //! The agent module without an engine: options, the job spec, and the message synthesis.
 
 use super::*;
-use crate::job::Timings;
+use crate::run::job::Timings;
 use crate::{resolve_docker_config, REDACTED};
 
 fn report(outcome: Outcome, stderr: &str) -> JobReport {

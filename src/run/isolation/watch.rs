@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::engine::{Engine, WaitCondition};
-use crate::job::Canceller;
+use crate::run::job::Canceller;
 use crate::Error;
 
 /// How long one wait on the engine lasts before the thread looks whether the job is over: the

@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use crate::engine::{ContainerSummary, RemoveOutcome};
 use crate::labels::{self, Mode};
-use crate::owner::{self, Liveness};
-use crate::pool::{self, Role};
-use crate::runner::Shared;
+use crate::run::owner::{self, Liveness};
+use crate::run::pool::{self, Role};
+use crate::run::runner::Shared;
 use crate::{Error, Result};
 
 /// A container in state `created` this young may be another process's, between its create and

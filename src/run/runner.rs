@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
 use crate::engine::{Engine, EngineOptions, ExecSpec, Host, PullProgress};
-use crate::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::labels::{self, Mode};
-use crate::lifecycle::{self, Reached, Request};
 use crate::paths::{
     sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
 };
 use crate::redact::Redactor;
-use crate::retention::{self, PruneReport};
-use crate::{isolation, plan, pool, records, Error, Result};
+use crate::run::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
+use crate::run::lifecycle::{self, Reached, Request};
+use crate::run::retention::{self, PruneReport};
+use crate::run::{inside, isolation, pool, records};
+use crate::{plan, Error, Result};
 
 /// When the runner may pull an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,7 +157,7 @@ pub struct JobSpec {
     pub stdin: Vec<u8>,
     /// Keep the program's stdin open for the caller instead: the runner writes nothing (not
     /// `stdin` either), and the caller takes the stdin with [`crate::Job::take_stdin`] and writes
-    /// as long as the job runs (a live session, [`crate::session`]). Default: false.
+    /// as long as the job runs (a live session, [`crate::herdctl::session`]). Default: false.
     pub stdin_open: bool,
     /// Extra environment for this job only, as `KEY=value`.
     pub env: Vec<String>,
@@ -380,7 +381,7 @@ impl Runner {
         })?;
         // A state directory whose file system refuses the lock costs only the reaping: jobs run,
         // and each says that its container has no owner.
-        let first = crate::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
+        let first = crate::run::owner::current(&options.state_dir).is_ok_and(|(_, first)| first);
         let mut engines = Engines {
             placement: BTreeMap::new(),
             options: BTreeMap::new(),
@@ -794,7 +795,7 @@ impl Runner {
         labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
         let mut warnings = Vec::new();
         let owner = match mode {
-            Mode::Ephemeral => match crate::owner::current(&shared.options.state_dir) {
+            Mode::Ephemeral => match crate::run::owner::current(&shared.options.state_dir) {
                 Ok((owner, _)) => {
                     labels.insert(labels::OWNER.into(), owner.id().to_string());
                     Some(owner)
@@ -809,7 +810,7 @@ impl Runner {
             Mode::Persistent => None,
         };
         let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
-        let inside = plan::Inside::of(&body);
+        let inside = inside::Inside::of(&body);
         let sanitized = sanitize_agent_name(&spec.agent);
         let expected = plan::Expected::new(allow, &mounts);
         let user = spec.config.user.to_string();
@@ -1025,14 +1026,14 @@ struct Planned {
     hash: String,
     mode: Mode,
     body: serde_json::Value,
-    inside: plan::Inside,
+    inside: inside::Inside,
     sanitized: String,
     expected: plan::Expected,
     user: String,
     /// The [`labels::MOUNT_IDS`] value of the mounts as the host has them now.
     mount_ids: String,
     /// For an ephemeral job: this process's owner, whose label is in `body`.
-    owner: Option<Arc<crate::owner::Owner>>,
+    owner: Option<Arc<crate::run::owner::Owner>>,
     /// The sandbox runtime a process inside must prove it runs under, if any.
     runtime: Option<isolation::Checked>,
     /// Whether the engine is on this machine (else the credentials go to the exec).
@@ -1082,7 +1083,7 @@ fn remote_mount_hint(e: Error, engine: &EngineOptions) -> Error {
     }
 }
 
-/// Checks a container's processes from inside ([`plan::check_inside`]) once: every fresh
+/// Checks a container's processes from inside ([`inside::check_inside`]) once: every fresh
 /// container (a pool's when it was warmed), and a reused persistent one the first time this
 /// process uses it. Jobs that reach an unchecked persistent container at once wait for one
 /// check instead of each making one: the answer cannot differ between them (the check runs as
@@ -1094,7 +1095,7 @@ fn check_inside_once(
     lease: &lifecycle::Lease,
     mode: Mode,
     user: &str,
-    want: plan::Inside,
+    want: inside::Inside,
     runtime: Option<&isolation::Checked>,
 ) -> Result<()> {
     if (!want.is_needed() && runtime.is_none()) || lease.pooled() {
@@ -1102,7 +1103,7 @@ fn check_inside_once(
     }
     let id = lease.id();
     if mode == Mode::Ephemeral {
-        plan::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
+        inside::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
         return Ok(());
     }
     // Ids only: a few per agent and config, for the life of the process.
@@ -1116,7 +1117,7 @@ fn check_inside_once(
     if *checked && !lease.created() {
         return Ok(());
     }
-    plan::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
+    inside::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
     *checked = true;
     Ok(())
 }

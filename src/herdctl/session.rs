@@ -5,7 +5,7 @@
 //! follow-up turns, interrupt a turn, list the slash commands, switch the model and stop one
 //! background task, all without restarting the agent and re-reading its transcript. Here that
 //! session runs inside the agent's container: the runtime reads Claude Code's stream-json input,
-//! the protocol the Agent SDK itself speaks to the `claude` CLI ([`crate::invocation::session`]):
+//! the protocol the Agent SDK itself speaks to the `claude` CLI ([`crate::herdctl::invocation::session`]):
 //! the CLI speaks it natively, and the SDK strategy's in-container runner serves it through the
 //! SDK's `query()` with streaming input. So one protocol, framed by each line's top-level `type`
 //! (see `protocol.rs`), serves both runtimes, and a control answer can never be taken for a
@@ -62,10 +62,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::agent::{AgentRequest, Command, ExecuteOptions, Prepared};
-use crate::invocation::Strategy;
-use crate::job::{JobReport, Outcome};
-use crate::mcp::{Bridge, ToolHandler};
+use crate::herdctl::agent::{AgentRequest, Command, ExecuteOptions, Prepared};
+use crate::herdctl::invocation::Strategy;
+use crate::herdctl::mcp::{Bridge, ToolHandler};
+use crate::run::job::{JobReport, Outcome};
 use crate::{DockerConfig, Error, Redactor, Result, Runner};
 use threads::{
     spawn_reader, spawn_writer, Frame, Pending, Shared, State, Written, CONTROL_TIMEOUT,
@@ -80,7 +80,7 @@ const CLOSE_GRACE: Duration = Duration::from_millis(500);
 pub struct SessionRequest {
     /// The agent's resolved docker config.
     pub config: DockerConfig,
-    /// herdctl's resolved agent object, as for [`crate::agent::AgentRequest::agent`].
+    /// herdctl's resolved agent object, as for [`crate::herdctl::agent::AgentRequest::agent`].
     pub agent: Value,
     /// herdctl's options: `prompt` is the first turn (none when empty); `resume`, `fork`,
     /// `system_prompt_append`, `include_partial_messages` and the injected MCP servers apply as
@@ -190,7 +190,7 @@ impl AgentSession {
     /// hooks) and, when `options.prompt` is not empty, the first turn. An error here means no
     /// session ran (bad input, no engine, a missing image, a container that would not start);
     /// once this returns, every ending is an event. Errors are redacted as
-    /// [`crate::agent::AgentJob::start`]'s are.
+    /// [`crate::herdctl::agent::AgentJob::start`]'s are.
     pub fn open(runner: &Runner, request: SessionRequest) -> Result<AgentSession> {
         let SessionRequest {
             config,

@@ -9,8 +9,8 @@ use std::path::Path;
 use super::files::{self, Claim, ClaimState, Purpose};
 use crate::engine::Engine;
 use crate::labels;
-use crate::owner::{self, Liveness};
-use crate::retention::PruneReport;
+use crate::run::owner::{self, Liveness};
+use crate::run::retention::PruneReport;
 use crate::Result;
 
 /// One list call, then one engine call per container to act on.

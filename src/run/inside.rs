@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::config::no_new_privileges;
 use crate::engine::{Engine, ExecSpec};
-use crate::{isolation, Error, Result};
+use crate::run::isolation;
+use crate::{Error, Result};
 
 /// The capability sets of `/proc/<pid>/status`; with CapDrop ALL and no-new-privileges every one
 /// is empty, so no later exec, setuid binary or file capability can fill them.

@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 
 use super::protocol::{self, Line};
 use super::{Done, SessionEvent};
-use crate::agent::{to_host_paths, SessionLinks};
 use crate::engine::ExecInput;
-use crate::job::{Canceller, Job, JobReport, Outcome};
+use crate::herdctl::agent::{to_host_paths, SessionLinks};
+use crate::run::job::{Canceller, Job, JobReport, Outcome};
 use crate::{translate_json_paths, Direction, Error, PathMap, Redactor};
 
 /// How long a control request may wait for the agent's answer: the Agent SDK's own default.

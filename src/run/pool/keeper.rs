@@ -137,7 +137,7 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
                 ),
             )
         })?;
-    let mount_ids = crate::lifecycle::mount_ids(&t.mounts);
+    let mount_ids = crate::run::lifecycle::mount_ids(&t.mounts);
     let mut body = t.body.clone();
     if let Some(l) = body["Labels"].as_object_mut() {
         // Not the owner label of a job's ephemeral container: the reaper of those would stop
@@ -165,7 +165,14 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
         })
         .and_then(|warnings| {
             if t.inside.is_needed() || t.runtime.is_some() {
-                plan::check_inside(engine, &id, &name, &t.user, t.inside, t.runtime.as_ref())?;
+                crate::run::inside::check_inside(
+                    engine,
+                    &id,
+                    &name,
+                    &t.user,
+                    t.inside,
+                    t.runtime.as_ref(),
+                )?;
             }
             Ok(warnings)
         });

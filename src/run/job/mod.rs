@@ -21,10 +21,10 @@ pub(crate) use group::JobGroup;
 pub use outcome::{JobReport, JobSummary, Outcome, Timings};
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
-use crate::lifecycle::Lease;
 use crate::paths::PathMap;
-use crate::records;
 use crate::redact::Redactor;
+use crate::run::lifecycle::Lease;
+use crate::run::records;
 use crate::Error;
 use lines::{LineTooLong, Lines, Tail};
 

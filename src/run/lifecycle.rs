@@ -14,7 +14,7 @@
 //! stopped when idle and left to retention.
 //!
 //! An ephemeral job of a runner with a warm pool takes a container from the pool first (see
-//! [`crate::pool`]); only when there is none does it make its own.
+//! [`crate::run::pool`]); only when there is none does it make its own.
 
 use std::cell::Cell;
 use std::os::unix::fs::MetadataExt;
@@ -25,10 +25,11 @@ use serde_json::Value;
 
 use crate::engine::{ContainerInspect, StartOutcome};
 use crate::labels::{self, Mode};
-use crate::owner::{InFlight, Owner};
 use crate::paths::MountPlan;
-use crate::runner::{PullPolicy, Shared};
-use crate::{plan, pool, retention, Error, Result};
+use crate::run::owner::{InFlight, Owner};
+use crate::run::runner::{PullPolicy, Shared};
+use crate::run::{pool, retention};
+use crate::{plan, Error, Result};
 
 /// How long a persistent acquire may chase a container that others are creating or removing.
 const RACE_BUDGET: Duration = Duration::from_secs(30);
@@ -168,7 +169,7 @@ impl Lease {
     ///
     /// A container that could not be stopped is left running with no job in it: this process
     /// notes the leak and stops it at its next release or `gc`; should the process die first, the
-    /// next runner does (see [`crate::owner`]).
+    /// next runner does (see [`crate::run::owner`]).
     pub(crate) fn release(&mut self) -> Vec<String> {
         let mut warnings = Vec::new();
         let engine = &self.shared.engine;
