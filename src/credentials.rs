@@ -350,5 +350,21 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The redactor of a process, which only the credentials module can build: it knows where
+/// the secrets are.
+impl Redactor {
+    /// A redactor of what this process holds secret without a job: the values of the credential
+    /// variables of its environment ([`crate::CREDENTIAL_ENV_VARS`]), and the tokens of the
+    /// Claude credentials file when it can be read. For errors raised before a job's own
+    /// redactor exists (a broken credentials file, a bad request) or outside any job.
+    pub fn from_process_env() -> Redactor {
+        let lookup = |k: &str| std::env::var(k).ok();
+        match Credentials::discover(lookup) {
+            Ok(c) => c.redactor().clone(),
+            Err(_) => Redactor::new(CREDENTIAL_ENV_VARS.iter().filter_map(|k| lookup(k))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -358,6 +358,17 @@ impl Error {
     }
 }
 
+/// A string for an error message: JSON-quoted (so spaces and control characters show) and cut to
+/// 80 characters. Never call it with a secret.
+pub(crate) fn quote(s: &str) -> String {
+    let cut: String = s.chars().take(80).collect();
+    let mut q = serde_json::Value::String(cut).to_string();
+    if s.chars().count() > 80 {
+        q.push_str("...");
+    }
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

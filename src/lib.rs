@@ -76,18 +76,19 @@ pub use config::{
 pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use hash::{canonical_json, config_hash, hash_value};
+pub use hash::{canonical_json, hash_value};
 pub use labels::Mode;
 pub use paths::{
     agent_dir_name, normalize_path, sanitize_agent_name, translate_json_paths, workspace_root,
     Direction, Mount, MountPlan, MountRequest, MountRole, PathMap, SessionLayout,
     CONTAINER_CREDENTIALS_FILE, CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
+pub use plan::config_hash;
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use run::isolation::ADD_GVISOR;
 pub use run::job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
+pub use run::options::{PullPolicy, PullProgressFn, RunnerOptions, WARM_POOL_ENV};
 pub use run::pool::{close_all as close_warm_pools, MAX_WARM_POOL};
 pub use run::retention::PruneReport;
-pub use run::runner::{
-    JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions, WARM_POOL_ENV,
-};
+pub use run::runner::{ManagedContainer, Runner};
+pub use run::spec::JobSpec;

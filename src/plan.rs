@@ -9,7 +9,10 @@
 //! engine's inspect after create ([`verify`]), and the processes themselves once the container
 //! runs ([`check_inside`](crate::run::inside::check_inside)).
 
+mod config_hash;
 mod verify;
+
+pub use config_hash::config_hash;
 
 pub(crate) use verify::{verify, Expected};
 

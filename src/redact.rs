@@ -8,8 +8,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::credentials::{Credentials, CREDENTIAL_ENV_VARS};
-
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -77,18 +75,6 @@ impl Redactor {
         Redactor {
             secrets: list.into(),
             given: given.into(),
-        }
-    }
-
-    /// A redactor of what this process holds secret without a job: the values of the credential
-    /// variables of its environment ([`crate::CREDENTIAL_ENV_VARS`]), and the tokens of the
-    /// Claude credentials file when it can be read. For errors raised before a job's own
-    /// redactor exists (a broken credentials file, a bad request) or outside any job.
-    pub fn from_process_env() -> Redactor {
-        let lookup = |k: &str| std::env::var(k).ok();
-        match Credentials::discover(lookup) {
-            Ok(c) => c.redactor().clone(),
-            Err(_) => Redactor::new(CREDENTIAL_ENV_VARS.iter().filter_map(|k| lookup(k))),
         }
     }
 

@@ -297,7 +297,7 @@ fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
     }
     if let Some(r) = agent.runtime {
         let gives = runtime_of(&fleet)?;
-        let sandbox = crate::run::isolation::is_sandbox_name;
+        let sandbox = super::runtime::is_sandbox_name;
         if gives.as_deref() != Some(r.as_str())
             && (!sandbox(&r) || gives.as_deref().is_some_and(sandbox))
         {

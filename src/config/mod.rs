@@ -15,6 +15,7 @@ mod host_config;
 mod input;
 mod layer;
 mod parse;
+pub(crate) mod runtime;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -324,16 +324,7 @@ pub fn host_user() -> UserSpec {
     }
 }
 
-/// A string for an error message: JSON-quoted (so spaces and control characters show) and cut to
-/// 80 characters. Never call it with a secret.
-pub(crate) fn quote(s: &str) -> String {
-    let cut: String = s.chars().take(80).collect();
-    let mut q = serde_json::Value::String(cut).to_string();
-    if s.chars().count() > 80 {
-        q.push_str("...");
-    }
-    q
-}
+pub(crate) use crate::error::quote;
 
 #[cfg(test)]
 mod tests;

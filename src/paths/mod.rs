@@ -23,6 +23,11 @@ pub const CONTAINER_HOME: &str = "/home/claude";
 /// Where Claude Code keeps the session files of a job whose cwd is `/workspace`.
 pub const CONTAINER_SESSION_DIR: &str = "/home/claude/.claude/projects/-workspace";
 
+/// Where the agent's MCP socket directory is mounted in its containers (read-only; see
+/// [`crate::mcp`]). Inside Claude Code's own directory, which the runner's mounts already claim,
+/// so a user's volume or tmpfs (at `/run`, say) never collides with it.
+pub const CONTAINER_MCP_DIR: &str = "/home/claude/.claude/herdctl-mcp";
+
 /// Where Claude Code reads its OAuth credentials in the container.
 pub const CONTAINER_CREDENTIALS_FILE: &str = "/home/claude/.claude/.credentials.json";
 
@@ -31,10 +36,7 @@ const RESERVED: [(&str, &str); 4] = [
     (CONTAINER_WORKSPACE, "the workspace"),
     (CONTAINER_SESSION_DIR, "the session directory"),
     (CONTAINER_CREDENTIALS_FILE, "the credentials file"),
-    (
-        crate::herdctl::mcp::CONTAINER_MCP_DIR,
-        "the MCP socket directory",
-    ),
+    (CONTAINER_MCP_DIR, "the MCP socket directory"),
 ];
 
 /// The reserved path a user mount at `path` (normalised) would collide with: the same path, a
@@ -203,7 +205,7 @@ pub fn workspace_root(working_directory: &serde_json::Value) -> Result<String> {
             "working_directory",
             format!(
                 "{} is not an absolute path; expected a path starting with /",
-                crate::config::quote(raw)
+                crate::error::quote(raw)
             ),
         )
     })

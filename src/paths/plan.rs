@@ -7,12 +7,11 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::{
-    agent_dir_name, normalize_path, PathMap, CONTAINER_CREDENTIALS_FILE, CONTAINER_SESSION_DIR,
-    CONTAINER_WORKSPACE,
+    agent_dir_name, normalize_path, PathMap, CONTAINER_CREDENTIALS_FILE, CONTAINER_MCP_DIR,
+    CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
 };
 use crate::config::{process_user, DockerConfig};
 use crate::credentials::Credentials;
-use crate::herdctl::mcp::CONTAINER_MCP_DIR;
 use crate::{Error, Result};
 
 impl std::str::FromStr for SessionLayout {
@@ -54,7 +53,7 @@ pub enum MountRole {
     Sessions,
     /// The sanitised credentials file at [`CONTAINER_CREDENTIALS_FILE`], read-only.
     Credentials,
-    /// The agent's MCP socket directory at [`crate::herdctl::mcp::CONTAINER_MCP_DIR`], read-only.
+    /// The agent's MCP socket directory at [`CONTAINER_MCP_DIR`], read-only.
     McpSockets,
     /// `docker.volumes[i]`.
     Volume(usize),
@@ -143,7 +142,7 @@ impl MountPlan {
                 "working_directory",
                 format!(
                     "{} is not an absolute path; expected a path starting with /",
-                    crate::config::quote(req.workspace)
+                    crate::error::quote(req.workspace)
                 ),
             )
         })?;
@@ -153,7 +152,7 @@ impl MountPlan {
                 "state_dir",
                 format!(
                     "{} is not an absolute path; expected a path starting with /",
-                    crate::config::quote(req.state_dir)
+                    crate::error::quote(req.state_dir)
                 ),
             )
         })?;

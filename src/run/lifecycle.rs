@@ -26,8 +26,9 @@ use serde_json::Value;
 use crate::engine::{ContainerInspect, StartOutcome};
 use crate::labels::{self, Mode};
 use crate::paths::MountPlan;
+use crate::run::options::PullPolicy;
 use crate::run::owner::{InFlight, Owner};
-use crate::run::runner::{PullPolicy, Shared};
+use crate::run::shared::Shared;
 use crate::run::{pool, retention};
 use crate::{plan, Error, Result};
 

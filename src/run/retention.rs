@@ -25,7 +25,7 @@ use crate::engine::{ContainerSummary, RemoveOutcome};
 use crate::labels::{self, Mode};
 use crate::run::owner::{self, Liveness};
 use crate::run::pool::{self, Role};
-use crate::run::runner::Shared;
+use crate::run::shared::Shared;
 use crate::{Error, Result};
 
 /// A container in state `created` this young may be another process's, between its create and

@@ -1,14 +1,13 @@
 //! The entry point for running jobs: a [`Runner`] over an engine and a state directory.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
-use crate::engine::{Engine, EngineOptions, ExecSpec, Host, PullProgress};
+use crate::engine::{Engine, EngineOptions, ExecSpec, Host};
 use crate::labels::{self, Mode};
 use crate::paths::{
     sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
@@ -16,219 +15,14 @@ use crate::paths::{
 use crate::redact::Redactor;
 use crate::run::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::run::lifecycle::{self, Reached, Request};
+use crate::run::options::{
+    allow_from_env, check_pool_size, PullPolicy, RunnerOptions, WARM_POOL_ENV,
+};
 use crate::run::retention::{self, PruneReport};
+use crate::run::shared::{Shared, CHECKED_INSIDE};
+use crate::run::spec::JobSpec;
 use crate::run::{inside, isolation, pool, records};
 use crate::{plan, Error, Result};
-
-/// When the runner may pull an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PullPolicy {
-    /// Never: a missing image is an error that says how to build or pull it. The default, so
-    /// nothing reaches out to a registry unless asked to.
-    #[default]
-    Never,
-    /// Pull when the engine does not have the image.
-    IfMissing,
-    /// Pull before every container is created.
-    Always,
-}
-
-impl std::str::FromStr for PullPolicy {
-    type Err = Error;
-
-    /// `never`, `if-missing` or `always`.
-    fn from_str(s: &str) -> Result<PullPolicy> {
-        match s {
-            "never" => Ok(PullPolicy::Never),
-            "if-missing" => Ok(PullPolicy::IfMissing),
-            "always" => Ok(PullPolicy::Always),
-            other => Err(Error::invalid(
-                "pull",
-                format!("{other:?} is not a pull policy; expected never, if-missing or always"),
-            )),
-        }
-    }
-}
-
-/// Receives each progress line of an image pull.
-pub type PullProgressFn = Arc<dyn Fn(&PullProgress) + Send + Sync>;
-
-/// How a [`Runner`] behaves. Plain data with documented defaults.
-#[derive(Clone)]
-pub struct RunnerOptions {
-    /// herdctl's state directory (`.herdctl/`); session directories live under
-    /// `<state_dir>/docker-sessions/`. No default: it must be given.
-    pub state_dir: PathBuf,
-    /// When to pull images. Default: [`PullPolicy::Never`].
-    pub pull: PullPolicy,
-    /// Where pull progress goes. Default: nowhere.
-    pub pull_progress: Option<PullProgressFn>,
-    /// The longest stdout line a job may print; a longer one ends the job with
-    /// [`Error::LineTooLong`]. Default: 64 MiB (an agent's tool result can be large).
-    pub max_line_bytes: usize,
-    /// Session directory per agent (default) or one shared directory (herdctl's layout).
-    pub session_layout: SessionLayout,
-    /// Lets every agent's `host_config` (and volumes) loosen the container, as each config's own
-    /// `allow_unsafe_host_config` does for its agent: privileged mode, added capabilities, host
-    /// namespaces, non-GPU devices, the engine's socket, ... [`Runner::new`] also turns it on
-    /// when the environment variable [`ALLOW_UNSAFE_ENV`]
-    /// (`HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG`) is `1` or `true`, so an unmodified herdctl
-    /// can opt in. Default: false.
-    pub allow_unsafe_host_config: bool,
-    /// The OCI runtime of every job whose docker config names none ([`DockerConfig::runtime`]),
-    /// like `runsc` for gVisor: checked and proven as if the config had named it. A config that
-    /// names a runtime keeps its own. Default: none (the engine's default runtime).
-    pub runtime: Option<String>,
-    /// How many idle containers to keep warm per ephemeral agent (see [`Runner::warm`] and the
-    /// README's "Warm pools"): an ephemeral job then takes a container that was created,
-    /// checked and started ahead of need, and a replacement is warmed in the background. Each
-    /// idle container costs host memory (about 1.5 MiB in the engine's shim and the container;
-    /// see BENCHMARKS.md). Persistent agents have no pool. `None` reads the environment
-    /// variable [`WARM_POOL_ENV`] (`HERDCTL_CONTAINER_WARM_POOL`), so an unmodified herdctl can
-    /// turn it on; at most [`MAX_WARM_POOL`](crate::MAX_WARM_POOL). Ignored with
-    /// [`PullPolicy::Always`], which wants a fresh pull for every container. Default: `None`,
-    /// and without the variable 0 (no pool).
-    pub warm_pool: Option<usize>,
-    /// Agents whose containers live on another engine than the runner's own: the agent's
-    /// qualified name (exact) and how to reach its engine ([`EngineOptions::for_address`]).
-    /// Placement is this configuration, not a scheduler: an agent always runs where it is put.
-    /// Agents with the same address share one engine handle and its pool of connections; each
-    /// engine is connected when its first agent needs it (a failure fails that job and is tried
-    /// again by the next). Default: none, every agent on the runner's engine.
-    pub agent_engines: BTreeMap<String, EngineOptions>,
-}
-
-/// The environment variable that sizes the warm pool when [`RunnerOptions::warm_pool`] is
-/// `None`: a whole number from 0 to [`MAX_WARM_POOL`](crate::MAX_WARM_POOL).
-pub const WARM_POOL_ENV: &str = "HERDCTL_CONTAINER_WARM_POOL";
-
-impl RunnerOptions {
-    /// Options with every default and the given state directory.
-    pub fn new(state_dir: impl Into<PathBuf>) -> RunnerOptions {
-        RunnerOptions {
-            state_dir: state_dir.into(),
-            pull: PullPolicy::Never,
-            pull_progress: None,
-            max_line_bytes: 64 << 20,
-            session_layout: SessionLayout::PerAgent,
-            allow_unsafe_host_config: false,
-            runtime: None,
-            warm_pool: None,
-            agent_engines: BTreeMap::new(),
-        }
-    }
-}
-
-impl std::fmt::Debug for RunnerOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunnerOptions")
-            .field("state_dir", &self.state_dir)
-            .field("pull", &self.pull)
-            .field("pull_progress", &self.pull_progress.is_some())
-            .field("max_line_bytes", &self.max_line_bytes)
-            .field("session_layout", &self.session_layout)
-            .field("allow_unsafe_host_config", &self.allow_unsafe_host_config)
-            .field("runtime", &self.runtime)
-            .field("warm_pool", &self.warm_pool)
-            .field(
-                "agent_engines",
-                &self
-                    .agent_engines
-                    .iter()
-                    .map(|(agent, o)| (agent, o.describe()))
-                    .collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-/// One job to run.
-#[derive(Debug, Clone)]
-pub struct JobSpec {
-    /// The agent's qualified name (exact; it becomes the `dev.herdctl.agent` label).
-    pub agent: String,
-    /// The agent's resolved docker config.
-    pub config: DockerConfig,
-    /// The host directory mounted at `/workspace`.
-    pub workspace: String,
-    /// The program and its arguments; no shell is involved.
-    pub argv: Vec<String>,
-    /// Bytes written to the program's stdin, then closed. Any size.
-    pub stdin: Vec<u8>,
-    /// Keep the program's stdin open for the caller instead: the runner writes nothing (not
-    /// `stdin` either), and the caller takes the stdin with [`crate::Job::take_stdin`] and writes
-    /// as long as the job runs (a live session, [`crate::herdctl::session`]). Default: false.
-    pub stdin_open: bool,
-    /// Extra environment for this job only, as `KEY=value`.
-    pub env: Vec<String>,
-    /// The working directory inside the container. Default: `/workspace`.
-    pub working_dir: Option<String>,
-    /// Cancel the job when it runs longer than this. Default: none.
-    pub deadline: Option<Duration>,
-    /// The credentials; `None` discovers them in this process's environment (env var first, then
-    /// the Claude credentials file) at the job's start, so a refreshed token is picked up, and
-    /// runs without any when none are configured.
-    pub credentials: Option<Credentials>,
-    /// More values to redact from everything the job reports (its errors, warnings and stderr
-    /// tail), besides the credentials and the values of the config's env entries whose names
-    /// look secret: secrets the job is given some other way (on stdin, say). Default: none.
-    pub secrets: Vec<String>,
-}
-
-impl JobSpec {
-    /// A job with no stdin, env, deadline or explicit credentials.
-    pub fn new(
-        agent: impl Into<String>,
-        config: DockerConfig,
-        workspace: impl Into<String>,
-        argv: impl IntoIterator<Item = impl Into<String>>,
-    ) -> JobSpec {
-        JobSpec {
-            agent: agent.into(),
-            config,
-            workspace: workspace.into(),
-            argv: argv.into_iter().map(Into::into).collect(),
-            stdin: Vec::new(),
-            stdin_open: false,
-            env: Vec::new(),
-            working_dir: None,
-            deadline: None,
-            credentials: None,
-            secrets: Vec::new(),
-        }
-    }
-
-    /// Every env value the job's exec gets from its config and its own env, whatever its name.
-    fn env_values(&self) -> Vec<&str> {
-        let own = self
-            .env
-            .iter()
-            .filter_map(|e| e.split_once('='))
-            .map(|(_, v)| v);
-        self.config
-            .env
-            .values()
-            .map(String::as_str)
-            .chain(own)
-            .collect()
-    }
-
-    /// The redactor of this job's secrets, given its credentials.
-    pub(crate) fn redactor(&self, credentials: &Credentials) -> Redactor {
-        // The job's own `KEY=value` env is treated like the config's (the CLI's `--env`).
-        let job_env: Vec<(String, String)> = self
-            .env
-            .iter()
-            .filter_map(|e| e.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        credentials
-            .redactor()
-            .with_env(&self.config.env)
-            .with_env(job_env.iter().map(|(k, v)| (k, v)))
-            .with_secrets(&self.secrets)
-    }
-}
 
 /// Runs jobs in containers. Cheap to clone; share one per process.
 ///
@@ -273,71 +67,6 @@ impl Engines {
 /// Two options with the same key reach the same engine the same way.
 fn engine_key(o: &EngineOptions) -> String {
     format!("{} {:?}", o.describe(), o.ssh_options)
-}
-
-/// What every job and lease of a runner shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub engine: Engine,
-    pub options: RunnerOptions,
-    /// The warm pool's size per ephemeral agent: the option or its environment variable, 0
-    /// with [`PullPolicy::Always`].
-    pub warm_pool: usize,
-    /// Agents whose warm pools this runner used, for [`Runner::close`].
-    pools_used: Mutex<HashSet<String>>,
-}
-
-/// Containers this process's jobs are using (in any runner: herdctl makes one per job), with a
-/// count of jobs per container. Ids, which no two engines share in practice.
-static IN_USE: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Mutex::default);
-
-/// Persistent containers this process has checked from inside (any runner), each with the lock
-/// that the first of several jobs arriving at once holds while it checks, so the others wait
-/// for its answer instead of each making the check's exec.
-static CHECKED_INSIDE: LazyLock<Mutex<HashMap<String, Arc<Mutex<bool>>>>> =
-    LazyLock::new(Mutex::default);
-
-impl Shared {
-    fn new(engine: Engine, options: RunnerOptions, warm_pool: usize) -> Shared {
-        Shared {
-            engine,
-            options,
-            warm_pool,
-            pools_used: Mutex::new(HashSet::new()),
-        }
-    }
-
-    pub(crate) fn hold(&self, id: &str) {
-        *self.lock().entry(id.to_string()).or_default() += 1;
-    }
-
-    /// Lets go of one hold.
-    pub(crate) fn release(&self, id: &str) {
-        let mut held = self.lock();
-        if let Some(n) = held.get_mut(id) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(id);
-            }
-        }
-    }
-
-    pub(crate) fn is_held(&self, id: &str) -> bool {
-        self.lock().contains_key(id)
-    }
-
-    /// Notes that this runner used the warm pool of `agent`.
-    pub(crate) fn used_pool(&self, agent: &str) {
-        let mut used = self.pools_used.lock().unwrap_or_else(|p| p.into_inner());
-        if !used.contains(agent) {
-            used.insert(agent.to_string());
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'static, HashMap<String, usize>> {
-        // The map holds plain counts: a panic elsewhere cannot leave it inconsistent.
-        IN_USE.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 impl Runner {
@@ -778,7 +507,7 @@ impl Runner {
             network: spec.config.network,
             sockets: &sockets,
         };
-        let hash = crate::hash::config_hash(&spec.config, &mounts);
+        let hash = plan::config_hash(&spec.config, &mounts);
         let mode = if spec.config.ephemeral {
             Mode::Ephemeral
         } else {
@@ -1120,43 +849,6 @@ fn check_inside_once(
     inside::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
     *checked = true;
     Ok(())
-}
-
-/// A warm pool size from the option or its environment variable: a whole number from 0 to
-/// [`pool::MAX_WARM_POOL`]; empty is 0.
-fn check_pool_size(field: &str, value: &str) -> Result<usize> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Ok(0);
-    }
-    match v.parse::<usize>() {
-        Ok(n) if n <= pool::MAX_WARM_POOL => Ok(n),
-        _ => Err(Error::invalid(
-            field,
-            format!(
-                "{value:?} is not a warm pool size; expected a whole number from 0 to {}",
-                pool::MAX_WARM_POOL
-            ),
-        )),
-    }
-}
-
-/// Reads the opt-in environment variable: absent, empty, `0` or `false` is off; `1` or `true` on.
-fn allow_from_env(value: Option<std::ffi::OsString>) -> Result<bool> {
-    let Some(value) = value else {
-        return Ok(false);
-    };
-    match value.to_str().map(str::trim) {
-        Some("" | "0" | "false") => Ok(false),
-        Some("1" | "true") => Ok(true),
-        _ => Err(Error::invalid(
-            ALLOW_UNSAFE_ENV,
-            format!(
-                "{:?} is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no",
-                value.to_string_lossy()
-            ),
-        )),
-    }
 }
 
 /// One of this project's containers, as `list` shows it.

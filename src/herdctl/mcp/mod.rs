@@ -39,10 +39,7 @@ use serde_json::{json, Value};
 
 use crate::{Error, Result};
 
-/// Where the agent's socket directory is mounted in its containers (read-only).
-/// Inside Claude Code's own directory, which the runner's mounts already claim, so a user's
-/// volume or tmpfs (at `/run`, say) never collides with it.
-pub const CONTAINER_MCP_DIR: &str = "/home/claude/.claude/herdctl-mcp";
+pub use crate::paths::CONTAINER_MCP_DIR;
 
 /// The in-container stdio server: `node -e STDIO_SHIM <socket>` with the socket's secret in
 /// [`SECRET_ENV`] sends the secret as its first line, then pipes stdin to the socket and the socket
