@@ -56,6 +56,7 @@ pub mod engine;
 mod error;
 mod hash;
 mod herdctl;
+mod host;
 mod labels;
 mod paths;
 mod plan;
@@ -66,29 +67,31 @@ pub use herdctl::{agent, invocation, mcp, session};
 pub use run::{records, retention};
 
 pub use config::{
-    format_memory, host_user, merge_host_config, parse_memory_to_bytes, parse_port_binding,
-    parse_tmpfs_mount, parse_user, parse_volume_mount, process_user, resolve_docker_config,
-    resolve_layered, AccessMode, DockerConfig, DockerLayers, NetworkMode, PortBinding, TmpfsMount,
-    UserSpec, VolumeMount, AGENT_FIELDS, ALLOW_UNSAFE_ENV, DEFAULT_CPU_SHARES,
-    DEFAULT_DOCKER_IMAGE, DEFAULT_MAX_CONTAINERS, DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_LIMIT,
-    DEFAULT_NON_ROOT_USER, DEFAULT_PIDS_LIMIT, MIN_MEMORY_BYTES,
+    format_memory, merge_host_config, parse_memory_to_bytes, parse_port_binding, parse_tmpfs_mount,
+    parse_user, parse_volume_mount, AccessMode, DockerConfig, DockerLayers, NetworkMode,
+    PortBinding, TmpfsMount, UserSpec, VolumeMount, AGENT_FIELDS, ALLOW_UNSAFE_ENV,
+    DEFAULT_CPU_SHARES, DEFAULT_DOCKER_IMAGE, DEFAULT_MAX_CONTAINERS, DEFAULT_MEMORY_BYTES,
+    DEFAULT_MEMORY_LIMIT, DEFAULT_NON_ROOT_USER, DEFAULT_PIDS_LIMIT, MIN_MEMORY_BYTES,
 };
 pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use hash::{canonical_json, hash_value};
+pub use host::{host_user, process_user, resolve_docker_config, resolve_layered};
 pub use labels::Mode;
 pub use paths::{
     agent_dir_name, normalize_path, sanitize_agent_name, translate_json_paths, workspace_root,
-    Direction, Mount, MountPlan, MountRequest, MountRole, PathMap, SessionLayout,
-    CONTAINER_CREDENTIALS_FILE, CONTAINER_HOME, CONTAINER_SESSION_DIR, CONTAINER_WORKSPACE,
+    Direction, PathMap, CONTAINER_CREDENTIALS_FILE, CONTAINER_HOME, CONTAINER_SESSION_DIR,
+    CONTAINER_WORKSPACE,
 };
-pub use plan::config_hash;
+pub use plan::{
+    agent_session_dir, config_hash, Mount, MountPlan, MountRequest, MountRole, SessionLayout,
+};
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use run::isolation::ADD_GVISOR;
 pub use run::job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
 pub use run::options::{PullPolicy, PullProgressFn, RunnerOptions, WARM_POOL_ENV};
 pub use run::pool::{close_all as close_warm_pools, MAX_WARM_POOL};
-pub use run::retention::PruneReport;
+pub use run::prune_report::PruneReport;
 pub use run::runner::{ManagedContainer, Runner};
 pub use run::spec::JobSpec;

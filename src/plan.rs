@@ -10,16 +10,18 @@
 //! runs ([`check_inside`](crate::run::inside::check_inside)).
 
 mod config_hash;
+pub(crate) mod mounts;
 mod verify;
 
 pub use config_hash::config_hash;
+pub use mounts::{agent_session_dir, Mount, MountPlan, MountRequest, MountRole, SessionLayout};
 
 pub(crate) use verify::{verify, Expected};
 
 use serde_json::{json, Map, Value};
 
 use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_HOW, DEFAULT_PIDS_LIMIT};
-use crate::paths::{MountPlan, MountRole, CONTAINER_HOME, CONTAINER_WORKSPACE};
+use crate::paths::{CONTAINER_HOME, CONTAINER_WORKSPACE};
 use crate::{Error, Result};
 
 /// What PID 1's child runs: a process that waits forever, so jobs can exec into the container.

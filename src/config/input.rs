@@ -164,7 +164,7 @@ impl DockerInput {
     }
 
     /// Applies defaults and the checks that involve several fields.
-    pub fn resolve(self) -> Result<DockerConfig> {
+    pub fn resolve(self, host_user: UserSpec) -> Result<DockerConfig> {
         let memory_bytes = self.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
         if memory_bytes < MIN_MEMORY_BYTES {
             return Err(Error::invalid(
@@ -246,7 +246,7 @@ impl DockerInput {
             cpu_shares: self.cpu_shares,
             cpu_period: self.cpu_period,
             cpu_quota: self.cpu_quota,
-            user: self.user.unwrap_or_else(host_user),
+            user: self.user.unwrap_or(host_user),
             max_containers: self.max_containers.unwrap_or(DEFAULT_MAX_CONTAINERS),
             volumes,
             workspace_mode: self.workspace_mode.unwrap_or(AccessMode::Rw),

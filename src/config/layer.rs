@@ -42,22 +42,11 @@ pub struct DockerLayers<'a> {
     pub agent: Option<&'a Value>,
 }
 
-/// Resolves an agent's docker config from its layers (see the module docs for the rules). Errors
-/// name the field and say in which layer it is.
-///
-/// ```
-/// use herdctl_container::{resolve_layered, DockerLayers, NetworkMode};
-/// use serde_json::json;
-/// let fleet = json!({"enabled": true, "memory": "4g", "network": "bridge"});
-/// let agent = json!({"memory": "1g", "network": "none"});
-/// let c = resolve_layered(&DockerLayers { fleet_defaults: Some(&fleet), agent: Some(&agent), ..Default::default() }).unwrap();
-/// assert_eq!((c.memory_bytes, c.network), (1 << 30, NetworkMode::None));
-///
-/// let greedy = json!({"memory": "8g"});
-/// let e = resolve_layered(&DockerLayers { fleet_defaults: Some(&fleet), agent: Some(&greedy), ..Default::default() }).unwrap_err();
-/// assert!(e.to_string().starts_with("invalid docker.memory: the agent's own config asks for 8g"));
-/// ```
-pub fn resolve_layered(layers: &DockerLayers<'_>) -> Result<DockerConfig> {
+/// [`crate::resolve_layered`] with the host's user given (see [`super::resolve_for`]).
+pub(crate) fn resolve_layered_for(
+    layers: &DockerLayers<'_>,
+    host_user: UserSpec,
+) -> Result<DockerConfig> {
     let defaults = read(layers.fleet_defaults, "the fleet's defaults")?;
     let per_agent = read(layers.fleet_agent, "the fleet's entry for this agent")?;
     let fleet = overlay(defaults, per_agent);
@@ -68,7 +57,7 @@ pub fn resolve_layered(layers: &DockerLayers<'_>) -> Result<DockerConfig> {
         }
         None => DockerInput::default(),
     };
-    tighten(fleet, agent)?.resolve()
+    tighten(fleet, agent)?.resolve(host_user)
 }
 
 fn read(v: Option<&Value>, layer: &str) -> Result<DockerInput> {
@@ -335,6 +324,7 @@ fn quote_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve_layered;
     use serde_json::json;
 
     fn layered(fleet: Value, agent: Value) -> Result<DockerConfig> {

@@ -6,7 +6,7 @@
 //! [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the field in YAML spelling
 //! (`docker.memory`, `docker.volumes[1]`), the value and what is accepted.
 //!
-//! Who may set what (see [`resolve_layered`]): the fleet file (its `defaults.docker` and its
+//! Who may set what (see [`resolve_layered`](crate::resolve_layered)): the fleet file (its `defaults.docker` and its
 //! per-agent entries) may set every field; an agent's own `docker:` block lives in a workspace the
 //! agent can write, so it may set only the fields in [`AGENT_FIELDS`], and only to tighten what the
 //! fleet gives.
@@ -30,11 +30,12 @@ pub(crate) use host_config::{
 };
 pub use host_config::{merge_host_config, ALLOW_UNSAFE_ENV};
 pub(crate) use input::runtime_name;
-pub use layer::{resolve_layered, DockerLayers, AGENT_FIELDS};
+pub(crate) use layer::resolve_layered_for;
+pub use layer::{DockerLayers, AGENT_FIELDS};
 pub(crate) use parse::quote;
 pub use parse::{
-    format_memory, host_user, parse_memory_to_bytes, parse_port_binding, parse_tmpfs_mount,
-    parse_user, parse_volume_mount, process_user,
+    format_memory, parse_memory_to_bytes, parse_port_binding, parse_tmpfs_mount, parse_user,
+    parse_volume_mount,
 };
 
 /// The image used when the config names none: herdctl's runtime image, built locally by its users.
@@ -216,7 +217,7 @@ pub struct DockerConfig {
     /// The CFS quota in microseconds per period, at least 1000. Default: unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_quota: Option<u64>,
-    /// The container user. Default: [`host_user`] (this process's uid:gid, or
+    /// The container user. Default: [`host_user`](crate::host_user) (this process's uid:gid, or
     /// [`DEFAULT_NON_ROOT_USER`] when this process is root).
     pub user: UserSpec,
     /// Containers retention keeps per agent. Default: [`DEFAULT_MAX_CONTAINERS`].
@@ -261,30 +262,10 @@ pub struct DockerConfig {
     pub allow_unsafe_host_config: bool,
 }
 
-impl TryFrom<serde_json::Value> for DockerConfig {
-    type Error = crate::Error;
-    fn try_from(v: serde_json::Value) -> Result<DockerConfig> {
-        resolve_docker_config(&v)
-    }
-}
-
-/// herdctl's `resolveDockerConfig`: resolves one docker block that the fleet owns (all fields
-/// allowed), in the YAML snake_case shape or the resolved camelCase shape. `null` gives every
-/// default. Use [`resolve_layered`] when the fleet's and the agent's blocks are at hand separately.
-///
-/// In the camelCase shape every field counts as written, `user` included: herdctl's own resolver
-/// fills `user` with its process's uid:gid, which is `"0:0"` when herdctl runs as root. To get the
-/// non-root default in that case, pass the YAML block (`agent.docker`) rather than the resolved one.
-///
-/// ```
-/// let c = herdctl_container::resolve_docker_config(&serde_json::json!({
-///     "enabled": true, "memory": "512m", "network": "none", "user": "1000:1000"
-/// })).unwrap();
-/// assert_eq!(c.memory_bytes, 512 << 20);
-/// assert_eq!(c.image, herdctl_container::DEFAULT_DOCKER_IMAGE);
-/// ```
-pub fn resolve_docker_config(docker: &serde_json::Value) -> Result<DockerConfig> {
-    input::DockerInput::from_value(docker)?.resolve()
+/// [`crate::resolve_docker_config`] with the host's user given (the container user when the
+/// block names none): resolution itself reads nothing from the host.
+pub(crate) fn resolve_for(docker: &serde_json::Value, host_user: UserSpec) -> Result<DockerConfig> {
+    input::DockerInput::from_value(docker)?.resolve(host_user)
 }
 
 #[cfg(test)]

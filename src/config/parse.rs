@@ -5,7 +5,7 @@
 //! format`, `Invalid port format`, `Invalid volume format`, `Invalid volume mode`), so code and
 //! tests that match them keep working; the detail follows.
 
-use super::{AccessMode, PortBinding, TmpfsMount, UserSpec, VolumeMount, DEFAULT_NON_ROOT_USER};
+use super::{AccessMode, PortBinding, TmpfsMount, UserSpec, VolumeMount};
 use crate::paths::{normalize_path, reserved_conflict};
 use crate::{Error, Result};
 
@@ -277,50 +277,6 @@ pub fn parse_user(user: &str) -> Result<UserSpec> {
             uid: id(user)?,
             gid: None,
         }),
-    }
-}
-
-/// The uid:gid of this process, read without unsafe code: the owner of `/proc/self` is the
-/// process's effective uid and gid. `None` when `/proc` is not mounted (or not Linux) and a probe
-/// file in the temp directory cannot be made either.
-pub fn process_user() -> Option<UserSpec> {
-    use std::os::unix::fs::MetadataExt;
-    let from = |m: std::fs::Metadata| UserSpec {
-        uid: m.uid(),
-        gid: Some(m.gid()),
-    };
-    if let Ok(m) = std::fs::metadata("/proc/self") {
-        return Some(from(m));
-    }
-    // Without procfs: a file we create is owned by our effective uid (its group may follow the
-    // directory's on BSD-like systems; good enough where /proc is missing).
-    let probe = tempfile_probe()?;
-    let m = std::fs::metadata(&probe).ok();
-    let _ = std::fs::remove_file(&probe);
-    m.map(from)
-}
-
-fn tempfile_probe() -> Option<std::path::PathBuf> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let p = std::env::temp_dir().join(format!(".herdctl-uid-probe-{}-{nanos}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&p)
-        .ok()
-        .map(|_| p)
-}
-
-/// herdctl's `getHostUser`, made safe: this process's uid:gid, so files the agent writes in the
-/// workspace belong to the host user; but when this process is root (or its user cannot be
-/// read), [`DEFAULT_NON_ROOT_USER`]: a container runs as root only when `user` says so.
-pub fn host_user() -> UserSpec {
-    match process_user() {
-        Some(u) if !u.is_root() => u,
-        _ => DEFAULT_NON_ROOT_USER,
     }
 }
 

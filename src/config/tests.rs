@@ -1,4 +1,5 @@
 use super::*;
+use crate::{host_user, resolve_docker_config, resolve_layered};
 use serde_json::{json, Value};
 
 fn resolve(v: Value) -> Result<DockerConfig> {

@@ -1,8 +1,10 @@
 use super::*;
 use std::collections::HashMap;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 
-use crate::config::{process_user, DEFAULT_NON_ROOT_USER};
+use crate::config::{UserSpec, DEFAULT_NON_ROOT_USER};
+use crate::process_user;
 
 const ACCESS: &str = "sk-ant-oat01-access-AAAA";
 const REFRESH: &str = "sk-ant-ort01-refresh-BBBB";

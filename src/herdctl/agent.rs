@@ -51,10 +51,10 @@ use serde_json::{json, Map, Value};
 
 use crate::herdctl::invocation::{self, AgentSpec, Invocation, JobInput, McpServer, Strategy};
 use crate::herdctl::mcp::{Bridge, InjectedServer, ToolHandler};
-use crate::paths::{
-    agent_session_dir, claim_legacy_transcript, link_new_transcripts, mcp_socket_dir,
-    prepare_session_dir,
+use crate::host::{
+    claim_legacy_transcript, link_new_transcripts, mcp_socket_dir, prepare_session_dir,
 };
+use crate::plan::agent_session_dir;
 use crate::run::job::{Canceller, Job, JobReport, Outcome, Timings};
 use crate::{
     is_secret_name, process_user, translate_json_paths, workspace_root, Direction, DockerConfig,

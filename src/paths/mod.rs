@@ -3,13 +3,8 @@
 //!
 //! Path translation between host and container: [`PathMap`] and [`translate_json_paths`].
 
-mod plan;
-mod sessions;
 mod translate;
 
-pub use plan::{agent_session_dir, Mount, MountPlan, MountRequest, MountRole, SessionLayout};
-pub(crate) use plan::{mcp_socket_dir, prepare_session_dir};
-pub(crate) use sessions::{claim_legacy_transcript, link_new_transcripts};
 pub use translate::{translate_json_paths, Direction, PathMap};
 
 use crate::{Error, Result};

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::DockerConfig;
 use crate::hash::{hash_value, sha256_hex};
-use crate::paths::MountPlan;
+use crate::plan::MountPlan;
 
 /// Bumped when the meaning of the hashed input changes, so old persistent containers are replaced.
 /// 2: the configured gid as `GroupAdd` (persistent jobs run with a group of their own), the owner

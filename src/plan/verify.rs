@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::config::{check_device, no_new_privileges, parse_security_opt, SecOpt};
 use crate::engine::ContainerInspect;
-use crate::paths::{MountPlan, MountRole};
+use crate::plan::{MountPlan, MountRole};
 use crate::{Error, Result};
 
 /// The capabilities a container starts with by default (the same 14 in Docker and Podman).

@@ -17,7 +17,6 @@
 //! [`crate::run::pool`]); only when there is none does it make its own.
 
 use std::cell::Cell;
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,6 @@ use serde_json::Value;
 
 use crate::engine::{ContainerInspect, StartOutcome};
 use crate::labels::{self, Mode};
-use crate::paths::MountPlan;
 use crate::run::options::PullPolicy;
 use crate::run::owner::{InFlight, Owner};
 use crate::run::shared::Shared;
@@ -66,19 +64,6 @@ pub(crate) struct Reached {
     pub name: String,
     /// Its config hash (its `dev.herdctl.config-hash` label).
     pub config_hash: String,
-}
-
-/// The [`labels::MOUNT_IDS`] value of a mount plan: each source's `dev:inode` (following
-/// symlinks, as the engine does), `-` for one that cannot be read now (the engine will say why).
-pub(crate) fn mount_ids(plan: &MountPlan) -> String {
-    plan.mounts()
-        .iter()
-        .map(|m| match std::fs::metadata(&m.source) {
-            Ok(meta) => format!("{}:{}", meta.dev(), meta.ino()),
-            Err(_) => "-".to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// A container a job holds. While a lease lives, this process's retention will not remove the

@@ -9,6 +9,7 @@ pub(crate) mod lifecycle;
 pub(crate) mod options;
 pub(crate) mod owner;
 pub(crate) mod pool;
+pub(crate) mod prune_report;
 pub mod records;
 pub mod retention;
 pub(crate) mod runner;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::ALLOW_UNSAFE_ENV;
 use crate::engine::{EngineOptions, PullProgress};
-use crate::paths::SessionLayout;
+use crate::plan::SessionLayout;
 use crate::run::pool;
 use crate::{Error, Result};
 

@@ -25,6 +25,7 @@ use crate::engine::{ContainerSummary, RemoveOutcome};
 use crate::labels::{self, Mode};
 use crate::run::owner::{self, Liveness};
 use crate::run::pool::{self, Role};
+pub use crate::run::prune_report::PruneReport;
 use crate::run::shared::Shared;
 use crate::{Error, Result};
 
@@ -98,19 +99,6 @@ pub fn choose_gc(candidates: &[Candidate], live_agents: &[String], keep: usize) 
         .collect();
     removals.extend(choose_removals(&live, keep));
     removals
-}
-
-/// What a prune or a gc did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Ids of the containers removed.
-    pub removed: Vec<String>,
-    /// Ids of running ephemeral containers stopped because no live process owned them (`gc`
-    /// only; a prune stops nothing).
-    pub stopped: Vec<String>,
-    /// Containers that were chosen but could not be removed or stopped (started meanwhile,
-    /// engine errors).
-    pub warnings: Vec<String>,
 }
 
 /// Prunes of one agent in this process: how many were asked for, how many a finished prune

@@ -9,9 +9,8 @@ use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
 use crate::engine::{Engine, EngineOptions, ExecSpec, Host};
 use crate::labels::{self, Mode};
-use crate::paths::{
-    sanitize_agent_name, MountPlan, MountRequest, SessionLayout, CONTAINER_WORKSPACE,
-};
+use crate::paths::{sanitize_agent_name, CONTAINER_WORKSPACE};
+use crate::plan::{MountPlan, MountRequest, SessionLayout};
 use crate::redact::Redactor;
 use crate::run::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::run::lifecycle::{self, Reached, Request};
@@ -520,7 +519,7 @@ impl Runner {
             labels::now_ms(),
             &spec.config.labels,
         );
-        let mount_ids = lifecycle::mount_ids(&mounts);
+        let mount_ids = crate::host::mount_ids(&mounts);
         labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
         let mut warnings = Vec::new();
         let owner = match mode {

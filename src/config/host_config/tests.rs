@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::resolve_docker_config;
+use crate::resolve_docker_config;
 use serde_json::json;
 
 fn generated() -> Value {

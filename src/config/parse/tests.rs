@@ -279,24 +279,6 @@ fn users() {
 }
 
 #[test]
-fn host_user_is_never_root() {
-    let real = process_user().expect("/proc/self is readable on the test machines");
-    let h = host_user();
-    assert!(!h.is_root());
-    if real.is_root() {
-        assert_eq!(h, DEFAULT_NON_ROOT_USER);
-    } else {
-        assert_eq!(h, real);
-    }
-    // The probe agrees with procfs about the uid.
-    let probe = tempfile_probe().expect("temp dir is writable");
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(&probe).unwrap().uid();
-    std::fs::remove_file(&probe).unwrap();
-    assert_eq!(uid, real.uid);
-}
-
-#[test]
 fn quote_cuts_long_values() {
     let long = "x".repeat(100);
     assert_eq!(quote(&long), format!("\"{}\"...", "x".repeat(80)));

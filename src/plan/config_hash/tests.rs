@@ -1,6 +1,6 @@
 use super::*;
-use crate::config::resolve_docker_config;
-use crate::paths::{Mount, MountRole};
+use crate::plan::{Mount, MountRole};
+use crate::resolve_docker_config;
 
 fn base() -> (DockerConfig, MountPlan) {
     let config = resolve_docker_config(&json!({

@@ -359,7 +359,7 @@ mod tests {
         let children: Vec<_> = (0..RACERS)
             .map(|i| {
                 std::process::Command::new(&exe)
-                    .args(["pool::files::tests::claim_race_child", "--exact"])
+                    .args(["run::pool::files::tests::claim_race_child", "--exact"])
                     .args(["--nocapture", "--test-threads", "1"])
                     .env("HERDCTL_CLAIM_RACE", state.path())
                     .env("HERDCTL_CLAIM_RACE_NAMES", NAMES.to_string())

@@ -137,7 +137,7 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
                 ),
             )
         })?;
-    let mount_ids = crate::run::lifecycle::mount_ids(&t.mounts);
+    let mount_ids = crate::host::mount_ids(&t.mounts);
     let mut body = t.body.clone();
     if let Some(l) = body["Labels"].as_object_mut() {
         // Not the owner label of a job's ephemeral container: the reaper of those would stop

@@ -39,11 +39,11 @@ use serde_json::Value;
 
 use crate::engine::{ContainerSummary, Engine};
 use crate::labels;
-use crate::paths::MountPlan;
 use crate::plan;
+use crate::plan::MountPlan;
 use crate::run::inside;
 use crate::run::isolation;
-use crate::run::retention::PruneReport;
+use crate::run::prune_report::PruneReport;
 use crate::{Error, Result};
 
 pub(crate) use files::Claim;

@@ -10,7 +10,7 @@ use super::files::{self, Claim, ClaimState, Purpose};
 use crate::engine::Engine;
 use crate::labels;
 use crate::run::owner::{self, Liveness};
-use crate::run::retention::PruneReport;
+use crate::run::prune_report::PruneReport;
 use crate::Result;
 
 /// One list call, then one engine call per container to act on.

@@ -580,8 +580,7 @@ fn a_same_uid_process_that_finds_the_socket_cannot_call_without_the_secret() {
     // herdctl running as the containers' uid: the directory modes stop nobody of that uid (this
     // test's process is one), so the secret is the protection that holds.
     let state = tempfile::tempdir().unwrap();
-    let dir =
-        crate::paths::mcp_socket_dir(&state.path().to_string_lossy(), "fleet.victim").unwrap();
+    let dir = crate::host::mcp_socket_dir(&state.path().to_string_lossy(), "fleet.victim").unwrap();
     let mut bridge = Bridge::bind(Path::new(&dir), vec![server()]).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();

@@ -1,5 +1,7 @@
 use super::*;
-use crate::config::resolve_docker_config;
+use crate::plan::SessionLayout;
+use crate::CONTAINER_CREDENTIALS_FILE;
+use crate::{resolve_docker_config, Credentials};
 use serde_json::json;
 
 struct Dirs {
