@@ -64,7 +64,8 @@ mod redact;
 mod run;
 
 pub use herdctl::{agent, invocation, mcp, session};
-pub use run::{records, retention};
+pub use run::job::records;
+pub use run::retention;
 
 pub use config::{
     format_memory, merge_host_config, parse_memory_to_bytes, parse_port_binding, parse_tmpfs_mount,

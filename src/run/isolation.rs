@@ -18,7 +18,6 @@
 mod proof;
 #[cfg(test)]
 mod tests;
-mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,7 +29,6 @@ use crate::engine::{Engine, EngineInfo, EngineRuntime};
 use crate::{Error, Result};
 
 pub(crate) use proof::{kernel_problem, KERNEL_FILE};
-pub(crate) use watch::watch_container;
 
 /// What the engine says a runtime is: by its program (what the engine's administrator
 /// configured), else its containerd shim, else its name. `None`: unknown.

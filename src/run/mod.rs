@@ -10,7 +10,6 @@ pub(crate) mod options;
 pub(crate) mod owner;
 pub(crate) mod pool;
 pub(crate) mod prune_report;
-pub mod records;
 pub mod retention;
 pub(crate) mod runner;
 pub(crate) mod shared;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use crate::config::ALLOW_UNSAFE_ENV;
 use crate::engine::{EngineOptions, PullProgress};
 use crate::plan::SessionLayout;
-use crate::run::pool;
 use crate::{Error, Result};
 
 /// When the runner may pull an image.
@@ -43,6 +42,10 @@ impl std::str::FromStr for PullPolicy {
 
 /// Receives each progress line of an image pull.
 pub type PullProgressFn = Arc<dyn Fn(&PullProgress) + Send + Sync>;
+
+/// The largest pool a runner may keep per agent: each idle container costs host memory (the
+/// engine's shim and the container's init and `sleep`; see BENCHMARKS.md).
+pub const MAX_WARM_POOL: usize = 64;
 
 /// How a [`Runner`] behaves. Plain data with documented defaults.
 #[derive(Clone)]
@@ -134,19 +137,19 @@ impl std::fmt::Debug for RunnerOptions {
 }
 
 /// A warm pool size from the option or its environment variable: a whole number from 0 to
-/// [`pool::MAX_WARM_POOL`]; empty is 0.
+/// [`MAX_WARM_POOL`]; empty is 0.
 pub(crate) fn check_pool_size(field: &str, value: &str) -> Result<usize> {
     let v = value.trim();
     if v.is_empty() {
         return Ok(0);
     }
     match v.parse::<usize>() {
-        Ok(n) if n <= pool::MAX_WARM_POOL => Ok(n),
+        Ok(n) if n <= MAX_WARM_POOL => Ok(n),
         _ => Err(Error::invalid(
             field,
             format!(
                 "{value:?} is not a warm pool size; expected a whole number from 0 to {}",
-                pool::MAX_WARM_POOL
+                MAX_WARM_POOL
             ),
         )),
     }

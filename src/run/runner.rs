@@ -12,6 +12,7 @@ use crate::labels::{self, Mode};
 use crate::paths::{sanitize_agent_name, CONTAINER_WORKSPACE};
 use crate::plan::{MountPlan, MountRequest, SessionLayout};
 use crate::redact::Redactor;
+use crate::run::job::records;
 use crate::run::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
 use crate::run::lifecycle::{self, Reached, Request};
 use crate::run::options::{
@@ -20,7 +21,7 @@ use crate::run::options::{
 use crate::run::retention::{self, PruneReport};
 use crate::run::shared::{Shared, CHECKED_INSIDE};
 use crate::run::spec::JobSpec;
-use crate::run::{inside, isolation, pool, records};
+use crate::run::{inside, isolation, pool};
 use crate::{plan, Error, Result};
 
 /// Runs jobs in containers. Cheap to clone; share one per process.
@@ -417,7 +418,7 @@ impl Runner {
             abort,
         );
         let container_watch = runtime.as_ref().map(|_| {
-            isolation::watch_container(
+            crate::run::job::watch_container(
                 shared.engine.clone(),
                 lease.id().to_string(),
                 canceller.clone(),

@@ -9,6 +9,8 @@ mod cancel;
 mod group;
 mod lines;
 mod outcome;
+pub mod records;
+mod watch;
 
 use std::io::Write;
 use std::sync::mpsc;
@@ -19,12 +21,12 @@ pub use cancel::Canceller;
 pub(crate) use cancel::{run_argv, StopReason};
 pub(crate) use group::JobGroup;
 pub use outcome::{JobReport, JobSummary, Outcome, Timings};
+pub(crate) use watch::watch_container;
 
 use crate::engine::{Engine, ExecInput, ExecOutput, Stream};
 use crate::paths::PathMap;
 use crate::redact::Redactor;
 use crate::run::lifecycle::Lease;
-use crate::run::records;
 use crate::Error;
 use lines::{LineTooLong, Lines, Tail};
 

@@ -52,9 +52,7 @@ pub(crate) use reap::reap;
 
 use crate::run::owner::{self, Owner};
 
-/// The largest pool a runner may keep per agent: each idle container costs host memory (the
-/// engine's shim and the container's init and `sleep`; see BENCHMARKS.md).
-pub const MAX_WARM_POOL: usize = 64;
+pub use crate::run::options::MAX_WARM_POOL;
 
 /// How long after the last acquire of an agent a refill waits, so it does not compete with a
 /// burst of jobs for the engine. Short next to an agent job (seconds to minutes).

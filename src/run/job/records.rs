@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::JobReport;
 use crate::labels::Mode;
 use crate::paths::sanitize_agent_name;
 use crate::redact::Redactor;
-use crate::run::job::JobReport;
 use crate::{Error, Result};
 
 /// The directory under the state directory that holds the records.

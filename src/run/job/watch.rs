@@ -11,8 +11,8 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use super::Canceller;
 use crate::engine::{Engine, WaitCondition};
-use crate::run::job::Canceller;
 use crate::Error;
 
 /// How long one wait on the engine lasts before the thread looks whether the job is over: the
