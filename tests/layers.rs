@@ -336,8 +336,9 @@ fn mentions(code: &str, word: &str) -> bool {
     code.match_indices(word).any(|(at, _)| {
         let before = code[..at].chars().next_back();
         let after = code[at + word.len()..].chars().next();
-        !(word.starts_with(ident) && before.is_some_and(ident))
-            && !(word.ends_with(ident) && after.is_some_and(ident))
+        let joined_before = word.starts_with(ident) && before.is_some_and(ident);
+        let joined_after = word.ends_with(ident) && after.is_some_and(ident);
+        !joined_before && !joined_after
     })
 }
 
