@@ -10,6 +10,7 @@
 //! runs ([`check_inside`](crate::run::inside::check_inside)).
 
 mod config_hash;
+pub(crate) mod job;
 pub(crate) mod mounts;
 mod verify;
 

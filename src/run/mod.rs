@@ -14,3 +14,4 @@ pub mod retention;
 pub(crate) mod runner;
 pub(crate) mod shared;
 pub(crate) mod spec;
+pub(crate) mod start;

@@ -5,24 +5,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_UNSAFE_ENV};
+use crate::config::{DockerConfig, ALLOW_UNSAFE_ENV};
 use crate::credentials::Credentials;
-use crate::engine::{Engine, EngineOptions, ExecSpec, Host};
-use crate::labels::{self, Mode};
-use crate::paths::{sanitize_agent_name, CONTAINER_WORKSPACE};
-use crate::plan::{MountPlan, MountRequest, SessionLayout};
+use crate::engine::{Engine, EngineOptions};
+use crate::labels::{self};
+use crate::plan::job::{job_exec, ExecRequest};
+use crate::plan::SessionLayout;
 use crate::redact::Redactor;
 use crate::run::job::records;
-use crate::run::job::{run_argv, Canceller, Job, JobGroup, JobReport, Started, Timings};
-use crate::run::lifecycle::{self, Reached, Request};
+use crate::run::job::{Job, JobReport};
+use crate::run::lifecycle::Reached;
 use crate::run::options::{
     allow_from_env, check_pool_size, PullPolicy, RunnerOptions, WARM_POOL_ENV,
 };
 use crate::run::retention::{self, PruneReport};
-use crate::run::shared::{Shared, CHECKED_INSIDE};
+use crate::run::shared::Shared;
 use crate::run::spec::JobSpec;
-use crate::run::{inside, isolation, pool};
-use crate::{plan, Error, Result};
+use crate::run::start;
+use crate::run::{isolation, pool};
+use crate::{Error, Result};
 
 /// Runs jobs in containers. Cheap to clone; share one per process.
 ///
@@ -246,7 +247,8 @@ impl Runner {
     }
 
     /// [`Runner::start`] once the credentials and the redactor are known; its errors are not
-    /// yet redacted.
+    /// yet redacted. Three phases: plan (nothing made on the engine), acquire a container and
+    /// open the exec, hand over the job.
     fn start_job(
         &self,
         mut spec: JobSpec,
@@ -254,310 +256,19 @@ impl Runner {
         redactor: Redactor,
         reached: &Cell<Option<Reached>>,
     ) -> Result<Job> {
-        let started = Instant::now();
-        let started_ms = labels::now_ms();
+        let started = (Instant::now(), labels::now_ms());
         let shared = &self.shared_for(&spec.agent)?;
-        let planned = self.plan(shared, &mut spec, &credentials)?;
-        let Planned {
-            mounts,
-            hash,
-            mode,
-            body,
-            inside,
-            sanitized,
-            expected,
-            user,
-            mount_ids,
-            owner,
-            runtime,
-            local,
-            warnings: plan_warnings,
-        } = &planned;
-        let (mode, inside) = (*mode, *inside);
-
-        let job_id = labels::ephemeral_name("job", labels::now_ms());
-        let job_id_for_record = job_id.clone();
-        let mut env = spec
-            .config
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>();
-        env.extend(if *local {
-            credentials.exec_env()
-        } else {
-            credentials.remote_exec_env()
-        });
-        env.extend(spec.env.iter().cloned());
-
-        let mut exec = ExecSpec::new(spec.argv.iter().map(String::as_str));
-        exec.env = env;
-        exec.user = Some(user.clone());
-        exec.working_dir = Some(
-            spec.working_dir
-                .unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
-        );
-        exec.attach_stdin = true;
-        // The job's own argv is checked before any container is made or taken, so an error names
-        // its arguments (not a wrapper's) and leaves nothing behind.
-        exec.check()?;
-
-        // A pool container that died while idle is found when the job's exec cannot be made in
-        // it: it is removed and the job gets a container of its own (never the dead one).
-        let mut try_pool = mode == Mode::Ephemeral && shared.warm_pool > 0;
-        let mut early_warnings = plan_warnings.clone();
-        let (create, start, mut warnings, mut lease, group, opened, exec_started) = loop {
-            let want = try_pool.then(|| planned.want(&spec.agent, shared.warm_pool));
-            if try_pool {
-                shared.used_pool(&spec.agent);
-            }
-            let lifecycle::Acquired {
-                mut lease,
-                create,
-                start,
-                warnings,
-            } = lifecycle::acquire(
-                shared,
-                &Request {
-                    agent: &spec.agent,
-                    sanitized_agent: sanitized,
-                    mode,
-                    config_hash: hash,
-                    image: &spec.config.image,
-                    body: body.clone(),
-                    expected: expected.clone(),
-                    keep: spec.config.max_containers as usize,
-                    mount_ids,
-                    owner: owner.clone(),
-                    reached,
-                    pool: want,
-                },
-            )
-            .map_err(|e| remote_mount_hint(e, shared.engine.options()))?;
-            if let Err(e) = check_inside_once(shared, &lease, mode, user, inside, runtime.as_ref())
-            {
-                // A container that died at start (its exec failed, or was cut short) says why.
-                let e = lifecycle::explain_exec_failure(shared, &lease, e);
-                if lease.created() {
-                    // No job may run in it, and no earlier job's state is in it.
-                    let _ = shared.engine.remove_container(lease.id(), true);
-                } else {
-                    lease.release();
-                }
-                return Err(e);
-            }
-            // In a persistent container, which other jobs share, the job runs with a group id of
-            // its own, the mark by which its cancel and its end find exactly its processes (see
-            // `job/group.rs`), under `kill.sh`, which kills what it left behind when it exits. An
-            // ephemeral container runs only this job and is stopped after it.
-            let group = match mode {
-                Mode::Ephemeral => None,
-                Mode::Persistent => match JobGroup::claim(lease.id(), spec.config.user.gid) {
-                    Ok(g) => Some(g),
-                    Err(e) => {
-                        lease.release();
-                        return Err(e);
-                    }
-                },
-            };
-            if let Some(g) = &group {
-                exec.cmd = run_argv(g.gid(), &spec.argv);
-                exec.user = Some(format!("{}:{}", spec.config.user.uid, g.gid()));
-            }
-            let t = Instant::now();
-            let opened = shared
-                .engine
-                .exec_create(lease.id(), &exec)
-                .and_then(|exec_id| Ok((shared.engine.exec_start(&exec_id)?, exec_id)));
-            match opened {
-                Ok(o) => break (create, start, warnings, lease, group, o, t),
-                Err(e) if lease.pooled() => {
-                    lease.discard();
-                    early_warnings.push(format!(
-                        "the warm pool's container {} could not run the job ({e}); it was removed and the job got a container of its own",
-                        lease.name()
-                    ));
-                    try_pool = false;
-                }
-                Err(e) => {
-                    let e = lifecycle::explain_exec_failure(shared, &lease, e);
-                    // The job never ran: give the container back the way a finished job would.
-                    lease.release();
-                    return Err(e);
-                }
-            }
-        };
-        early_warnings.append(&mut warnings);
-        let warnings = early_warnings;
-        let mut timings = Timings {
-            acquire: Some(exec_started.duration_since(started)),
-            create,
-            start,
-            ..Timings::default()
-        };
-        let (stream, exec_id) = opened;
-        let t = exec_started;
-        timings.exec_start = Some(t.elapsed());
-        let parts = stream
-            .split()
-            .and_then(|(input, output)| Ok((output.abort_handle()?, input, output)));
-        let (abort, input, output) = match parts {
-            Ok(parts) => parts,
-            Err(e) => {
-                lease.release();
-                return Err(e);
-            }
-        };
-        let canceller = Canceller::new(
-            shared.engine.clone(),
-            lease.id().to_string(),
-            mode,
-            job_id,
-            spec.config.user.to_string(),
-            group,
-            abort,
-        );
-        let container_watch = runtime.as_ref().map(|_| {
-            crate::run::job::watch_container(
-                shared.engine.clone(),
-                lease.id().to_string(),
-                canceller.clone(),
-            )
-        });
-        Ok(Job::new(Started {
-            engine: shared.engine.clone(),
-            exec_id,
-            input,
-            output,
-            stdin: spec.stdin,
-            stdin_open: spec.stdin_open,
-            canceller,
-            redactor,
-            deadline: spec.deadline,
-            max_line: shared.options.max_line_bytes,
-            started,
-            timings,
-            warnings,
-            image: spec.config.image,
-            config_hash: hash.clone(),
-            lease,
-            paths: mounts.path_map(),
-            record: records::Head {
-                state_dir: shared.options.state_dir.clone(),
-                agent: spec.agent,
-                job: job_id_for_record,
-                mode,
-                started_ms,
-                keep: spec.config.max_containers as usize,
-            },
-            container_watch,
-        }))
-    }
-
-    /// What a job's container looks like: its mounts (prepared on the host), config hash, mode,
-    /// create body and what the checks expect.
-    fn plan(
-        &self,
-        shared: &Shared,
-        spec: &mut JobSpec,
-        credentials: &Credentials,
-    ) -> Result<Planned> {
-        if spec.config.runtime.is_none() {
-            spec.config.runtime = shared.options.runtime.clone();
-        }
-        // Before anything is made: a runtime the engine does not list, or one that cannot give
-        // the job what its config asks for, is refused here. Only a sandbox needs the proof.
-        let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
-        let runtime = match spec.config.runtime.as_deref() {
-            Some(name) => isolation::with_runtimes(&shared.engine, Some(name), |engine| {
-                isolation::check(&spec.config, engine, allow)
-            })?,
-            None => None,
-        }
-        .filter(isolation::Checked::needs_proof);
-        // On another machine's engine, bind mounts name that machine's paths: the injected
-        // tools' sockets and the credentials copy of this one cannot be mounted there (the
-        // credentials go to the exec instead; see `Credentials::remote_exec_env`).
-        let local = shared.engine.options().is_local();
-        let state_dir = shared.options.state_dir.to_string_lossy().into_owned();
-        let mounts = MountPlan::build(&MountRequest {
+        let planned = start::plan(shared, &mut spec, &credentials)?;
+        let mut exec = job_exec(&ExecRequest {
             config: &spec.config,
-            workspace: &spec.workspace,
-            state_dir: &state_dir,
-            agent: &spec.agent,
-            layout: shared.options.session_layout,
-            credentials: local.then_some(credentials),
+            argv: &spec.argv,
+            env: &spec.env,
+            working_dir: spec.working_dir.as_deref(),
+            credentials: &credentials,
+            local: planned.local,
         })?;
-        let mounts = if local {
-            mounts
-        } else {
-            mounts.without_mcp_sockets()
-        };
-        // The opt-in: the agent's config, or this runner's option or environment.
-        let allow = spec.config.allow_unsafe_host_config || shared.options.allow_unsafe_host_config;
-        let own_socket = match shared.engine.host() {
-            Host::Unix(path) => Some(path.as_path()),
-            Host::Tcp(_) | Host::Ssh(_) => None,
-        };
-        let sockets = EngineSockets::find(own_socket);
-        plan::check_mount_sources(&mounts, &sockets, allow)?;
-        mounts.check_workspace_access(&spec.config)?;
-        let gate = Gate {
-            allow,
-            network: spec.config.network,
-            sockets: &sockets,
-        };
-        let hash = plan::config_hash(&spec.config, &mounts);
-        let mode = if spec.config.ephemeral {
-            Mode::Ephemeral
-        } else {
-            Mode::Persistent
-        };
-        let mut labels = labels::container_labels(
-            &spec.agent,
-            mode,
-            &hash,
-            labels::now_ms(),
-            &spec.config.labels,
-        );
-        let mount_ids = crate::host::mount_ids(&mounts);
-        labels.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
-        let mut warnings = Vec::new();
-        let owner = match mode {
-            Mode::Ephemeral => match crate::run::owner::current(&shared.options.state_dir) {
-                Ok((owner, _)) => {
-                    labels.insert(labels::OWNER.into(), owner.id().to_string());
-                    Some(owner)
-                }
-                Err(e) => {
-                    warnings.push(format!(
-                        "no owner lock for this job's container ({e}): should this process die mid-job, no other runner can prove it orphaned and stop it"
-                    ));
-                    None
-                }
-            },
-            Mode::Persistent => None,
-        };
-        let body = plan::create_body(&spec.config, &mounts, &labels, &gate)?;
-        let inside = inside::Inside::of(&body);
-        let sanitized = sanitize_agent_name(&spec.agent);
-        let expected = plan::Expected::new(allow, &mounts);
-        let user = spec.config.user.to_string();
-        Ok(Planned {
-            mounts,
-            hash,
-            mode,
-            body,
-            inside,
-            sanitized,
-            expected,
-            user,
-            mount_ids,
-            owner,
-            runtime,
-            local,
-            warnings,
-        })
+        let opened = start::acquire_and_open(shared, &spec, &planned, &mut exec, reached)?;
+        start::into_job(shared, spec, planned, opened, redactor, started)
     }
 
     /// Fills the warm pool of `spec`'s agent for `spec`'s config (the containers its ephemeral
@@ -585,8 +296,7 @@ impl Runner {
             None => Credentials::discover(|k| std::env::var(k).ok())?,
         };
         let redactor = spec.redactor(&credentials);
-        let planned = self
-            .plan(shared, &mut spec.clone(), &credentials)
+        let planned = start::plan(shared, &mut spec.clone(), &credentials)
             .map_err(|e| e.redact(&redactor))?;
         shared.used_pool(&spec.agent);
         pool::prewarm(
@@ -749,108 +459,6 @@ impl Runner {
     }
 }
 
-/// A job's container as [`Runner::plan`] works it out.
-struct Planned {
-    mounts: MountPlan,
-    hash: String,
-    mode: Mode,
-    body: serde_json::Value,
-    inside: inside::Inside,
-    sanitized: String,
-    expected: plan::Expected,
-    user: String,
-    /// The [`labels::MOUNT_IDS`] value of the mounts as the host has them now.
-    mount_ids: String,
-    /// For an ephemeral job: this process's owner, whose label is in `body`.
-    owner: Option<Arc<crate::run::owner::Owner>>,
-    /// The sandbox runtime a process inside must prove it runs under, if any.
-    runtime: Option<isolation::Checked>,
-    /// Whether the engine is on this machine (else the credentials go to the exec).
-    local: bool,
-    /// What the job should hear about its plan (an owner lock that could not be had).
-    warnings: Vec<String>,
-}
-
-impl Planned {
-    /// What the warm pool of `agent` needs to make containers like this job's.
-    fn want<'a>(&'a self, agent: &'a str, target: usize) -> pool::Want<'a> {
-        pool::Want {
-            target,
-            agent,
-            sanitized: &self.sanitized,
-            hash: &self.hash,
-            body: &self.body,
-            expected: &self.expected,
-            inside: self.inside,
-            user: &self.user,
-            mounts: &self.mounts,
-            mount_ids: &self.mount_ids,
-            runtime: self.runtime.as_ref(),
-        }
-    }
-}
-
-/// An engine's refusal of a bind mount whose source is missing, with what to do when the engine
-/// is another machine's (where the path must exist).
-fn remote_mount_hint(e: Error, engine: &EngineOptions) -> Error {
-    match e {
-        Error::Api {
-            call,
-            status,
-            message,
-        } if !engine.is_local() && message.contains("bind source path does not exist") => {
-            Error::Api {
-                call,
-                status,
-                message: format!(
-                    "{message}; the engine at {} runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's \"Engines\")",
-                    engine.host
-                ),
-            }
-        }
-        other => other,
-    }
-}
-
-/// Checks a container's processes from inside ([`inside::check_inside`]) once: every fresh
-/// container (a pool's when it was warmed), and a reused persistent one the first time this
-/// process uses it. Jobs that reach an unchecked persistent container at once wait for one
-/// check instead of each making one: the answer cannot differ between them (the check runs as
-/// the configured user, in a container whose settings were fixed at create).
-/// The same exec proves a sandbox `runtime` by the kernel it reports (its runtime cannot change
-/// while the container exists).
-fn check_inside_once(
-    shared: &Shared,
-    lease: &lifecycle::Lease,
-    mode: Mode,
-    user: &str,
-    want: inside::Inside,
-    runtime: Option<&isolation::Checked>,
-) -> Result<()> {
-    if (!want.is_needed() && runtime.is_none()) || lease.pooled() {
-        return Ok(());
-    }
-    let id = lease.id();
-    if mode == Mode::Ephemeral {
-        inside::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
-        return Ok(());
-    }
-    // Ids only: a few per agent and config, for the life of the process.
-    let cell = CHECKED_INSIDE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(id.to_string())
-        .or_default()
-        .clone();
-    let mut checked = cell.lock().unwrap_or_else(|p| p.into_inner());
-    if *checked && !lease.created() {
-        return Ok(());
-    }
-    inside::check_inside(&shared.engine, id, lease.name(), user, want, runtime)?;
-    *checked = true;
-    Ok(())
-}
-
 /// One of this project's containers, as `list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ManagedContainer {
@@ -893,27 +501,5 @@ mod tests {
             read(Some("yes")).unwrap_err().to_string(),
             "invalid HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG: \"yes\" is not a switch; expected 1 or true to allow host_config settings that loosen the container, 0, false or empty for no"
         );
-    }
-
-    /// Issue 16: on another machine's engine, a missing bind source says where it is missing.
-    #[test]
-    fn a_missing_bind_source_on_another_machine_says_where() {
-        let refusal = || Error::Api {
-            call: "POST /containers/create".into(),
-            status: 400,
-            message:
-                "invalid mount config for type \"bind\": bind source path does not exist: /srv/repo"
-                    .into(),
-        };
-        let remote = EngineOptions::for_address("ssh://fleet@build-1").unwrap();
-        let e = remote_mount_hint(refusal(), &remote).to_string();
-        assert!(
-            e.ends_with("/srv/repo; the engine at ssh://fleet@build-1 runs on another machine, where the workspace and the state directory must exist at the same paths (see the README's \"Engines\")"),
-            "{e}"
-        );
-        let local = EngineOptions::default();
-        assert!(remote_mount_hint(refusal(), &local)
-            .to_string()
-            .ends_with("/srv/repo"));
     }
 }
