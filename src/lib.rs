@@ -75,7 +75,7 @@ pub use config::{
 };
 pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
-pub use error::{Error, Result};
+pub use error::{Error, Result, TimeoutPhase};
 pub use hash::{canonical_json, config_hash, hash_value};
 pub use labels::Mode;
 pub use paths::{
