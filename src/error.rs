@@ -371,7 +371,7 @@ impl Error {
                 message: r(message),
             },
             Error::Timeout { phase, after } => Error::Timeout {
-                phase: phase.map_text(&r),
+                phase: phase.map_text(r),
                 after,
             },
             Error::Cancelled(what) => Error::Cancelled(r(what)),
