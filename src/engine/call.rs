@@ -338,11 +338,11 @@ impl Engine {
         result
     }
 
-    /// Sends `req` and reads the answer's head, in attempts that each read as the phases of a
-    /// call: take a connection, send the request, read the head, choose the body's framing. Two
-    /// answers send the request again: a pooled connection the engine had closed (retried on a
-    /// fresh one, any number of times: each retry uses up a pooled connection), and a refused
-    /// API version (renegotiated once).
+    /// Sends `req` and reads the answer's head, in attempts that each go through the phases of
+    /// a call: take a connection, send the request, read the head, choose the body's framing.
+    /// Two things send the request again: a pooled connection the engine had closed (only a
+    /// pooled one is retried, so the retries end with the pool), and a refused API version
+    /// (renegotiated once).
     fn send_inner(&self, mut req: Req<'_>) -> Result<Response> {
         let flight = InFlight::new(self, &req);
         let mut renegotiated = false;
@@ -351,7 +351,7 @@ impl Engine {
             // Only a pooled connection can be stale, and only a body still held can go again.
             let retry_stale = reused && req.body.replayable();
             let Some(response) = flight.exchange(&mut req, conn, retry_stale)? else {
-                continue;
+                continue; // it was stale: the next connection
             };
             // Only a 400 to a versioned call can be a refused version; renegotiate once.
             if response.status() != 400 || !req.versioned || renegotiated {
