@@ -8,6 +8,7 @@
 //! stay behind [`std::error::Error::source`], never in the public shape.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::io;
 use std::time::Duration;
 
@@ -31,6 +32,80 @@ fn shown(text: &str) -> Cow<'_, str> {
         end -= 1;
     }
     Cow::Owned(format!("{}...", &text[..end]))
+}
+
+/// What [`Error::Timeout`] was waiting for. Its `Display` is the start of the error's message
+/// (`connect to the engine at /var/run/docker.sock`), so a caller can match on the phase instead
+/// of on the text; the text stays what it was when the phase was a string, as herdctl matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Opening a connection to the engine (the engine's `connect_timeout`).
+    Connect {
+        /// The socket path or `host:port`.
+        address: String,
+    },
+    /// One API call, from sending it to its answer's last byte (the engine's `call_timeout`, or
+    /// the call's own budget).
+    Call {
+        /// The call, like `GET /info` or `wait for container abc`.
+        call: String,
+    },
+    /// The next byte of a running exec's output (its idle timeout).
+    ExecOutput {
+        /// The exec's id.
+        exec: String,
+    },
+    /// The exit code of an exec whose output ended: the engine may know it a moment later.
+    ExecExitCode {
+        /// The exec's id.
+        exec: String,
+    },
+    /// An agent's answer to a control request of a live session.
+    SessionAnswer {
+        /// The control request, like `interrupt` or `set_model`.
+        request: String,
+    },
+    /// Warming an agent's pool of idle containers up to its target.
+    PoolWarm {
+        /// The agent's name.
+        agent: String,
+    },
+}
+
+impl fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimeoutPhase::Connect { address } => write!(f, "connect to the engine at {address}"),
+            TimeoutPhase::Call { call } => f.write_str(call),
+            TimeoutPhase::ExecOutput { exec } => write!(f, "exec {exec}: waiting for output"),
+            TimeoutPhase::ExecExitCode { exec } => {
+                write!(f, "exec {exec}: waiting for its exit code")
+            }
+            TimeoutPhase::SessionAnswer { request } => {
+                write!(f, "session {request}: waiting for the agent's answer")
+            }
+            TimeoutPhase::PoolWarm { agent } => write!(f, "warming the pool of agent {agent}"),
+        }
+    }
+}
+
+impl TimeoutPhase {
+    /// This phase with `r` applied to its text (see [`Error::redact`]).
+    fn map_text(self, r: impl Fn(String) -> String) -> TimeoutPhase {
+        match self {
+            TimeoutPhase::Connect { address } => TimeoutPhase::Connect {
+                address: r(address),
+            },
+            TimeoutPhase::Call { call } => TimeoutPhase::Call { call: r(call) },
+            TimeoutPhase::ExecOutput { exec } => TimeoutPhase::ExecOutput { exec: r(exec) },
+            TimeoutPhase::ExecExitCode { exec } => TimeoutPhase::ExecExitCode { exec: r(exec) },
+            TimeoutPhase::SessionAnswer { request } => TimeoutPhase::SessionAnswer {
+                request: r(request),
+            },
+            TimeoutPhase::PoolWarm { agent } => TimeoutPhase::PoolWarm { agent: r(agent) },
+        }
+    }
 }
 
 /// A shorthand for results of this crate.
@@ -110,8 +185,9 @@ pub enum Error {
     /// A call or a phase of a job did not finish in time.
     #[error("{phase} timed out after {after:?}")]
     Timeout {
-        /// What was being waited for, like `POST /containers/create` or `exec start`.
-        phase: String,
+        /// What was being waited for: connecting, a call like `POST /containers/create`, an
+        /// exec's output.
+        phase: TimeoutPhase,
         /// How long was waited.
         after: Duration,
     },
@@ -295,7 +371,7 @@ impl Error {
                 message: r(message),
             },
             Error::Timeout { phase, after } => Error::Timeout {
-                phase: r(phase),
+                phase: phase.map_text(r),
                 after,
             },
             Error::Cancelled(what) => Error::Cancelled(r(what)),
@@ -396,6 +472,57 @@ mod tests {
         assert_eq!(e.code(), "INVALID_CONFIG");
     }
 
+    #[test]
+    fn timeout_messages_name_their_phase() {
+        // The text each phase had when it was a string: herdctl and the tests match on it.
+        let cases = [
+            (
+                TimeoutPhase::Connect {
+                    address: "10.0.0.1:2375".into(),
+                },
+                "connect to the engine at 10.0.0.1:2375 timed out after 5s",
+            ),
+            (
+                TimeoutPhase::Call {
+                    call: "GET /info".into(),
+                },
+                "GET /info timed out after 5s",
+            ),
+            (
+                TimeoutPhase::ExecOutput {
+                    exec: "ab12".into(),
+                },
+                "exec ab12: waiting for output timed out after 5s",
+            ),
+            (
+                TimeoutPhase::ExecExitCode {
+                    exec: "ab12".into(),
+                },
+                "exec ab12: waiting for its exit code timed out after 5s",
+            ),
+            (
+                TimeoutPhase::SessionAnswer {
+                    request: "interrupt".into(),
+                },
+                "session interrupt: waiting for the agent's answer timed out after 5s",
+            ),
+            (
+                TimeoutPhase::PoolWarm {
+                    agent: "coder".into(),
+                },
+                "warming the pool of agent coder timed out after 5s",
+            ),
+        ];
+        for (phase, message) in cases {
+            let e = Error::Timeout {
+                phase,
+                after: Duration::from_secs(5),
+            };
+            assert_eq!(e.to_string(), message);
+            assert_eq!(e.code(), "TIMEOUT");
+        }
+    }
+
     const SECRET: &str = "sk-ant-api03-secret-value";
 
     /// Every variant, with the secret in each of its texts.
@@ -431,7 +558,27 @@ mod tests {
                 message: s(),
             },
             Error::Timeout {
-                phase: s(),
+                phase: TimeoutPhase::Connect { address: s() },
+                after: Duration::from_secs(1),
+            },
+            Error::Timeout {
+                phase: TimeoutPhase::Call { call: s() },
+                after: Duration::from_secs(1),
+            },
+            Error::Timeout {
+                phase: TimeoutPhase::ExecOutput { exec: s() },
+                after: Duration::from_secs(1),
+            },
+            Error::Timeout {
+                phase: TimeoutPhase::ExecExitCode { exec: s() },
+                after: Duration::from_secs(1),
+            },
+            Error::Timeout {
+                phase: TimeoutPhase::SessionAnswer { request: s() },
+                after: Duration::from_secs(1),
+            },
+            Error::Timeout {
+                phase: TimeoutPhase::PoolWarm { agent: s() },
                 after: Duration::from_secs(1),
             },
             Error::Cancelled(s()),

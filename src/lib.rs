@@ -76,7 +76,7 @@ pub use config::{
 };
 pub use credentials::{CredentialSource, Credentials, CREDENTIAL_ENV_VARS};
 pub use engine::Engine;
-pub use error::{Error, Result};
+pub use error::{Error, Result, TimeoutPhase};
 pub use hash::{canonical_json, hash_value};
 pub use host::{host_user, process_user, resolve_docker_config, resolve_layered};
 pub use labels::Mode;

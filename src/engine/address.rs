@@ -220,23 +220,14 @@ impl<'a> Resolver<'a> {
             // the platform socket.
             return Ok(self.default_socket());
         }
-        let valid = name.len() >= 2
-            && name.as_bytes()[0].is_ascii_alphanumeric()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
-        if !valid {
-            return Err(Error::invalid(
-                field,
-                format!("{name:?} is not a docker context name (letters, digits, '_', '.', '+', '-'; two or more) nor an address like unix:///path, tcp://host:port or ssh://user@host"),
-            ));
-        }
+        check_context_name(name, field)?;
         let dir = self.config_dir().ok_or_else(|| {
             Error::invalid(
                 field,
                 format!("docker context {name:?} cannot be found: no HOME or DOCKER_CONFIG"),
             )
         })?;
+        // docker's store names a context's directories by the SHA-256 of its name.
         let digest = sha256_hex(name.as_bytes());
         let meta_file = dir.join("contexts/meta").join(&digest).join("meta.json");
         let meta = read_json(&meta_file)?.ok_or_else(|| {
@@ -249,36 +240,9 @@ impl<'a> Resolver<'a> {
             )
         })?;
         let what = format!("docker context {name:?} ({})", meta_file.display());
-        match get_ci(&meta, "Name") {
-            Some(Value::String(n)) if n == name => {}
-            _ => return Err(Error::invalid(&what, "its Name is not the context's name")),
-        }
-        let endpoint = get_ci(&meta, "Endpoints")
-            .and_then(|e| get_ci(e, "docker"))
-            .ok_or_else(|| Error::invalid(&what, "has no docker endpoint"))?;
-        let host = match get_ci(endpoint, "Host") {
-            Some(Value::String(h)) if !h.is_empty() => h,
-            _ => return Err(Error::invalid(&what, "its docker endpoint has no Host")),
-        };
-        let host = Host::parse_as(host, &what)?;
-        let skip_verify = matches!(get_ci(endpoint, "SkipTLSVerify"), Some(Value::Bool(true)));
+        let (host, skip_verify) = context_endpoint(&meta, name, &what)?;
         let tls_dir = dir.join("contexts/tls").join(&digest).join("docker");
-        let tls = match host {
-            Host::Tcp(_) if skip_verify => {
-                return Err(Error::invalid(
-                    &what,
-                    "SkipTLSVerify is set; an engine whose certificate is not verified is not supported: give the context the engine's CA (docker context update --docker ca=...)",
-                ))
-            }
-            Host::Tcp(_) if tls_dir.join("ca.pem").exists() => Some(TlsFiles::from_dir(&tls_dir)),
-            Host::Tcp(_) if tls_dir.exists() => {
-                return Err(Error::invalid(
-                    &what,
-                    format!("has TLS files but no ca.pem in {}; the engine must be verified against its CA", tls_dir.display()),
-                ))
-            }
-            _ => None,
-        };
+        let tls = context_tls(&host, skip_verify, &tls_dir, &what)?;
         Ok(Resolved {
             host,
             tls,
@@ -319,6 +283,65 @@ impl<'a> Resolver<'a> {
             }
         }
         default
+    }
+}
+
+/// Refuses what docker's own rule (`^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$`) does not accept as a context
+/// name: such a value was meant as neither, or as a mistyped address, and the error says both.
+fn check_context_name(name: &str, field: &str) -> Result<()> {
+    let valid = name.len() >= 2
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
+    if !valid {
+        return Err(Error::invalid(
+            field,
+            format!("{name:?} is not a docker context name (letters, digits, '_', '.', '+', '-'; two or more) nor an address like unix:///path, tcp://host:port or ssh://user@host"),
+        ));
+    }
+    Ok(())
+}
+
+/// The docker endpoint of a context's `meta` (described as `what` in errors): its host, and
+/// whether it asks to skip verifying the engine's certificate. The meta must be the context's
+/// own (its `Name` is `name`).
+fn context_endpoint(meta: &Value, name: &str, what: &str) -> Result<(Host, bool)> {
+    match get_ci(meta, "Name") {
+        Some(Value::String(n)) if n == name => {}
+        _ => return Err(Error::invalid(what, "its Name is not the context's name")),
+    }
+    let endpoint = get_ci(meta, "Endpoints")
+        .and_then(|e| get_ci(e, "docker"))
+        .ok_or_else(|| Error::invalid(what, "has no docker endpoint"))?;
+    let host = match get_ci(endpoint, "Host") {
+        Some(Value::String(h)) if !h.is_empty() => h,
+        _ => return Err(Error::invalid(what, "its docker endpoint has no Host")),
+    };
+    let host = Host::parse_as(host, what)?;
+    let skip_verify = matches!(get_ci(endpoint, "SkipTLSVerify"), Some(Value::Bool(true)));
+    Ok((host, skip_verify))
+}
+
+/// The TLS files of a context's `tcp://` host, from its `tls_dir` in the store. An engine that
+/// is not verified against its CA is refused: `SkipTLSVerify`, or TLS files without `ca.pem`.
+fn context_tls(
+    host: &Host,
+    skip_verify: bool,
+    tls_dir: &Path,
+    what: &str,
+) -> Result<Option<TlsFiles>> {
+    match host {
+        Host::Tcp(_) if skip_verify => Err(Error::invalid(
+            what,
+            "SkipTLSVerify is set; an engine whose certificate is not verified is not supported: give the context the engine's CA (docker context update --docker ca=...)",
+        )),
+        Host::Tcp(_) if tls_dir.join("ca.pem").exists() => Ok(Some(TlsFiles::from_dir(tls_dir))),
+        Host::Tcp(_) if tls_dir.exists() => Err(Error::invalid(
+            what,
+            format!("has TLS files but no ca.pem in {}; the engine must be verified against its CA", tls_dir.display()),
+        )),
+        _ => Ok(None),
     }
 }
 

@@ -135,25 +135,28 @@ impl Response {
                 *at += n;
                 Ok(n)
             }
-            Body::Live {
-                wire,
-                framing,
-                keep_alive,
-            } => {
+            Body::Live { wire, framing, .. } => {
                 let n = wire.read_body(framing, out).map_err(|e| {
                     wire_error(&self.call, &self.engine.inner.opts.host, e, self.budget)
                 })?;
                 if *framing == Framing::Done {
-                    let reusable = *keep_alive && !wire.has_buffered();
-                    if let Body::Live { wire, .. } =
-                        std::mem::replace(&mut self.body, Body::Released)
-                    {
-                        if reusable {
-                            self.engine.checkin(wire.into_parts().0.conn);
-                        }
-                    }
+                    self.release();
                 }
                 Ok(n)
+            }
+        }
+    }
+
+    /// At the body's end: the connection goes back to the pool for keep-alive, unless the
+    /// answer ruled it out or bytes past the body were read (they would be taken for the next
+    /// call's answer).
+    fn release(&mut self) {
+        if let Body::Live {
+            wire, keep_alive, ..
+        } = std::mem::replace(&mut self.body, Body::Released)
+        {
+            if keep_alive && !wire.has_buffered() {
+                self.engine.checkin(wire.into_parts().0.conn);
             }
         }
     }
@@ -335,118 +338,213 @@ impl Engine {
         result
     }
 
+    /// Sends `req` and reads the answer's head, in attempts that each go through the phases of
+    /// a call: take a connection, send the request, read the head, choose the body's framing.
+    /// Two things send the request again: a pooled connection the engine had closed (only a
+    /// pooled one is retried, so the retries end with the pool), and a refused API version
+    /// (renegotiated once).
     fn send_inner(&self, mut req: Req<'_>) -> Result<Response> {
-        let call = req
-            .call
-            .clone()
-            .unwrap_or_else(|| call_name(req.method, &req.path));
-        let host = &self.inner.opts.host;
-        let budget = match req.deadline {
-            Deadline::Default => Some(self.inner.opts.call_timeout),
-            Deadline::Unlimited => None,
-            Deadline::After(d) => Some(d),
-        };
-        let deadline = budget.map(|b| Instant::now() + b);
+        let flight = InFlight::new(self, &req);
         let mut renegotiated = false;
         loop {
             let (conn, reused) = self.checkout()?;
-            let timed = Timed::new(conn, deadline)
-                .map_err(|e| wire_error(&call, host, WireError::Io(e), budget))?;
-            let mut wire = Wire::new(timed, READ_BUFFER);
-            let target = if req.versioned {
-                format!("/v{}{}", self.api_version(), req.path)
-            } else {
-                req.path.clone()
+            // Only a pooled connection can be stale, and only a body still held can go again.
+            let retry_stale = reused && req.body.replayable();
+            let Some(response) = flight.exchange(&mut req, conn, retry_stale)? else {
+                continue; // it was stale: the next connection
             };
-            let upgrade: &[(&str, &str)] = if req.upgrade {
-                &[("Connection", "Upgrade"), ("Upgrade", "tcp")]
-            } else {
-                &[]
-            };
-            let written = write_request(
-                wire.inner_mut(),
-                req.method,
-                &target,
-                host,
-                upgrade,
-                &mut req.body,
-            )
-            .and_then(|()| wire.inner_mut().flush().map_err(WriteError::Socket));
-            let write_failure = match written {
-                Ok(()) => None,
-                Err(WriteError::Source(e)) => {
-                    return Err(Error::io(format!("{call}: read the request body"), e));
-                }
-                Err(WriteError::Socket(_)) if reused && req.body.replayable() => continue,
-                // The engine may have answered early (an import it refused) and closed: its
-                // answer says more than the broken pipe.
-                Err(WriteError::Socket(e)) => Some(e),
-            };
-            let head = match wire.read_head() {
-                Ok(head) => head,
-                // A pooled connection the engine closed just as we sent: try a fresh one.
-                Err(e)
-                    if reused && req.body.replayable() && !wire.received_any() && is_stale(&e) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    let e = write_failure.map(WireError::Io).unwrap_or(e);
-                    return Err(wire_error(&call, host, e, budget));
-                }
-            };
-            let framing = Framing::of(&head, req.method == "HEAD")
-                .map_err(|e| wire_error(&call, host, e, budget))?;
-            // A body that ends with the connection leaves nothing to reuse.
-            let keep_alive = head.keep_alive()
-                && framing != Framing::Close
-                && write_failure.is_none()
-                && !req.upgrade;
-            let response = Response {
-                head,
-                call: call.clone(),
-                engine: self.clone(),
-                budget,
-                body: Body::Live {
-                    wire,
-                    framing,
-                    keep_alive,
-                },
-            };
+            // Only a 400 to a versioned call can be a refused version; renegotiate once.
             if response.status() != 400 || !req.versioned || renegotiated {
                 return Ok(response);
             }
-            // A 400 body is small: buffer it to look for a version mismatch.
-            let head = response.head.clone();
-            let bytes = response.bytes(ERROR_BODY_LIMIT)?;
-            if !is_version_mismatch(400, &bytes) {
-                return Ok(Response {
-                    head,
-                    call,
-                    engine: self.clone(),
-                    budget,
-                    body: Body::Buffered { bytes, at: 0 },
-                });
-            }
             renegotiated = true;
-            let before = self.inner.minor.load(std::sync::atomic::Ordering::Relaxed);
-            let after = self.negotiate()?;
-            if after == before {
-                return Err(self.unsupported_version());
-            }
-            if !req.body.replayable() {
-                // The streamed body is spent; the next call will use the new version.
-                return Err(Error::Api {
-                    call,
-                    status: 400,
-                    message: format!(
-                        "{}; switched to API 1.{after}, try again",
-                        super::errors::engine_message(&bytes)
-                    ),
-                });
+            if let Some(response) = flight.version_retry(response, req.body.replayable())? {
+                return Ok(response);
             }
         }
     }
+
+    /// Writes the request, at the API version negotiated so far (a renegotiation between two
+    /// attempts changes it), and flushes it.
+    fn send_request(
+        &self,
+        wire: &mut Wire<Timed>,
+        req: &mut Req<'_>,
+    ) -> std::result::Result<(), WriteError> {
+        let target = if req.versioned {
+            format!("/v{}{}", self.api_version(), req.path)
+        } else {
+            req.path.clone()
+        };
+        let upgrade: &[(&str, &str)] = if req.upgrade {
+            &[("Connection", "Upgrade"), ("Upgrade", "tcp")]
+        } else {
+            &[]
+        };
+        write_request(
+            wire.inner_mut(),
+            req.method,
+            &target,
+            &self.inner.opts.host,
+            upgrade,
+            &mut req.body,
+        )
+        .and_then(|()| wire.inner_mut().flush().map_err(WriteError::Socket))
+    }
+}
+
+/// A call on its way through its attempts: how errors name it, and the time it has.
+struct InFlight<'e> {
+    engine: &'e Engine,
+    call: String,
+    /// The call's whole budget, for a timeout's message; `None`: no deadline.
+    budget: Option<Duration>,
+    /// When the budget runs out.
+    deadline: Option<Instant>,
+}
+
+impl<'e> InFlight<'e> {
+    /// The call's name and its budget. The deadline is set once, here, for all its attempts:
+    /// a retry does not restart the clock.
+    fn new(engine: &'e Engine, req: &Req<'_>) -> InFlight<'e> {
+        let budget = match req.deadline {
+            Deadline::Default => Some(engine.inner.opts.call_timeout),
+            Deadline::Unlimited => None,
+            Deadline::After(d) => Some(d),
+        };
+        InFlight {
+            engine,
+            call: req
+                .call
+                .clone()
+                .unwrap_or_else(|| call_name(req.method, &req.path)),
+            budget,
+            deadline: budget.map(|b| Instant::now() + b),
+        }
+    }
+
+    /// One attempt on `conn`: send the request, read the head, choose the body's framing.
+    /// `None` when `conn` was a pooled connection the engine had closed and `retry_stale` allows
+    /// another attempt.
+    fn exchange(
+        &self,
+        req: &mut Req<'_>,
+        conn: Conn,
+        retry_stale: bool,
+    ) -> Result<Option<Response>> {
+        let timed =
+            Timed::new(conn, self.deadline).map_err(|e| self.wire_error(WireError::Io(e)))?;
+        let mut wire = Wire::new(timed, READ_BUFFER);
+        let write_failure = match self.engine.send_request(&mut wire, req) {
+            Ok(()) => None,
+            Err(WriteError::Source(e)) => {
+                return Err(Error::io(
+                    format!("{}: read the request body", self.call),
+                    e,
+                ));
+            }
+            Err(WriteError::Socket(_)) if retry_stale => return Ok(None),
+            // The engine may have answered early (an import it refused) and closed: its
+            // answer says more than the broken pipe.
+            Err(WriteError::Socket(e)) => Some(e),
+        };
+        let wrote_all = write_failure.is_none();
+        let Some(head) = self.read_head(&mut wire, retry_stale, write_failure)? else {
+            return Ok(None);
+        };
+        let (framing, keep_alive) =
+            body_framing(&head, req, wrote_all).map_err(|e| self.wire_error(e))?;
+        let body = Body::Live {
+            wire,
+            framing,
+            keep_alive,
+        };
+        Ok(Some(self.response(head, body)))
+    }
+
+    /// Reads the answer's head. `None` when nothing came back on a pooled connection the engine
+    /// closed just as we sent (a stale one, worth a fresh attempt). When no head comes, a write
+    /// that had failed is the cause reported.
+    fn read_head(
+        &self,
+        wire: &mut Wire<Timed>,
+        retry_stale: bool,
+        write_failure: Option<std::io::Error>,
+    ) -> Result<Option<Head>> {
+        match wire.read_head() {
+            Ok(head) => Ok(Some(head)),
+            Err(e) if retry_stale && !wire.received_any() && is_stale(&e) => Ok(None),
+            Err(e) => Err(self.wire_error(write_failure.map(WireError::Io).unwrap_or(e))),
+        }
+    }
+
+    /// Decides on a 400 answer to a versioned call: a refused API version renegotiates and asks
+    /// for another attempt (`None`); any other 400 is the answer, its body (small) buffered, as
+    /// it was read to find out.
+    fn version_retry(&self, response: Response, replayable: bool) -> Result<Option<Response>> {
+        let head = response.head.clone();
+        let bytes = response.bytes(ERROR_BODY_LIMIT)?;
+        if !is_version_mismatch(400, &bytes) {
+            return Ok(Some(self.response(head, Body::Buffered { bytes, at: 0 })));
+        }
+        self.renegotiate(&bytes, replayable)?;
+        Ok(None)
+    }
+
+    /// Negotiates the API version again after the engine refused ours (its words in
+    /// `refusal`). Fails when the version did not move (nothing in common), or when the body was
+    /// a stream, spent by the refused attempt.
+    fn renegotiate(&self, refusal: &[u8], replayable: bool) -> Result<()> {
+        let engine = self.engine;
+        let before = engine
+            .inner
+            .minor
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let after = engine.negotiate()?;
+        if after == before {
+            return Err(engine.unsupported_version());
+        }
+        if !replayable {
+            // The streamed body is spent; the next call will use the new version.
+            return Err(Error::Api {
+                call: self.call.clone(),
+                status: 400,
+                message: format!(
+                    "{}; switched to API 1.{after}, try again",
+                    super::errors::engine_message(refusal)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn response(&self, head: Head, body: Body) -> Response {
+        Response {
+            head,
+            call: self.call.clone(),
+            engine: self.engine.clone(),
+            budget: self.budget,
+            body,
+        }
+    }
+
+    fn wire_error(&self, e: WireError) -> Error {
+        wire_error(&self.call, &self.engine.inner.opts.host, e, self.budget)
+    }
+}
+
+/// How the answer's body is delimited, and whether the connection can carry another call after
+/// it: not when the body ends with the connection, when the request was not wholly written (the
+/// engine answered early and closes), or after an upgrade (the connection becomes the exec's
+/// stream).
+fn body_framing(
+    head: &Head,
+    req: &Req<'_>,
+    wrote_all: bool,
+) -> std::result::Result<(Framing, bool), WireError> {
+    let framing = Framing::of(head, req.method == "HEAD")?;
+    let keep_alive = head.keep_alive() && framing != Framing::Close && wrote_all && !req.upgrade;
+    Ok((framing, keep_alive))
 }
 
 /// The answer of a call that creates something (a container, an exec): its id.

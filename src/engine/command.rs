@@ -25,11 +25,14 @@ use crate::redact::is_secret_name;
 /// failed.
 const STDERR_KEPT: usize = 2048;
 
+/// The last bytes of a process's stderr, shared with the thread that drains it.
+type StderrTail = Arc<Mutex<Vec<u8>>>;
+
 /// One process and what it said on stderr. Killed and reaped when the last clone of its
 /// connection is dropped.
 struct Process {
     child: Mutex<Child>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: StderrTail,
     /// Set when the stderr pipe reached its end: what the process said before it exited may
     /// still be in the pipe when its exit is seen.
     stderr_done: Arc<AtomicBool>,
@@ -134,60 +137,14 @@ impl CommandStream {
             |n| n.to_string_lossy().into_owned(),
         );
         let (ours, theirs) = UnixStream::pair()?;
-        let stdin = OwnedFd::from(theirs.try_clone()?);
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::from(stdin))
-            .stdout(Stdio::from(OwnedFd::from(theirs)))
-            .stderr(Stdio::piped())
-            // Its own process group: a Ctrl-C at the terminal is for the user's program, which
-            // then closes its connections, not for the process in the middle of a request.
-            .process_group(0);
-        // The credentials of jobs are for containers, not for the process (ssh's ProxyCommand or
-        // SendEnv *): whatever looks secret stays behind; ssh's own variables (SSH_AUTH_SOCK) go
-        // along.
-        for (name, _) in std::env::vars_os() {
-            if let Some(name) = name.to_str() {
-                if is_secret_name(name) && !name.starts_with("SSH_") {
-                    cmd.env_remove(name);
-                }
-            }
-        }
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = command(program, args, theirs)?.spawn().map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 io::Error::new(io::ErrorKind::NotFound, missing.to_string())
             } else {
                 io::Error::new(e.kind(), format!("start {}: {e}", program.display()))
             }
         })?;
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stderr_done = Arc::new(AtomicBool::new(child.stderr.is_none()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let kept = stderr.clone();
-            let done = stderr_done.clone();
-            // Drains the process's stderr (it would block on a full pipe) and keeps the end; ends
-            // with the process.
-            let drain = std::thread::Builder::new()
-                .name("herdctl-dial-stderr".into())
-                .spawn(move || {
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = pipe.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
-                        kept.extend_from_slice(&buf[..n]);
-                        let excess = kept.len().saturating_sub(STDERR_KEPT);
-                        kept.drain(..excess);
-                    }
-                    done.store(true, Ordering::Release);
-                });
-            if let Err(e) = drain {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-        }
+        let (stderr, stderr_done) = drain_stderr(&mut child)?;
         Ok(CommandStream {
             sock: ours,
             process: Arc::new(Process {
@@ -201,7 +158,6 @@ impl CommandStream {
             }),
         })
     }
-
     pub fn try_clone(&self) -> io::Result<CommandStream> {
         Ok(CommandStream {
             sock: self.sock.try_clone()?,
@@ -217,6 +173,69 @@ impl CommandStream {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.shutdown(how)
     }
+}
+
+/// The command for `program`, its stdin and stdout on `theirs` (the process's end of the socket
+/// pair), its stderr piped to be kept for errors.
+fn command<A: AsRef<std::ffi::OsStr>>(
+    program: &Path,
+    args: &[A],
+    theirs: UnixStream,
+) -> io::Result<Command> {
+    let stdin = OwnedFd::from(theirs.try_clone()?);
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C at the terminal is for the user's program, which
+        // then closes its connections, not for the process in the middle of a request.
+        .process_group(0);
+    // The credentials of jobs are for containers, not for the process (ssh's ProxyCommand or
+    // SendEnv *): whatever looks secret stays behind; ssh's own variables (SSH_AUTH_SOCK) go
+    // along.
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str() {
+            if is_secret_name(name) && !name.starts_with("SSH_") {
+                cmd.env_remove(name);
+            }
+        }
+    }
+    Ok(cmd)
+}
+
+/// Starts a thread that drains the child's stderr (it would block on a full pipe) and keeps its
+/// last [`STDERR_KEPT`] bytes; the thread ends with the process. Returns the kept bytes and the
+/// flag set at the pipe's end. When the thread cannot start, the child is killed and reaped.
+fn drain_stderr(child: &mut Child) -> io::Result<(StderrTail, Arc<AtomicBool>)> {
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let stderr_done = Arc::new(AtomicBool::new(child.stderr.is_none()));
+    let Some(mut pipe) = child.stderr.take() else {
+        return Ok((stderr, stderr_done));
+    };
+    let kept = stderr.clone();
+    let done = stderr_done.clone();
+    let drain = std::thread::Builder::new()
+        .name("herdctl-dial-stderr".into())
+        .spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                kept.extend_from_slice(&buf[..n]);
+                let excess = kept.len().saturating_sub(STDERR_KEPT);
+                kept.drain(..excess);
+            }
+            done.store(true, Ordering::Release);
+        });
+    if let Err(e) = drain {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok((stderr, stderr_done))
 }
 
 /// Whether an error is the socket pair's end going away: the process exited (closing its end with

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::http::WireError;
 use super::transport::Host;
-use crate::Error;
+use crate::{Error, TimeoutPhase};
 
 /// What a status means for one endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +111,7 @@ pub(crate) fn connect_error(host: &Host, e: io::Error, timeout: Duration) -> Err
     match e.kind() {
         io::ErrorKind::PermissionDenied => Error::PermissionDenied { path: address },
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout {
-            phase: format!("connect to the engine at {address}"),
+            phase: TimeoutPhase::Connect { address },
             after: timeout,
         },
         io::ErrorKind::NotFound => Error::EngineUnreachable {
@@ -136,7 +136,9 @@ pub(crate) fn connect_error(host: &Host, e: io::Error, timeout: Duration) -> Err
 pub(crate) fn wire_error(call: &str, host: &Host, e: WireError, budget: Option<Duration>) -> Error {
     match e {
         WireError::Io(e) if e.kind() == io::ErrorKind::TimedOut => Error::Timeout {
-            phase: call.to_string(),
+            phase: TimeoutPhase::Call {
+                call: call.to_string(),
+            },
             after: budget.unwrap_or_default(),
         },
         WireError::Io(e) => Error::EngineUnreachable {

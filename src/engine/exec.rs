@@ -17,7 +17,7 @@ use super::hijack::{self, EXEC_404};
 use super::http::WireError;
 use super::transport::{Conn, Host};
 use super::{check_id, Engine};
-use crate::{Error, Result};
+use crate::{Error, Result, TimeoutPhase};
 
 /// The kernel refuses one argument or environment string of 128 KiB or more (MAX_ARG_STRLEN).
 const ARG_LIMIT: usize = 128 * 1024;
@@ -154,6 +154,8 @@ pub struct ExecResult {
 pub struct ExecStream {
     conn: Conn,
     leftover: Vec<u8>,
+    /// The exec's id, and the call as errors name it (`exec {id}`).
+    id: String,
     call: String,
     host: Host,
     aborted: Arc<AtomicBool>,
@@ -177,6 +179,7 @@ impl ExecStream {
             decoder: FrameDecoder::new(),
             eof: false,
             idle: None,
+            id: self.id,
             call: self.call,
             host: self.host,
             aborted: self.aborted,
@@ -253,6 +256,8 @@ pub struct ExecOutput {
     decoder: FrameDecoder,
     eof: bool,
     idle: Option<Duration>,
+    /// The exec's id, and the call as errors name it (`exec {id}`).
+    id: String,
     call: String,
     host: Host,
     aborted: Arc<AtomicBool>,
@@ -315,7 +320,9 @@ impl ExecOutput {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
         ) {
             return Error::Timeout {
-                phase: format!("{}: waiting for output", self.call),
+                phase: TimeoutPhase::ExecOutput {
+                    exec: self.id.clone(),
+                },
                 after: self.idle.unwrap_or_default(),
             };
         }
@@ -420,6 +427,7 @@ impl Engine {
         Ok(ExecStream {
             conn,
             leftover,
+            id: id.to_string(),
             call: format!("exec {id}"),
             host: self.inner.opts.host.clone(),
             aborted: Arc::new(AtomicBool::new(false)),
@@ -464,7 +472,9 @@ impl Engine {
             }
             if start.elapsed() >= timeout {
                 return Err(Error::Timeout {
-                    phase: format!("exec {id}: waiting for its exit code"),
+                    phase: TimeoutPhase::ExecExitCode {
+                        exec: id.to_string(),
+                    },
                     after: timeout,
                 });
             }

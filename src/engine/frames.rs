@@ -93,69 +93,87 @@ impl FrameDecoder {
         let mut at = 0;
         loop {
             if self.remaining > 0 {
-                let take = self.remaining.min(input.len() - at);
-                if take == 0 {
-                    return Ok(Decoded {
-                        consumed: at,
-                        payload: None,
-                    });
+                if let Some(decoded) = self.payload(input, &mut at)? {
+                    return Ok(decoded);
                 }
-                self.remaining -= take;
-                let range = at..at + take;
-                match self.target {
-                    Some(Target::Out(stream)) => {
-                        return Ok(Decoded {
-                            consumed: at + take,
-                            payload: Some((stream, range)),
-                        });
-                    }
-                    _ => {
-                        let room = ENGINE_ERROR_LIMIT.saturating_sub(self.engine_error.len());
-                        let keep = room.min(take);
-                        self.engine_error.extend_from_slice(&input[at..at + keep]);
-                        at += take;
-                        if self.remaining == 0 {
-                            return Err(self.engine_error());
-                        }
-                        continue;
-                    }
-                }
+                continue;
             }
-            // Gather a header, possibly across calls.
-            let want = 8 - self.header_len;
-            let have = want.min(input.len() - at);
-            self.header[self.header_len..self.header_len + have]
-                .copy_from_slice(&input[at..at + have]);
-            self.header_len += have;
-            at += have;
-            if self.header_len < 8 {
+            if !self.gather_header(input, &mut at) {
                 return Ok(Decoded {
                     consumed: at,
                     payload: None,
                 });
             }
-            self.header_len = 0;
-            // Bytes 1..4 are padding; the engine's own reader (stdcopy) ignores them, so do we.
-            let len = u32::from_be_bytes([
-                self.header[4],
-                self.header[5],
-                self.header[6],
-                self.header[7],
-            ]);
-            let target = match self.header[0] {
-                // stdcopy writes stdin frames (0) to stdout; follow it.
-                0 | 1 => Target::Out(Stream::Stdout),
-                2 => Target::Out(Stream::Stderr),
-                3 => Target::EngineError,
-                other => return Err(FrameError::UnknownStream(other)),
-            };
-            self.target = Some(target);
-            // A u32 always fits in usize on the 32- and 64-bit targets we build for.
-            self.remaining = len as usize;
-            if self.remaining == 0 && target == Target::EngineError {
-                return Err(self.engine_error());
-            }
+            self.start_frame()?;
         }
+    }
+
+    /// Inside a frame, from `input[*at..]`: a piece of stdout or stderr to hand out, or the end
+    /// of the input (`Some` either way); or bytes of the engine's error stream, kept (`None`, and
+    /// `at` moved past them) until its frame ends with the error.
+    fn payload(&mut self, input: &[u8], at: &mut usize) -> Result<Option<Decoded>, FrameError> {
+        let take = self.remaining.min(input.len() - *at);
+        if take == 0 {
+            return Ok(Some(Decoded {
+                consumed: *at,
+                payload: None,
+            }));
+        }
+        self.remaining -= take;
+        let range = *at..*at + take;
+        if let Some(Target::Out(stream)) = self.target {
+            return Ok(Some(Decoded {
+                consumed: range.end,
+                payload: Some((stream, range)),
+            }));
+        }
+        let room = ENGINE_ERROR_LIMIT.saturating_sub(self.engine_error.len());
+        let keep = room.min(take);
+        self.engine_error.extend_from_slice(&input[*at..*at + keep]);
+        *at += take;
+        if self.remaining == 0 {
+            return Err(self.engine_error());
+        }
+        Ok(None)
+    }
+
+    /// Gathers header bytes from `input[*at..]`, possibly across calls; true once the header is
+    /// whole.
+    fn gather_header(&mut self, input: &[u8], at: &mut usize) -> bool {
+        let want = 8 - self.header_len;
+        let have = want.min(input.len() - *at);
+        self.header[self.header_len..self.header_len + have]
+            .copy_from_slice(&input[*at..*at + have]);
+        self.header_len += have;
+        *at += have;
+        self.header_len == 8
+    }
+
+    /// Starts the frame the whole header announces: its stream and its length. An empty frame
+    /// of the engine's error stream is an error without words.
+    fn start_frame(&mut self) -> Result<(), FrameError> {
+        self.header_len = 0;
+        // Bytes 1..4 are padding; the engine's own reader (stdcopy) ignores them, so do we.
+        let len = u32::from_be_bytes([
+            self.header[4],
+            self.header[5],
+            self.header[6],
+            self.header[7],
+        ]);
+        let target = match self.header[0] {
+            // stdcopy writes stdin frames (0) to stdout; follow it.
+            0 | 1 => Target::Out(Stream::Stdout),
+            2 => Target::Out(Stream::Stderr),
+            3 => Target::EngineError,
+            other => return Err(FrameError::UnknownStream(other)),
+        };
+        self.target = Some(target);
+        // A u32 always fits in usize on the 32- and 64-bit targets we build for.
+        self.remaining = len as usize;
+        if self.remaining == 0 && target == Target::EngineError {
+            return Err(self.engine_error());
+        }
+        Ok(())
     }
 
     fn engine_error(&mut self) -> FrameError {

@@ -342,6 +342,17 @@ impl<R: Read> Wire<R> {
         Ok(n)
     }
 
+    /// Reads up to `*left` bytes of a part of known length (a body, a chunk) and counts them off:
+    /// the connection closing before the part's end is an error, not the end of the body.
+    fn read_counted(&mut self, out: &mut [u8], left: &mut u64) -> Result<usize, WireError> {
+        let n = self.read_raw(out, *left)?;
+        if n == 0 && !out.is_empty() {
+            return Err(WireError::Closed { any_bytes: true });
+        }
+        *left -= n as u64;
+        Ok(n)
+    }
+
     /// Reads body bytes into `out`, advancing `framing`. Returns 0 once the body has ended (then
     /// `framing` is [`Framing::Done`]).
     pub fn read_body(&mut self, framing: &mut Framing, out: &mut [u8]) -> Result<usize, WireError> {
@@ -349,11 +360,7 @@ impl<R: Read> Wire<R> {
             match framing {
                 Framing::Done => return Ok(0),
                 Framing::Length(left) => {
-                    let n = self.read_raw(out, *left)?;
-                    if n == 0 && !out.is_empty() {
-                        return Err(WireError::Closed { any_bytes: true });
-                    }
-                    *left -= n as u64;
+                    let n = self.read_counted(out, left)?;
                     if *left == 0 {
                         *framing = Framing::Done;
                     }
@@ -376,11 +383,7 @@ impl<R: Read> Wire<R> {
                         };
                     }
                     Chunk::Data(left) => {
-                        let n = self.read_raw(out, *left)?;
-                        if n == 0 && !out.is_empty() {
-                            return Err(WireError::Closed { any_bytes: true });
-                        }
-                        *left -= n as u64;
+                        let n = self.read_counted(out, left)?;
                         if *left == 0 {
                             *chunk = Chunk::DataEnd;
                         }

@@ -157,7 +157,9 @@ impl Shared {
         };
         for p in expired {
             (p.done)(Err(Error::Timeout {
-                phase: format!("session {}: waiting for the agent's answer", p.request),
+                phase: crate::TimeoutPhase::SessionAnswer {
+                    request: p.request.to_string(),
+                },
                 after: CONTROL_TIMEOUT,
             }));
         }

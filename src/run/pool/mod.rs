@@ -433,7 +433,9 @@ pub(crate) fn prewarm(
         if now >= give_up {
             st.urgent = false;
             return Err(Error::Timeout {
-                phase: format!("warming the pool of agent {}", want.agent),
+                phase: crate::TimeoutPhase::PoolWarm {
+                    agent: want.agent.to_string(),
+                },
                 after: timeout,
             });
         }
