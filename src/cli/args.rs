@@ -723,7 +723,6 @@ fn no_positionals(sub: Sub, positionals: &[String]) -> Result<(), Usage> {
 }
 
 /// `--keep` where a command cannot do without it (prune, gc: how many to keep is theirs to say).
-
 fn required_keep(seen: &Seen, sub: Sub) -> Result<u64, Usage> {
     seen.number(sub, "keep")?
         .ok_or_else(|| usage(Some(sub), "invalid --keep: is required"))

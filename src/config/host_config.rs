@@ -163,7 +163,7 @@ fn canonical_nested(out: &mut Map<String, Value>) -> Result<()> {
     ];
     for (key, names) in nested {
         if out.contains_key(key) {
-            let items = keys::objects(&out, key, names, PREFIX)?;
+            let items = keys::objects(out, key, names, PREFIX)?;
             out.insert(
                 key.into(),
                 Value::Array(items.into_iter().map(Value::Object).collect()),

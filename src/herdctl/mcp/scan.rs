@@ -131,7 +131,6 @@ impl Scan {
     }
 
     /// Reads string bytes from `i`; returns where to go on.
-
     fn string(&mut self, bytes: &[u8], mut i: usize) -> usize {
         if self.escaped {
             self.escaped = false;
