@@ -1,7 +1,10 @@
 //! `prune`, `gc` and `doctor`: looking after the containers and the setup.
 
+use std::path::Path;
+
+use herdctl_container::engine::EngineInfo;
 use herdctl_container::{
-    resolve_docker_config, Engine, Error, JobSpec, Runner, RunnerOptions, ADD_GVISOR,
+    resolve_docker_config, Engine, Error, JobReport, JobSpec, Runner, RunnerOptions, ADD_GVISOR,
 };
 use serde_json::json;
 
@@ -43,6 +46,38 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     // the state directory would let a job change the runner's files, and is refused).
     let probe_dir = std::env::temp_dir().join(format!("herdctl-doctor-{}", std::process::id()));
     let state_dir = probe_dir.join("state");
+    let engine = connect(ctx)?;
+    let info = engine.info()?;
+    println!("runtimes:     {}", describe_runtimes(&info).join("; "));
+    if !info.runtimes.contains_key("runsc") {
+        println!("gvisor:       not registered as runsc; {ADD_GVISOR}");
+    }
+    println!("host kernel:  {}", info.kernel_version);
+    let Some(image) = args.image else {
+        println!("hardening:    pass --image IMAGE to start a probe container and check it");
+        return Ok(0);
+    };
+    let runner = Runner::new(engine, RunnerOptions::new(&state_dir))?;
+    let report = probe(&runner, &probe_dir, image, args.runtime)?;
+    let inspect = runner.engine().inspect_container(&report.container_id)?;
+    let h = &inspect.host_config;
+    println!("user:         {}", inspect.config.user);
+    println!("cap drop:     {:?}", h.cap_drop);
+    println!("security:     {:?}", h.security_opt);
+    println!("memory:       {} bytes, swap {}", h.memory, h.memory_swap);
+    println!("pids limit:   {:?}", h.pids_limit);
+    println!("network:      {}", h.network_mode);
+    println!("init:         {:?}", h.init);
+    println!("runtime:      {}", h.runtime);
+    println!("outcome:      {}", report.outcome.describe());
+    let _ = runner.engine().remove_container(&report.container_id, true);
+    let _ = std::fs::remove_dir_all(&probe_dir);
+    Ok(if report.outcome.success() { 0 } else { 1 })
+}
+
+/// Connects to the engine, printing where it is and which version answers (an unreachable
+/// engine is printed too: that is the first thing a doctor run is for).
+fn connect(ctx: &Context) -> Result<Engine, Failure> {
     let options = ctx.engine_options(&[])?;
     println!("address:      {} ({})", options.describe(), options.source);
     let engine = match Engine::with_options(options) {
@@ -60,9 +95,13 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
         engine.api_version(),
         engine.host()
     );
-    let info = engine.info()?;
-    let runtimes: Vec<String> = info
-        .runtimes
+    Ok(engine)
+}
+
+/// The engine's runtimes, each with the program it runs (how to tell a sandbox such as gVisor
+/// from runc under another name) and which is the default.
+fn describe_runtimes(info: &EngineInfo) -> Vec<String> {
+    info.runtimes
         .iter()
         .map(|(name, r)| {
             let mut program = vec![if r.path.is_empty() {
@@ -79,17 +118,18 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
             let program: Vec<&str> = program.iter().map(|s| s.as_str()).collect();
             format!("{name} ({}{default})", program.join(" "))
         })
-        .collect();
-    println!("runtimes:     {}", runtimes.join("; "));
-    if !info.runtimes.contains_key("runsc") {
-        println!("gvisor:       not registered as runsc; {ADD_GVISOR}");
-    }
-    println!("host kernel:  {}", info.kernel_version);
-    let Some(image) = args.image else {
-        println!("hardening:    pass --image IMAGE to start a probe container and check it");
-        return Ok(0);
-    };
-    let runner = Runner::new(engine, RunnerOptions::new(&state_dir))?;
+        .collect()
+}
+
+/// Runs the probe job (in `probe_dir`'s workspace, on `image`) that prints the user, the
+/// effective capabilities and no-new-privileges as the kernel sees them, and prints its lines;
+/// its files are removed if it fails.
+fn probe(
+    runner: &Runner,
+    probe_dir: &Path,
+    image: String,
+    runtime: Option<String>,
+) -> Result<JobReport, Failure> {
     let workspace = probe_dir.join("workspace");
     std::fs::create_dir_all(&workspace).map_err(|e| Error::io("create the probe workspace", e))?;
     // The probe runs as the default container user, who must be able to use its workspace (the
@@ -100,7 +140,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     )
     .map_err(|e| Error::io("open the probe workspace to the container user", e))?;
     let config = resolve_docker_config(&json!({
-        "image": image, "network": "none", "max_containers": 1, "runtime": args.runtime,
+        "image": image, "network": "none", "max_containers": 1, "runtime": runtime,
     }))?;
     let spec = JobSpec::new(
         "herdctl-doctor",
@@ -119,25 +159,12 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<u8, Failure> {
     let report = match report {
         Ok(r) => r,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&probe_dir);
+            let _ = std::fs::remove_dir_all(probe_dir);
             return Err(e.into());
         }
     };
     for l in &lines {
         println!("probe:        {l}");
     }
-    let inspect = runner.engine().inspect_container(&report.container_id)?;
-    let h = &inspect.host_config;
-    println!("user:         {}", inspect.config.user);
-    println!("cap drop:     {:?}", h.cap_drop);
-    println!("security:     {:?}", h.security_opt);
-    println!("memory:       {} bytes, swap {}", h.memory, h.memory_swap);
-    println!("pids limit:   {:?}", h.pids_limit);
-    println!("network:      {}", h.network_mode);
-    println!("init:         {:?}", h.init);
-    println!("runtime:      {}", h.runtime);
-    println!("outcome:      {}", report.outcome.describe());
-    let _ = runner.engine().remove_container(&report.container_id, true);
-    let _ = std::fs::remove_dir_all(&probe_dir);
-    Ok(if report.outcome.success() { 0 } else { 1 })
+    Ok(report)
 }

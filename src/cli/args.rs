@@ -405,90 +405,100 @@ where
 {
     let mut parser = lexopt::Parser::from_args(args);
     let mut log_level = None;
-    let sub = loop {
+    let command = match top_level(&mut parser, &mut log_level)? {
+        Top::Sub(sub) => sub_command(&mut parser, sub, &mut log_level)?,
+        Top::Done(command) => command,
+    };
+    Ok(Cli { log_level, command })
+}
+
+/// What the arguments before a command's name come to.
+enum Top {
+    /// A command's name: its own flags and arguments follow.
+    Sub(Sub),
+    /// Help or the version, asked for before any command (or no command at all: help).
+    Done(Command),
+}
+
+/// Reads the arguments before the command's name: the global flags (`--log-level`, help, the
+/// version), up to the name of the command.
+fn top_level(parser: &mut lexopt::Parser, log_level: &mut Option<LogLevel>) -> Result<Top, Usage> {
+    loop {
         let arg = parser.next().map_err(|e| lexopt_error(None, e))?;
         match arg {
-            None => {
-                return Ok(Cli {
-                    log_level,
-                    command: Command::Help(None),
-                })
-            }
+            None => return Ok(Top::Done(Command::Help(None))),
             Some(lexopt::Arg::Short('h')) | Some(lexopt::Arg::Long("help")) => {
-                return Ok(Cli {
-                    log_level,
-                    command: Command::Help(None),
-                })
+                return Ok(Top::Done(Command::Help(None)))
             }
             Some(lexopt::Arg::Short('V')) | Some(lexopt::Arg::Long("version")) => {
-                return Ok(Cli {
-                    log_level,
-                    command: Command::Version,
-                })
+                return Ok(Top::Done(Command::Version))
             }
             Some(lexopt::Arg::Long("log-level")) => {
                 let v = text(None, "--log-level", parser.value())?;
-                log_level = Some(parse_level(None, &v)?);
+                *log_level = Some(parse_level(None, &v)?);
             }
             Some(lexopt::Arg::Value(v)) => {
                 let name = v.to_string_lossy().into_owned();
-                break Sub::parse(&name).ok_or_else(|| {
-                    let names: Vec<&str> = Sub::ALL.iter().map(|s| s.name()).collect();
-                    let hint = suggest(&name, &names)
-                        .map(|s| format!(" (did you mean '{s}'?)"))
-                        .unwrap_or_default();
-                    usage(
-                        None,
-                        format!("invalid command: {name:?} is not a command{hint}"),
-                    )
-                })?;
+                return Ok(Top::Sub(sub_named(&name)?));
             }
             Some(other) => {
                 let given = display_arg(&other);
                 return Err(unknown_flag(None, &given, TOP_FLAGS));
             }
         }
-    };
+    }
+}
+
+/// The command called `name`, or an error that suggests the nearest name.
+fn sub_named(name: &str) -> Result<Sub, Usage> {
+    Sub::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Sub::ALL.iter().map(|s| s.name()).collect();
+        let hint = suggest(name, &names)
+            .map(|s| format!(" (did you mean '{s}'?)"))
+            .unwrap_or_default();
+        usage(
+            None,
+            format!("invalid command: {name:?} is not a command{hint}"),
+        )
+    })
+}
+
+/// Reads the arguments after the command's name: its flags (checked against its own list, each
+/// at most once unless it repeats), its positional arguments and, for `run`, the command to run;
+/// then builds the command.
+fn sub_command(
+    parser: &mut lexopt::Parser,
+    sub: Sub,
+    log_level: &mut Option<LogLevel>,
+) -> Result<Command, Usage> {
     let mut seen = Seen::default();
     let mut positionals: Vec<String> = Vec::new();
     let mut argv: Vec<String> = Vec::new();
-    loop {
-        let arg = parser.next().map_err(|e| lexopt_error(Some(sub), e))?;
-        let Some(arg) = arg else { break };
+    while let Some(arg) = parser.next().map_err(|e| lexopt_error(Some(sub), e))? {
         let (given, flag) = match arg {
             lexopt::Arg::Value(v) => {
                 let v = os_text(Some(sub), "an argument", v)?;
                 if sub == Sub::Run {
-                    // The command starts here; what follows is its own, flags included.
-                    argv.push(v);
-                    let rest = parser.raw_args().map_err(|e| lexopt_error(Some(sub), e))?;
-                    for a in rest {
-                        argv.push(os_text(Some(sub), "the command", a)?);
-                    }
+                    argv = command_argv(parser, v)?;
                     break;
                 }
                 positionals.push(v);
                 continue;
             }
             lexopt::Arg::Short(c) => {
-                let given = format!("-{c}");
                 let flag = sub.flags().iter().find(|f| f.short == Some(c));
-                (given, flag)
+                (format!("-{c}"), flag)
             }
             lexopt::Arg::Long(l) => {
-                let given = format!("--{l}");
                 let flag = sub.flags().iter().find(|f| f.long == l);
-                (given, flag)
+                (format!("--{l}"), flag)
             }
         };
         let Some(flag) = flag else {
             return Err(unknown_flag(Some(sub), &given, sub.flags()));
         };
         if flag.long == "help" {
-            return Ok(Cli {
-                log_level,
-                command: Command::Help(Some(sub)),
-            });
+            return Ok(Command::Help(Some(sub)));
         }
         let value = match flag.value {
             Some(_) => Some(text(
@@ -499,7 +509,7 @@ where
             None => None,
         };
         if flag.long == "log-level" {
-            log_level = Some(parse_level(Some(sub), value.as_deref().unwrap_or(""))?);
+            *log_level = Some(parse_level(Some(sub), value.as_deref().unwrap_or(""))?);
             continue;
         }
         if !flag.repeats && seen.has(flag.long) {
@@ -510,8 +520,19 @@ where
         }
         seen.0.push((flag.long, value));
     }
-    let command = build(sub, seen, positionals, argv)?;
-    Ok(Cli { log_level, command })
+    build(sub, seen, positionals, argv)
+}
+
+/// `run`'s command: its first word (`first`) and every argument after it as they are, flags
+/// included (they are the command's own, not ours).
+fn command_argv(parser: &mut lexopt::Parser, first: String) -> Result<Vec<String>, Usage> {
+    let sub = Some(Sub::Run);
+    let mut argv = vec![first];
+    let rest = parser.raw_args().map_err(|e| lexopt_error(sub, e))?;
+    for a in rest {
+        argv.push(os_text(sub, "the command", a)?);
+    }
+    Ok(argv)
 }
 
 /// The flags given, in order, with their values.
@@ -557,58 +578,17 @@ impl Seen {
     }
 }
 
+/// Builds the command from what [`sub_command`] read, checking what each command requires.
 fn build(
     sub: Sub,
     seen: Seen,
     positionals: Vec<String>,
     argv: Vec<String>,
 ) -> Result<Command, Usage> {
-    let no_positionals = |positionals: &[String]| match positionals.first() {
-        None => Ok(()),
-        Some(p) => Err(usage(
-            Some(sub),
-            format!("unexpected argument {p:?}; {} takes only flags", sub.name()),
-        )),
-    };
     Ok(match sub {
-        Sub::Run => {
-            let agent = seen.required(sub, "agent")?;
-            let pull = match seen.one("pull") {
-                Some(p) => Some(p.parse::<PullPolicy>().map_err(|_| {
-                    usage(
-                        Some(sub),
-                        format!("invalid --pull: {p:?} is not a pull policy; expected never, if-missing or always"),
-                    )
-                })?),
-                None => None,
-            };
-            if argv.is_empty() {
-                return Err(usage(
-                    Some(sub),
-                    "invalid command: expected the command to run after the flags (or after --)",
-                ));
-            }
-            Command::Run(Box::new(RunArgs {
-                agent,
-                image: seen.one("image"),
-                persistent: seen.has("persistent"),
-                keep: seen.number(sub, "keep")?,
-                network: seen.one("network"),
-                memory: seen.one("memory"),
-                user: seen.one("user"),
-                runtime: seen.one("runtime"),
-                workspace: seen.one("workspace"),
-                state_dir: seen.one("state-dir"),
-                env: seen.all("env"),
-                timeout: seen.number(sub, "timeout")?,
-                config: seen.one("config"),
-                pull,
-                warm_pool: seen.number(sub, "warm-pool")?,
-                argv,
-            }))
-        }
+        Sub::Run => Command::Run(Box::new(build_run(&seen, argv)?)),
         Sub::Ps => {
-            no_positionals(&positionals)?;
+            no_positionals(sub, &positionals)?;
             Command::Ps(PsArgs {
                 agent: seen.one("agent"),
                 json: seen.has("json"),
@@ -616,89 +596,136 @@ fn build(
                 state_dir: seen.one("state-dir"),
             })
         }
-        Sub::Logs => {
-            let mut p = positionals.into_iter();
-            let key = p.next().ok_or_else(|| {
-                usage(
-                    Some(sub),
-                    "invalid CONTAINER|JOB|AGENT: is required (a container's name or id, a job id or an agent)",
-                )
-            })?;
-            if let Some(extra) = p.next() {
-                return Err(usage(
-                    Some(sub),
-                    format!("unexpected argument {extra:?}; logs takes one container or job"),
-                ));
-            }
-            Command::Logs(LogsArgs {
-                key,
-                state_dir: seen.one("state-dir"),
-            })
-        }
+        Sub::Logs => Command::Logs(build_logs(&seen, positionals)?),
         Sub::Inspect => {
             if positionals.is_empty() {
-                return Err(usage(
-                    Some(sub),
-                    "invalid CONTAINER|JOB|AGENT: is required (a container's name or id, a job id or an agent)",
-                ));
+                return Err(usage(Some(sub), NO_KEY));
             }
             Command::Inspect(InspectArgs {
                 keys: positionals,
                 state_dir: seen.one("state-dir"),
             })
         }
-        Sub::Prune => {
-            no_positionals(&positionals)?;
-            let agent = seen.required(sub, "agent")?;
-            let keep = seen
-                .number(sub, "keep")?
-                .ok_or_else(|| usage(Some(sub), "invalid --keep: is required"))?;
-            Command::Prune(PruneArgs {
-                agent,
-                keep,
-                state_dir: seen.one("state-dir"),
-            })
-        }
-        Sub::Gc => {
-            no_positionals(&positionals)?;
-            let keep = seen
-                .number(sub, "keep")?
-                .ok_or_else(|| usage(Some(sub), "invalid --keep: is required"))?;
-            Command::Gc(GcArgs {
-                keep,
-                live: seen.all("live-agent"),
-                state_dir: seen.one("state-dir"),
-            })
-        }
+        Sub::Prune => Command::Prune(build_prune(&seen, &positionals)?),
+        Sub::Gc => Command::Gc(build_gc(&seen, &positionals)?),
         Sub::Doctor => {
-            no_positionals(&positionals)?;
+            no_positionals(sub, &positionals)?;
             Command::Doctor(DoctorArgs {
                 image: seen.one("image"),
                 runtime: seen.one("runtime"),
             })
         }
-        Sub::Help => {
-            let mut p = positionals.into_iter();
-            let topic = match p.next() {
-                None => None,
-                Some(name) => Some(Sub::parse(&name).ok_or_else(|| {
-                    let names: Vec<&str> = Sub::ALL.iter().map(|s| s.name()).collect();
-                    let hint = suggest(&name, &names)
-                        .map(|s| format!(" (did you mean '{s}'?)"))
-                        .unwrap_or_default();
-                    usage(
-                        None,
-                        format!("invalid command: {name:?} is not a command{hint}"),
-                    )
-                })?),
-            };
-            Command::Help(topic)
-        }
+        // Only the first argument is read: `help run anything` is still help for run.
+        Sub::Help => Command::Help(positionals.first().map(|n| sub_named(n)).transpose()?),
         Sub::Version => {
-            no_positionals(&positionals)?;
+            no_positionals(sub, &positionals)?;
             Command::Version
         }
     })
+}
+
+/// The refusal when logs or inspect are given nothing to look at.
+const NO_KEY: &str =
+    "invalid CONTAINER|JOB|AGENT: is required (a container's name or id, a job id or an agent)";
+
+/// `run`'s arguments: the agent and the command are required; the pull policy is read here so a
+/// typo fails before any engine call.
+fn build_run(seen: &Seen, argv: Vec<String>) -> Result<RunArgs, Usage> {
+    let sub = Sub::Run;
+    let agent = seen.required(sub, "agent")?;
+    let pull = match seen.one("pull") {
+        Some(p) => Some(p.parse::<PullPolicy>().map_err(|_| {
+            usage(
+                Some(sub),
+                format!("invalid --pull: {p:?} is not a pull policy; expected never, if-missing or always"),
+            )
+        })?),
+        None => None,
+    };
+    if argv.is_empty() {
+        return Err(usage(
+            Some(sub),
+            "invalid command: expected the command to run after the flags (or after --)",
+        ));
+    }
+    Ok(RunArgs {
+        agent,
+        image: seen.one("image"),
+        persistent: seen.has("persistent"),
+        keep: seen.number(sub, "keep")?,
+        network: seen.one("network"),
+        memory: seen.one("memory"),
+        user: seen.one("user"),
+        runtime: seen.one("runtime"),
+        workspace: seen.one("workspace"),
+        state_dir: seen.one("state-dir"),
+        env: seen.all("env"),
+        timeout: seen.number(sub, "timeout")?,
+        config: seen.one("config"),
+        pull,
+        warm_pool: seen.number(sub, "warm-pool")?,
+        argv,
+    })
+}
+
+/// `logs`' arguments: exactly one container, job or agent.
+fn build_logs(seen: &Seen, positionals: Vec<String>) -> Result<LogsArgs, Usage> {
+    let sub = Some(Sub::Logs);
+    let mut p = positionals.into_iter();
+    let key = p.next().ok_or_else(|| usage(sub, NO_KEY))?;
+    if let Some(extra) = p.next() {
+        return Err(usage(
+            sub,
+            format!("unexpected argument {extra:?}; logs takes one container or job"),
+        ));
+    }
+    Ok(LogsArgs {
+        key,
+        state_dir: seen.one("state-dir"),
+    })
+}
+
+/// `prune`'s arguments: flags only; the agent and how many of its containers to keep are required.
+fn build_prune(seen: &Seen, positionals: &[String]) -> Result<PruneArgs, Usage> {
+    let sub = Sub::Prune;
+    no_positionals(sub, positionals)?;
+    let agent = seen.required(sub, "agent")?;
+    let keep = required_keep(seen, sub)?;
+    Ok(PruneArgs {
+        agent,
+        keep,
+        state_dir: seen.one("state-dir"),
+    })
+}
+
+/// `gc`'s arguments: flags only; how many containers of a gone agent to keep is required.
+fn build_gc(seen: &Seen, positionals: &[String]) -> Result<GcArgs, Usage> {
+    let sub = Sub::Gc;
+    no_positionals(sub, positionals)?;
+    let keep = required_keep(seen, sub)?;
+    Ok(GcArgs {
+        keep,
+        live: seen.all("live-agent"),
+        state_dir: seen.one("state-dir"),
+    })
+}
+
+/// Refuses a positional argument to a command that takes only flags (a stray word is a mistake,
+/// not something to ignore).
+fn no_positionals(sub: Sub, positionals: &[String]) -> Result<(), Usage> {
+    match positionals.first() {
+        None => Ok(()),
+        Some(p) => Err(usage(
+            Some(sub),
+            format!("unexpected argument {p:?}; {} takes only flags", sub.name()),
+        )),
+    }
+}
+
+/// `--keep` where a command cannot do without it (prune, gc: how many to keep is theirs to say).
+fn required_keep(seen: &Seen, sub: Sub) -> Result<u64, Usage> {
+    seen.number(sub, "keep")?
+        .ok_or_else(|| usage(Some(sub), "invalid --keep: is required"))
 }
 
 fn parse_level(sub: Option<Sub>, v: &str) -> Result<LogLevel, Usage> {

@@ -1,9 +1,12 @@
 //! `run`: one job, its stdin from ours, its stdout to ours, its exit code as ours.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
-use herdctl_container::{is_secret_name, resolve_docker_config, Error, JobSpec, Outcome};
+use herdctl_container::{
+    is_secret_name, resolve_docker_config, Error, Job, JobReport, JobSpec, Outcome,
+};
 use serde_json::{json, Map, Value};
 
 use super::args::RunArgs;
@@ -24,18 +27,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<u8, Failure> {
         .map_err(|e| Error::io("read the current directory", e))?
         .to_string_lossy()
         .into_owned();
-    let mut secrets: Vec<String> = config
-        .env
-        .iter()
-        .filter(|(k, _)| is_secret_name(k))
-        .map(|(_, v)| v.clone())
-        .collect();
-    secrets.extend(
-        env.iter()
-            .filter_map(|e| e.split_once('='))
-            .filter(|(k, _)| is_secret_name(k))
-            .map(|(_, v)| v.to_string()),
-    );
+    let secrets = secrets_of(&config.env, &env);
 
     let watch = Watch::install().map_err(|e| Error::io("install the signal handlers", e))?;
     let mut spec = JobSpec::new(args.agent, config, workspace, args.argv);
@@ -66,18 +58,46 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<u8, Failure> {
         Err(e) => return Err(e.into()),
     };
     watch.running(job.canceller());
-    {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        while let Some(line) = job.next_line() {
-            // A closed stdout (a pipe into `head`) is the reader's choice, not the job's failure.
-            let _ = out
-                .write_all(line)
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush());
-        }
-    }
+    print_lines(&mut job);
     let report = job.finish();
+    let code = exit_code(&report.outcome, watch.exit_code());
+    print_end(&report);
+    Ok(code)
+}
+
+/// The values of the secret-named variables of the config's env and the `--env` flags
+/// (`NAME=value`), for the runner to redact from everything it prints.
+fn secrets_of(config_env: &BTreeMap<String, String>, env: &[String]) -> Vec<String> {
+    let mut secrets: Vec<String> = config_env
+        .iter()
+        .filter(|(k, _)| is_secret_name(k))
+        .map(|(_, v)| v.clone())
+        .collect();
+    secrets.extend(
+        env.iter()
+            .filter_map(|e| e.split_once('='))
+            .filter(|(k, _)| is_secret_name(k))
+            .map(|(_, v)| v.to_string()),
+    );
+    secrets
+}
+
+/// The job's output lines on our stdout, as they come.
+fn print_lines(job: &mut Job) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    while let Some(line) = job.next_line() {
+        // A closed stdout (a pipe into `head`) is the reader's choice, not the job's failure.
+        let _ = out
+            .write_all(line)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+    }
+}
+
+/// After the job, on stderr: a failed job's stderr tail, the runner's warnings, and for an end
+/// other than the command's own exit, what happened and where its record is.
+fn print_end(report: &JobReport) {
     if !report.stderr_tail.is_empty() && !report.outcome.success() {
         eprint!("{}", report.stderr_tail);
         if !report.stderr_tail.ends_with('\n') {
@@ -87,7 +107,6 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<u8, Failure> {
     for w in &report.warnings {
         eprintln!("herdctl-container: warning: {w}");
     }
-    let code = exit_code(&report.outcome, watch.exit_code());
     if !matches!(
         report.outcome,
         Outcome::Exited(_) | Outcome::CommandNotFound { .. }
@@ -99,7 +118,6 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<u8, Failure> {
             report.container_name
         );
     }
-    Ok(code)
 }
 
 /// Retires the warm pools a run used, when it returns.

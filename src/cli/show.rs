@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use herdctl_container::records::{self, JobRecord};
+use herdctl_container::ManagedContainer;
 use serde_json::{json, Value};
 
 use super::args::{InspectArgs, LogsArgs, PsArgs};
@@ -25,32 +26,45 @@ pub fn ps(ctx: &Context, args: PsArgs) -> Result<u8, Failure> {
     for r in records::list(runner.state_dir(), args.agent.as_deref())? {
         last.entry(r.container_id.clone()).or_insert(r);
     }
-    let now = now_ms();
     if args.json {
-        let list: Vec<Value> = found
-            .iter()
-            .map(|c| {
-                // Cannot fail: plain strings and numbers.
-                let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-                v["last_job"] = match last.get(&c.id) {
-                    Some(r) => json!({
-                        "job": r.job,
-                        "outcome": r.outcome,
-                        "exit_code": r.exit_code,
-                        "oom_killed": r.oom_killed,
-                        "ended_ms": r.ended_ms,
-                    }),
-                    None => Value::Null,
-                };
-                v
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into())
-        );
-        return Ok(0);
+        print_ps_json(&found, &last);
+    } else {
+        print_ps_table(&found, &last);
     }
+    Ok(0)
+}
+
+/// `ps --json`: each container as the runner lists it, with its last job's outcome (for scripts:
+/// every field, nothing cut).
+fn print_ps_json(found: &[ManagedContainer], last: &HashMap<String, JobRecord>) {
+    let list: Vec<Value> = found
+        .iter()
+        .map(|c| {
+            // Cannot fail: plain strings and numbers.
+            let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+            v["last_job"] = match last.get(&c.id) {
+                Some(r) => json!({
+                    "job": r.job,
+                    "outcome": r.outcome,
+                    "exit_code": r.exit_code,
+                    "oom_killed": r.oom_killed,
+                    "ended_ms": r.ended_ms,
+                }),
+                None => Value::Null,
+            };
+            v
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into())
+    );
+}
+
+/// `ps`'s table, as `docker ps` prints one: short ids, ages, the last job's outcome and exit
+/// code (with OOM when the kernel killed it).
+fn print_ps_table(found: &[ManagedContainer], last: &HashMap<String, JobRecord>) {
+    let now = now_ms();
     let mut rows = vec![[
         "CONTAINER ID",
         "AGENT",
@@ -62,7 +76,7 @@ pub fn ps(ctx: &Context, args: PsArgs) -> Result<u8, Failure> {
         "NAME",
     ]
     .map(String::from)];
-    for c in &found {
+    for c in found {
         let (job, exit) = match last.get(&c.id) {
             Some(r) => (
                 format!("{} {}", r.outcome, age(now, r.ended_ms)),
@@ -86,7 +100,6 @@ pub fn ps(ctx: &Context, args: PsArgs) -> Result<u8, Failure> {
         ]);
     }
     print!("{}", table(&rows));
-    Ok(0)
 }
 
 /// `logs`: the record's stdout tail on stdout, its stderr tail on stderr.

@@ -123,6 +123,15 @@ const LOCAL_LOG_DRIVERS: [&str; 4] = ["", "json-file", "local", "none"];
 /// - a `Mounts` or `Tmpfs` target that overlaps the runner's own mounts.
 pub(crate) fn read_override(over: &Map<String, Value>) -> Result<Map<String, Value>> {
     let mut out = keys::read(over, PREFIX)?;
+    refuse_always(&out)?;
+    canonical_nested(&mut out)?;
+    clear_targets(&out)?;
+    Ok(out)
+}
+
+/// Refuses what no opt-in allows: `Binds` (a missing host directory created as root, past the
+/// mount checks) and `AutoRemove: true` (retention removes the stopped containers).
+fn refuse_always(out: &Map<String, Value>) -> Result<()> {
     if out
         .get("Binds")
         .and_then(Value::as_array)
@@ -139,6 +148,13 @@ pub(crate) fn read_override(over: &Map<String, Value>) -> Result<Map<String, Val
             "not accepted: the runner keeps stopped containers for inspection and removes them by retention (docker.max_containers)",
         ));
     }
+    Ok(())
+}
+
+/// Rewrites the keys of the nested objects the runner reads (mounts, devices, ulimits, log and
+/// restart settings) to the engine's spelling, as [`keys::read`] does for the top level: the
+/// gate and the merge then look at the field the engine will use.
+fn canonical_nested(out: &mut Map<String, Value>) -> Result<()> {
     let nested: [(&str, &[&str]); 4] = [
         ("Mounts", keys::MOUNT_FIELDS),
         ("Devices", keys::DEVICE_FIELDS),
@@ -147,7 +163,7 @@ pub(crate) fn read_override(over: &Map<String, Value>) -> Result<Map<String, Val
     ];
     for (key, names) in nested {
         if out.contains_key(key) {
-            let items = keys::objects(&out, key, names, PREFIX)?;
+            let items = keys::objects(out, key, names, PREFIX)?;
             out.insert(
                 key.into(),
                 Value::Array(items.into_iter().map(Value::Object).collect()),
@@ -163,6 +179,12 @@ pub(crate) fn read_override(over: &Map<String, Value>) -> Result<Map<String, Val
             out.insert(key.into(), Value::Object(m));
         }
     }
+    Ok(())
+}
+
+/// Refuses a `Mounts` or `Tmpfs` target that overlaps the runner's own mounts (workspace,
+/// session, credentials), which the override would otherwise hide.
+fn clear_targets(out: &Map<String, Value>) -> Result<()> {
     for (i, m) in out
         .get("Mounts")
         .and_then(Value::as_array)
@@ -185,7 +207,7 @@ pub(crate) fn read_override(over: &Map<String, Value>) -> Result<Map<String, Val
     {
         clear_of_runner_mounts(&format!("{PREFIX}.Tmpfs"), "path", path)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn clear_of_runner_mounts(f: &str, what: &str, target: &str) -> Result<()> {
@@ -227,164 +249,274 @@ pub(crate) fn gate(over: &Map<String, Value>, g: &Gate<'_>) -> Result<()> {
         }
         Err(Error::invalid(field, format!("{why}; {ALLOW_HOW}")))
     };
-    let field = |key: &str| format!("{PREFIX}.{key}");
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    // Devices first: their groups are the ones `GroupAdd` may name.
     let device_gids = devices(over, &needs)?;
     for (key, v) in over {
         let k = key.as_str();
         if HARMLESS.contains(&k) {
             continue;
         }
-        let f = field(k);
-        match k {
-            "Privileged" if v == &Value::Bool(true) => needs(
-                f,
-                "true gives the job every capability and every host device".into(),
-            )?,
-            "CapAdd" | "Capabilities" if !list(v).is_empty() => needs(
-                f,
-                "adding capabilities gives the job back powers over the kernel that CapDrop ALL takes away".into(),
-            )?,
-            "SecurityOpt" => {
-                for (i, o) in list(v).iter().enumerate() {
-                    let o = o.as_str().unwrap_or_default();
-                    if let security_opt::SecOpt::Other(why) = security_opt::parse(o) {
-                        needs(format!("{f}[{i}]"), format!("{} {why}", quote(o)))?;
-                    } else if !security_opt::no_new_privileges([o]) {
-                        needs(
-                            format!("{f}[{i}]"),
-                            format!("{} turns no-new-privileges off: a setuid program in the image could make the job root", quote(o)),
-                        )?;
-                    }
-                }
-            }
-            "PidMode" | "UTSMode" | "UsernsMode" | "Cgroup" | "CgroupParent" | "VolumeDriver"
-                if !text(v).is_empty() =>
-            {
-                needs(f, namespace_why(k, &text(v)))?
-            }
-            "IpcMode" if !["", "private", "none", "shareable"].contains(&text(v).as_str()) => {
-                needs(f, namespace_why(k, &text(v)))?
-            }
-            "CgroupnsMode" if !["", "private"].contains(&text(v).as_str()) => {
-                needs(f, namespace_why(k, &text(v)))?
-            }
-            "NetworkMode" => {
-                let n = text(v);
-                if n != g.network.as_str() && n != "none" {
+        gate_key(k, v, format!("{PREFIX}.{k}"), g, &device_gids, &needs)?;
+    }
+    Ok(())
+}
+
+/// One key of the override (`f` its field name), by family: each family's check passes its
+/// harmless values and says why the others need the opt-in; a key in no family needs it too (an
+/// allowlist, not a denylist).
+fn gate_key(
+    k: &str,
+    v: &Value,
+    f: String,
+    g: &Gate<'_>,
+    device_gids: &[u32],
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<()> {
+    match k {
+        "Privileged" | "CapAdd" | "Capabilities" | "SecurityOpt" => privileges(k, v, f, needs),
+        "PidMode" | "UTSMode" | "UsernsMode" | "Cgroup" | "CgroupParent" | "VolumeDriver"
+        | "IpcMode" | "CgroupnsMode" | "Isolation" => isolation(k, v, f, needs),
+        "NetworkMode" | "PortBindings" | "PublishAllPorts" | "LogConfig" => {
+            network(k, v, f, g, needs)
+        }
+        "OomScoreAdj" | "OomKillDisable" | "CpuRealtimePeriod" | "CpuRealtimeRuntime"
+        | "StorageOpt" | "Ulimits" => host_resources(k, v, f, needs),
+        "MaskedPaths" | "ReadonlyPaths" | "Links" | "VolumesFrom" | "DeviceCgroupRules"
+        | "Sysctls" | "Annotations" | "RestartPolicy" => reach(k, v, f, needs),
+        "Mounts" => mounts(v, g, needs),
+        "GroupAdd" => group_add(v, f, device_gids, needs),
+        // Checked in `devices`.
+        "Devices" => Ok(()),
+        // The config's runtime in herdctl's spelling (`DockerConfig::runtime`): checked against
+        // the engine's runtimes when the job starts, by their programs, and a runtime not known
+        // to apply the container's security settings needs the opt-in there.
+        "Runtime" => Ok(()),
+        _ => needs(
+            f,
+            "is not a HostConfig field this runner knows; an engine that knows it may read it in a way that loosens the container".into(),
+        ),
+    }
+}
+
+/// Settings that hand the job kernel powers the runner takes away (`CapDrop` ALL,
+/// `no-new-privileges`).
+fn privileges(
+    k: &str,
+    v: &Value,
+    f: String,
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<()> {
+    match k {
+        "Privileged" if v == &Value::Bool(true) => needs(
+            f,
+            "true gives the job every capability and every host device".into(),
+        ),
+        "CapAdd" | "Capabilities" if !as_list(v).is_empty() => needs(
+            f,
+            "adding capabilities gives the job back powers over the kernel that CapDrop ALL takes away".into(),
+        ),
+        "SecurityOpt" => {
+            for (i, o) in as_list(v).iter().enumerate() {
+                let o = o.as_str().unwrap_or_default();
+                if let security_opt::SecOpt::Other(why) = security_opt::parse(o) {
+                    needs(format!("{f}[{i}]"), format!("{} {why}", quote(o)))?;
+                } else if !security_opt::no_new_privileges([o]) {
                     needs(
-                        f,
-                        format!(
-                            "{} puts the container on another network than docker.network ({}); set docker.network to none, bridge or host instead",
-                            quote(&n),
-                            g.network.as_str()
-                        ),
-                    )?
+                        format!("{f}[{i}]"),
+                        format!("{} turns no-new-privileges off: a setuid program in the image could make the job root", quote(o)),
+                    )?;
                 }
             }
-            "PortBindings" if v.as_object().is_some_and(|m| !m.is_empty()) => needs(
-                f,
-                "publishing ports opens the job to the network; use docker.ports".into(),
-            )?,
-            "PublishAllPorts" if v == &Value::Bool(true) => needs(
-                f,
-                "true publishes every port the image exposes to the network".into(),
-            )?,
-            // Even a longer list replaces the engine's own, which differs between engines.
-            "MaskedPaths" | "ReadonlyPaths" => needs(f, other_why(k).into())?,
-            "Links" | "VolumesFrom" | "DeviceCgroupRules" | "Sysctls" | "Annotations"
-                if !is_empty(v) =>
-            {
-                needs(f, other_why(k).into())?
-            }
-            "OomScoreAdj" if v.as_i64().is_some_and(|n| n < 0) => needs(
-                f,
-                "a negative value makes the host's OOM killer end host processes before this container".into(),
-            )?,
-            "OomKillDisable" if v == &Value::Bool(true) => needs(
-                f,
-                "true turns the OOM killer off for the container: at its memory limit the job hangs instead of ending".into(),
-            )?,
-            "CpuRealtimePeriod" | "CpuRealtimeRuntime" if v.as_i64() != Some(0) => needs(
-                f,
-                "real-time CPU time lets the job starve the host's processes".into(),
-            )?,
-            "Isolation" if !["", "default"].contains(&text(v).as_str()) => needs(
-                f,
-                format!("{} is an isolation this runner does not know", quote(&text(v))),
-            )?,
-            "LogConfig" => {
-                let driver = v.get("Type").and_then(Value::as_str).unwrap_or_default();
-                if !LOCAL_LOG_DRIVERS.contains(&driver) {
-                    needs(
-                        format!("{f}.Type"),
-                        format!("{} sends the job's output off this host, past docker.network (even none); json-file, local and none keep it here", quote(driver)),
-                    )?
-                }
-            }
-            "RestartPolicy" => {
-                let name = v.get("Name").and_then(Value::as_str).unwrap_or_default();
-                if !["", "no"].contains(&name) {
-                    needs(
-                        format!("{f}.Name"),
-                        format!("{} restarts containers the runner stopped (an ephemeral job's container would run on)", quote(name)),
-                    )?
-                }
-            }
-            "StorageOpt" if v.as_object().is_some_and(|m| m.keys().any(|k| k != "size")) => {
-                needs(
+            Ok(())
+        }
+        // Their harmless values.
+        _ => Ok(()),
+    }
+}
+
+/// Settings that share a namespace or cgroup with the host or another container, or isolate the
+/// container in a way this runner does not know.
+fn isolation(
+    k: &str,
+    v: &Value,
+    f: String,
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<()> {
+    let text = as_text(v);
+    match k {
+        "PidMode" | "UTSMode" | "UsernsMode" | "Cgroup" | "CgroupParent" | "VolumeDriver"
+            if !text.is_empty() =>
+        {
+            needs(f, namespace_why(k, &text))
+        }
+        "IpcMode" if !["", "private", "none", "shareable"].contains(&text.as_str()) => {
+            needs(f, namespace_why(k, &text))
+        }
+        "CgroupnsMode" if !["", "private"].contains(&text.as_str()) => {
+            needs(f, namespace_why(k, &text))
+        }
+        "Isolation" if !["", "default"].contains(&text.as_str()) => needs(
+            f,
+            format!("{} is an isolation this runner does not know", quote(&text)),
+        ),
+        // Their harmless values.
+        _ => Ok(()),
+    }
+}
+
+/// Settings that open the job to the network, or send its output over it, past
+/// `docker.network`.
+fn network(
+    k: &str,
+    v: &Value,
+    f: String,
+    g: &Gate<'_>,
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<()> {
+    match k {
+        "NetworkMode" => {
+            let n = as_text(v);
+            if n != g.network.as_str() && n != "none" {
+                return needs(
                     f,
-                    "storage driver options other than size are not known to be harmless".into(),
-                )?
+                    format!(
+                        "{} puts the container on another network than docker.network ({}); set docker.network to none, bridge or host instead",
+                        quote(&n),
+                        g.network.as_str()
+                    ),
+                );
             }
-            "Ulimits" => {
-                for (i, u) in list(v).iter().enumerate() {
-                    let name = u.get("Name").and_then(Value::as_str).unwrap_or_default();
-                    // The engine upper-cases the name into RLIMIT_<NAME>.
-                    if !HARMLESS_ULIMITS.contains(&name.to_ascii_lowercase().as_str()) {
-                        needs(
-                            format!("{f}[{i}].Name"),
-                            format!("{} is not a limit known to be harmless (nice, rtprio and rttime let the job take real-time CPU from the host)", quote(name)),
-                        )?
-                    }
+            Ok(())
+        }
+        "PortBindings" if v.as_object().is_some_and(|m| !m.is_empty()) => needs(
+            f,
+            "publishing ports opens the job to the network; use docker.ports".into(),
+        ),
+        "PublishAllPorts" if v == &Value::Bool(true) => needs(
+            f,
+            "true publishes every port the image exposes to the network".into(),
+        ),
+        "LogConfig" => {
+            let driver = v.get("Type").and_then(Value::as_str).unwrap_or_default();
+            if !LOCAL_LOG_DRIVERS.contains(&driver) {
+                return needs(
+                    format!("{f}.Type"),
+                    format!("{} sends the job's output off this host, past docker.network (even none); json-file, local and none keep it here", quote(driver)),
+                );
+            }
+            Ok(())
+        }
+        // Their harmless values.
+        _ => Ok(()),
+    }
+}
+
+/// Settings that let the job take the host's memory, CPU or storage from the host's own
+/// processes.
+fn host_resources(
+    k: &str,
+    v: &Value,
+    f: String,
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<()> {
+    match k {
+        "OomScoreAdj" if v.as_i64().is_some_and(|n| n < 0) => needs(
+            f,
+            "a negative value makes the host's OOM killer end host processes before this container".into(),
+        ),
+        "OomKillDisable" if v == &Value::Bool(true) => needs(
+            f,
+            "true turns the OOM killer off for the container: at its memory limit the job hangs instead of ending".into(),
+        ),
+        "CpuRealtimePeriod" | "CpuRealtimeRuntime" if v.as_i64() != Some(0) => needs(
+            f,
+            "real-time CPU time lets the job starve the host's processes".into(),
+        ),
+        "StorageOpt" if v.as_object().is_some_and(|m| m.keys().any(|k| k != "size")) => needs(
+            f,
+            "storage driver options other than size are not known to be harmless".into(),
+        ),
+        "Ulimits" => {
+            for (i, u) in as_list(v).iter().enumerate() {
+                let name = u.get("Name").and_then(Value::as_str).unwrap_or_default();
+                // The engine upper-cases the name into RLIMIT_<NAME>.
+                if !HARMLESS_ULIMITS.contains(&name.to_ascii_lowercase().as_str()) {
+                    needs(
+                        format!("{f}[{i}].Name"),
+                        format!("{} is not a limit known to be harmless (nice, rtprio and rttime let the job take real-time CPU from the host)", quote(name)),
+                    )?
                 }
             }
-            "Mounts" => mounts(v, g, &needs)?,
-            "GroupAdd" => {
-                for (i, group) in list(v).iter().enumerate() {
-                    let group = group.as_str().unwrap_or_default();
-                    let gpu = group
-                        .parse::<u32>()
-                        .is_ok_and(|gid| device_gids.contains(&gid));
-                    if !gpu {
-                        needs(
-                            format!("{f}[{i}]"),
-                            format!("adding group {} gives the job that group's access to host files and devices (the numeric group of a device in Devices is allowed, for a non-root user's GPU)", quote(group)),
-                        )?
-                    }
-                }
+            Ok(())
+        }
+        // Their harmless values.
+        _ => Ok(()),
+    }
+}
+
+/// Settings that reach past the container: into other containers, kernel parameters, the
+/// runtime's reading of annotations, the engine's masked paths, or a restart after the runner
+/// stopped it.
+fn reach(
+    k: &str,
+    v: &Value,
+    f: String,
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<()> {
+    match k {
+        // Even a longer list replaces the engine's own, which differs between engines.
+        "MaskedPaths" | "ReadonlyPaths" => needs(f, other_why(k).into()),
+        "Links" | "VolumesFrom" | "DeviceCgroupRules" | "Sysctls" | "Annotations"
+            if !is_empty(v) =>
+        {
+            needs(f, other_why(k).into())
+        }
+        "RestartPolicy" => {
+            let name = v.get("Name").and_then(Value::as_str).unwrap_or_default();
+            if !["", "no"].contains(&name) {
+                return needs(
+                    format!("{f}.Name"),
+                    format!("{} restarts containers the runner stopped (an ephemeral job's container would run on)", quote(name)),
+                );
             }
-            // Checked in `devices`.
-            "Devices" => {}
-            // Their harmless values.
-            "Privileged" | "CapAdd" | "Capabilities" | "PidMode" | "UTSMode" | "UsernsMode"
-            | "Cgroup" | "CgroupParent" | "VolumeDriver" | "IpcMode" | "CgroupnsMode"
-            | "PortBindings" | "PublishAllPorts" | "Links" | "VolumesFrom"
-            | "DeviceCgroupRules" | "Sysctls" | "Annotations" | "OomScoreAdj"
-            | "OomKillDisable" | "CpuRealtimePeriod" | "CpuRealtimeRuntime"
-            | "Isolation" | "StorageOpt" => {}
-            // The config's runtime in herdctl's spelling (`DockerConfig::runtime`): checked
-            // against the engine's runtimes when the job starts, by their programs, and a runtime
-            // not known to apply the container's security settings needs the opt-in there.
-            "Runtime" => {}
-            _ => needs(
-                f,
-                "is not a HostConfig field this runner knows; an engine that knows it may read it in a way that loosens the container".into(),
-            )?,
+            Ok(())
+        }
+        // Their harmless values.
+        _ => Ok(()),
+    }
+}
+
+/// Checks `GroupAdd`: a group gives the job access to that group's host files and devices, so
+/// only the numeric group of a device in `Devices` (a non-root user's GPU) passes.
+fn group_add(
+    v: &Value,
+    f: String,
+    device_gids: &[u32],
+    needs: &dyn Fn(String, String) -> Result<()>,
+) -> Result<()> {
+    for (i, group) in as_list(v).iter().enumerate() {
+        let group = group.as_str().unwrap_or_default();
+        let gpu = group
+            .parse::<u32>()
+            .is_ok_and(|gid| device_gids.contains(&gid));
+        if !gpu {
+            needs(
+                format!("{f}[{i}]"),
+                format!("adding group {} gives the job that group's access to host files and devices (the numeric group of a device in Devices is allowed, for a non-root user's GPU)", quote(group)),
+            )?
         }
     }
     Ok(())
+}
+
+/// A string setting's text (`""` for any other type: the types were checked when read).
+fn as_text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// A list setting's items (none for any other type: the types were checked when read).
+fn as_list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -560,60 +692,11 @@ pub(crate) fn merge(generated: &Value, config: &DockerConfig, g: &Gate<'_>) -> R
     for (key, v) in &over {
         match key.as_str() {
             "Mounts" => {
-                let mut mounts = out
-                    .get("Mounts")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let target = |m: &Value| {
-                    m.get("Target")
-                        .and_then(Value::as_str)
-                        .and_then(normalize_path)
-                };
-                for (i, m) in v.as_array().into_iter().flatten().enumerate() {
-                    let t = target(m);
-                    if mounts.iter().any(|g| target(g) == t) {
-                        return Err(Error::invalid(
-                            format!("{PREFIX}.Mounts[{i}]"),
-                            format!(
-                                "Target {} is already mounted by the runner; use another path",
-                                t.unwrap_or_default()
-                            ),
-                        ));
-                    }
-                    mounts.push(m.clone());
-                }
+                let mounts = add_mounts(generated_list(&out, key), v)?;
                 out.insert("Mounts".into(), Value::Array(mounts));
             }
             "CapDrop" | "SecurityOpt" => {
-                let mut list: Vec<Value> = out
-                    .get(key)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let extra = v.as_array().cloned().unwrap_or_default();
-                let nnp_off = key == "SecurityOpt"
-                    && extra.iter().any(|x| {
-                        x.as_str().is_some_and(|s| {
-                            security_opt::parse(s) == security_opt::SecOpt::NoNewPrivileges(false)
-                        })
-                    });
-                if nnp_off {
-                    // Only the opt-in gets here (the gate refused it otherwise).
-                    list.retain(|g| {
-                        !g.as_str().is_some_and(|s| {
-                            matches!(
-                                security_opt::parse(s),
-                                security_opt::SecOpt::NoNewPrivileges(_)
-                            )
-                        })
-                    });
-                }
-                for x in extra {
-                    if !list.contains(&x) {
-                        list.push(x);
-                    }
-                }
+                let list = join_security_list(key, generated_list(&out, key), v);
                 out.insert(key.clone(), Value::Array(list));
             }
             "Memory" => {
@@ -628,6 +711,69 @@ pub(crate) fn merge(generated: &Value, config: &DockerConfig, g: &Gate<'_>) -> R
         }
     }
     Ok(Value::Object(out))
+}
+
+/// The generated HostConfig's list under `key` (none if it has no such list).
+fn generated_list(out: &Map<String, Value>, key: &str) -> Vec<Value> {
+    out.get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Appends the override's `Mounts` to the runner's: the runner's mounts are never dropped, so a
+/// mount whose target the runner already uses is refused rather than replacing it.
+fn add_mounts(mut mounts: Vec<Value>, over: &Value) -> Result<Vec<Value>> {
+    let target = |m: &Value| {
+        m.get("Target")
+            .and_then(Value::as_str)
+            .and_then(normalize_path)
+    };
+    for (i, m) in over.as_array().into_iter().flatten().enumerate() {
+        let t = target(m);
+        if mounts.iter().any(|g| target(g) == t) {
+            return Err(Error::invalid(
+                format!("{PREFIX}.Mounts[{i}]"),
+                format!(
+                    "Target {} is already mounted by the runner; use another path",
+                    t.unwrap_or_default()
+                ),
+            ));
+        }
+        mounts.push(m.clone());
+    }
+    Ok(mounts)
+}
+
+/// Joins the override's `CapDrop` or `SecurityOpt` (`key`) with the generated list instead of
+/// replacing it: an override that adds a seccomp profile does not silently lose
+/// `no-new-privileges`. Only an override that turns it off (any spelling the engine reads as
+/// false) removes the generated one.
+fn join_security_list(key: &str, mut list: Vec<Value>, over: &Value) -> Vec<Value> {
+    let extra = over.as_array().cloned().unwrap_or_default();
+    let nnp_off = key == "SecurityOpt"
+        && extra.iter().any(|x| {
+            x.as_str().is_some_and(|s| {
+                security_opt::parse(s) == security_opt::SecOpt::NoNewPrivileges(false)
+            })
+        });
+    if nnp_off {
+        // Only the opt-in gets here (the gate refused it otherwise).
+        list.retain(|g| {
+            !g.as_str().is_some_and(|s| {
+                matches!(
+                    security_opt::parse(s),
+                    security_opt::SecOpt::NoNewPrivileges(_)
+                )
+            })
+        });
+    }
+    for x in extra {
+        if !list.contains(&x) {
+            list.push(x);
+        }
+    }
+    list
 }
 
 #[cfg(test)]

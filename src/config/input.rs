@@ -88,153 +88,61 @@ impl DockerInput {
                 ))
             }
         };
-        let mut by_field: BTreeMap<&'static str, (&str, &Value)> = BTreeMap::new();
-        for (key, v) in map {
-            let Some(field) = field_of_key(key) else {
-                let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
-                return Err(Error::invalid(
-                    format!("docker.{key}"),
-                    format!("unknown field; expected one of {}", known.join(", ")),
-                ));
-            };
-            if v.is_null() {
-                continue;
-            }
-            if let Some((other, _)) = by_field.insert(field, (key, v)) {
-                return Err(Error::invalid(
-                    format!("docker.{field}"),
-                    format!("set twice, as \"{other}\" and as \"{key}\"; keep one"),
-                ));
-            }
-        }
         let mut d = DockerInput::default();
-        for (field, (key, v)) in by_field {
-            let name = format!("docker.{field}");
-            let f = name.as_str();
-            match field {
-                "enabled" => d.enabled = Some(boolean(f, v)?),
-                "ephemeral" => d.ephemeral = Some(boolean(f, v)?),
-                "image" => d.image = Some(image(f, v)?),
-                "base_image" => {
-                    // herdctl: `image ?? base_image`.
-                    let img = image(f, v)?;
-                    d.image.get_or_insert(img);
-                }
-                "network" => d.network = Some(network(f, v)?),
-                "memory" => d.memory_bytes = Some(memory(f, key, v)?),
-                "cpu_shares" => d.cpu_shares = Some(positive(f, v)?),
-                "cpu_period" => d.cpu_period = Some(positive(f, v)?),
-                "cpu_quota" => d.cpu_quota = Some(positive(f, v)?),
-                "user" => d.user = Some(user(v)?),
-                "max_containers" => {
-                    let n = positive(f, v)?;
-                    d.max_containers = Some(u32::try_from(n).map_err(|_| {
-                        Error::invalid(
-                            f,
-                            format!("{n} is too large; expected at most {}", u32::MAX),
-                        )
-                    })?)
-                }
-                "volumes" => d.volumes = Some(list(f, v, volume)?),
-                "workspace_mode" => d.workspace_mode = Some(access_mode(f, v)?),
-                "env" => d.env = Some(env(v)?),
-                "ports" => d.ports = Some(list(f, v, port)?),
-                "tmpfs" => d.tmpfs = Some(list(f, v, tmpfs)?),
-                "pids_limit" => d.pids_limit = Some(positive(f, v)?),
-                "labels" => d.labels = Some(labels(v)?),
-                "runtime" => d.runtime = runtime_name(f, v)?,
-                "host_config" => match v {
-                    Value::Object(m) => d.host_config = Some(super::host_config::read_override(m)?),
-                    other => {
-                        return Err(Error::invalid(
-                            f,
-                            format!(
-                                "expected a map of engine HostConfig fields, got {}",
-                                describe(other)
-                            ),
-                        ))
-                    }
-                },
-                "allow_unsafe_host_config" => d.allow_unsafe_host_config = Some(boolean(f, v)?),
-                // Cannot happen: `field` comes from FIELDS, and every name there has an arm.
-                _ => return Err(Error::invalid(f, "unhandled field")),
-            }
+        for (field, (key, v)) in by_field(map)? {
+            d.set(field, key, v)?;
         }
         Ok(d)
+    }
+
+    /// Reads one field's value (`key` is how the block spelled `field`) into the block.
+    fn set(&mut self, field: &'static str, key: &str, v: &Value) -> Result<()> {
+        let d = self;
+        let name = format!("docker.{field}");
+        let f = name.as_str();
+        match field {
+            "enabled" => d.enabled = Some(boolean(f, v)?),
+            "ephemeral" => d.ephemeral = Some(boolean(f, v)?),
+            "image" => d.image = Some(image(f, v)?),
+            "base_image" => {
+                // herdctl: `image ?? base_image`.
+                let img = image(f, v)?;
+                d.image.get_or_insert(img);
+            }
+            "network" => d.network = Some(network(f, v)?),
+            "memory" => d.memory_bytes = Some(memory(f, key, v)?),
+            "cpu_shares" => d.cpu_shares = Some(positive(f, v)?),
+            "cpu_period" => d.cpu_period = Some(positive(f, v)?),
+            "cpu_quota" => d.cpu_quota = Some(positive(f, v)?),
+            "user" => d.user = Some(user(v)?),
+            "max_containers" => d.max_containers = Some(max_containers(f, v)?),
+            "volumes" => d.volumes = Some(list(f, v, volume)?),
+            "workspace_mode" => d.workspace_mode = Some(access_mode(f, v)?),
+            "env" => d.env = Some(env(v)?),
+            "ports" => d.ports = Some(list(f, v, port)?),
+            "tmpfs" => d.tmpfs = Some(list(f, v, tmpfs)?),
+            "pids_limit" => d.pids_limit = Some(positive(f, v)?),
+            "labels" => d.labels = Some(labels(v)?),
+            "runtime" => d.runtime = runtime_name(f, v)?,
+            "host_config" => d.host_config = Some(host_config(f, v)?),
+            "allow_unsafe_host_config" => d.allow_unsafe_host_config = Some(boolean(f, v)?),
+            // Cannot happen: `field` comes from FIELDS, and every name there has an arm.
+            _ => return Err(Error::invalid(f, "unhandled field")),
+        }
+        Ok(())
     }
 
     /// Applies defaults and the checks that involve several fields.
     pub fn resolve(self, host_user: UserSpec) -> Result<DockerConfig> {
         let memory_bytes = self.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
-        if memory_bytes < MIN_MEMORY_BYTES {
-            return Err(Error::invalid(
-                "docker.memory",
-                format!(
-                    "{} is below the engine's minimum of 6 MiB; expected at least \"6m\"",
-                    quote(&format_memory(memory_bytes))
-                ),
-            ));
-        }
-        if let Some(p) = self.cpu_period {
-            if !(1000..=1_000_000).contains(&p) {
-                return Err(Error::invalid(
-                    "docker.cpu_period",
-                    format!("{p} is out of range; expected microseconds from 1000 to 1000000"),
-                ));
-            }
-        }
-        if let Some(q) = self.cpu_quota {
-            if q < 1000 {
-                return Err(Error::invalid(
-                    "docker.cpu_quota",
-                    format!(
-                        "{q} is below the engine's minimum; expected at least 1000 microseconds"
-                    ),
-                ));
-            }
-        }
+        check_engine_minimums(memory_bytes, self.cpu_period, self.cpu_quota)?;
         let volumes = self.volumes.unwrap_or_default();
         let tmpfs = self.tmpfs.unwrap_or_default();
-        // No two user mounts at one container path (the engine would refuse at create).
-        let mut targets: BTreeMap<&str, String> = BTreeMap::new();
-        let named = volumes
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("docker.volumes[{i}]"), v.container_path.as_str()))
-            .chain(
-                tmpfs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (format!("docker.tmpfs[{i}]"), t.path.as_str())),
-            );
-        for (field, target) in named {
-            if let Some(first) = targets.get(target) {
-                return Err(Error::invalid(
-                    &field,
-                    format!("container path {target} is already used by {first}; give each mount its own path"),
-                ));
-            }
-            targets.insert(target, field);
-        }
+        one_mount_per_path(&volumes, &tmpfs)?;
         // The host_config override was read with its block; whether it needs the opt-in is
         // decided when a job starts, where the runner's own opt-in is known.
         let allow = self.allow_unsafe_host_config.unwrap_or(false);
-        let runtime = match (
-            self.runtime,
-            host_config_runtime(self.host_config.as_ref())?,
-        ) {
-            (Some(key), Some(hc)) if key != hc => {
-                return Err(Error::invalid(
-                    "docker.runtime",
-                    format!(
-                        "{} differs from docker.host_config.Runtime {}; set the runtime once",
-                        quote(&key),
-                        quote(&hc)
-                    ),
-                ))
-            }
-            (key, hc) => key.or(hc),
-        };
+        let runtime = one_runtime(self.runtime, self.host_config.as_ref())?;
         Ok(DockerConfig {
             enabled: self.enabled.unwrap_or(false),
             ephemeral: self.ephemeral.unwrap_or(true),
@@ -259,6 +167,137 @@ impl DockerInput {
             host_config_override: self.host_config.map(Value::Object),
             allow_unsafe_host_config: allow,
         })
+    }
+}
+
+/// Each non-null field of a block with the key that spelled it, refusing an unknown key and a
+/// field spelled twice (the two spellings would fight over one value).
+fn by_field(map: &Map<String, Value>) -> Result<BTreeMap<&'static str, (&str, &Value)>> {
+    let mut by_field: BTreeMap<&'static str, (&str, &Value)> = BTreeMap::new();
+    for (key, v) in map {
+        let Some(field) = field_of_key(key) else {
+            let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+            return Err(Error::invalid(
+                format!("docker.{key}"),
+                format!("unknown field; expected one of {}", known.join(", ")),
+            ));
+        };
+        if v.is_null() {
+            continue;
+        }
+        if let Some((other, _)) = by_field.insert(field, (key, v)) {
+            return Err(Error::invalid(
+                format!("docker.{field}"),
+                format!("set twice, as \"{other}\" and as \"{key}\"; keep one"),
+            ));
+        }
+    }
+    Ok(by_field)
+}
+
+/// Refuses limits the engine would refuse at create, so the config fails when read, not when a
+/// job starts.
+fn check_engine_minimums(
+    memory_bytes: u64,
+    cpu_period: Option<u64>,
+    cpu_quota: Option<u64>,
+) -> Result<()> {
+    if memory_bytes < MIN_MEMORY_BYTES {
+        return Err(Error::invalid(
+            "docker.memory",
+            format!(
+                "{} is below the engine's minimum of 6 MiB; expected at least \"6m\"",
+                quote(&format_memory(memory_bytes))
+            ),
+        ));
+    }
+    if let Some(p) = cpu_period {
+        if !(1000..=1_000_000).contains(&p) {
+            return Err(Error::invalid(
+                "docker.cpu_period",
+                format!("{p} is out of range; expected microseconds from 1000 to 1000000"),
+            ));
+        }
+    }
+    if let Some(q) = cpu_quota {
+        if q < 1000 {
+            return Err(Error::invalid(
+                "docker.cpu_quota",
+                format!("{q} is below the engine's minimum; expected at least 1000 microseconds"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No two user mounts at one container path (the engine would refuse at create).
+fn one_mount_per_path(volumes: &[VolumeMount], tmpfs: &[TmpfsMount]) -> Result<()> {
+    let mut targets: BTreeMap<&str, String> = BTreeMap::new();
+    let named = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("docker.volumes[{i}]"), v.container_path.as_str()))
+        .chain(
+            tmpfs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("docker.tmpfs[{i}]"), t.path.as_str())),
+        );
+    for (field, target) in named {
+        if let Some(first) = targets.get(target) {
+            return Err(Error::invalid(
+                &field,
+                format!("container path {target} is already used by {first}; give each mount its own path"),
+            ));
+        }
+        targets.insert(target, field);
+    }
+    Ok(())
+}
+
+/// The block's runtime, set once: `runtime` and `host_config.Runtime` are one field in two
+/// spellings, and two different values would leave it unclear which one runs the job.
+fn one_runtime(
+    runtime: Option<String>,
+    host_config: Option<&Map<String, Value>>,
+) -> Result<Option<String>> {
+    Ok(match (runtime, host_config_runtime(host_config)?) {
+        (Some(key), Some(hc)) if key != hc => {
+            return Err(Error::invalid(
+                "docker.runtime",
+                format!(
+                    "{} differs from docker.host_config.Runtime {}; set the runtime once",
+                    quote(&key),
+                    quote(&hc)
+                ),
+            ))
+        }
+        (key, hc) => key.or(hc),
+    })
+}
+
+/// `max_containers`: a positive count that fits the engine's and our `u32`.
+fn max_containers(f: &str, v: &Value) -> Result<u32> {
+    let n = positive(f, v)?;
+    u32::try_from(n).map_err(|_| {
+        Error::invalid(
+            f,
+            format!("{n} is too large; expected at most {}", u32::MAX),
+        )
+    })
+}
+
+/// `host_config`: a map, read as the engine will read it ([`super::host_config::read_override`]).
+fn host_config(f: &str, v: &Value) -> Result<Map<String, Value>> {
+    match v {
+        Value::Object(m) => super::host_config::read_override(m),
+        other => Err(Error::invalid(
+            f,
+            format!(
+                "expected a map of engine HostConfig fields, got {}",
+                describe(other)
+            ),
+        )),
     }
 }
 

@@ -175,7 +175,8 @@ fn loosens(field: &str, asks: impl fmt::Display, gives: impl fmt::Display, how: 
     )
 }
 
-/// Applies the agent's block over the fleet's, refusing anything that loosens.
+/// Applies the agent's block over the fleet's, refusing anything that loosens. The checks run in
+/// field order (the first loosening field is the one named).
 fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
     if agent.enabled == Some(false) && fleet.enabled == Some(true) {
         return Err(loosens(
@@ -189,100 +190,16 @@ fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
     // Reuse is a speed trade, not a permission: the container has the same shape either way, and
     // what an agent could leave behind for its next job it can already leave in its workspace.
     fleet.ephemeral = agent.ephemeral.or(fleet.ephemeral);
-
     if let Some(n) = agent.network {
         let gives = fleet.network.unwrap_or(NetworkMode::Bridge);
-        if n > gives {
-            return Err(loosens(
-                "network",
-                quote_str(n.as_str()),
-                quote_str(gives.as_str()),
-                "host, then bridge, then none",
-            ));
-        }
+        let show = |n: NetworkMode| quote_str(n.as_str());
+        no_looser("network", n, gives, show, "host, then bridge, then none")?;
         fleet.network = Some(n);
     }
-    if let Some(m) = agent.memory_bytes {
-        let gives = fleet.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
-        if m > gives {
-            return Err(loosens(
-                "memory",
-                format_memory(m),
-                format_memory(gives),
-                "less memory",
-            ));
-        }
-        fleet.memory_bytes = Some(m);
-    }
-    if let Some(s) = agent.cpu_shares {
-        let gives = fleet.cpu_shares.unwrap_or(DEFAULT_CPU_SHARES);
-        if s > gives {
-            return Err(loosens("cpu_shares", s, gives, "a lower weight"));
-        }
-        fleet.cpu_shares = Some(s);
-    }
-    if agent.cpu_period.is_some() || agent.cpu_quota.is_some() {
-        let period = agent.cpu_period.or(fleet.cpu_period);
-        let quota = agent.cpu_quota.or(fleet.cpu_quota);
-        if let Some(fq) = fleet.cpu_quota {
-            // CPUs = quota / period; compare quota * other period to stay in integers.
-            let fp = fleet.cpu_period.unwrap_or(100_000);
-            let (q, p) = (quota.unwrap_or(fq), period.unwrap_or(100_000));
-            if u128::from(q) * u128::from(fp) > u128::from(fq) * u128::from(p) {
-                let field = if agent.cpu_quota.is_some() {
-                    "cpu_quota"
-                } else {
-                    "cpu_period"
-                };
-                return Err(loosens(
-                    field,
-                    format!("{q}/{p} µs of CPU"),
-                    format!("{fq}/{fp} µs"),
-                    "a smaller share of a CPU",
-                ));
-            }
-        }
-        fleet.cpu_period = period;
-        fleet.cpu_quota = quota;
-    }
-    if let Some(n) = agent.max_containers {
-        let gives = fleet.max_containers.unwrap_or(DEFAULT_MAX_CONTAINERS);
-        if n > gives {
-            return Err(loosens("max_containers", n, gives, "keep fewer containers"));
-        }
-        fleet.max_containers = Some(n);
-    }
-    if let Some(m) = agent.workspace_mode {
-        let gives = fleet.workspace_mode.unwrap_or(AccessMode::Rw);
-        if m > gives {
-            return Err(loosens(
-                "workspace_mode",
-                quote_str(m.as_str()),
-                quote_str(gives.as_str()),
-                "rw to ro",
-            ));
-        }
-        fleet.workspace_mode = Some(m);
-    }
-    if let Some(n) = agent.pids_limit {
-        let gives = fleet.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
-        if n > gives {
-            return Err(loosens("pids_limit", n, gives, "a lower limit"));
-        }
-        fleet.pids_limit = Some(n);
-    }
+    tighten_cpu_memory(&mut fleet, &agent)?;
+    tighten_host_share(&mut fleet, &agent)?;
     if let Some(extra) = agent.tmpfs {
-        let mut all = fleet.tmpfs.take().unwrap_or_default();
-        for (i, t) in extra.into_iter().enumerate() {
-            if all.iter().any(|f| f.path == t.path) {
-                return Err(Error::invalid(
-                    format!("docker.tmpfs[{i}]"),
-                    format!("{} is already a tmpfs mount of the fleet config; an agent's own config may add tmpfs mounts, not change the fleet's", t.path),
-                ));
-            }
-            all.push(t);
-        }
-        fleet.tmpfs = Some(all);
+        fleet.tmpfs = Some(add_tmpfs(fleet.tmpfs.take().unwrap_or_default(), extra)?);
     }
     if let Some(r) = agent.runtime {
         let gives = runtime_of(&fleet)?;
@@ -302,19 +219,131 @@ fn tighten(mut fleet: DockerInput, agent: DockerInput) -> Result<DockerInput> {
         fleet.runtime = Some(r);
     }
     if let Some(extra) = agent.labels {
-        let mut all = fleet.labels.take().unwrap_or_default();
-        for (k, v) in extra {
-            if all.get(&k).is_some_and(|old| *old != v) {
-                return Err(Error::invalid(
-                    format!("docker.labels.{k}"),
-                    "already set by the fleet config; an agent's own config may add labels, not change the fleet's",
-                ));
-            }
-            all.insert(k, v);
-        }
-        fleet.labels = Some(all);
+        fleet.labels = Some(add_labels(fleet.labels.take().unwrap_or_default(), extra)?);
     }
     Ok(fleet)
+}
+
+/// Refuses an agent's value of an ordered setting above what the fleet `gives` (its value or the
+/// default): an agent's own block may only tighten. `show` writes a value as the error says it.
+fn no_looser<T: PartialOrd + Copy>(
+    field: &str,
+    asks: T,
+    gives: T,
+    show: impl Fn(T) -> String,
+    how: &str,
+) -> Result<()> {
+    if asks > gives {
+        return Err(loosens(field, show(asks), show(gives), how));
+    }
+    Ok(())
+}
+
+/// Tightens the container's memory and CPU: each may only go down from the fleet's.
+fn tighten_cpu_memory(fleet: &mut DockerInput, agent: &DockerInput) -> Result<()> {
+    if let Some(m) = agent.memory_bytes {
+        let gives = fleet.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
+        no_looser("memory", m, gives, format_memory, "less memory")?;
+        fleet.memory_bytes = Some(m);
+    }
+    if let Some(s) = agent.cpu_shares {
+        let gives = fleet.cpu_shares.unwrap_or(DEFAULT_CPU_SHARES);
+        no_looser("cpu_shares", s, gives, |s| s.to_string(), "a lower weight")?;
+        fleet.cpu_shares = Some(s);
+    }
+    if agent.cpu_period.is_some() || agent.cpu_quota.is_some() {
+        tighten_cpu_quota(fleet, agent)?;
+    }
+    Ok(())
+}
+
+/// Tightens the CPU quota, a share of a CPU in two fields (quota / period): an agent may change
+/// either, as long as the share it gets is no larger than the fleet's.
+fn tighten_cpu_quota(fleet: &mut DockerInput, agent: &DockerInput) -> Result<()> {
+    let period = agent.cpu_period.or(fleet.cpu_period);
+    let quota = agent.cpu_quota.or(fleet.cpu_quota);
+    if let Some(fq) = fleet.cpu_quota {
+        // CPUs = quota / period; compare quota * other period to stay in integers.
+        let fp = fleet.cpu_period.unwrap_or(100_000);
+        let (q, p) = (quota.unwrap_or(fq), period.unwrap_or(100_000));
+        if u128::from(q) * u128::from(fp) > u128::from(fq) * u128::from(p) {
+            let field = if agent.cpu_quota.is_some() {
+                "cpu_quota"
+            } else {
+                "cpu_period"
+            };
+            return Err(loosens(
+                field,
+                format!("{q}/{p} µs of CPU"),
+                format!("{fq}/{fp} µs"),
+                "a smaller share of a CPU",
+            ));
+        }
+    }
+    fleet.cpu_period = period;
+    fleet.cpu_quota = quota;
+    Ok(())
+}
+
+/// Tightens what the agent's jobs take of the host besides CPU and memory: containers kept,
+/// write access to the workspace, processes.
+fn tighten_host_share(fleet: &mut DockerInput, agent: &DockerInput) -> Result<()> {
+    if let Some(n) = agent.max_containers {
+        let gives = fleet.max_containers.unwrap_or(DEFAULT_MAX_CONTAINERS);
+        no_looser(
+            "max_containers",
+            n,
+            gives,
+            |n| n.to_string(),
+            "keep fewer containers",
+        )?;
+        fleet.max_containers = Some(n);
+    }
+    if let Some(m) = agent.workspace_mode {
+        let gives = fleet.workspace_mode.unwrap_or(AccessMode::Rw);
+        let show = |m: AccessMode| quote_str(m.as_str());
+        no_looser("workspace_mode", m, gives, show, "rw to ro")?;
+        fleet.workspace_mode = Some(m);
+    }
+    if let Some(n) = agent.pids_limit {
+        let gives = fleet.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
+        no_looser("pids_limit", n, gives, |n| n.to_string(), "a lower limit")?;
+        fleet.pids_limit = Some(n);
+    }
+    Ok(())
+}
+
+/// Adds the agent's tmpfs mounts to the fleet's (`all`); one at a path the fleet already mounts
+/// would change the fleet's, and is refused.
+fn add_tmpfs(mut all: Vec<TmpfsMount>, extra: Vec<TmpfsMount>) -> Result<Vec<TmpfsMount>> {
+    for (i, t) in extra.into_iter().enumerate() {
+        if all.iter().any(|f| f.path == t.path) {
+            return Err(Error::invalid(
+                format!("docker.tmpfs[{i}]"),
+                format!("{} is already a tmpfs mount of the fleet config; an agent's own config may add tmpfs mounts, not change the fleet's", t.path),
+            ));
+        }
+        all.push(t);
+    }
+    Ok(all)
+}
+
+/// Adds the agent's labels to the fleet's (`all`); a different value for a fleet label would
+/// change the fleet's, and is refused.
+fn add_labels(
+    mut all: BTreeMap<String, String>,
+    extra: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    for (k, v) in extra {
+        if all.get(&k).is_some_and(|old| *old != v) {
+            return Err(Error::invalid(
+                format!("docker.labels.{k}"),
+                "already set by the fleet config; an agent's own config may add labels, not change the fleet's",
+            ));
+        }
+        all.insert(k, v);
+    }
+    Ok(all)
 }
 
 fn quote_str(s: &str) -> String {

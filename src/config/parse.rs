@@ -21,29 +21,40 @@ pub fn parse_memory_to_bytes(memory: &str) -> Result<u64> {
 }
 
 pub(crate) fn memory_bytes(field: &str, memory: &str) -> Result<u64> {
-    let bad = || {
-        Error::invalid(
+    let lower = memory.to_ascii_lowercase();
+    let Some((int_part, frac_part, shift)) = memory_parts(&lower) else {
+        return Err(Error::invalid(
             field,
             format!(
                 "Invalid memory format: {} is not a size; expected a number with an optional unit k, m, g or t (binary), like \"2g\", \"512m\", \"1.5g\" or \"2048\" (bytes)",
                 quote(memory)
             ),
-        )
+        ));
     };
-    let lower = memory.to_ascii_lowercase();
-    // Grammar (herdctl's): digits, optional ".digits", optional spaces, optional unit, optional "b".
+    memory_total(int_part, frac_part, shift).ok_or_else(|| {
+        Error::invalid(
+            field,
+            format!("{} is too large; expected at most 16 EiB", quote(memory)),
+        )
+    })
+}
+
+/// herdctl's grammar of a size (`lower`, in lower case): digits, optional ".digits", optional
+/// spaces, optional unit, optional "b". Returns the integer digits, the fraction's digits and the
+/// unit as a power of two; `None` for anything else.
+fn memory_parts(lower: &str) -> Option<(&str, &str, u32)> {
     let int_end = lower
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(lower.len());
     let (int_part, rest) = lower.split_at(int_end);
     if int_part.is_empty() {
-        return Err(bad());
+        return None;
     }
     let (frac_part, rest) = match rest.strip_prefix('.') {
         Some(r) => {
             let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
             if end == 0 {
-                return Err(bad());
+                return None;
             }
             r.split_at(end)
         }
@@ -57,16 +68,13 @@ pub(crate) fn memory_bytes(field: &str, memory: &str) -> Result<u64> {
         Some(b't') => (40, &rest[1..]),
         _ => (0, rest),
     };
-    if !(rest.is_empty() || rest == "b") {
-        return Err(bad());
-    }
-    let too_big = || {
-        Error::invalid(
-            field,
-            format!("{} is too large; expected at most 16 EiB", quote(memory)),
-        )
-    };
-    let int: u128 = int_part.parse().map_err(|_| too_big())?;
+    (rest.is_empty() || rest == "b").then_some((int_part, frac_part, shift))
+}
+
+/// The bytes `int_part.frac_part` units of `1 << shift` make, floored to a byte; `None` past
+/// `u64` (the parts are digits only, so too many of them is the only way to fail).
+fn memory_total(int_part: &str, frac_part: &str, shift: u32) -> Option<u64> {
+    let int: u128 = int_part.parse().ok()?;
     let mult: u128 = 1 << shift;
     // The fraction in exact integer arithmetic: floor(0.DIGITS * mult). Digits past the 18th are
     // dropped so that the product fits (10^18 * 2^40 < 2^128); they shift the result by well under
@@ -76,14 +84,11 @@ pub(crate) fn memory_bytes(field: &str, memory: &str) -> Result<u64> {
         0
     } else {
         // Cannot fail: at most 18 ASCII digits.
-        let d: u128 = digits.parse().map_err(|_| bad())?;
+        let d: u128 = digits.parse().ok()?;
         d * mult / 10u128.pow(digits.len() as u32)
     };
-    let total = int
-        .checked_mul(mult)
-        .and_then(|v| v.checked_add(frac))
-        .ok_or_else(too_big)?;
-    u64::try_from(total).map_err(|_| too_big())
+    let total = int.checked_mul(mult)?.checked_add(frac)?;
+    u64::try_from(total).ok()
 }
 
 /// The shortest spelling of `bytes` that [`parse_memory_to_bytes`] reads back to the same value:

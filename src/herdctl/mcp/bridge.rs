@@ -25,9 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::protocol::{call_result, rpc_error, rpc_result, step, Step};
-use super::reader::{Budget, Line, LineReader, MessageLimits};
-use super::{InjectedServer, ToolHandler, CONTAINER_MCP_DIR, SECRET_ENV, STDIO_SHIM};
+use super::reader::{Budget, Line, LineReader, MessageLimits, Reservation};
+use super::{InjectedServer, ToolCall, ToolHandler, CONTAINER_MCP_DIR, SECRET_ENV, STDIO_SHIM};
 use crate::herdctl::invocation::McpServer;
 use crate::{translate_json_paths, Direction, Error, PathMap, Result};
 
@@ -313,26 +315,11 @@ fn accept_loop(listener: UnixListener, endpoint: Arc<Endpoint>, serving: Arc<Ser
             None => false,
         };
         let number = endpoint.next_connection.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut connections = endpoint.connections();
-            // Checked under the lock that Drop takes after setting `stopped`: a connection is
-            // either refused here or shut down there.
-            if endpoint.stopped.load(Ordering::SeqCst) {
-                return;
-            }
-            if authenticated {
-                if connections.served.len() >= serving.limits.max_connections {
-                    continue; // dropping the stream closes it
-                }
-                connections.served.insert(number, kept);
-            } else {
-                if connections.pending.len() >= serving.limits.max_pending {
-                    if let Some((_, oldest)) = connections.pending.pop_first() {
-                        let _ = oldest.shutdown(std::net::Shutdown::Both);
-                    }
-                }
-                connections.pending.insert(number, kept);
-            }
+        match register(&endpoint, &serving.limits, number, kept, authenticated) {
+            Registered::Kept => {}
+            // Dropping the stream closes it.
+            Registered::Full => continue,
+            Registered::Stopped => return,
         }
         let (ep, sv) = (endpoint.clone(), serving.clone());
         let spawned = std::thread::Builder::new()
@@ -348,6 +335,48 @@ fn accept_loop(listener: UnixListener, endpoint: Arc<Endpoint>, serving: Arc<Ser
             endpoint.connections().close(number);
         }
     }
+}
+
+/// What [`register`] did with a new connection.
+enum Registered {
+    /// Kept among the served (authenticated) or the pending connections.
+    Kept,
+    /// Refused: as many authenticated connections as the limit are open.
+    Full,
+    /// Refused: the bridge is stopping.
+    Stopped,
+}
+
+/// Keeps a copy of a new connection (`kept`) among the served ones if it is `authenticated`,
+/// else among the pending ones (closing the oldest pending one when they are at their limit, so
+/// a flood of silent connections cannot lock the agent out), for the bridge's end to shut down.
+fn register(
+    endpoint: &Endpoint,
+    limits: &Limits,
+    number: u64,
+    kept: UnixStream,
+    authenticated: bool,
+) -> Registered {
+    let mut connections = endpoint.connections();
+    // Checked under the lock that Drop takes after setting `stopped`: a connection is either
+    // refused here or shut down there.
+    if endpoint.stopped.load(Ordering::SeqCst) {
+        return Registered::Stopped;
+    }
+    if authenticated {
+        if connections.served.len() >= limits.max_connections {
+            return Registered::Full;
+        }
+        connections.served.insert(number, kept);
+    } else {
+        if connections.pending.len() >= limits.max_pending {
+            if let Some((_, oldest)) = connections.pending.pop_first() {
+                let _ = oldest.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        connections.pending.insert(number, kept);
+    }
+    Registered::Kept
 }
 
 /// Waits for a pending connection's secret (until `deadline`), then moves it among the
@@ -411,27 +440,41 @@ fn serve_connection(mut reader: LineReader, endpoint: &Endpoint, serving: &Arc<S
             continue;
         }
         translate_json_paths(&mut call.arguments, &serving.paths, Direction::ToHost);
-        let (writer2, serving2, in_flight2, id2) = (
-            writer.clone(),
-            serving.clone(),
-            in_flight.clone(),
-            id.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("herdctl-mcp-call".into())
-            .spawn(move || {
-                // A panicking handler must still answer: the agent waits for every call.
-                let answer = catch_unwind(AssertUnwindSafe(|| serving2.handler.call(&call)))
-                    .unwrap_or_else(|_| Err("the tool's handler panicked".into()));
-                drop(call);
-                send(&writer2, rpc_result(id2, call_result(answer)));
-                drop(held);
-                in_flight2.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            send(&writer, rpc_error(id, -32603, "no thread to run the tool"));
-        }
+        call_in_thread(&writer, serving, &in_flight, id, call, held);
+    }
+}
+
+/// Runs one tool call on a thread of its own (a slow tool does not hold up the connection's
+/// other calls) and answers request `id` with its result; the call's share of the budget
+/// (`held`) and its place among the `in_flight` calls are given back once it has answered.
+fn call_in_thread(
+    writer: &Arc<Mutex<UnixStream>>,
+    serving: &Arc<Serving>,
+    in_flight: &Arc<AtomicUsize>,
+    id: Value,
+    call: ToolCall,
+    held: Reservation,
+) {
+    let (writer2, serving2, in_flight2, id2) = (
+        writer.clone(),
+        serving.clone(),
+        in_flight.clone(),
+        id.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("herdctl-mcp-call".into())
+        .spawn(move || {
+            // A panicking handler must still answer: the agent waits for every call.
+            let answer = catch_unwind(AssertUnwindSafe(|| serving2.handler.call(&call)))
+                .unwrap_or_else(|_| Err("the tool's handler panicked".into()));
+            drop(call);
+            send(&writer2, rpc_result(id2, call_result(answer)));
+            drop(held);
+            in_flight2.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        send(writer, rpc_error(id, -32603, "no thread to run the tool"));
     }
 }
 

@@ -105,52 +105,60 @@ impl InjectedServer {
         };
         let mut tools: Vec<Tool> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let at = format!("{field}.tools[{i}]");
-            let name = match item.get("name") {
-                Some(Value::String(n)) if valid_name(n) => n.clone(),
-                _ => {
-                    return Err(Error::invalid(
-                        format!("{at}.name"),
-                        "missing or not a tool name; expected letters, digits, '_' or '-'",
-                    ))
-                }
-            };
-            if tools.iter().any(|t| t.name == name) {
-                return Err(Error::invalid(
-                    format!("{at}.name"),
-                    format!("{name:?} is listed twice; tool names must be unique"),
-                ));
-            }
-            let description = match item.get("description") {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(d)) => d.clone(),
-                Some(_) => {
-                    return Err(Error::invalid(
-                        format!("{at}.description"),
-                        "expected a string",
-                    ))
-                }
-            };
-            let input_schema = match item.get("inputSchema") {
-                None | Some(Value::Null) => json!({"type": "object"}),
-                Some(schema @ Value::Object(_)) => schema.clone(),
-                Some(_) => {
-                    return Err(Error::invalid(
-                        format!("{at}.inputSchema"),
-                        "expected a JSON Schema object",
-                    ))
-                }
-            };
-            tools.push(Tool {
-                name,
-                description,
-                input_schema,
-            });
+            let tool = Tool::from_json(&format!("{field}.tools[{i}]"), item, &tools)?;
+            tools.push(tool);
         }
         Ok(InjectedServer {
             name: key.to_string(),
             version,
             tools,
+        })
+    }
+}
+
+impl Tool {
+    /// Reads one tool of a server (`at` is its field, for errors); a name already in `earlier`
+    /// is refused: the agent could call only one of the two.
+    fn from_json(at: &str, item: &Value, earlier: &[Tool]) -> Result<Tool> {
+        let name = match item.get("name") {
+            Some(Value::String(n)) if valid_name(n) => n.clone(),
+            _ => {
+                return Err(Error::invalid(
+                    format!("{at}.name"),
+                    "missing or not a tool name; expected letters, digits, '_' or '-'",
+                ))
+            }
+        };
+        if earlier.iter().any(|t| t.name == name) {
+            return Err(Error::invalid(
+                format!("{at}.name"),
+                format!("{name:?} is listed twice; tool names must be unique"),
+            ));
+        }
+        let description = match item.get("description") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(d)) => d.clone(),
+            Some(_) => {
+                return Err(Error::invalid(
+                    format!("{at}.description"),
+                    "expected a string",
+                ))
+            }
+        };
+        let input_schema = match item.get("inputSchema") {
+            None | Some(Value::Null) => json!({"type": "object"}),
+            Some(schema @ Value::Object(_)) => schema.clone(),
+            Some(_) => {
+                return Err(Error::invalid(
+                    format!("{at}.inputSchema"),
+                    "expected a JSON Schema object",
+                ))
+            }
+        };
+        Ok(Tool {
+            name,
+            description,
+            input_schema,
         })
     }
 }

@@ -31,6 +31,9 @@ pub(super) fn rpc_result(id: Value, result: Value) -> Step {
     Step::Reply(json!({"jsonrpc": "2.0", "id": id, "result": result}))
 }
 
+/// What to do with one line from the agent: reads the JSON-RPC envelope (a parse error, a
+/// non-object, a request without a method are answered as JSON-RPC says), then [`answer`]s a
+/// request; a notification or a response gets nothing.
 pub(super) fn step(server: &InjectedServer, line: &[u8]) -> Step {
     let message: Value = match serde_json::from_slice(line) {
         Ok(m) => m,
@@ -56,24 +59,19 @@ pub(super) fn step(server: &InjectedServer, line: &[u8]) -> Step {
         return Step::Nothing;
     };
     let params = request.get("params").and_then(Value::as_object);
+    answer(server, id, method, params)
+}
+
+/// Answers request `id` for `method`: the handshake, ping and the tool list here; a tool call is
+/// handed to its handler; any other method is not found (only tools are served).
+fn answer(
+    server: &InjectedServer,
+    id: Value,
+    method: &str,
+    params: Option<&Map<String, Value>>,
+) -> Step {
     match method {
-        "initialize" => {
-            let asked = params
-                .and_then(|p| p.get("protocolVersion"))
-                .and_then(Value::as_str);
-            let version = PROTOCOL_VERSIONS
-                .into_iter()
-                .find(|v| Some(*v) == asked)
-                .unwrap_or(PROTOCOL_VERSIONS[0]);
-            rpc_result(
-                id,
-                json!({
-                    "protocolVersion": version,
-                    "capabilities": {"tools": {"listChanged": false}},
-                    "serverInfo": {"name": server.name, "version": server.version},
-                }),
-            )
-        }
+        "initialize" => initialize(server, id, params),
         "ping" => rpc_result(id, json!({})),
         "tools/list" => {
             let tools: Vec<Value> = server
@@ -83,33 +81,57 @@ pub(super) fn step(server: &InjectedServer, line: &[u8]) -> Step {
                 .collect();
             rpc_result(id, json!({ "tools": tools }))
         }
-        "tools/call" => {
-            let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
-            let Some(tool) = name.filter(|n| server.tools.iter().any(|t| t.name == *n)) else {
-                return rpc_error(
-                    id,
-                    -32602,
-                    format!(
-                        "unknown tool {:?} of server {}",
-                        name.unwrap_or(""),
-                        server.name
-                    ),
-                );
-            };
-            let arguments = params
-                .and_then(|p| p.get("arguments"))
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Map::new()));
-            Step::Call {
-                id,
-                call: ToolCall {
-                    server: server.name.clone(),
-                    tool: tool.to_string(),
-                    arguments,
-                },
-            }
-        }
+        "tools/call" => tool_call(server, id, params),
         other => rpc_error(id, -32601, format!("method not found: {other}")),
+    }
+}
+
+/// The handshake: the client's protocol version if the bridge speaks it, else the newest it does
+/// (the client then decides whether it can go on).
+fn initialize(server: &InjectedServer, id: Value, params: Option<&Map<String, Value>>) -> Step {
+    let asked = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str);
+    let version = PROTOCOL_VERSIONS
+        .into_iter()
+        .find(|v| Some(*v) == asked)
+        .unwrap_or(PROTOCOL_VERSIONS[0]);
+    rpc_result(
+        id,
+        json!({
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": false}},
+            "serverInfo": {"name": server.name, "version": server.version},
+        }),
+    )
+}
+
+/// `tools/call`: a call of one of the server's tools becomes a [`Step::Call`] (no arguments are
+/// an empty object); an unknown tool is an invalid-params error, never a call.
+fn tool_call(server: &InjectedServer, id: Value, params: Option<&Map<String, Value>>) -> Step {
+    let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+    let Some(tool) = name.filter(|n| server.tools.iter().any(|t| t.name == *n)) else {
+        return rpc_error(
+            id,
+            -32602,
+            format!(
+                "unknown tool {:?} of server {}",
+                name.unwrap_or(""),
+                server.name
+            ),
+        );
+    };
+    let arguments = params
+        .and_then(|p| p.get("arguments"))
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    Step::Call {
+        id,
+        call: ToolCall {
+            server: server.name.clone(),
+            tool: tool.to_string(),
+            arguments,
+        },
     }
 }
 

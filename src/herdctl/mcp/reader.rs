@@ -139,6 +139,36 @@ enum Refusal {
     Budget,
 }
 
+impl Refusal {
+    /// The JSON-RPC error code and message a refused message is answered with: what limit it
+    /// passed, and what the sender can do instead (a smaller message, or wait for answers).
+    fn answer(self, limits: MessageLimits, budget: &Budget) -> (i64, String) {
+        match self {
+            Refusal::Bytes => (
+                -32600,
+                format!(
+                    "message too large: more than {} bytes, the most herdctl-container's tool bridge takes in one message; pass large data in a file in the workspace instead",
+                    limits.max_bytes
+                ),
+            ),
+            Refusal::Values => (
+                -32600,
+                format!(
+                    "message too large: more than {} JSON values, the most herdctl-container's tool bridge takes in one message; pass large data in a file in the workspace instead",
+                    limits.max_values
+                ),
+            ),
+            Refusal::Budget => (
+                -32000,
+                format!(
+                    "the tool bridge already holds {} bytes of messages not yet answered, its limit; try again when a call has answered",
+                    budget.limit
+                ),
+            ),
+        }
+    }
+}
+
 /// One connection's reading end.
 pub(super) struct LineReader {
     stream: UnixStream,
@@ -258,29 +288,7 @@ impl LineReader {
             let Some(refusal) = refused else {
                 return Line::Message(line, held);
             };
-            let (code, message) = match refusal {
-                Refusal::Bytes => (
-                    -32600,
-                    format!(
-                        "message too large: more than {} bytes, the most herdctl-container's tool bridge takes in one message; pass large data in a file in the workspace instead",
-                        limits.max_bytes
-                    ),
-                ),
-                Refusal::Values => (
-                    -32600,
-                    format!(
-                        "message too large: more than {} JSON values, the most herdctl-container's tool bridge takes in one message; pass large data in a file in the workspace instead",
-                        limits.max_values
-                    ),
-                ),
-                Refusal::Budget => (
-                    -32000,
-                    format!(
-                        "the tool bridge already holds {} bytes of messages not yet answered, its limit; try again when a call has answered",
-                        budget.limit
-                    ),
-                ),
-            };
+            let (code, message) = refusal.answer(limits, budget);
             return Line::Refused {
                 id: scan.id(),
                 code,

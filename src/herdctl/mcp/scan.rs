@@ -77,35 +77,8 @@ impl Scan {
             }
             match b {
                 b' ' | b'\t' | b'\r' | b'\n' => {}
-                b'"' => {
-                    self.in_string = true;
-                    if self.key_due && self.in_object() {
-                        self.values += 1;
-                        self.top_key = self.depth == 1;
-                        self.key_len = 0;
-                    } else {
-                        self.value_start();
-                        self.keep(b);
-                    }
-                }
-                b'{' | b'[' => {
-                    self.value_start();
-                    // A container is no id: answered as null.
-                    if self.capturing {
-                        self.capturing = false;
-                        self.id = None;
-                    }
-                    if self.depth < TRACKED_DEPTH {
-                        let bit = 1u128 << self.depth;
-                        if b == b'{' {
-                            self.objects |= bit;
-                        } else {
-                            self.objects &= !bit;
-                        }
-                    }
-                    self.depth = self.depth.saturating_add(1);
-                    self.key_due = b == b'{';
-                }
+                b'"' => self.string_start(),
+                b'{' | b'[' => self.open(b == b'{'),
                 b'}' | b']' => {
                     self.depth = self.depth.saturating_sub(1);
                     self.key_due = false;
@@ -120,6 +93,41 @@ impl Scan {
             }
             i += 1;
         }
+    }
+
+    /// A string begins (at its opening quote): an object's key, or a value (which may be the
+    /// `id` being captured, quote included).
+    fn string_start(&mut self) {
+        self.in_string = true;
+        if self.key_due && self.in_object() {
+            self.values += 1;
+            self.top_key = self.depth == 1;
+            self.key_len = 0;
+        } else {
+            self.value_start();
+            self.keep(b'"');
+        }
+    }
+
+    /// An object (`object`) or an array opens: one more value and one level deeper, remembering
+    /// which of the two it is so that `,` knows whether a key is due.
+    fn open(&mut self, object: bool) {
+        self.value_start();
+        // A container is no id: answered as null.
+        if self.capturing {
+            self.capturing = false;
+            self.id = None;
+        }
+        if self.depth < TRACKED_DEPTH {
+            let bit = 1u128 << self.depth;
+            if object {
+                self.objects |= bit;
+            } else {
+                self.objects &= !bit;
+            }
+        }
+        self.depth = self.depth.saturating_add(1);
+        self.key_due = object;
     }
 
     /// Reads string bytes from `i`; returns where to go on.

@@ -253,34 +253,8 @@ fn read(shared: &Arc<Shared>, mut job: Job, paths: Option<PathMap>, links: Optio
                 };
                 shared.push(SessionEvent::Message(text));
             }
-            Line::Response { id, answer } => {
-                let pending = shared.lock().pending.remove(&id);
-                // An answer nobody waits for (timed out, or not ours) is dropped.
-                if let Some(p) = pending {
-                    (p.done)(answer.map_err(|detail| Error::Session {
-                        request: p.request.into(),
-                        detail,
-                        ended: false,
-                    }));
-                }
-            }
-            Line::Request { id, request } => {
-                let answer = match request.get("subtype").and_then(Value::as_str) {
-                    Some("hook_callback") => {
-                        let mut input = request.get("input").cloned().unwrap_or(Value::Null);
-                        if let Some(paths) = &paths {
-                            translate_json_paths(&mut input, paths, Direction::ToHost);
-                        }
-                        shared.push(SessionEvent::Hook(input));
-                        Ok(json!({"continue": true}))
-                    }
-                    other => Err(format!(
-                        "herdctl-container sessions do not answer {} requests",
-                        other.unwrap_or("untyped")
-                    )),
-                };
-                shared.write(protocol::control_response(&id, answer), None);
-            }
+            Line::Response { id, answer } => deliver(shared, &id, answer),
+            Line::Request { id, request } => answer_request(shared, &id, &request, &paths),
             Line::Cancelled => {}
             Line::Noise => noise.push(line, &shared.redactor),
         }
@@ -290,11 +264,52 @@ fn read(shared: &Arc<Shared>, mut job: Job, paths: Option<PathMap>, links: Optio
         note(&mut warnings, links.link());
     }
     report.warnings.extend(warnings);
+    end(shared, report, &noise);
+}
+
+/// Hands the agent's answer to our control request `id` to whoever waits for it; an answer
+/// nobody waits for (timed out, or not ours) is dropped.
+fn deliver(shared: &Shared, id: &str, answer: Result<Value, String>) {
+    let pending = shared.lock().pending.remove(id);
+    if let Some(p) = pending {
+        (p.done)(answer.map_err(|detail| Error::Session {
+            request: p.request.into(),
+            detail,
+            ended: false,
+        }));
+    }
+}
+
+/// Answers the agent's control request `id` at once: a hook callback becomes a
+/// [`SessionEvent::Hook`] (its paths the host's) and the agent goes on; any other request is
+/// refused, so the agent never waits for an answer that will not come.
+fn answer_request(shared: &Shared, id: &str, request: &Value, paths: &Option<PathMap>) {
+    let answer = match request.get("subtype").and_then(Value::as_str) {
+        Some("hook_callback") => {
+            let mut input = request.get("input").cloned().unwrap_or(Value::Null);
+            if let Some(paths) = paths {
+                translate_json_paths(&mut input, paths, Direction::ToHost);
+            }
+            shared.push(SessionEvent::Hook(input));
+            Ok(json!({"continue": true}))
+        }
+        other => Err(format!(
+            "herdctl-container sessions do not answer {} requests",
+            other.unwrap_or("untyped")
+        )),
+    };
+    shared.write(protocol::control_response(id, answer), None);
+}
+
+/// Ends the session once the job has: keeps the report, tells the reader why it ended (unless
+/// it was closed on purpose), wakes every waiter, fails the requests still waiting for an answer
+/// and stops the writer thread.
+fn end(shared: &Arc<Shared>, report: JobReport, noise: &Noise) {
     let (pending, closing) = {
         let mut st = shared.lock();
         st.ended = Some(report.outcome.describe());
         if !st.closing {
-            let error = ended_message(&report, &noise, &shared.redactor);
+            let error = ended_message(&report, noise, &shared.redactor);
             st.events.push_back(SessionEvent::Message(error));
         }
         st.report = Some(report);
