@@ -140,3 +140,6 @@ pub(crate) fn check_mount_sources(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
