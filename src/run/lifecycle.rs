@@ -21,8 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+use crate::engine::create_models::ContainerCreate;
 use crate::engine::{ContainerInspect, StartOutcome};
 use crate::labels::{self, Mode};
 use crate::paths::MountPlan;
@@ -41,7 +40,7 @@ pub(crate) struct Request<'a> {
     pub mode: Mode,
     pub config_hash: &'a str,
     pub image: &'a str,
-    pub body: Value,
+    pub body: ContainerCreate,
     /// What the inspect after create may show beyond the body.
     pub expected: plan::Expected,
     pub keep: usize,
@@ -65,6 +64,21 @@ pub(crate) struct Reached {
     pub name: String,
     /// Its config hash (its `dev.herdctl.config-hash` label).
     pub config_hash: String,
+}
+
+/// This machine, where the engine runs, answering [`plan::verify`]'s questions about host paths.
+pub(crate) struct ThisHost;
+
+impl plan::HostPaths for ThisHost {
+    fn same_file(&self, a: &str, b: &str) -> bool {
+        a == b
+            || std::fs::canonicalize(a)
+                .is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+    }
+
+    fn device(&self, path_on_host: &str) -> std::result::Result<(), String> {
+        crate::config::check_device(path_on_host).map(drop)
+    }
 }
 
 /// The [`labels::MOUNT_IDS`] value of a mount plan: each source's `dev:inode` (following
@@ -400,7 +414,7 @@ fn create_and_start(
     let lease = Lease::new(shared, id.clone(), name.to_string(), req, true, in_flight);
     let mut warnings = Vec::new();
     let verified = shared.engine.inspect_container(&id).and_then(|got| {
-        let mut w = plan::verify(&req.body, &req.expected, &got)?;
+        let mut w = plan::verify(&req.body, &req.expected, &got, &ThisHost)?;
         w.extend(unbounded(&got));
         Ok(w)
     });

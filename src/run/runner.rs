@@ -1025,7 +1025,7 @@ struct Planned {
     mounts: MountPlan,
     hash: String,
     mode: Mode,
-    body: serde_json::Value,
+    body: crate::engine::create_models::ContainerCreate,
     inside: inside::Inside,
     sanitized: String,
     expected: plan::Expected,
