@@ -95,3 +95,24 @@ fn a_host_config_override_with_the_opt_in() {
         r#"{"Cmd":["sleep","infinity"],"Env":["HOME=/home/claude"],"ExposedPorts":{},"HostConfig":{"CapAdd":["NET_ADMIN"],"CapDrop":["ALL","NET_RAW"],"CgroupnsMode":"private","DeviceRequests":[{"Capabilities":[["gpu"]],"Count":-1,"Driver":"nvidia"}],"Devices":[{"CgroupPermissions":"rw","PathInContainer":"/dev/gpu","PathOnHost":"/dev/null","x-device":true}],"GroupAdd":["44"],"Init":true,"Memory":1073741824,"MemorySwap":1073741824,"Mounts":[{"ReadOnly":false,"Source":"/ws","Target":"/workspace","Type":"bind"},{"ReadOnly":false,"Source":"/state/sessions","Target":"/home/claude/.claude/projects/-workspace","Type":"bind"},{"ReadOnly":true,"Target":"/workspace/.herdctl","Type":"tmpfs"},{"Target":"/scratch","TmpfsOptions":{"SizeBytes":1000},"Type":"tmpfs"},{"BindOptions":{"Propagation":"rprivate"},"ReadOnly":true,"Source":"/data","Target":"/data","Type":"bind","x-mount":2}],"NetworkMode":"none","PidsLimit":-1,"PortBindings":{"22/tcp":[{"HostIp":"127.0.0.1","HostPort":"2222"}]},"Privileged":false,"SecurityOpt":["no-new-privileges=false","seccomp=unconfined"],"ShmSize":67108864,"Sysctls":{"net.ipv4.ip_forward":"1"},"Ulimits":[{"Hard":2048,"Name":"nofile","Soft":1024}],"x-unknown":{"a":1}},"Image":"img:1","Labels":{"dev.herdctl.agent":"a"},"User":"1000:1000","WorkingDir":"/workspace"}"#,
     );
 }
+
+/// A value the engine could not read for a field the runner types is refused before create,
+/// naming the field (the engine refused it at create).
+#[test]
+fn an_override_value_of_the_wrong_type_names_its_field() {
+    let docker = json!({"user": "1000:1000", "network": "none", "host_config": {
+        "Mounts": [{"Type": "tmpfs", "Target": "/scratch", "ReadOnly": "yes"}]}});
+    let config = resolve_docker_config(&docker).unwrap();
+    let sockets = EngineSockets::default();
+    let gate = Gate {
+        allow: false,
+        network: config.network,
+        sockets: &sockets,
+    };
+    let mounts = MountPlan::from_mounts(Vec::new());
+    let e = create_body(&config, &mounts, &BTreeMap::new(), &gate).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid docker.host_config.Mounts: not what the engine reads there: invalid type: string \"yes\", expected a boolean"
+    );
+}
