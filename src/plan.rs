@@ -17,17 +17,27 @@ mod verify;
 pub use config_hash::config_hash;
 pub use mounts::{agent_session_dir, Mount, MountPlan, MountRequest, MountRole, SessionLayout};
 
-pub(crate) use verify::{verify, Expected};
+pub(crate) use verify::{verify, Expected, HostPaths};
 
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_HOW, DEFAULT_PIDS_LIMIT};
+use crate::engine::create_models::{
+    ContainerCreate, Empty, ExposedPorts, HostConfig, Mount as EngineMount, PortBinding,
+    PortBindings,
+};
 use crate::paths::{CONTAINER_HOME, CONTAINER_WORKSPACE};
 use crate::{Error, Result};
 
 /// What PID 1's child runs: a process that waits forever, so jobs can exec into the container.
 /// `sleep infinity` exists in busybox and coreutils; the image's entrypoint still runs first.
 const KEEPALIVE: [&str; 2] = ["sleep", "infinity"];
+
+/// Where the override's errors point (the config's own name for it).
+const OVERRIDE: &str = "docker.host_config";
 
 /// The create body for one container.
 ///
@@ -37,76 +47,107 @@ const KEEPALIVE: [&str; 2] = ["sleep", "infinity"];
 pub(crate) fn create_body(
     config: &DockerConfig,
     mounts: &MountPlan,
-    labels: &std::collections::BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
     gate: &Gate<'_>,
-) -> Result<Value> {
-    let mut host = Map::new();
-    host.insert("Mounts".into(), json!(mounts.engine_mounts()));
-    host.insert("Memory".into(), json!(config.memory_bytes));
-    host.insert("MemorySwap".into(), json!(config.memory_bytes));
-    host.insert(
-        "PidsLimit".into(),
-        json!(config.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT)),
-    );
-    host.insert("CapDrop".into(), json!(["ALL"]));
-    host.insert("SecurityOpt".into(), json!(["no-new-privileges"]));
-    host.insert("NetworkMode".into(), json!(config.network.as_str()));
-    host.insert("Init".into(), json!(true));
-    // A job in a persistent container runs with a group id of its own (see `job/group.rs`):
-    // the configured group stays one of its groups, so what it could reach through that group
-    // it still can.
-    if let Some(gid) = config.user.gid {
-        host.insert("GroupAdd".into(), json!([gid.to_string()]));
-    }
-    if let Some(runtime) = &config.runtime {
-        host.insert("Runtime".into(), json!(runtime));
-    }
-    if let Some(v) = config.cpu_shares {
-        host.insert("CpuShares".into(), json!(v));
-    }
-    if let Some(v) = config.cpu_period {
-        host.insert("CpuPeriod".into(), json!(v));
-    }
-    if let Some(v) = config.cpu_quota {
-        host.insert("CpuQuota".into(), json!(v));
-    }
-    if !config.tmpfs.is_empty() {
-        let tmpfs: Map<String, Value> = config
-            .tmpfs
-            .iter()
-            .map(|t| (t.path.clone(), json!(t.options.clone().unwrap_or_default())))
-            .collect();
-        host.insert("Tmpfs".into(), Value::Object(tmpfs));
-    }
-    let mut exposed = Map::new();
-    if !config.ports.is_empty() {
-        let mut bindings = Map::new();
-        for p in &config.ports {
-            let key = format!("{}/tcp", p.container_port);
-            exposed.insert(key.clone(), json!({}));
-            bindings
-                .entry(key)
-                .or_insert_with(|| json!([]))
-                .as_array_mut()
-                .expect("inserted as an array just above")
-                .push(json!({"HostPort": p.host_port.to_string()}));
-        }
-        host.insert("PortBindings".into(), Value::Object(bindings));
-    }
-    let mut host = Value::Object(host);
+) -> Result<ContainerCreate> {
+    let (exposed_ports, port_bindings) = ports(config);
+    let mut host = runner_host_config(config, mounts)?;
+    host.port_bindings = port_bindings;
     if config.host_config_override.is_some() {
-        host = crate::config::merge(&host, config, gate)?;
+        host = merge_override(&host, config, gate)?;
     }
-    Ok(json!({
-        "Image": config.image,
-        "Cmd": KEEPALIVE,
-        "User": config.user.to_string(),
-        "Env": [format!("HOME={CONTAINER_HOME}")],
-        "WorkingDir": CONTAINER_WORKSPACE,
-        "Labels": labels,
-        "ExposedPorts": exposed,
-        "HostConfig": host,
-    }))
+    Ok(ContainerCreate {
+        image: config.image.clone(),
+        cmd: KEEPALIVE.map(String::from).to_vec(),
+        user: config.user.to_string(),
+        env: vec![format!("HOME={CONTAINER_HOME}")],
+        working_dir: CONTAINER_WORKSPACE.into(),
+        labels: labels.clone(),
+        exposed_ports,
+        host_config: host,
+    })
+}
+
+/// The runner's own HostConfig: the config's limits and mounts, and this project's defaults.
+fn runner_host_config(config: &DockerConfig, mounts: &MountPlan) -> Result<HostConfig> {
+    let memory = int("docker.memory", config.memory_bytes)?;
+    let pids = config.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
+    let opt = |field: &str, v: Option<u64>| v.map(|v| int(field, v)).transpose();
+    Ok(HostConfig {
+        mounts: Some(engine_mounts(mounts)?),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        pids_limit: Some(int("docker.pids_limit", pids)?),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        network_mode: Some(config.network.as_str().into()),
+        init: Some(true),
+        // A job in a persistent container runs with a group id of its own (see `job/group.rs`):
+        // the configured group stays one of its groups, so what it could reach through that
+        // group it still can.
+        group_add: config.user.gid.map(|gid| vec![gid.to_string()]),
+        runtime: config.runtime.clone(),
+        cpu_shares: opt("docker.cpu_shares", config.cpu_shares)?,
+        cpu_period: opt("docker.cpu_period", config.cpu_period)?,
+        cpu_quota: opt("docker.cpu_quota", config.cpu_quota)?,
+        tmpfs: (!config.tmpfs.is_empty()).then(|| {
+            config
+                .tmpfs
+                .iter()
+                .map(|t| (t.path.clone(), t.options.clone().unwrap_or_default()))
+                .collect()
+        }),
+        ..HostConfig::default()
+    })
+}
+
+/// A limit as the engine reads it (Go's `int64`).
+fn int(field: &str, v: u64) -> Result<i64> {
+    i64::try_from(v)
+        .map_err(|_| Error::invalid(field, format!("expected at most {}, got {v}", i64::MAX)))
+}
+
+/// The mount plan's entries, in the shape [`MountPlan::engine_mounts`] gives them.
+fn engine_mounts(mounts: &MountPlan) -> Result<Vec<EngineMount>> {
+    Vec::<EngineMount>::deserialize(Value::Array(mounts.engine_mounts()))
+        .map_err(|e| Error::invalid("HostConfig.Mounts", format!("a planned mount: {e}")))
+}
+
+/// `ExposedPorts` and `PortBindings` for `docker.ports` (TCP; several host ports may publish
+/// one container port).
+fn ports(config: &DockerConfig) -> (ExposedPorts, Option<PortBindings>) {
+    let mut exposed = ExposedPorts::new();
+    if config.ports.is_empty() {
+        return (exposed, None);
+    }
+    let mut bindings = PortBindings::new();
+    for p in &config.ports {
+        let key = format!("{}/tcp", p.container_port);
+        exposed.insert(key.clone(), Empty {});
+        bindings.entry(key).or_default().push(PortBinding {
+            host_port: Some(p.host_port.to_string()),
+            ..PortBinding::default()
+        });
+    }
+    (exposed, Some(bindings))
+}
+
+/// The override merged over the runner's HostConfig. The merge works on JSON, as the engine
+/// reads it (keys in any letter case); its result is read into the typed request here, the one
+/// place where the override's keys become fields (the rest stay in [`HostConfig::other`]).
+fn merge_override(host: &HostConfig, config: &DockerConfig, gate: &Gate<'_>) -> Result<HostConfig> {
+    let generated = serde_json::to_value(host)
+        .map_err(|e| Error::invalid("HostConfig", format!("cannot encode it: {e}")))?;
+    let merged = crate::config::merge(&generated, config, gate)?;
+    HostConfig::deserialize(&merged).map_err(|e| {
+        // Name the key that does not read: the first that fails on its own.
+        let bad = merged.as_object().into_iter().flatten().find(|(k, v)| {
+            let one = Map::from_iter([((*k).clone(), (*v).clone())]);
+            HostConfig::deserialize(&Value::Object(one)).is_err()
+        });
+        let field = bad.map_or(OVERRIDE.to_string(), |(k, _)| format!("{OVERRIDE}.{k}"));
+        Error::invalid(field, format!("not what the engine reads there: {e}"))
+    })
 }
 
 /// Refuses, without the opt-in, a workspace or volume whose host path is an engine's socket, a
@@ -146,3 +187,6 @@ pub(crate) fn check_mount_sources(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -143,9 +143,15 @@ impl Engine {
     /// Creates a container named `name` (empty: the engine picks one) from `body`, the engine's
     /// create config (`Image`, `Cmd`, `Labels`, `HostConfig`, ...). Returns its id.
     ///
+    /// `body` is anything that serialises to that JSON: the runner sends its typed request, a
+    /// caller of this library or a test a `serde_json::Value` with whatever fields it needs.
+    ///
     /// A name in use fails with [`Error::Conflict`] naming it: that is how two processes racing to
     /// create the same persistent container find each other.
-    pub fn create_container(&self, name: &str, body: &serde_json::Value) -> Result<String> {
+    pub fn create_container<B>(&self, name: &str, body: &B) -> Result<String>
+    where
+        B: serde::Serialize,
+    {
         let mut path = "/containers/create".to_string();
         if !name.is_empty() {
             check_id("name", name)?;
@@ -165,6 +171,8 @@ impl Engine {
                 }
             }
             _ => {
+                // Read back from the body only on this path: the image names a 404.
+                let body = serde_json::to_value(body).unwrap_or_default();
                 let image = body
                     .get("Image")
                     .and_then(|v| v.as_str())

@@ -24,6 +24,7 @@ mod call;
 mod command;
 mod container_models;
 mod containers;
+pub(crate) mod create_models;
 mod dial;
 mod errors;
 mod exec;

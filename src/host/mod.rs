@@ -12,3 +12,20 @@ pub(crate) mod user;
 pub(crate) use mounts::{mcp_socket_dir, mount_ids, prepare_session_dir};
 pub(crate) use sessions::{claim_legacy_transcript, link_new_transcripts};
 pub use user::{host_user, process_user, resolve_docker_config, resolve_layered};
+
+use crate::plan::HostPaths;
+
+/// This machine, where the engine runs, answering [`crate::plan::verify`]'s questions about host paths.
+pub(crate) struct ThisHost;
+
+impl HostPaths for ThisHost {
+    fn same_file(&self, a: &str, b: &str) -> bool {
+        a == b
+            || std::fs::canonicalize(a)
+                .is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+    }
+
+    fn device(&self, path_on_host: &str) -> std::result::Result<(), String> {
+        crate::config::check_device(path_on_host).map(drop)
+    }
+}

@@ -6,11 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::{create_body, Expected, MountPlan};
 use crate::config::{DockerConfig, Gate};
 use crate::credentials::Credentials;
+use crate::engine::create_models::ContainerCreate;
 use crate::engine::ExecSpec;
 use crate::labels::{self, Mode};
 use crate::paths::{sanitize_agent_name, CONTAINER_WORKSPACE};
@@ -44,7 +43,7 @@ pub(crate) struct JobPlan {
     /// The agent's name as container names may hold it.
     pub sanitized: String,
     /// The create request, labels included.
-    pub body: Value,
+    pub body: ContainerCreate,
     /// What the inspect after create must show.
     pub expected: Expected,
     /// The container user, `uid[:gid]`.

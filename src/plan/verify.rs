@@ -6,10 +6,9 @@
 //! starts. Without the opt-in a loosening refuses the job (and the container is removed); a
 //! limit that did not take is a warning.
 
-use serde_json::Value;
-
-use crate::config::{check_device, no_new_privileges, parse_security_opt, SecOpt};
-use crate::engine::ContainerInspect;
+use crate::config::{no_new_privileges, parse_security_opt, SecOpt};
+use crate::engine::create_models::{ContainerCreate, HostConfig};
+use crate::engine::{ContainerHostConfig, ContainerInspect};
 use crate::plan::{MountPlan, MountRole};
 use crate::{Error, Result};
 
@@ -79,6 +78,17 @@ impl Expected {
     }
 }
 
+/// What the check asks the host about paths the engine reported. Answering reads the host's
+/// file system, so the caller (the run layer, on the machine the engine runs on) answers.
+pub(crate) trait HostPaths {
+    /// Whether two host paths name one file: an engine may report a bind's source with its
+    /// symlinks resolved.
+    fn same_file(&self, a: &str, b: &str) -> bool;
+    /// `Err` with why a host device is not one a job may have without the opt-in (see
+    /// [`check_device`](crate::config::check_device)).
+    fn device(&self, path_on_host: &str) -> std::result::Result<(), String>;
+}
+
 /// Whether the container has no capability: Docker reports the `ALL` it was given, Podman
 /// reports each default capability it dropped instead.
 fn drops_every_capability(drop: &[String]) -> bool {
@@ -91,51 +101,74 @@ fn drops_every_capability(drop: &[String]) -> bool {
     dropped("ALL") || DEFAULT_CAPABILITIES.iter().all(|c| dropped(c))
 }
 
-fn strs(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect()
+/// The strings of an optional list.
+fn strs(list: &Option<Vec<String>>) -> impl Iterator<Item = &str> {
+    list.iter().flatten().map(String::as_str)
 }
 
 /// Compares what the engine applied with what was asked and what may be there at all.
 /// Security settings that did not take, and loosenings without the opt-in, are errors (the
 /// container must not run a job); limits that did not take are warnings.
 pub(crate) fn verify(
-    asked: &Value,
+    asked: &ContainerCreate,
     expected: &Expected,
     got: &ContainerInspect,
+    host: &dyn HostPaths,
 ) -> Result<Vec<String>> {
-    let want = &asked["HostConfig"];
-    let have = &got.host_config;
-    let allow = expected.allow;
+    let (want, have) = (&asked.host_config, &got.host_config);
     let mut problems = Vec::new();
-    let mut loosened = |what: String| {
-        if !allow {
-            problems.push(what);
-        }
-    };
+    if !expected.allow {
+        problems.extend(privileges(have));
+        problems.extend(security_options(have));
+        problems.extend(namespaces(have));
+        problems.extend(engine_path_lists(have));
+        problems.extend(host_access(want, have, host));
+        problems.extend(unplanned_mounts(expected, got, host));
+    }
+    // Whatever the opt-in: the runner's own settings, and what the gate passed, must hold.
+    problems.extend(runner_security(want, have, expected.allow));
+    problems.extend(identity_and_modes(asked, got));
+    problems.extend(asked_devices(want, have));
+    if !problems.is_empty() {
+        return Err(Error::NotApplied {
+            container: got.name.trim_start_matches('/').to_string(),
+            what: problems.join(", "),
+        });
+    }
+    Ok(limits(want, have))
+}
 
+/// Loosenings: privileged, capabilities added.
+fn privileges(have: &ContainerHostConfig) -> Vec<String> {
+    let mut out = Vec::new();
     if have.privileged {
-        loosened("Privileged false (got true)".into());
+        out.push("Privileged false (got true)".into());
     }
     if !have.cap_add.is_empty() || !have.capabilities.is_empty() {
-        loosened(format!(
+        out.push(format!(
             "no added capabilities (got {:?})",
             [have.cap_add.clone(), have.capabilities.clone()].concat()
         ));
     }
-    let nnp = no_new_privileges(have.security_opt.iter().map(String::as_str));
-    let other_opts: Vec<&String> = have
+    out
+}
+
+/// Loosenings: security options other than no-new-privileges (seccomp, AppArmor, SELinux).
+fn security_options(have: &ContainerHostConfig) -> Vec<String> {
+    let other: Vec<&String> = have
         .security_opt
         .iter()
         .filter(|o| matches!(parse_security_opt(o), SecOpt::Other(_)))
         .collect();
-    if !other_opts.is_empty() {
-        loosened(format!("no other security options (got {other_opts:?})"));
+    if other.is_empty() {
+        return Vec::new();
     }
-    for (what, value, fine) in [
+    vec![format!("no other security options (got {other:?})")]
+}
+
+/// Loosenings: a namespace shared with the host or another container.
+fn namespaces(have: &ContainerHostConfig) -> Vec<String> {
+    let modes = [
         ("PidMode", &have.pid_mode, &["", "private"][..]),
         ("UTSMode", &have.uts_mode, &["", "private"][..]),
         ("UsernsMode", &have.userns_mode, &["", "private"][..]),
@@ -144,67 +177,83 @@ pub(crate) fn verify(
             &have.ipc_mode,
             &["", "private", "none", "shareable"][..],
         ),
-    ] {
-        if !fine.contains(&value.as_str()) {
-            loosened(format!("{what} private (got {value:?})"));
-        }
-    }
+    ];
+    modes
+        .into_iter()
+        .filter(|(_, value, fine)| !fine.contains(&value.as_str()))
+        .map(|(what, value, _)| format!("{what} private (got {value:?})"))
+        .collect()
+}
+
+/// Loosenings: `/proc` and `/sys` paths the engine would hide or make read-only, not so.
+fn engine_path_lists(have: &ContainerHostConfig) -> Vec<String> {
+    let mut out = Vec::new();
     for (what, list, required) in [
         ("MaskedPaths", &have.masked_paths, &MASKED[..]),
         ("ReadonlyPaths", &have.readonly_paths, &READ_ONLY[..]),
     ] {
         // An engine that does not report the list applied its own.
-        if let Some(list) = list {
-            let missing: Vec<&str> = required
-                .iter()
-                .copied()
-                .filter(|p| !list.iter().any(|l| l == p))
-                .collect();
-            if !missing.is_empty() {
-                loosened(format!(
-                    "{what} with the engine's defaults (missing {missing:?})"
-                ));
-            }
+        let Some(list) = list else { continue };
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|p| !list.iter().any(|l| l == p))
+            .collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "{what} with the engine's defaults (missing {missing:?})"
+            ));
         }
     }
+    out
+}
+
+/// Loosenings: host devices, kernel parameters, other containers' volumes, published ports, the
+/// host's OOM killer.
+fn host_access(want: &HostConfig, have: &ContainerHostConfig, host: &dyn HostPaths) -> Vec<String> {
+    let mut out = Vec::new();
     for d in &have.devices {
-        if let Err(why) = check_device(&d.path_on_host) {
-            loosened(format!("only GPU devices ({why})"));
+        if let Err(why) = host.device(&d.path_on_host) {
+            out.push(format!("only GPU devices ({why})"));
         }
     }
     if !have.device_cgroup_rules.is_empty() {
-        loosened(format!(
+        out.push(format!(
             "no device cgroup rules (got {:?})",
             have.device_cgroup_rules
         ));
     }
     if !have.volumes_from.is_empty() {
-        loosened(format!("no VolumesFrom (got {:?})", have.volumes_from));
+        out.push(format!("no VolumesFrom (got {:?})", have.volumes_from));
     }
-    if !have.sysctls.is_empty() && want.get("Sysctls").is_none() {
-        loosened(format!("no sysctls (got {:?})", have.sysctls));
+    if !have.sysctls.is_empty() && want.sysctls.is_none() {
+        out.push(format!("no sysctls (got {:?})", have.sysctls));
     }
     if have.publish_all_ports {
-        loosened("PublishAllPorts false (got true)".into());
+        out.push("PublishAllPorts false (got true)".into());
     }
     if have.oom_score_adj < 0 {
-        loosened(format!("OomScoreAdj >= 0 (got {})", have.oom_score_adj));
+        out.push(format!("OomScoreAdj >= 0 (got {})", have.oom_score_adj));
     }
+    out
+}
+
+/// Loosenings: mounts beyond the runner's bind mounts, tmpfs and the image's own volumes.
+fn unplanned_mounts(
+    expected: &Expected,
+    got: &ContainerInspect,
+    host: &dyn HostPaths,
+) -> Vec<String> {
+    let mut out = Vec::new();
     for m in &got.mounts {
         match m.r#type.as_str() {
             "bind" => {
-                // An engine may report the source with its symlinks resolved.
-                let same = |a: &str, b: &str| {
-                    a == b
-                        || std::fs::canonicalize(a)
-                            .is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
-                };
                 let planned = expected
                     .binds
                     .iter()
-                    .any(|(s, t)| *t == m.destination && same(s, &m.source));
+                    .any(|(s, t)| *t == m.destination && host.same_file(s, &m.source));
                 if !planned {
-                    loosened(format!(
+                    out.push(format!(
                         "only the runner's bind mounts (got {} at {})",
                         m.source, m.destination
                     ));
@@ -213,109 +262,119 @@ pub(crate) fn verify(
             // The image's own VOLUMEs get anonymous volumes.
             "volume" if got.config.volumes.contains_key(&m.destination) => {}
             "tmpfs" => {}
-            other => loosened(format!(
+            other => out.push(format!(
                 "no {other} mount at {} (only the runner's bind mounts, tmpfs and the image's volumes)",
                 m.destination
             )),
         }
     }
+    out
+}
 
-    // Whatever the opt-in: the runner's own settings, and what the gate passed, must hold.
+/// The runner's own security settings: every capability dropped, no-new-privileges (turned off
+/// only by the override, with the opt-in).
+fn runner_security(want: &HostConfig, have: &ContainerHostConfig, allow: bool) -> Vec<String> {
+    let mut out = Vec::new();
     if !drops_every_capability(&have.cap_drop) {
-        problems.push("CapDrop ALL".into());
+        out.push("CapDrop ALL".into());
     }
-    if !nnp && no_new_privileges(strs(&want["SecurityOpt"])) {
-        problems.push("no-new-privileges".into());
+    let nnp = no_new_privileges(have.security_opt.iter().map(String::as_str));
+    if !nnp && no_new_privileges(strs(&want.security_opt)) {
+        out.push("no-new-privileges".into());
     } else if !nnp && !allow {
-        problems.push("no-new-privileges (turned off)".into());
+        out.push("no-new-privileges (turned off)".into());
     }
     if !have.binds.is_empty() {
-        problems.push(format!("no Binds (got {:?})", have.binds));
+        out.push(format!("no Binds (got {:?})", have.binds));
     }
-    let want_user = asked["User"].as_str().unwrap_or_default();
-    if got.config.user != want_user {
-        problems.push(format!("user {want_user} (got {:?})", got.config.user));
+    out
+}
+
+/// What was asked must be what the container has: its user, network, cgroup namespace, groups
+/// and runtime.
+fn identity_and_modes(asked: &ContainerCreate, got: &ContainerInspect) -> Vec<String> {
+    let (want, have) = (&asked.host_config, &got.host_config);
+    let mut out = Vec::new();
+    if got.config.user != asked.user {
+        out.push(format!("user {} (got {:?})", asked.user, got.config.user));
     }
-    if let Some(n) = want["NetworkMode"].as_str() {
-        fn same(a: &str) -> &str {
-            if a == "default" {
-                "bridge"
-            } else {
-                a
-            }
-        }
+    if let Some(n) = &want.network_mode {
+        let same = |a: &str| if a == "default" { "bridge" } else { a }.to_string();
         if same(&have.network_mode) != same(n) {
-            problems.push(format!("network {n} (got {:?})", have.network_mode));
+            out.push(format!("network {n} (got {:?})", have.network_mode));
         }
     }
-    if let (Some(n), Some(h)) = (want["CgroupnsMode"].as_str(), &have.cgroupns_mode) {
+    if let (Some(n), Some(h)) = (&want.cgroupns_mode, &have.cgroupns_mode) {
         if n != h {
-            problems.push(format!("CgroupnsMode {n} (got {h:?})"));
+            out.push(format!("CgroupnsMode {n} (got {h:?})"));
         }
     }
-    let groups = strs(&want["GroupAdd"]);
+    let groups: Vec<&str> = strs(&want.group_add).collect();
     if let Some(g) = have
         .group_add
         .iter()
         .find(|g| !groups.contains(&g.as_str()))
     {
-        problems.push(format!("no groups beyond GroupAdd (got {g:?})"));
+        out.push(format!("no groups beyond GroupAdd (got {g:?})"));
     }
-    if let Some(r) = want["Runtime"].as_str() {
-        if have.runtime != r {
-            problems.push(format!("runtime {r} (got {:?})", have.runtime));
+    if let Some(r) = &want.runtime {
+        if have.runtime != *r {
+            out.push(format!("runtime {r} (got {:?})", have.runtime));
         }
     }
-    // GPUs: what was asked must be there, or the job would run without it.
-    for d in want["Devices"].as_array().into_iter().flatten() {
-        let host = d["PathOnHost"].as_str().unwrap_or_default();
-        if !have.devices.iter().any(|h| h.path_on_host == host) {
-            problems.push(format!("device {host}"));
+    out
+}
+
+/// GPUs: what was asked must be there, or the job would run without it.
+fn asked_devices(want: &HostConfig, have: &ContainerHostConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in want.devices.iter().flatten() {
+        if !have
+            .devices
+            .iter()
+            .any(|h| h.path_on_host == d.path_on_host)
+        {
+            out.push(format!("device {}", d.path_on_host));
         }
     }
-    let requests = want["DeviceRequests"].as_array().map_or(0, Vec::len);
+    let requests = want.device_requests.as_ref().map_or(0, Vec::len);
     if have.device_requests.len() != requests {
-        problems.push(format!(
+        out.push(format!(
             "{requests} device requests (got {})",
             have.device_requests.len()
         ));
     }
+    out
+}
 
-    let mut warnings = Vec::new();
-    if let Some(m) = want["Memory"].as_i64() {
-        if have.memory != m {
-            warnings.push(format!("memory limit {m} was applied as {}", have.memory));
-        }
+/// Warnings: limits that did not take (the job may still run).
+fn limits(want: &HostConfig, have: &ContainerHostConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = want.memory.filter(|m| *m != have.memory) {
+        out.push(format!("memory limit {m} was applied as {}", have.memory));
     }
-    if let Some(m) = want["MemorySwap"].as_i64() {
-        if have.memory_swap != m {
-            warnings.push(format!(
-                "swap limit {m} was applied as {}",
-                have.memory_swap
-            ));
-        }
+    if let Some(m) = want.memory_swap.filter(|m| *m != have.memory_swap) {
+        out.push(format!(
+            "swap limit {m} was applied as {}",
+            have.memory_swap
+        ));
     }
-    if let Some(p) = want["PidsLimit"].as_i64() {
-        if have.pids_limit.unwrap_or(0) != p {
-            warnings.push(format!(
-                "pids limit {p} was applied as {:?}",
-                have.pids_limit
-            ));
-        }
+    if let Some(p) = want
+        .pids_limit
+        .filter(|p| have.pids_limit.unwrap_or(0) != *p)
+    {
+        out.push(format!(
+            "pids limit {p} was applied as {:?}",
+            have.pids_limit
+        ));
     }
-    if !problems.is_empty() {
-        return Err(Error::NotApplied {
-            container: got.name.trim_start_matches('/').to_string(),
-            what: problems.join(", "),
-        });
-    }
-    Ok(warnings)
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn caps(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -352,10 +411,38 @@ mod tests {
         .unwrap()
     }
 
-    fn asked() -> Value {
-        json!({"User": "1000:1000", "HostConfig": {
-            "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "NetworkMode": "none",
-            "Memory": 1, "MemorySwap": 1, "PidsLimit": 5}})
+    fn asked() -> ContainerCreate {
+        ContainerCreate {
+            user: "1000:1000".into(),
+            host_config: serde_json::from_value(json!({
+                "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "NetworkMode": "none",
+                "Memory": 1, "MemorySwap": 1, "PidsLimit": 5}))
+            .unwrap(),
+            ..ContainerCreate::default()
+        }
+    }
+
+    /// A host where paths are the same when spelled the same, and every `/dev` path is a GPU.
+    struct FakeHost;
+
+    impl HostPaths for FakeHost {
+        fn same_file(&self, a: &str, b: &str) -> bool {
+            a == b
+        }
+        fn device(&self, path: &str) -> std::result::Result<(), String> {
+            match path.starts_with("/dev/") {
+                true => Ok(()),
+                false => Err(format!("{path} is not a device")),
+            }
+        }
+    }
+
+    fn verify(
+        asked: &ContainerCreate,
+        expected: &Expected,
+        got: &ContainerInspect,
+    ) -> Result<Vec<String>> {
+        super::verify(asked, expected, got, &FakeHost)
     }
 
     fn expected(allow: bool) -> Expected {
@@ -445,7 +532,7 @@ mod tests {
         assert!(verify(&asked(), &expected(true), &got).is_err());
         // Turned off on purpose, with the opt-in.
         let mut off = asked();
-        off["HostConfig"]["SecurityOpt"] = json!(["no-new-privileges=false"]);
+        off.host_config.security_opt = Some(vec!["no-new-privileges=false".into()]);
         let got = inspect(json!({"SecurityOpt": ["no-new-privileges=false"]}));
         assert!(verify(&off, &expected(true), &got).is_ok());
         assert!(verify(&off, &expected(false), &got).is_err());
@@ -454,8 +541,11 @@ mod tests {
     #[test]
     fn gpus_asked_for_must_be_there() {
         let mut want = asked();
-        want["HostConfig"]["Devices"] = json!([{"PathOnHost": "/dev/null", "PathInContainer": "/dev/gpu", "CgroupPermissions": "rwm"}]);
-        want["HostConfig"]["DeviceRequests"] = json!([{"Driver": "nvidia", "Count": -1}]);
+        want.host_config.devices = Some(vec![serde_json::from_value(
+            json!({"PathOnHost": "/dev/null", "PathInContainer": "/dev/gpu", "CgroupPermissions": "rwm"}),
+        )
+        .unwrap()]);
+        want.host_config.device_requests = Some(vec![json!({"Driver": "nvidia", "Count": -1})]);
         let got = inspect(json!({}));
         let e = verify(&want, &expected(false), &got)
             .unwrap_err()

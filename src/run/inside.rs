@@ -9,9 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::config::no_new_privileges;
+use crate::engine::create_models::ContainerCreate;
 use crate::engine::{Engine, ExecSpec};
 use crate::run::isolation;
 use crate::{Error, Result};
@@ -32,19 +31,15 @@ pub(crate) struct Inside {
 impl Inside {
     /// The conditions of a container created from `body`: no-new-privileges unless the body turns
     /// it off, no capability unless it adds some or runs privileged (both only with the opt-in).
-    pub(crate) fn of(body: &Value) -> Inside {
-        let host = &body["HostConfig"];
-        let opts = host["SecurityOpt"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str);
-        let added = ["CapAdd", "Capabilities"]
+    pub(crate) fn of(body: &ContainerCreate) -> Inside {
+        let host = &body.host_config;
+        let opts = host.security_opt.iter().flatten().map(String::as_str);
+        let added = [&host.cap_add, &host.capabilities]
             .iter()
-            .any(|k| host[k].as_array().is_some_and(|a| !a.is_empty()));
+            .any(|list| list.as_ref().is_some_and(|a| !a.is_empty()));
         Inside {
             no_new_privs: no_new_privileges(opts),
-            no_capabilities: !added && host["Privileged"] != Value::Bool(true),
+            no_capabilities: !added && host.privileged != Some(true),
         }
     }
 
@@ -189,12 +184,17 @@ mod tests {
 
     #[test]
     fn conditions_follow_the_body() {
-        let body =
-            json!({"HostConfig": {"SecurityOpt": ["no-new-privileges"], "CapDrop": ["ALL"]}});
-        assert_eq!(Inside::of(&body), ALL);
-        let body = json!({"HostConfig": {"SecurityOpt": ["no-new-privileges", "no-new-privileges=0"], "CapAdd": ["NET_ADMIN"]}});
+        let body = |host| ContainerCreate {
+            host_config: serde_json::from_value(host).unwrap(),
+            ..ContainerCreate::default()
+        };
+        let plain = body(json!({"SecurityOpt": ["no-new-privileges"], "CapDrop": ["ALL"]}));
+        assert_eq!(Inside::of(&plain), ALL);
+        let loose = body(
+            json!({"SecurityOpt": ["no-new-privileges", "no-new-privileges=0"], "CapAdd": ["NET_ADMIN"]}),
+        );
         assert_eq!(
-            Inside::of(&body),
+            Inside::of(&loose),
             Inside {
                 no_new_privs: false,
                 no_capabilities: false

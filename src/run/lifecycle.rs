@@ -20,8 +20,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+use crate::engine::create_models::ContainerCreate;
 use crate::engine::{ContainerInspect, StartOutcome};
 use crate::labels::{self, Mode};
 use crate::run::options::PullPolicy;
@@ -40,7 +39,7 @@ pub(crate) struct Request<'a> {
     pub mode: Mode,
     pub config_hash: &'a str,
     pub image: &'a str,
-    pub body: Value,
+    pub body: ContainerCreate,
     /// What the inspect after create may show beyond the body.
     pub expected: plan::Expected,
     pub keep: usize,
@@ -386,7 +385,7 @@ fn create_and_start(
     let lease = Lease::new(shared, id.clone(), name.to_string(), req, true, in_flight);
     let mut warnings = Vec::new();
     let verified = shared.engine.inspect_container(&id).and_then(|got| {
-        let mut w = plan::verify(&req.body, &req.expected, &got)?;
+        let mut w = plan::verify(&req.body, &req.expected, &got, &crate::host::ThisHost)?;
         w.extend(unbounded(&got));
         Ok(w)
     });

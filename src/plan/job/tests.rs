@@ -1,5 +1,7 @@
 //! The job's plan without an engine or a file system: made-up paths, the host's answers given.
 
+use serde_json::Value;
+
 use super::*;
 use crate::config::{resolve_for, EngineSockets, UserSpec};
 use crate::plan::mounts::{MountSources, RealPaths};
@@ -56,24 +58,25 @@ fn plan(config: &DockerConfig, owner: Option<&str>) -> JobPlan {
 fn labels_carry_mount_ids_and_only_an_ephemeral_container_has_an_owner() {
     let eph = config(serde_json::json!({"ephemeral": true}));
     let p = plan(&eph, Some("owner-1"));
-    let labels = &p.body["Labels"];
+    let labels = &p.body.labels;
     assert_eq!(p.mode, Mode::Ephemeral);
     assert_eq!(labels[labels::MOUNT_IDS], "1:2,3:4");
     assert_eq!(labels[labels::OWNER], "owner-1");
     assert_eq!(labels[labels::CREATED], "1700000000000");
-    assert_eq!(labels[labels::CONFIG_HASH], p.hash.as_str());
+    assert_eq!(labels[labels::CONFIG_HASH], p.hash);
 
     let per = config(serde_json::json!({"ephemeral": false}));
     let p = plan(&per, Some("owner-1"));
     assert_eq!(p.mode, Mode::Persistent);
-    assert!(p.body["Labels"].get(labels::OWNER).is_none());
+    assert!(!p.body.labels.contains_key(labels::OWNER));
 }
 
 #[test]
 fn no_env_value_is_in_the_create_request() {
     let c = config(serde_json::json!({"env": {"DATABASE_URL": "postgres://u:hunter2@db/x"}}));
     let p = plan(&c, None);
-    assert!(!p.body.to_string().contains("hunter2"), "{}", p.body);
+    let sent = serde_json::to_string(&p.body).unwrap();
+    assert!(!sent.contains("hunter2"), "{sent}");
     let creds = creds();
     let exec = job_exec(&ExecRequest {
         config: &c,

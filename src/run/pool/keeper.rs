@@ -139,13 +139,14 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
         })?;
     let mount_ids = crate::host::mount_ids(&t.mounts);
     let mut body = t.body.clone();
-    if let Some(l) = body["Labels"].as_object_mut() {
+    {
+        let l = &mut body.labels;
         // Not the owner label of a job's ephemeral container: the reaper of those would stop
         // an idle one as leaked, or a job another process took from this pool.
         l.remove(labels::OWNER);
-        l.insert(labels::CREATED.into(), labels::now_ms().to_string().into());
+        l.insert(labels::CREATED.into(), labels::now_ms().to_string());
         l.insert(labels::POOL.into(), pool.owner.id().into());
-        l.insert(labels::MOUNT_IDS.into(), mount_ids.clone().into());
+        l.insert(labels::MOUNT_IDS.into(), mount_ids.clone());
         if t.expected.allow {
             l.insert(labels::POOL_LOOSE.into(), "1".into());
         }
@@ -159,7 +160,7 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
     };
     let checked = engine
         .inspect_container(&id)
-        .and_then(|got| plan::verify(&body, &t.expected, &got))
+        .and_then(|got| plan::verify(&body, &t.expected, &got, &crate::host::ThisHost))
         .and_then(|warnings| match engine.start_container(&id)? {
             StartOutcome::Started | StartOutcome::AlreadyRunning => Ok(warnings),
         })

@@ -35,8 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+use crate::engine::create_models::ContainerCreate;
 use crate::engine::{ContainerSummary, Engine};
 use crate::labels;
 use crate::plan;
@@ -71,7 +70,7 @@ pub(crate) struct Want<'a> {
     pub sanitized: &'a str,
     pub hash: &'a str,
     /// The job's create body (its labels get the pool's own added).
-    pub body: &'a Value,
+    pub body: &'a ContainerCreate,
     pub expected: &'a plan::Expected,
     /// What the exec check must find inside; checked when a container is warmed.
     pub inside: inside::Inside,
@@ -146,7 +145,7 @@ struct Key {
 struct Template {
     hash: String,
     sanitized: String,
-    body: Value,
+    body: ContainerCreate,
     expected: plan::Expected,
     inside: inside::Inside,
     user: String,
