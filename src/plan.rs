@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{DockerConfig, EngineSockets, Gate, ALLOW_HOW, DEFAULT_PIDS_LIMIT};
+use crate::config::{DockerConfig, Passed, DEFAULT_PIDS_LIMIT};
 use crate::engine::create_models::{
     ContainerCreate, Empty, ExposedPorts, HostConfig, Mount as EngineMount, PortBinding,
     PortBindings,
@@ -48,13 +48,13 @@ pub(crate) fn create_body(
     config: &DockerConfig,
     mounts: &MountPlan,
     labels: &BTreeMap<String, String>,
-    gate: &Gate<'_>,
+    host_config: Option<&Passed>,
 ) -> Result<ContainerCreate> {
     let (exposed_ports, port_bindings) = ports(config);
     let mut host = runner_host_config(config, mounts)?;
     host.port_bindings = port_bindings;
-    if config.host_config_override.is_some() {
-        host = merge_override(&host, config, gate)?;
+    if let Some(passed) = host_config {
+        host = merge_override(&host, passed)?;
     }
     Ok(ContainerCreate {
         image: config.image.clone(),
@@ -135,10 +135,10 @@ fn ports(config: &DockerConfig) -> (ExposedPorts, Option<PortBindings>) {
 /// The override merged over the runner's HostConfig. The merge works on JSON, as the engine
 /// reads it (keys in any letter case); its result is read into the typed request here, the one
 /// place where the override's keys become fields (the rest stay in [`HostConfig::other`]).
-fn merge_override(host: &HostConfig, config: &DockerConfig, gate: &Gate<'_>) -> Result<HostConfig> {
+fn merge_override(host: &HostConfig, passed: &Passed) -> Result<HostConfig> {
     let generated = serde_json::to_value(host)
         .map_err(|e| Error::invalid("HostConfig", format!("cannot encode it: {e}")))?;
-    let merged = crate::config::merge(&generated, config, gate)?;
+    let merged = crate::config::merge(&generated, passed)?;
     HostConfig::deserialize(&merged).map_err(|e| {
         // Name the key that does not read: the first that fails on its own.
         let bad = merged.as_object().into_iter().flatten().find(|(k, v)| {
@@ -148,44 +148,6 @@ fn merge_override(host: &HostConfig, config: &DockerConfig, gate: &Gate<'_>) -> 
         let field = bad.map_or(OVERRIDE.to_string(), |(k, _)| format!("{OVERRIDE}.{k}"));
         Error::invalid(field, format!("not what the engine reads there: {e}"))
     })
-}
-
-/// Refuses, without the opt-in, a workspace or volume whose host path is an engine's socket, a
-/// directory holding one (under any name: the sockets are compared by inode), or any other unix
-/// socket: a job that can reach the engine's socket can drive the engine, which is root on the
-/// host, whatever the container's own settings (a read-only mount does not stop `connect`). The
-/// same for a path on, or holding, one of the host's kernel file systems (`/proc`, `/sys`,
-/// `/dev`, ...), and for one through which the job could change the runner's state directory
-/// (see [`MountPlan::build`]).
-pub(crate) fn check_mount_sources(
-    mounts: &MountPlan,
-    sockets: &EngineSockets,
-    allow: bool,
-) -> Result<()> {
-    if allow {
-        return Ok(());
-    }
-    let field = |role: MountRole| match role {
-        MountRole::Workspace => Some("working_directory".to_string()),
-        MountRole::Volume(i) => Some(format!("docker.volumes[{i}]")),
-        // The runner's own files, under its state directory.
-        _ => None,
-    };
-    for m in mounts.mounts() {
-        let Some(field) = field(m.role) else {
-            continue;
-        };
-        if let Some(why) = sockets.door(&m.source) {
-            return Err(Error::invalid(field, format!("{why}; {ALLOW_HOW}")));
-        }
-    }
-    if let Some((role, why)) = mounts.exposed_state_dir().first() {
-        return Err(Error::invalid(
-            field(*role).unwrap_or_default(),
-            format!("{why}: a job could replace the runner's own files there (the session and socket directories its next containers mount, the credentials copy it writes), a way out of the container; keep the state directory outside the working directory and the volumes, or at the top of one (it is then hidden from the job), or mount that one read-only; {ALLOW_HOW}"),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ const LAYERS: &[&str] = &[
     "run/retention",
     "run/lifecycle",
     "run/job",
+    "run/start",
     "run/runner",
     // herdctl's shapes on top.
     "herdctl/invocation",

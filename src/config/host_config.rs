@@ -655,27 +655,30 @@ fn mounts(v: &Value, g: &Gate<'_>, needs: &dyn Fn(String, String) -> Result<()>)
 ///   gate, which looks at this host's devices and engine sockets.
 pub fn merge_host_config(generated: &Value, config: &DockerConfig) -> Result<Value> {
     let sockets = EngineSockets::find(None);
-    merge(
-        generated,
-        config,
-        &Gate {
-            allow: config.allow_unsafe_host_config,
-            network: config.network,
-            sockets: &sockets,
-        },
-    )
+    let gate = Gate {
+        allow: config.allow_unsafe_host_config,
+        network: config.network,
+        sockets: &sockets,
+    };
+    match gate_override(config, &gate)? {
+        Some(passed) => merge(generated, &passed),
+        None => generated_object(generated).map(Value::Object),
+    }
 }
 
-/// [`merge_host_config`] with the runner's gate.
-pub(crate) fn merge(generated: &Value, config: &DockerConfig, g: &Gate<'_>) -> Result<Value> {
-    let mut out = generated.as_object().cloned().ok_or_else(|| {
-        Error::invalid(
-            "HostConfig",
-            "the generated HostConfig is not a JSON object",
-        )
-    })?;
+/// A `host_config` override that passed the gate, its keys in the engine's spelling. Only
+/// [`gate_override`] makes one, so the plan cannot merge an override nobody checked; and the
+/// plan, which does no I/O, need not ask the host about sockets and devices itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Passed {
+    over: Map<String, Value>,
+}
+
+/// Reads the config's override and passes it through the gate (which looks at this host's
+/// devices and engine sockets). `None` when the config has no override.
+pub(crate) fn gate_override(config: &DockerConfig, g: &Gate<'_>) -> Result<Option<Passed>> {
     let Some(over) = config.host_config_override.as_ref() else {
-        return Ok(Value::Object(out));
+        return Ok(None);
     };
     let over = over.as_object().ok_or_else(|| {
         Error::invalid(
@@ -689,7 +692,14 @@ pub(crate) fn merge(generated: &Value, config: &DockerConfig, g: &Gate<'_>) -> R
     // Read again: a config built by hand never went through resolve.
     let over = read_override(over)?;
     gate(&over, g)?;
-    for (key, v) in &over {
+    Ok(Some(Passed { over }))
+}
+
+/// The generated HostConfig with an override that [passed the gate](gate_override) merged in.
+pub(crate) fn merge(generated: &Value, passed: &Passed) -> Result<Value> {
+    let mut out = generated_object(generated)?;
+    let over = &passed.over;
+    for (key, v) in over {
         match key.as_str() {
             "Mounts" => {
                 let mounts = add_mounts(generated_list(&out, key), v)?;
@@ -711,6 +721,16 @@ pub(crate) fn merge(generated: &Value, config: &DockerConfig, g: &Gate<'_>) -> R
         }
     }
     Ok(Value::Object(out))
+}
+
+/// The generated HostConfig as a map (it is one: the runner made it).
+fn generated_object(generated: &Value) -> Result<Map<String, Value>> {
+    generated.as_object().cloned().ok_or_else(|| {
+        Error::invalid(
+            "HostConfig",
+            "the generated HostConfig is not a JSON object",
+        )
+    })
 }
 
 /// The generated HostConfig's list under `key` (none if it has no such list).

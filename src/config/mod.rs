@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 
 pub(crate) use host_config::{
-    check_device, merge, no_new_privileges, parse_security_opt, EngineSockets, Gate, SecOpt,
-    ALLOW_HOW,
+    check_device, gate_override, merge, no_new_privileges, parse_security_opt, EngineSockets, Gate,
+    Passed, SecOpt, ALLOW_HOW,
 };
 pub use host_config::{merge_host_config, ALLOW_UNSAFE_ENV};
 pub(crate) use input::runtime_name;

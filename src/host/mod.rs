@@ -9,7 +9,7 @@ mod mounts;
 mod sessions;
 pub(crate) mod user;
 
-pub(crate) use mounts::{mcp_socket_dir, mount_ids, prepare_session_dir};
+pub(crate) use mounts::{check_mount_sources, mcp_socket_dir, mount_ids, prepare_session_dir};
 pub(crate) use sessions::{claim_legacy_transcript, link_new_transcripts};
 pub use user::{host_user, process_user, resolve_docker_config, resolve_layered};
 

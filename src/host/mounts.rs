@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, EngineSockets, ALLOW_HOW};
 use crate::host::user::process_user;
 use crate::plan::mounts::{absolute, agent_session_dir, mcp_dir_of, MountSources, RealPaths};
 use crate::plan::{MountPlan, MountRequest, MountRole};
@@ -88,6 +88,44 @@ impl MountPlan {
             None => Ok(()),
         }
     }
+}
+
+/// Refuses, without the opt-in, a workspace or volume whose host path is an engine's socket, a
+/// directory holding one (under any name: the sockets are compared by inode), or any other unix
+/// socket: a job that can reach the engine's socket can drive the engine, which is root on the
+/// host, whatever the container's own settings (a read-only mount does not stop `connect`). The
+/// same for a path on, or holding, one of the host's kernel file systems (`/proc`, `/sys`,
+/// `/dev`, ...), and for one through which the job could change the runner's state directory
+/// (see [`MountPlan::build`]).
+pub(crate) fn check_mount_sources(
+    mounts: &MountPlan,
+    sockets: &EngineSockets,
+    allow: bool,
+) -> Result<()> {
+    if allow {
+        return Ok(());
+    }
+    let field = |role: MountRole| match role {
+        MountRole::Workspace => Some("working_directory".to_string()),
+        MountRole::Volume(i) => Some(format!("docker.volumes[{i}]")),
+        // The runner's own files, under its state directory.
+        _ => None,
+    };
+    for m in mounts.mounts() {
+        let Some(field) = field(m.role) else {
+            continue;
+        };
+        if let Some(why) = sockets.door(&m.source) {
+            return Err(Error::invalid(field, format!("{why}; {ALLOW_HOW}")));
+        }
+    }
+    if let Some((role, why)) = mounts.exposed_state_dir().first() {
+        return Err(Error::invalid(
+            field(*role).unwrap_or_default(),
+            format!("{why}: a job could replace the runner's own files there (the session and socket directories its next containers mount, the credentials copy it writes), a way out of the container; keep the state directory outside the working directory and the volumes, or at the top of one (it is then hidden from the job), or mount that one read-only; {ALLOW_HOW}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Where each of `paths` leads with its symlinks resolved (as the engine resolves a bind

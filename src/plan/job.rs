@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{create_body, Expected, MountPlan};
-use crate::config::{DockerConfig, Gate};
+use crate::config::{DockerConfig, Passed};
 use crate::credentials::Credentials;
 use crate::engine::create_models::ContainerCreate;
 use crate::engine::ExecSpec;
@@ -26,12 +26,12 @@ pub(crate) struct PlanInput<'a> {
     pub mount_ids: &'a str,
     /// This process's owner id, for an ephemeral container's [`labels::OWNER`] label.
     pub owner: Option<&'a str>,
-    /// Now, in unix milliseconds: the container's `created` label.
-    pub now_ms: u64,
+    /// When the container is made, in unix milliseconds: its `created` label.
+    pub created_ms: u64,
     /// The opt-in to loosening settings: the config's or the runner's.
     pub allow: bool,
-    /// The gate the `host_config` override passes.
-    pub gate: &'a Gate<'a>,
+    /// The config's `host_config` override, once it [passed the gate](crate::config::gate_override).
+    pub host_config: Option<&'a Passed>,
 }
 
 /// The container a job needs.
@@ -61,7 +61,7 @@ impl JobPlan {
             Mode::Persistent
         };
         let labels = container_labels(input, mode, &hash);
-        let body = create_body(config, input.mounts, &labels, input.gate)?;
+        let body = create_body(config, input.mounts, &labels, input.host_config)?;
         Ok(JobPlan {
             mode,
             hash,
@@ -76,8 +76,13 @@ impl JobPlan {
 /// The container's labels: the runner's own (agent, mode, hash, created), the mount identities,
 /// the owner of an ephemeral one, and the config's.
 fn container_labels(input: &PlanInput<'_>, mode: Mode, hash: &str) -> BTreeMap<String, String> {
-    let mut labels =
-        labels::container_labels(input.agent, mode, hash, input.now_ms, &input.config.labels);
+    let mut labels = labels::container_labels(
+        input.agent,
+        mode,
+        hash,
+        input.created_ms,
+        &input.config.labels,
+    );
     labels.insert(labels::MOUNT_IDS.into(), input.mount_ids.into());
     if let (Mode::Ephemeral, Some(owner)) = (mode, input.owner) {
         labels.insert(labels::OWNER.into(), owner.into());

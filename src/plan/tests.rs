@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::config::{gate_override, EngineSockets, Gate};
 use crate::plan::Mount;
 use crate::resolve_docker_config;
 
@@ -37,7 +38,8 @@ fn body(docker: Value, allow: bool) -> Value {
         network: config.network,
         sockets: &sockets,
     };
-    let b = create_body(&config, &mounts, &labels, &gate).unwrap();
+    let passed = gate_override(&config, &gate).unwrap();
+    let b = create_body(&config, &mounts, &labels, passed.as_ref()).unwrap();
     serde_json::to_value(b).unwrap()
 }
 
@@ -110,7 +112,8 @@ fn an_override_value_of_the_wrong_type_names_its_field() {
         sockets: &sockets,
     };
     let mounts = MountPlan::from_mounts(Vec::new());
-    let e = create_body(&config, &mounts, &BTreeMap::new(), &gate).unwrap_err();
+    let passed = gate_override(&config, &gate).unwrap();
+    let e = create_body(&config, &mounts, &BTreeMap::new(), passed.as_ref()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "invalid docker.host_config.Mounts: not what the engine reads there: invalid type: string \"yes\", expected a boolean"

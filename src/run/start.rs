@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{EngineSockets, Gate};
+use crate::config::{gate_override, EngineSockets, Gate};
 use crate::credentials::Credentials;
 use crate::engine::{EngineOptions, ExecAbort, ExecInput, ExecOutput, ExecSpec, ExecStream, Host};
 use crate::labels::{self, Mode};
@@ -24,7 +24,7 @@ use crate::run::owner::{self, Owner};
 use crate::run::pool;
 use crate::run::shared::{Shared, CHECKED_INSIDE};
 use crate::run::spec::JobSpec;
-use crate::{plan, Error, Result};
+use crate::{Error, Result};
 
 /// A job's plan and what the runner learnt making it.
 pub(crate) struct Planned {
@@ -92,15 +92,16 @@ pub(crate) fn plan(
         network: spec.config.network,
         sockets: &sockets,
     };
+    let host_config = gate_override(&spec.config, &gate)?;
     let job = JobPlan::new(&PlanInput {
         agent: &spec.agent,
         config: &spec.config,
         mounts: &mounts,
         mount_ids: &mount_ids,
         owner: owner.as_deref().map(Owner::id),
-        now_ms: labels::now_ms(),
+        created_ms: labels::now_ms(),
         allow,
-        gate: &gate,
+        host_config: host_config.as_ref(),
     })?;
     Ok(Planned {
         inside: Inside::of(&job.body),
@@ -155,7 +156,7 @@ fn prepare_mounts(
     } else {
         mounts.without_mcp_sockets()
     };
-    plan::check_mount_sources(&mounts, sockets, allow)?;
+    crate::host::check_mount_sources(&mounts, sockets, allow)?;
     mounts.check_workspace_access(&spec.config)?;
     Ok(mounts)
 }

@@ -2,6 +2,14 @@ use super::*;
 use crate::resolve_docker_config;
 use serde_json::json;
 
+/// The runner's two steps: the gate, then the merge.
+fn gated_merge(generated: &Value, c: &DockerConfig, g: &Gate<'_>) -> Result<Value> {
+    match gate_override(c, g)? {
+        Some(passed) => merge(generated, &passed),
+        None => Ok(generated.clone()),
+    }
+}
+
 fn generated() -> Value {
     json!({
         "Memory": 1073741824, "MemorySwap": 1073741824, "CapDrop": ["ALL"],
@@ -330,14 +338,14 @@ fn the_engine_socket_is_not_mounted_without_the_opt_in() {
         network: NetworkMode::None,
         sockets: &sockets,
     };
-    let e = merge(&generated(), &c, &gate(false))
+    let e = gated_merge(&generated(), &c, &gate(false))
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("is the engine's socket") && e.contains("root on the host"),
         "{e}"
     );
-    assert!(merge(&generated(), &c, &gate(true)).is_ok());
+    assert!(gated_merge(&generated(), &c, &gate(true)).is_ok());
 }
 
 #[test]

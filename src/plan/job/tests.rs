@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::config::{resolve_for, EngineSockets, UserSpec};
+use crate::config::{resolve_for, UserSpec};
 use crate::plan::mounts::{MountSources, RealPaths};
 
 const USER: UserSpec = UserSpec {
@@ -35,21 +35,15 @@ fn creds() -> Credentials {
 }
 
 fn plan(config: &DockerConfig, owner: Option<&str>) -> JobPlan {
-    let sockets = EngineSockets::default();
-    let gate = Gate {
-        allow: false,
-        network: config.network,
-        sockets: &sockets,
-    };
     JobPlan::new(&PlanInput {
         agent: "fleet.a",
         config,
         mounts: &mounts(config),
         mount_ids: "1:2,3:4",
         owner,
-        now_ms: 1_700_000_000_000,
+        created_ms: 1_700_000_000_000,
         allow: false,
-        gate: &gate,
+        host_config: None,
     })
     .unwrap()
 }
