@@ -1,4 +1,6 @@
-//! Which containers retention removes: the pure choice, with no engine calls.
+//! Which containers retention removes, and removing them. The choice ([`choose_removals`],
+//! [`choose_gc`]) is pure, with no engine calls, and unit-tested as such; `prune`, `gc` and the
+//! prune after each job list the containers and remove the chosen ones through the engine.
 //!
 //! The rule (from the design seed): keep the newest `keep` containers of each agent, by creation
 //! time; of the older ones remove those that are stopped and not used by an in-flight job. A running

@@ -336,23 +336,15 @@ pub(crate) fn into_job(
     redactor: Redactor,
     started: (Instant, u64),
 ) -> Result<Job> {
+    let timings = opened.timings(started.0);
     let Opened {
         mut lease,
         group,
         stream,
         exec_id,
-        create,
-        start,
         warnings,
-        exec_asked,
+        ..
     } = opened;
-    let timings = Timings {
-        acquire: Some(exec_asked.duration_since(started.0)),
-        create,
-        start,
-        exec_start: Some(exec_asked.elapsed()),
-        ..Timings::default()
-    };
     let (abort, input, output) = match split(stream) {
         Ok(parts) => parts,
         Err(e) => {
@@ -362,22 +354,9 @@ pub(crate) fn into_job(
     };
     let job_id = labels::ephemeral_name("job", labels::now_ms());
     let mode = planned.job.mode;
-    let canceller = Canceller::new(
-        shared.engine.clone(),
-        lease.id().to_string(),
-        mode,
-        job_id.clone(),
-        spec.config.user.to_string(),
-        group,
-        abort,
-    );
-    let container_watch = planned.runtime.as_ref().map(|_| {
-        watch_container(
-            shared.engine.clone(),
-            lease.id().to_string(),
-            canceller.clone(),
-        )
-    });
+    let job = (job_id.clone(), spec.config.user.to_string());
+    let (canceller, container_watch) =
+        cancel_and_watch(shared, &lease, &planned, job, group, abort);
     Ok(Job::new(Started {
         engine: shared.engine.clone(),
         exec_id,
@@ -406,6 +385,45 @@ pub(crate) fn into_job(
         },
         container_watch,
     }))
+}
+
+/// The job's canceller, and for a sandboxed container the watch that cancels the job at once
+/// should the container die.
+fn cancel_and_watch(
+    shared: &Shared,
+    lease: &Lease,
+    planned: &Planned,
+    job: (String, String),
+    group: Option<JobGroup>,
+    abort: ExecAbort,
+) -> (Canceller, Option<std::sync::mpsc::Sender<()>>) {
+    let engine = &shared.engine;
+    let (job_id, user) = job;
+    let canceller = Canceller::new(
+        engine.clone(),
+        lease.id().into(),
+        planned.job.mode,
+        job_id,
+        user,
+        group,
+        abort,
+    );
+    let watch = (planned.runtime.as_ref())
+        .map(|_| watch_container(engine.clone(), lease.id().into(), canceller.clone()));
+    (canceller, watch)
+}
+
+impl Opened {
+    /// What getting the container and the exec cost, from the job's start.
+    fn timings(&self, started: Instant) -> Timings {
+        Timings {
+            acquire: Some(self.exec_asked.duration_since(started)),
+            create: self.create,
+            start: self.start,
+            exec_start: Some(self.exec_asked.elapsed()),
+            ..Timings::default()
+        }
+    }
 }
 
 /// The exec's stream as the job's stdin, its output, and the handle that aborts the output.
