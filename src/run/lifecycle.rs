@@ -267,36 +267,8 @@ fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
     while Instant::now() < give_up {
         match shared.engine.inspect_container(&name) {
             Ok(found) => {
-                check_ours(&found, req)?;
-                if stale_mounts(&found, req) {
-                    let retired = retire(shared, &found, req)?;
-                    warnings.push(format!(
-                        "container {name} was replaced: a host directory or file it mounts was deleted and recreated since it was created, so it no longer saw the host's; the old one is now {retired}, stopped once idle and left to retention"
-                    ));
-                    continue;
-                }
-                let lease = Lease::new(shared, found.id.clone(), name.clone(), req, false, None);
-                warnings.extend(unbounded(&found));
-                if found.state.running {
-                    return Ok(Acquired {
-                        lease,
-                        create: None,
-                        start: None,
-                        warnings,
-                    });
-                }
-                let t = Instant::now();
-                match shared.engine.start_container(&found.id) {
-                    Ok(_) => {
-                        return Ok(Acquired {
-                            lease,
-                            create: None,
-                            start: Some(t.elapsed()),
-                            warnings,
-                        })
-                    }
-                    Err(Error::NotFound { .. }) => continue,
-                    Err(e) => return Err(e),
+                if let Some(acquired) = use_found(shared, req, &name, &found, &mut warnings)? {
+                    return Ok(acquired);
                 }
             }
             Err(Error::NotFound { .. }) => match create_and_start(shared, req, &name, None) {
@@ -319,6 +291,49 @@ fn acquire_persistent(shared: &Arc<Shared>, req: &Request<'_>) -> Result<Acquire
         call: format!("acquire persistent container {name}"),
         message: format!("it kept appearing and disappearing for {RACE_BUDGET:?} while this job tried to use it; another process is removing it"),
     })
+}
+
+/// One look that found a container under the persistent name: the job's, started if it is not
+/// running. `None` when the caller must look again: the container was replaced (its mounts are
+/// stale) or vanished before its start. Warnings gather in `warnings` across looks and go with
+/// the container acquired.
+fn use_found(
+    shared: &Arc<Shared>,
+    req: &Request<'_>,
+    name: &str,
+    found: &ContainerInspect,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Acquired>> {
+    check_ours(found, req)?;
+    if stale_mounts(found, req) {
+        let retired = retire(shared, found, req)?;
+        warnings.push(format!(
+            "container {name} was replaced: a host directory or file it mounts was deleted and recreated since it was created, so it no longer saw the host's; the old one is now {retired}, stopped once idle and left to retention"
+        ));
+        return Ok(None);
+    }
+    let lease = Lease::new(shared, found.id.clone(), name.to_string(), req, false, None);
+    warnings.extend(unbounded(found));
+    if found.state.running {
+        return Ok(Some(Acquired {
+            lease,
+            create: None,
+            start: None,
+            warnings: std::mem::take(warnings),
+        }));
+    }
+    let t = Instant::now();
+    match shared.engine.start_container(&found.id) {
+        Ok(_) => Ok(Some(Acquired {
+            lease,
+            create: None,
+            start: Some(t.elapsed()),
+            warnings: std::mem::take(warnings),
+        })),
+        // Gone before its start: look again (the lease lets go as it drops).
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// A container under our deterministic name that is not this agent's (a user's, or one from a

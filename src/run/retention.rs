@@ -20,12 +20,12 @@
 //! ordinary ephemeral container.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Condvar, LazyLock, Mutex};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::engine::{ContainerSummary, RemoveOutcome};
 use crate::labels::{self, Mode};
-use crate::run::owner::{self, Liveness};
+use crate::run::owner::{self, Liveness, Owner};
 use crate::run::pool::{self, Role};
 pub use crate::run::prune_report::PruneReport;
 use crate::run::shared::Shared;
@@ -127,55 +127,16 @@ static PRUNES: LazyLock<(Mutex<PrunesByAgent>, Condvar)> = LazyLock::new(Default
 /// whose thread ran the prune.
 pub(crate) fn prune_after_job(shared: &Shared, agent: &str, keep: usize) -> Result<PruneReport> {
     let key = (shared.engine.host().address(), agent.to_string());
-    let (map, changed) = &*PRUNES;
-    let lock = || map.lock().unwrap_or_else(|p| p.into_inner());
-    let mut all = lock();
-    let entry = all.entry(key.clone()).or_default();
-    entry.asked += 1;
-    let mine = entry.asked;
-    if entry.running {
-        // Wait for a prune that starts after this one asked (the running one may have listed
-        // before this job's container stopped).
-        while all.get(&key).is_some_and(|p| p.running && p.covered < mine) {
-            all = changed.wait(all).unwrap_or_else(|p| p.into_inner());
-        }
+    let Some(mine) = ask_for_prune(&key) else {
         return Ok(PruneReport::default());
-    }
-    entry.running = true;
-    drop(all);
+    };
     // Should a prune panic, the waiters must not wait for ever.
-    struct Unwinding<'a>(&'a (String, String));
-    impl Drop for Unwinding<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let (map, changed) = &*PRUNES;
-                if let Some(p) = map
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(self.0)
-                {
-                    p.running = false;
-                }
-                changed.notify_all();
-            }
-        }
-    }
     let _unwinding = Unwinding(&key);
     let mut report = PruneReport::default();
     loop {
-        let covers = lock().get(&key).map_or(mine, |p| p.asked);
+        let covers = prunes().get(&key).map_or(mine, |p| p.asked);
         let pruned = prune(shared, agent, keep);
-        let mut all = lock();
-        let entry = all.entry(key.clone()).or_default();
-        entry.covered = covers;
-        let last = entry.asked == covers;
-        if last {
-            // In the same lock as the check: a job asking after this starts a prune of its own.
-            // The entry stays (one per agent), so the counts never start over under a waiter.
-            entry.running = false;
-        }
-        changed.notify_all();
-        drop(all);
+        let last = record_covered(&key, covers);
         match pruned {
             Ok(r) => {
                 report.removed.extend(r.removed);
@@ -188,6 +149,72 @@ pub(crate) fn prune_after_job(shared: &Shared, agent: &str, keep: usize) -> Resu
         }
         if last {
             return Ok(report);
+        }
+    }
+}
+
+/// The prunes of every agent, locked. Plain counts: a panic elsewhere cannot leave them
+/// half-made.
+fn prunes() -> MutexGuard<'static, PrunesByAgent> {
+    PRUNES.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts this job's ask for a prune of `key`'s agent. With one running already, it waits until
+/// a prune that covers this ask has ended (or the running one panicked) and returns `None`; else
+/// it marks a prune running, for the caller to run, and returns this ask's number.
+fn ask_for_prune(key: &(String, String)) -> Option<u64> {
+    let changed = &PRUNES.1;
+    let mut all = prunes();
+    let entry = all.entry(key.clone()).or_default();
+    entry.asked += 1;
+    let mine = entry.asked;
+    if entry.running {
+        // Wait for a prune that starts after this one asked (the running one may have listed
+        // before this job's container stopped).
+        while all.get(key).is_some_and(|p| p.running && p.covered < mine) {
+            all = changed.wait(all).unwrap_or_else(|p| p.into_inner());
+        }
+        return None;
+    }
+    entry.running = true;
+    drop(all);
+    Some(mine)
+}
+
+/// Records that a prune covered the asks up to `covers` and wakes the waiters; whether it was
+/// the last one needed (no ask came while it ran), in which case no prune is running any more.
+fn record_covered(key: &(String, String), covers: u64) -> bool {
+    let changed = &PRUNES.1;
+    let mut all = prunes();
+    let entry = all.entry(key.clone()).or_default();
+    entry.covered = covers;
+    let last = entry.asked == covers;
+    if last {
+        // In the same lock as the check: a job asking after this starts a prune of its own.
+        // The entry stays (one per agent), so the counts never start over under a waiter.
+        entry.running = false;
+    }
+    changed.notify_all();
+    drop(all);
+    last
+}
+
+/// Marks the prune of an agent no longer running should the thread running it panic, and wakes
+/// the waiters, who would otherwise wait for ever.
+struct Unwinding<'a>(&'a (String, String));
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let (map, changed) = &*PRUNES;
+            if let Some(p) = map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(self.0)
+            {
+                p.running = false;
+            }
+            changed.notify_all();
         }
     }
 }
@@ -257,15 +284,9 @@ pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
         .iter()
         .filter_map(|c| c.labels.get(labels::POOL).map(String::as_str))
         .collect();
-    let mut by_owner: BTreeMap<&str, Vec<&ContainerSummary>> = BTreeMap::new();
-    for c in &running {
-        if let Some(o) = c.labels.get(labels::OWNER) {
-            by_owner.entry(o.as_str()).or_default().push(c);
-        }
-    }
     let mut report = PruneReport::default();
     let mut unfinished = HashSet::new();
-    for (id, containers) in by_owner {
+    for (id, containers) in by_owner(&running) {
         let orphaned = if id == me.id() {
             None
         } else {
@@ -274,25 +295,8 @@ pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
                 Liveness::Alive | Liveness::Unknown => continue,
             }
         };
-        let mut all_stopped = true;
-        for c in containers {
-            let name = c.names.first().map(|n| n.trim_start_matches('/'));
-            let ours_in_use = orphaned.is_none()
-                && (name.is_some_and(|n| me.is_in_flight(n)) || shared.is_held(&c.id));
-            if ours_in_use {
-                continue;
-            }
-            match shared.engine.stop_container(&c.id, 2) {
-                Ok(_) => report.stopped.push(c.id.clone()),
-                Err(e) => {
-                    all_stopped = false;
-                    report.warnings.push(format!(
-                        "stop container {} (no live process owns it): {e}",
-                        name.unwrap_or(&c.id)
-                    ));
-                }
-            }
-        }
+        let ours = orphaned.is_none();
+        let all_stopped = stop_unused(shared, &me, ours, &containers, &mut report);
         match orphaned {
             Some(orphaned) if all_stopped && !pool_owners.contains(id) => orphaned.forget(),
             Some(_) => {
@@ -305,6 +309,49 @@ pub(crate) fn reap_orphans(shared: &Shared) -> Result<PruneReport> {
     unfinished.extend(pool_owners.iter().map(|o| o.to_string()));
     owner::sweep(state_dir, &unfinished);
     Ok(report)
+}
+
+/// The running ephemeral containers by the process that owns them ([`labels::OWNER`]), in the
+/// order of the owners' ids; warm pool containers, which carry no owner label, are left out.
+fn by_owner(running: &[ContainerSummary]) -> BTreeMap<&str, Vec<&ContainerSummary>> {
+    let mut by_owner: BTreeMap<&str, Vec<&ContainerSummary>> = BTreeMap::new();
+    for c in running {
+        if let Some(o) = c.labels.get(labels::OWNER) {
+            by_owner.entry(o.as_str()).or_default().push(c);
+        }
+    }
+    by_owner
+}
+
+/// Stops one owner's running containers, except, when the owner is this process (`ours`), those
+/// a job of it is using; whether every stop it tried succeeded (a failure is a warning).
+fn stop_unused(
+    shared: &Shared,
+    me: &Owner,
+    ours: bool,
+    containers: &[&ContainerSummary],
+    report: &mut PruneReport,
+) -> bool {
+    let mut all_stopped = true;
+    for c in containers {
+        let name = c.names.first().map(|n| n.trim_start_matches('/'));
+        let ours_in_use =
+            ours && (name.is_some_and(|n| me.is_in_flight(n)) || shared.is_held(&c.id));
+        if ours_in_use {
+            continue;
+        }
+        match shared.engine.stop_container(&c.id, 2) {
+            Ok(_) => report.stopped.push(c.id.clone()),
+            Err(e) => {
+                all_stopped = false;
+                report.warnings.push(format!(
+                    "stop container {} (no live process owns it): {e}",
+                    name.unwrap_or(&c.id)
+                ));
+            }
+        }
+    }
+    all_stopped
 }
 
 /// The ordinary containers (warm pool containers a job took included, with the time it took

@@ -244,6 +244,8 @@ impl Job {
         self.timings.end = Some(self.started.elapsed());
     }
 
+    /// The end of a job, from [`Job::finish`] or its drop: how it ended, the clean-up inside
+    /// its container, the container's release, then the report (redacted) and its record.
     fn conclude(&mut self) -> JobReport {
         if let Some(writer) = self.writer.take() {
             // The writer ends when stdin is written or the connection is gone; the stream has
@@ -254,32 +256,36 @@ impl Job {
             .lease
             .take()
             .expect("conclude runs once, from finish or drop");
+        let outcome = self.outcome(&lease);
+        self.warnings
+            .extend(self.canceller.end(needs_sweep(&outcome)));
+        let release_started = Instant::now();
+        self.warnings.extend(lease.release());
+        self.timings.release = Some(release_started.elapsed());
+        let report = self.report(outcome, &lease);
+        self.write_record(report)
+    }
+
+    /// How the job ended: a stop this process asked for names it (a cancel, a timeout, the
+    /// container's stop), then a broken stream, then the output limit; else the exec's exit.
+    fn outcome(&mut self, lease: &Lease) -> Outcome {
         let stream_error = self.ended.take().flatten();
-        let outcome = match (self.canceller.reason(), stream_error) {
+        match (self.canceller.reason(), stream_error) {
             (Some(StopReason::Cancelled), _) => Outcome::Cancelled,
             (Some(StopReason::TimedOut(after)), _) => Outcome::TimedOut(after),
-            (Some(StopReason::ContainerStopped), _) => self.container_outcome(&lease),
+            (Some(StopReason::ContainerStopped), _) => self.container_outcome(lease),
             (_, Some(e)) => Outcome::Failed(e),
             (Some(StopReason::OutputLimit), None) => Outcome::Failed(Error::LineTooLong {
                 limit: self.lines.max_line(),
             }),
-            (None, None) => self.exit_outcome(&lease),
-        };
-        // In a persistent container the job's command ran under `kill.sh`, which killed what it
-        // left behind before exiting with the command's status. Kill here when that may not have
-        // happened: the exec died of a signal (the job may have killed its `kill.sh`), or the
-        // stream broke and the job may still be running.
-        let sweep = match &outcome {
-            Outcome::Exited(code) => *code >= 128,
-            Outcome::Killed { .. } | Outcome::Failed(_) => true,
-            _ => false,
-        };
-        self.warnings.extend(self.canceller.end(sweep));
-        let release_started = Instant::now();
-        self.warnings.extend(lease.release());
-        self.timings.release = Some(release_started.elapsed());
-        // What the engine said reaches the caller only redacted: an engine or proxy may quote a
-        // request of this job (its exec's env) in an error or a warning.
+            (None, None) => self.exit_outcome(lease),
+        }
+    }
+
+    /// The report of a concluded job. What the engine said reaches the caller only redacted: an
+    /// engine or proxy may quote a request of this job (its exec's env) in an error or a
+    /// warning.
+    fn report(&mut self, outcome: Outcome, lease: &Lease) -> JobReport {
         let outcome = match outcome {
             Outcome::Failed(e) => Outcome::Failed(e.redact(&self.redactor)),
             other => other,
@@ -288,7 +294,7 @@ impl Job {
             .into_iter()
             .map(|w| self.redactor.redact(&w).into_owned())
             .collect();
-        let mut report = JobReport {
+        JobReport {
             outcome,
             container_id: lease.id().to_string(),
             container_name: lease.name().to_string(),
@@ -298,7 +304,12 @@ impl Job {
             timings: self.timings.clone(),
             warnings,
             redactor: self.redactor.clone(),
-        };
+        }
+    }
+
+    /// Writes the job's record (with its redacted stdout tail) and returns the report, with a
+    /// warning added if the record could not be written.
+    fn write_record(&self, mut report: JobReport) -> JobReport {
         let stdout = self.stdout.text(&self.redactor);
         if let Err(e) = records::write(&self.record, &report, &stdout, &self.redactor) {
             report.warnings.push(format!(
@@ -394,6 +405,18 @@ impl Drop for Job {
             self.abandon();
             let _ = self.conclude();
         }
+    }
+}
+
+/// Whether the job's processes must be killed after its exec ended. In a persistent container
+/// the job's command ran under `kill.sh`, which killed what it left behind before exiting with
+/// the command's status. Kill when that may not have happened: the exec died of a signal (the
+/// job may have killed its `kill.sh`), or the stream broke and the job may still be running.
+fn needs_sweep(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Exited(code) => *code >= 128,
+        Outcome::Killed { .. } | Outcome::Failed(_) => true,
+        _ => false,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::files::{Claim, Purpose};
 use super::{Pool, Template, Warm, MAX_DEFER, QUIET};
-use crate::engine::StartOutcome;
+use crate::engine::{Engine, StartOutcome};
 use crate::{labels, plan, Error, Result};
 
 /// The longest pause between two failed warms.
@@ -125,18 +125,8 @@ fn next(pool: &Pool) -> Task {
 /// fails any step is removed.
 fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
     let engine = &pool.engine;
-    let state_dir = &pool.key.state_dir;
     let name = labels::ephemeral_name(&t.sanitized, labels::now_ms());
-    let claim =
-        Claim::take(state_dir, &name, Purpose::Warm, pool.owner.id())?.ok_or_else(|| {
-            Error::io(
-                format!("claim {name}"),
-                std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "a claim with this fresh name exists",
-                ),
-            )
-        })?;
+    let claim = claim_fresh(pool, &name)?;
     let mount_ids = crate::host::mount_ids(&t.mounts);
     let mut body = t.body.clone();
     {
@@ -164,19 +154,7 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
         .and_then(|warnings| match engine.start_container(&id)? {
             StartOutcome::Started | StartOutcome::AlreadyRunning => Ok(warnings),
         })
-        .and_then(|warnings| {
-            if t.inside.is_needed() || t.runtime.is_some() {
-                crate::run::inside::check_inside(
-                    engine,
-                    &id,
-                    &name,
-                    &t.user,
-                    t.inside,
-                    t.runtime.as_ref(),
-                )?;
-            }
-            Ok(warnings)
-        });
+        .and_then(|warnings| check_warmed(engine, t, &id, &name).map(|()| warnings));
     match checked {
         Ok(warnings) => {
             claim.release();
@@ -193,6 +171,31 @@ fn warm_one(pool: &Pool, t: &Template) -> Result<Warm> {
             Err(e)
         }
     }
+}
+
+/// The `warm` claim on a name just made, so no other process takes the container half made. No
+/// container has this name yet, so a claim already under it is an error, not one to wait for.
+fn claim_fresh(pool: &Pool, name: &str) -> Result<Claim> {
+    let state_dir = &pool.key.state_dir;
+    Claim::take(state_dir, name, Purpose::Warm, pool.owner.id())?.ok_or_else(|| {
+        Error::io(
+            format!("claim {name}"),
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a claim with this fresh name exists",
+            ),
+        )
+    })
+}
+
+/// The check from inside that a job's fresh container gets, run on the warmed one instead (a job
+/// that takes it skips its own): only when the body leaves something to prove (no new
+/// privileges, no capabilities) or a sandbox runtime is named.
+fn check_warmed(engine: &Engine, t: &Template, id: &str, name: &str) -> Result<()> {
+    if t.inside.is_needed() || t.runtime.is_some() {
+        crate::run::inside::check_inside(engine, id, name, &t.user, t.inside, t.runtime.as_ref())?;
+    }
+    Ok(())
 }
 
 /// Removes one of this process's containers, unless a job (of any process) took it meanwhile.

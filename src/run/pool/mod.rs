@@ -242,18 +242,7 @@ fn pool_for(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Result<Arc<Po
     let mut all = pools();
     if let Some(pool) = all.iter().find(|p| p.key == key) {
         let mut st = pool.lock();
-        st.target = want.target;
-        // A pool checked with the runner's opt-in (which the config hash does not cover) is not
-        // handed to a runner without it.
-        if st.template.hash != want.hash || st.template.expected.allow != want.expected.allow {
-            let old: Vec<Warm> = st.idle.drain(..).collect();
-            st.retire.extend(old);
-            st.template = Arc::new(Template::of(want));
-            st.failures = 0;
-            st.retry_at = None;
-            st.last_error = None;
-            st.last_failure = None;
-        }
+        st.retarget(want);
         drop(st);
         pool.changed.notify_all();
         return Ok(pool.clone());
@@ -263,7 +252,19 @@ fn pool_for(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Result<Arc<Po
         key: key.clone(),
         engine: engine.clone(),
         owner,
-        state: Mutex::new(State {
+        state: Mutex::new(State::new(want)),
+        changed: Condvar::new(),
+    });
+    let reap_first = first_reap(&key);
+    keeper::spawn(pool.clone(), reap_first)?;
+    all.push(pool.clone());
+    Ok(pool)
+}
+
+impl State {
+    /// A new pool's state: empty, its keeper about to run.
+    fn new(want: &Want<'_>) -> State {
+        State {
             template: Arc::new(Template::of(want)),
             target: want.target,
             idle: VecDeque::new(),
@@ -280,21 +281,38 @@ fn pool_for(engine: &Engine, state_dir: &Path, want: &Want<'_>) -> Result<Arc<Po
             closing: false,
             running: true,
             report: PruneReport::default(),
-        }),
-        changed: Condvar::new(),
-    });
-    let reap_first = {
-        let mut done = REAPED.lock().unwrap_or_else(|p| p.into_inner());
-        let pair = (key.engine.clone(), key.state_dir.clone());
-        let first = !done.contains(&pair);
-        if first {
-            done.push(pair);
         }
-        first
-    };
-    keeper::spawn(pool.clone(), reap_first)?;
-    all.push(pool.clone());
-    Ok(pool)
+    }
+
+    /// Takes a runner's wish for an existing pool: its target, and, when the config hash or the
+    /// runner's opt-in (which the config hash does not cover) differs, its template, retiring
+    /// the idle containers made from the old one and forgetting the old one's failures.
+    fn retarget(&mut self, want: &Want<'_>) {
+        self.target = want.target;
+        // A pool checked with the runner's opt-in is not handed to a runner without it.
+        if self.template.hash != want.hash || self.template.expected.allow != want.expected.allow {
+            let old: Vec<Warm> = self.idle.drain(..).collect();
+            self.retire.extend(old);
+            self.template = Arc::new(Template::of(want));
+            self.failures = 0;
+            self.retry_at = None;
+            self.last_error = None;
+            self.last_failure = None;
+        }
+    }
+}
+
+/// Whether this is the first pool of this process on `key`'s engine and state directory, which
+/// then reaps what processes that are gone left there ([`reap`]) before it warms. Answers yes
+/// once per pair.
+fn first_reap(key: &Key) -> bool {
+    let mut done = REAPED.lock().unwrap_or_else(|p| p.into_inner());
+    let pair = (key.engine.clone(), key.state_dir.clone());
+    let first = !done.contains(&pair);
+    if first {
+        done.push(pair);
+    }
+    first
 }
 
 /// A job's try at the pool: an idle container of this process's pool whose mounts are the same

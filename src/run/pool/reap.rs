@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use super::files::{self, Claim, ClaimState, Purpose};
-use crate::engine::Engine;
+use super::files::{self, Claim, ClaimState, Held, Purpose};
+use crate::engine::{ContainerSummary, Engine};
 use crate::labels;
 use crate::run::owner::{self, Liveness};
 use crate::run::prune_report::PruneReport;
@@ -30,58 +30,16 @@ pub(crate) fn reap(engine: &Engine, state_dir: &Path) -> Result<PruneReport> {
         );
         match files::claim_state(state_dir, name) {
             ClaimState::Held => {}
-            ClaimState::Free(mut held) => match held.purpose() {
-                Some(Purpose::Job) => {
-                    if running {
-                        // Its job's process is gone. The tombstone stays with the container, so
-                        // its warmer never hands it out again.
-                        match engine.stop_container(&c.id, 2) {
-                            Ok(_) => report.stopped.push(c.id.clone()),
-                            Err(e) => report.warnings.push(format!(
-                                "stop pool container {name} (its job's process is gone): {e}"
-                            )),
-                        }
-                    }
-                }
-                _ => match engine.remove_container(&c.id, true) {
-                    Ok(_) => {
-                        report.removed.push(c.id.clone());
-                        held.forget();
-                    }
-                    Err(e) => {
-                        report
-                            .warnings
-                            .push(format!("remove pool container {name}: {e}"));
-                    }
-                },
-            },
+            ClaimState::Free(held) => reap_released(engine, c, name, running, held, &mut report),
             ClaimState::None if running => match owner::liveness(state_dir, owner) {
                 Liveness::Alive | Liveness::Unknown => {}
+                // The dead owner's lock stays held (`_dead`) while its container goes.
                 Liveness::Dead(_dead) => {
-                    // Claimed before the remove: a live process may be taking it right now.
                     let me = match &me {
                         Some(m) => m.clone(),
                         None => me.insert(owner::current(state_dir)?.0).clone(),
                     };
-                    match Claim::take(state_dir, name, Purpose::Retire, me.id()) {
-                        Ok(Some(claim)) => match engine.remove_container(&c.id, true) {
-                            Ok(_) => {
-                                report.removed.push(c.id.clone());
-                                claim.release();
-                            }
-                            Err(e) => {
-                                report
-                                    .warnings
-                                    .push(format!("remove pool container {name}: {e}"));
-                            }
-                        },
-                        Ok(None) => {}
-                        Err(e) => {
-                            report
-                                .warnings
-                                .push(format!("claim pool container {name}: {e}"));
-                        }
-                    }
+                    retire_idle(engine, state_dir, c, name, &me, &mut report);
                 }
             },
             // Stopped and never claimed: retention removes it (`Role::Dead`).
@@ -95,4 +53,76 @@ pub(crate) fn reap(engine: &Engine, state_dir: &Path) -> Result<PruneReport> {
     // container names them.
     files::sweep_claims(state_dir, &files::claim_paths(state_dir, names));
     Ok(report)
+}
+
+/// A container whose claim its holder let go (the caller now holds the claim file, `held`):
+/// what the claim was for says whether a job ever ran in it. One a job took is stopped if it
+/// still runs (its process is gone mid-job, and the container is kept for inspection); one
+/// that was being warmed or retired never ran a job, so it is removed, and its claim file with
+/// it.
+fn reap_released(
+    engine: &Engine,
+    c: &ContainerSummary,
+    name: &str,
+    running: bool,
+    mut held: Held,
+    report: &mut PruneReport,
+) {
+    match held.purpose() {
+        Some(Purpose::Job) => {
+            if running {
+                // Its job's process is gone. The tombstone stays with the container, so
+                // its warmer never hands it out again.
+                match engine.stop_container(&c.id, 2) {
+                    Ok(_) => report.stopped.push(c.id.clone()),
+                    Err(e) => report.warnings.push(format!(
+                        "stop pool container {name} (its job's process is gone): {e}"
+                    )),
+                }
+            }
+        }
+        _ => match engine.remove_container(&c.id, true) {
+            Ok(_) => {
+                report.removed.push(c.id.clone());
+                held.forget();
+            }
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("remove pool container {name}: {e}"));
+            }
+        },
+    }
+}
+
+/// An idle container of a dead owner's pool: removed under a `retire` claim taken first, since
+/// a live process may be taking it from the pool right now (then the claim is not had, and the
+/// container is left to that process).
+fn retire_idle(
+    engine: &Engine,
+    state_dir: &Path,
+    c: &ContainerSummary,
+    name: &str,
+    me: &owner::Owner,
+    report: &mut PruneReport,
+) {
+    match Claim::take(state_dir, name, Purpose::Retire, me.id()) {
+        Ok(Some(claim)) => match engine.remove_container(&c.id, true) {
+            Ok(_) => {
+                report.removed.push(c.id.clone());
+                claim.release();
+            }
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("remove pool container {name}: {e}"));
+            }
+        },
+        Ok(None) => {}
+        Err(e) => {
+            report
+                .warnings
+                .push(format!("claim pool container {name}: {e}"));
+        }
+    }
 }
