@@ -193,7 +193,7 @@ pub struct TmpfsMount {
 ///
 /// Serialises in the camelCase shape of herdctl's `resolveDockerConfig` (plus
 /// `allowUnsafeHostConfig`); deserialises from that shape or from the YAML snake_case shape,
-/// through [`resolve_docker_config`].
+/// through [`resolve_docker_config`](crate::resolve_docker_config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "serde_json::Value")]
 pub struct DockerConfig {

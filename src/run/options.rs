@@ -1,4 +1,4 @@
-//! How a [`Runner`](crate::Runner) behaves: its options, plain data with documented defaults,
+//! How a [`Runner`](crate::Runner)(crate::Runner) behaves: its options, plain data with documented defaults,
 //! and the environment variables that stand in for them when herdctl builds a runner without.
 
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ pub type PullProgressFn = Arc<dyn Fn(&PullProgress) + Send + Sync>;
 /// engine's shim and the container's init and `sleep`; see BENCHMARKS.md).
 pub const MAX_WARM_POOL: usize = 64;
 
-/// How a [`Runner`] behaves. Plain data with documented defaults.
+/// How a [`Runner`](crate::Runner) behaves. Plain data with documented defaults.
 #[derive(Clone)]
 pub struct RunnerOptions {
     /// herdctl's state directory (`.herdctl/`); session directories live under
@@ -64,16 +64,16 @@ pub struct RunnerOptions {
     pub session_layout: SessionLayout,
     /// Lets every agent's `host_config` (and volumes) loosen the container, as each config's own
     /// `allow_unsafe_host_config` does for its agent: privileged mode, added capabilities, host
-    /// namespaces, non-GPU devices, the engine's socket, ... [`Runner::new`] also turns it on
+    /// namespaces, non-GPU devices, the engine's socket, ... [`Runner::new`](crate::Runner::new) also turns it on
     /// when the environment variable [`ALLOW_UNSAFE_ENV`]
     /// (`HERDCTL_CONTAINER_ALLOW_UNSAFE_HOST_CONFIG`) is `1` or `true`, so an unmodified herdctl
     /// can opt in. Default: false.
     pub allow_unsafe_host_config: bool,
-    /// The OCI runtime of every job whose docker config names none ([`DockerConfig::runtime`]),
+    /// The OCI runtime of every job whose docker config names none ([`DockerConfig::runtime`](crate::DockerConfig::runtime)),
     /// like `runsc` for gVisor: checked and proven as if the config had named it. A config that
     /// names a runtime keeps its own. Default: none (the engine's default runtime).
     pub runtime: Option<String>,
-    /// How many idle containers to keep warm per ephemeral agent (see [`Runner::warm`] and the
+    /// How many idle containers to keep warm per ephemeral agent (see [`Runner::warm`](crate::Runner::warm) and the
     /// README's "Warm pools"): an ephemeral job then takes a container that was created,
     /// checked and started ahead of need, and a replacement is warmed in the background. Each
     /// idle container costs host memory (about 1.5 MiB in the engine's shim and the container;

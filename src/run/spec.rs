@@ -1,4 +1,4 @@
-//! One job to run: what a caller hands [`Runner::start`](crate::Runner::start).
+//! One job to run: what a caller hands [`Runner::start`](crate::Runner::start)(crate::Runner::start).
 
 use std::time::Duration;
 
