@@ -39,14 +39,17 @@
 //!
 //! # Where things live
 //!
-//! Data flows one way: config ([`resolve_docker_config`], [`MountPlan`], [`Credentials`]), then
-//! the container's plan (security defaults, labels, config hash), then engine calls
-//! ([`engine`]), then an [`Outcome`]. [`Runner`] ties them together; [`invocation`] turns a
-//! herdctl agent into the argv and stdin of `claude -p` or an Agent SDK `query()`; [`agent`] runs
-//! one herdctl execute call as a job of SDK messages, and [`mcp`] bridges its injected MCP servers
-//! into the container. With [`RunnerOptions::warm_pool`], ephemeral jobs take containers made
-//! ahead of need ([`Runner::warm`], [`Runner::close`]). [`session`] holds a live multi-turn
-//! session (herdctl's `openSession`) open in the container.
+//! Data flows one way: config ([`resolve_docker_config`], [`Credentials`]), then the plan
+//! (the mounts of a [`MountPlan`], the container's create request with its security defaults,
+//! labels and [`config_hash`], the job's exec; pure, with what the host holds handed in), then the
+//! host made ready (session and socket directories, the credentials copy), then engine calls
+//! ([`engine`]), then an [`Outcome`]. [`Runner`] ties them together: [`Runner::start`] is plan,
+//! acquire, exec. On top, herdctl's shapes: [`invocation`] turns a herdctl agent into the argv and
+//! stdin of `claude -p` or an Agent SDK `query()`; [`agent`] runs one herdctl execute call as a
+//! job of SDK messages, and [`mcp`] bridges its injected MCP servers into the container;
+//! [`session`] holds a live multi-turn session (herdctl's `openSession`) open in the container.
+//! With [`RunnerOptions::warm_pool`], ephemeral jobs take containers made ahead of need
+//! ([`Runner::warm`], [`Runner::close`]). The modules' layers are in the README ("Layout").
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -82,7 +82,7 @@ fn runner_host_config(config: &DockerConfig, mounts: &MountPlan) -> Result<HostC
         security_opt: Some(vec!["no-new-privileges".into()]),
         network_mode: Some(config.network.as_str().into()),
         init: Some(true),
-        // A job in a persistent container runs with a group id of its own (see `job/group.rs`):
+        // A job in a persistent container runs with a group id of its own (see `run/job/group.rs`):
         // the configured group stays one of its groups, so what it could reach through that
         // group it still can.
         group_add: config.user.gid.map(|gid| vec![gid.to_string()]),

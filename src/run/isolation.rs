@@ -6,7 +6,7 @@
 //! virtual machine there. A fleet asks for one with `docker.runtime` (or `host_config.Runtime`),
 //! and, as for the capability drop, the runner does not take the engine's word for it: the
 //! inspect after create must name the runtime, and a process of the job's own kind, exec'd in the
-//! container as the job's user (the in-container check of `plan/inside.rs`, whose `cat` reads
+//! container as the job's user (the in-container check of `run/inside.rs`, whose `cat` reads
 //! `/proc/version` too), must report a kernel other than the host's. A container that fails
 //! either runs no job.
 //!

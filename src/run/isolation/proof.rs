@@ -7,7 +7,7 @@
 //! Kata the guest VM's. The host's release comes from the engine (`GET /info`), so a remote
 //! engine's host is compared with its own containers. The proof is a process of the job's own
 //! kind (an exec, as the job's user, without a TTY), so it proves the job's own conditions: the
-//! `cat` of the in-container security check (`plan/inside.rs`) reads this file too, so the proof
+//! `cat` of the in-container security check (`run/inside.rs`) reads this file too, so the proof
 //! costs no exec of its own (one per container; a reused persistent container is checked once
 //! per runner).
 
