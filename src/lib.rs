@@ -89,5 +89,6 @@ pub use run::job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
 pub use run::pool::{close_all as close_warm_pools, MAX_WARM_POOL};
 pub use run::retention::PruneReport;
 pub use run::runner::{
-    JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions, WARM_POOL_ENV,
+    runtime_argument, JobSpec, ManagedContainer, PullPolicy, PullProgressFn, Runner, RunnerOptions,
+    PULL_ENV, WARM_POOL_ENV,
 };

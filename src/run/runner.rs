@@ -36,17 +36,46 @@ pub enum PullPolicy {
 impl std::str::FromStr for PullPolicy {
     type Err = Error;
 
-    /// `never`, `if-missing` or `always`.
+    /// `never`, `if-missing` or `always`; an error names the argument `pull`.
     fn from_str(s: &str) -> Result<PullPolicy> {
-        match s {
-            "never" => Ok(PullPolicy::Never),
-            "if-missing" => Ok(PullPolicy::IfMissing),
-            "always" => Ok(PullPolicy::Always),
-            other => Err(Error::invalid(
-                "pull",
-                format!("{other:?} is not a pull policy; expected never, if-missing or always"),
-            )),
+        PullPolicy::parse_as(s, "pull")
+    }
+}
+
+/// The environment variable that sets a pull policy where the caller gives none (herdctl builds
+/// its runners without options, so this is how a herdctl user sets it).
+pub const PULL_ENV: &str = "HERDCTL_CONTAINER_PULL";
+
+impl PullPolicy {
+    /// `never`, `if-missing` or `always`, given as the argument `field` (an
+    /// [`Error::InvalidArgument`] naming it otherwise).
+    pub fn parse_as(value: &str, field: &str) -> Result<PullPolicy> {
+        PullPolicy::parse(value).ok_or_else(|| Error::argument(field, PullPolicy::problem(value)))
+    }
+
+    /// The policy [`PULL_ENV`] holds: `None` when it is empty; an [`Error::InvalidConfig`]
+    /// naming the variable when it holds no policy.
+    pub fn from_env_value(value: &str) -> Result<Option<PullPolicy>> {
+        if value.is_empty() {
+            return Ok(None);
         }
+        match PullPolicy::parse(value) {
+            Some(p) => Ok(Some(p)),
+            None => Err(Error::invalid(PULL_ENV, PullPolicy::problem(value))),
+        }
+    }
+
+    fn parse(value: &str) -> Option<PullPolicy> {
+        match value {
+            "never" => Some(PullPolicy::Never),
+            "if-missing" => Some(PullPolicy::IfMissing),
+            "always" => Some(PullPolicy::Always),
+            _ => None,
+        }
+    }
+
+    fn problem(value: &str) -> String {
+        format!("{value:?} is not a pull policy; expected \"never\", \"if-missing\" or \"always\"")
     }
 }
 
@@ -351,8 +380,7 @@ impl Runner {
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
         options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
         if let Some(name) = options.runtime.take() {
-            options.runtime =
-                crate::config::runtime_name("runtime", &serde_json::Value::String(name))?;
+            options.runtime = runtime_argument(&name, "runtime")?;
         }
         let warm_pool = match options.warm_pool {
             Some(n) => check_pool_size("warm_pool", &n.to_string())?,
@@ -511,7 +539,7 @@ impl Runner {
         let every_value = redactor.with_secrets(spec.env_values());
         self.start_job(spec, credentials, redactor.clone(), reached)
             .map_err(|e| match e {
-                Error::InvalidConfig { .. } => e.redact(&redactor),
+                Error::InvalidConfig { .. } | Error::InvalidArgument { .. } => e.redact(&redactor),
                 e => e.redact(&every_value),
             })
     }
@@ -1157,6 +1185,14 @@ fn allow_from_env(value: Option<std::ffi::OsString>) -> Result<bool> {
             ),
         )),
     }
+}
+
+/// An OCI runtime's name given as the argument `field` (like [`RunnerOptions::runtime`]),
+/// checked as a docker config's `runtime` is: `Ok(None)` for `""`, an
+/// [`Error::InvalidArgument`] naming `field` for a name no engine could list.
+pub fn runtime_argument(name: &str, field: &str) -> Result<Option<String>> {
+    crate::config::runtime_name(field, &serde_json::Value::String(name.into()))
+        .map_err(Error::as_argument)
 }
 
 /// One of this project's containers, as `list` shows it.
