@@ -377,7 +377,7 @@ impl Error {
 
     /// This error as the caller's argument when it is an [`Error::InvalidConfig`]: for a
     /// checker written for config fields that also checks a value a caller passed.
-    pub(crate) fn as_argument(self) -> Error {
+    pub(crate) fn into_argument(self) -> Error {
         match self {
             Error::InvalidConfig { field, problem } => Error::InvalidArgument { field, problem },
             other => other,
@@ -431,7 +431,7 @@ mod tests {
             "invalid prompt: missing or not a string; expected the prompt text"
         );
         assert_eq!(e.code(), "INVALID_ARGUMENT");
-        let e = Error::invalid("runtime", "x").as_argument();
+        let e = Error::invalid("runtime", "x").into_argument();
         assert_eq!(
             (e.code(), e.to_string().as_str()),
             ("INVALID_ARGUMENT", "invalid runtime: x")

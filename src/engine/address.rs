@@ -155,7 +155,7 @@ impl<'a> Resolver<'a> {
             self.context(address, ContextChoice::Given, field)
         };
         resolved.map_err(|e| match e {
-            Error::InvalidConfig { field: ref f, .. } if f == field => e.as_argument(),
+            Error::InvalidConfig { field: ref f, .. } if f == field => e.into_argument(),
             other => other,
         })
     }

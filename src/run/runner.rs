@@ -1192,7 +1192,7 @@ fn allow_from_env(value: Option<std::ffi::OsString>) -> Result<bool> {
 /// [`Error::InvalidArgument`] naming `field` for a name no engine could list.
 pub fn runtime_argument(name: &str, field: &str) -> Result<Option<String>> {
     crate::config::runtime_name(field, &serde_json::Value::String(name.into()))
-        .map_err(Error::as_argument)
+        .map_err(Error::into_argument)
 }
 
 /// One of this project's containers, as `list` shows it.
