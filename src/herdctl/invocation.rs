@@ -148,7 +148,9 @@ impl ExecuteOptions {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Object(m)) => m
                 .iter()
-                .map(|(name, def)| InjectedServer::from_json(name, def).map_err(Error::into_argument))
+                .map(|(name, def)| {
+                    InjectedServer::from_json(name, def).map_err(Error::into_argument)
+                })
                 .collect::<Result<_>>()?,
             Some(_) => {
                 return Err(Error::argument(
