@@ -454,7 +454,7 @@ export declare class ContainerRunner {
    *   pull policy, a job timeout, `allowUnsafeHostConfig` (the opt-in for host_config settings
    *   that loosen the container), `runtime` (the OCI runtime of configs that name none) and
    *   `warmPool` (warm containers per ephemeral agent); or a dockerode client (herdctl's 4th
-   *   argument), whose engine address is used
+   *   argument), whose engine address is used (a bad option throws with code INVALID_ARGUMENT)
    */
   constructor(
     wrapped: WrappableRuntime | object,
@@ -479,8 +479,8 @@ export declare class ContainerRunner {
   execute<M = SDKMessage>(options: ExecuteOptions): AsyncGenerator<M, void, undefined>
   /**
    * herdctl's `openSession`: a live session in the agent's container, returned at once (the
-   * container starts behind it; calls made meanwhile wait). Throws INVALID_CONFIG for bad input
-   * or a runtime with `containerCommand`. Aborting `abortController` closes it.
+   * container starts behind it; calls made meanwhile wait). Throws INVALID_ARGUMENT for bad
+   * options or a runtime with `containerCommand`, INVALID_CONFIG for a bad agent. Aborting `abortController` closes it.
    */
   openSession<M = SDKMessage>(options: SessionOptions): RuntimeSession<M>
   /** This project's containers, optionally of one agent, newest first. */

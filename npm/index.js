@@ -97,12 +97,19 @@ async function answerToolCalls(toolCalls, servers) {
   }
 }
 
-/** An Error with code INVALID_CONFIG, worded like the Rust core's: `invalid <field>: <problem>`. */
-function invalid(field, problem) {
+/**
+ * An Error worded like the Rust core's (`invalid <field>: <problem>`), with its code: a call's
+ * argument (INVALID_ARGUMENT), or with `code` CONFIG what a fleet's config says (the docker
+ * block, the agent).
+ */
+function invalid(field, problem, code = 'INVALID_ARGUMENT') {
   const e = new Error(`invalid ${field}: ${problem}`);
-  e.code = 'INVALID_CONFIG';
+  e.code = code;
   return e;
 }
+
+/** The code of an error in the fleet's config rather than in a call's argument. */
+const CONFIG = 'INVALID_CONFIG';
 
 /** The Rust side's JSON parser stops at 128 levels; data this deep is a mistake anyway. */
 const MAX_DEPTH = 100;
@@ -120,39 +127,40 @@ function notText(s) {
 
 /**
  * `value` as JSON text for the Rust side, by JSON.stringify's rules (toJSON is called, functions
- * and undefined are dropped), with what JSON cannot carry made an INVALID_CONFIG error naming the
+ * and undefined are dropped), with what JSON cannot carry made an error (`code`: INVALID_ARGUMENT,
+ * or CONFIG for a config) naming the
  * field (`docker.memory`, `prompt`) instead of a silent change or an uncoded TypeError: NaN and
  * ±Infinity (1e309 is Infinity in JS) would become null, i.e. the default; a BigInt, a circular
  * or an over-deep object would throw a TypeError or RangeError without a code; a lone surrogate
  * would reach Rust as an escape that is not text. `label` names the value itself (`field` is
  * the prefix of its fields' names, empty for top-level names like `prompt`).
  */
-function toJson(value, field, label = field) {
+function toJson(value, field, label = field, code = undefined) {
   try {
-    return stringify(value, field, label);
+    return stringify(value, field, label, code);
   } catch (e) {
-    throw unreadable(label || 'value', e);
+    throw unreadable(label || 'value', e, code);
   }
 }
 
 /**
- * `e`, thrown while reading `field`, as an INVALID_CONFIG error: a hostile or broken value (a
+ * `e`, thrown while reading `field`, as a coded error (`code` as for `invalid`): a hostile or broken value (a
  * getter, toJSON or Proxy trap that throws, a revoked Proxy, text past the JavaScript engine's
  * string limit) would otherwise surface uncoded, looking like a failure of ours.
  */
-function unreadable(field, e) {
-  if (e && e.code === 'INVALID_CONFIG') return e;
+function unreadable(field, e, code = undefined) {
+  if (e && (e.code === 'INVALID_ARGUMENT' || e.code === CONFIG)) return e;
   const why =
     e instanceof RangeError && /string length/i.test(e.message)
       ? "is too large to pass on (over the JavaScript engine's string limit)"
       : `could not be read: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
-  const err = invalid(field, `${why}; expected plain data`);
+  const err = invalid(field, `${why}; expected plain data`, code);
   err.cause = e;
   return err;
 }
 
 /** toJson's JSON.stringify with its checks. */
-function stringify(value, field, label) {
+function stringify(value, field, label, code) {
   // Each object being written: its holder, its field name, the top field it is under and its
   // depth. JSON.stringify writes
   // depth first, so following holders up from an object gives exactly the objects that contain
@@ -163,24 +171,24 @@ function stringify(value, field, label) {
     const path = holder === undefined ? label : holder.path === '' ? key : Array.isArray(this) ? `${holder.path}[${key}]` : `${holder.path}.${key}`;
     if (holder !== undefined && !Array.isArray(this)) {
       const bad = notText(key);
-      if (bad) throw invalid(holder.path || label, `a key ${bad}`);
+      if (bad) throw invalid(holder.path || label, `a key ${bad}`, code);
     }
     const prim = v instanceof Number || v instanceof String ? v.valueOf() : v;
     if (typeof prim === 'number' && !Number.isFinite(prim)) {
       const why = Number.isNaN(prim) ? 'NaN is not a number' : `${prim} is not a finite number (a literal like 1e309 is Infinity in JS)`;
-      throw invalid(path, `${why}; expected a finite number`);
+      throw invalid(path, `${why}; expected a finite number`, code);
     }
-    if (typeof prim === 'bigint') throw invalid(path, 'a BigInt, which JSON cannot carry; expected a number or a string');
+    if (typeof prim === 'bigint') throw invalid(path, 'a BigInt, which JSON cannot carry; expected a number or a string', code);
     if (typeof prim === 'string') {
       const bad = notText(prim);
-      if (bad) throw invalid(path, bad);
+      if (bad) throw invalid(path, bad, code);
     }
     if (prim !== null && typeof prim === 'object') {
       const depth = holder === undefined ? 0 : holder.depth + 1;
       // Named by its top field (`docker.host_config`): a path a hundred levels long says less.
-      if (depth >= MAX_DEPTH) throw invalid(holder.top, `nested deeper than ${MAX_DEPTH} levels; expected plain data`);
+      if (depth >= MAX_DEPTH) throw invalid(holder.top, `nested deeper than ${MAX_DEPTH} levels; expected plain data`, code);
       for (let h = this; open.has(h); h = open.get(h).holder) {
-        if (h === prim) throw invalid(path, 'a circular structure (an object that contains itself); expected plain data');
+        if (h === prim) throw invalid(path, 'a circular structure (an object that contains itself); expected plain data', code);
       }
       const top = depth <= 1 ? path : holder.top;
       open.set(prim, { holder: this, path: holder === undefined ? field : path, top, depth });
@@ -189,7 +197,7 @@ function stringify(value, field, label) {
   });
 }
 
-/** Checks an agent name argument (napi's own error for another type has no INVALID_CONFIG). */
+/** Checks an agent name argument (napi's own error for another type has no code). */
 function agentName(value, field) {
   if (typeof value !== 'string') throw invalid(field, `expected an agent's qualified name as a string, got ${typeof value}`);
   const bad = notText(value);
@@ -337,7 +345,7 @@ async function* sessionMessages(core, signal, onLifecycleSignal) {
   }
 }
 
-/** `text` when it is a string that Rust can carry, else a rejected INVALID_CONFIG. */
+/** `text` when it is a string that Rust can carry, else a rejected INVALID_ARGUMENT. */
 function checkText(field, text, optional = false) {
   if (optional && (text === undefined || text === null)) return undefined;
   if (typeof text !== 'string') throw invalid(field, `expected a string, got ${typeof text}`);
@@ -360,7 +368,7 @@ class ContainerRunner {
     }
     const { native, onCall, onPull } = hooks(given);
     this._core = new binding.ContainerRunnerCore(
-      toJson(config ?? null, 'docker'),
+      toJson(config ?? null, 'docker', 'docker', CONFIG),
       stateDir ?? '',
       toJson(native ?? null, 'options'),
       onCall,
@@ -391,7 +399,7 @@ class ContainerRunner {
     }
     const request = {
       strategy,
-      agent: toJson(agent ?? {}, 'agent'),
+      agent: toJson(agent ?? {}, 'agent', 'agent', CONFIG),
       // The tools' handlers (functions) are dropped: they stay here, and run through `toolCalls`.
       options: toJson({ prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers }, '', 'execute options'),
     };
@@ -433,7 +441,7 @@ class ContainerRunner {
     if (onLifecycleSignal != null && typeof onLifecycleSignal !== 'function') throw invalid('onLifecycleSignal', 'expected a function');
     const request = {
       strategy,
-      agent: toJson(options.agent ?? {}, 'agent'),
+      agent: toJson(options.agent ?? {}, 'agent', 'agent', CONFIG),
       options: toJson({ prompt, resume, fork, systemPromptAppend, includePartialMessages, injectedMcpServers }, '', 'session options'),
       hooks: onLifecycleSignal ? LIFECYCLE_HOOKS : undefined,
     };
@@ -501,7 +509,7 @@ module.exports = {
   ContainerRunner,
   messages,
   MessageStream: binding.MessageStream,
-  resolveDockerConfig: (docker) => JSON.parse(binding._resolveDockerConfig(toJson(docker ?? null, 'docker'))),
+  resolveDockerConfig: (docker) => JSON.parse(binding._resolveDockerConfig(toJson(docker ?? null, 'docker', 'docker', CONFIG))),
   parseMemoryToBytes: binding.parseMemoryToBytes,
   parsePortBinding: binding.parsePortBinding,
   parseTmpfsMount: binding.parseTmpfsMount,

@@ -205,10 +205,23 @@ pub enum Error {
         detail: String,
     },
 
-    /// An input is invalid. Names the field, the value (never a secret) and what is accepted.
+    /// A config is invalid: what a fleet file, a config file or an environment variable says
+    /// (the docker block, the agent, `host_config`, `DOCKER_HOST`). Names the field, the value
+    /// (never a secret) and what is accepted.
     #[error("invalid {field}: {problem}")]
     InvalidConfig {
         /// The config field, in herdctl's YAML spelling (`docker.memory`, `docker.volumes[1]`).
+        field: String,
+        /// What is wrong and what is accepted.
+        problem: String,
+    },
+
+    /// An argument of a call is invalid: the prompt, an execute, session or runner option, a
+    /// CLI flag, a value that is no valid argument. Names the argument, the value (never a
+    /// secret) and what is accepted.
+    #[error("invalid {field}: {problem}")]
+    InvalidArgument {
+        /// The argument, in the caller's spelling (`prompt`, `options.jobTimeoutMs`, `--keep`).
         field: String,
         /// What is wrong and what is accepted.
         problem: String,
@@ -294,6 +307,7 @@ impl Error {
             Error::Cancelled(_) => "CANCELLED",
             Error::Protocol { .. } => "PROTOCOL",
             Error::InvalidConfig { .. } => "INVALID_CONFIG",
+            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::NotApplied { .. } => "NOT_APPLIED",
             Error::LineTooLong { .. } => "LINE_TOO_LONG",
             Error::ContainerExited { .. } => "CONTAINER_EXITED",
@@ -383,6 +397,10 @@ impl Error {
                 field: r(field),
                 problem: r(problem),
             },
+            Error::InvalidArgument { field, problem } => Error::InvalidArgument {
+                field: r(field),
+                problem: r(problem),
+            },
             Error::NotApplied { container, what } => Error::NotApplied {
                 container: r(container),
                 what: r(what),
@@ -422,6 +440,23 @@ impl Error {
         Error::InvalidConfig {
             field: field.into(),
             problem: problem.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn argument(field: impl Into<String>, problem: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// This error as the caller's argument when it is an [`Error::InvalidConfig`]: for a
+    /// checker written for config fields that also checks a value a caller passed.
+    pub(crate) fn into_argument(self) -> Error {
+        match self {
+            Error::InvalidConfig { field, problem } => Error::InvalidArgument { field, problem },
+            other => other,
         }
     }
 
@@ -523,6 +558,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn invalid_argument_names_field_in_the_same_words() {
+        let e = Error::argument(
+            "prompt",
+            "missing or not a string; expected the prompt text",
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid prompt: missing or not a string; expected the prompt text"
+        );
+        assert_eq!(e.code(), "INVALID_ARGUMENT");
+        let e = Error::invalid("runtime", "x").into_argument();
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("INVALID_ARGUMENT", "invalid runtime: x")
+        );
+    }
+
     const SECRET: &str = "sk-ant-api03-secret-value";
 
     /// Every variant, with the secret in each of its texts.
@@ -587,6 +640,7 @@ mod tests {
                 detail: s(),
             },
             Error::invalid(s(), s()),
+            Error::argument(s(), s()),
             Error::NotApplied {
                 container: s(),
                 what: s(),

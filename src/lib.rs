@@ -94,7 +94,9 @@ pub use plan::{
 pub use redact::{is_secret_name, Redactor, MIN_SECRET_LEN, REDACTED};
 pub use run::isolation::ADD_GVISOR;
 pub use run::job::{Canceller, Job, JobReport, JobSummary, Outcome, Timings};
-pub use run::options::{PullPolicy, PullProgressFn, RunnerOptions, WARM_POOL_ENV};
+pub use run::options::{
+    runtime_argument, PullPolicy, PullProgressFn, RunnerOptions, PULL_ENV, WARM_POOL_ENV,
+};
 pub use run::pool::{close_all as close_warm_pools, MAX_WARM_POOL};
 pub use run::prune_report::PruneReport;
 pub use run::runner::{ManagedContainer, Runner};

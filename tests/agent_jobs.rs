@@ -476,7 +476,7 @@ fn injected_mcp_servers_need_a_handler_and_a_herdctl_runtime() {
     );
     raw.tool_handler = Some(Arc::new(handler));
     let e = AgentJob::start(&fleet.runner, raw).err().expect("no job");
-    assert_eq!(e.code(), "INVALID_CONFIG");
+    assert_eq!(e.code(), "INVALID_ARGUMENT");
     assert!(e.to_string().contains("containerCommand"), "{e}");
     assert!(fleet.containers(&agent).is_empty());
 }

@@ -787,5 +787,5 @@ fn a_session_that_cannot_start_says_why_before_any_container() {
     let e = AgentSession::open(&fleet.runner, r)
         .err()
         .expect("no session");
-    assert!(matches!(e, Error::InvalidConfig { .. }), "{e}");
+    assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
 }

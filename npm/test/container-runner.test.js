@@ -195,7 +195,7 @@ test('errors before the container exists are thrown with their code', async () =
   const unreachable = new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, { socketPath: '/nonexistent/docker.sock' });
   await assert.rejects(collect(unreachable.execute({ prompt: 'p', agent: fleet.agent('nodocker') })), (e) => e.code === 'ENGINE_UNREACHABLE');
   const raw = fleet.runner({ containerCommand: () => ({ argv: ['sh', 42] }) });
-  await assert.rejects(collect(raw.execute({ prompt: 'p', agent: fleet.agent('badraw') })), (e) => e.code === 'INVALID_CONFIG' && /containerCommand\.argv\[1\]/.test(e.message));
+  await assert.rejects(collect(raw.execute({ prompt: 'p', agent: fleet.agent('badraw') })), (e) => e.code === 'INVALID_ARGUMENT' && /containerCommand\.argv\[1\]/.test(e.message));
 });
 
 test('jobTimeoutMs ends a job that runs too long with a timed_out error, and no process remains', async () => {
@@ -232,10 +232,10 @@ test('sessionLayout "flat" keeps sessions where herdctl\'s discovery looks', asy
 
 test('bad runner options are thrown with their code and field', () => {
   const make = (options) => () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, options);
-  assert.throws(make({ pull: 'sometimes' }), (e) => e.code === 'INVALID_CONFIG' && /options\.pull: "sometimes" is not a pull policy/.test(e.message));
-  assert.throws(make({ sessionLayout: 'nested' }), (e) => e.code === 'INVALID_CONFIG' && /options\.sessionLayout/.test(e.message));
-  assert.throws(make({ jobTimeoutMs: -1 }), (e) => e.code === 'INVALID_CONFIG' && /options\.jobTimeoutMs/.test(e.message));
-  assert.throws(make({ dockerHost: 'unix:///a', socketPath: '/b' }), (e) => e.code === 'INVALID_CONFIG');
+  assert.throws(make({ pull: 'sometimes' }), (e) => e.code === 'INVALID_ARGUMENT' && /options\.pull: "sometimes" is not a pull policy/.test(e.message));
+  assert.throws(make({ sessionLayout: 'nested' }), (e) => e.code === 'INVALID_ARGUMENT' && /options\.sessionLayout/.test(e.message));
+  assert.throws(make({ jobTimeoutMs: -1 }), (e) => e.code === 'INVALID_ARGUMENT' && /options\.jobTimeoutMs/.test(e.message));
+  assert.throws(make({ dockerHost: 'unix:///a', socketPath: '/b' }), (e) => e.code === 'INVALID_ARGUMENT');
 });
 
 test('a 4 MiB prompt arrives intact', async () => {
@@ -271,7 +271,7 @@ test('a dockerode client as the 4th argument (herdctl\'s own signature) gives it
   await assert.rejects(collect(elsewhere.execute({ prompt: 'p', agent })), (e) => e.code === 'ENGINE_UNREACHABLE');
   assert.throws(
     () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, client({ host: '127.0.0.1', port: 2376, protocol: 'https' })),
-    (e) => e.code === 'INVALID_CONFIG' && /https:\/\/127\.0\.0\.1:2376/.test(e.message),
+    (e) => e.code === 'INVALID_ARGUMENT' && /https:\/\/127\.0\.0\.1:2376/.test(e.message),
   );
 });
 

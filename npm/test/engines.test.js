@@ -59,11 +59,11 @@ test('engines places an agent on its own engine; the others stay on the runner\'
 test('a bad engine address is thrown with its option', () => {
   const make = (options) => () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, options);
   assert.throws(make({ engines: { 'fleet.a': 'tcp://no-port' } }), (e) =>
-    e.code === 'INVALID_CONFIG' && e.message.startsWith('invalid options.engines["fleet.a"]: "tcp://no-port" is not tcp://HOST:PORT'));
+    e.code === 'INVALID_ARGUMENT' && e.message.startsWith('invalid options.engines["fleet.a"]: "tcp://no-port" is not tcp://HOST:PORT'));
   assert.throws(make({ dockerHost: 'no-such-context' }), (e) =>
-    e.code === 'INVALID_CONFIG' && /^invalid options\.dockerHost: docker context "no-such-context" does not exist/.test(e.message));
+    e.code === 'INVALID_ARGUMENT' && /^invalid options\.dockerHost: docker context "no-such-context" does not exist/.test(e.message));
   assert.throws(make({ dockerHost: 'ssh://me:secret-password@box' }), (e) =>
-    e.code === 'INVALID_CONFIG' && /holds a password/.test(e.message) && !e.message.includes('secret-password'));
+    e.code === 'INVALID_ARGUMENT' && /holds a password/.test(e.message) && !e.message.includes('secret-password'));
 });
 
 test('a TLS engine is reached through the CLI beside the addon, which speaks no TLS itself', async () => {

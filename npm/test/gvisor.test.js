@@ -102,6 +102,6 @@ test('a runtime the engine does not list is refused with its list, before any co
   assert.deepEqual(runtimesOf(agent), []);
   assert.throws(
     () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, { runtime: 'run sc' }),
-    (e) => e.code === 'INVALID_CONFIG' && e.message.startsWith('invalid options.runtime: "run sc" is not a runtime name'),
+    (e) => e.code === 'INVALID_ARGUMENT' && e.message.startsWith('invalid options.runtime: "run sc" is not a runtime name'),
   );
 });

@@ -100,11 +100,11 @@ test('bad injected servers are thrown with the field named, before any container
   const runner = fleet.runner();
   await assert.rejects(
     collect(runner.execute({ prompt: 'p', agent, injectedMcpServers: { 'bad name': { tools: [] } } })),
-    (e) => e.code === 'INVALID_CONFIG' && /injectedMcpServers\.bad name/.test(e.message),
+    (e) => e.code === 'INVALID_ARGUMENT' && /injectedMcpServers\.bad name/.test(e.message),
   );
   await assert.rejects(
     collect(runner.execute({ prompt: 'p', agent, injectedMcpServers: { s: { tools: [{ description: 'no name' }] } } })),
-    (e) => e.code === 'INVALID_CONFIG' && e.message.includes('injectedMcpServers.s.tools[0].name'),
+    (e) => e.code === 'INVALID_ARGUMENT' && e.message.includes('injectedMcpServers.s.tools[0].name'),
   );
   assert.deepEqual(await runner.listContainers(agent.qualifiedName), []);
 });

@@ -1,6 +1,6 @@
 'use strict';
 // JS values that JSON cannot carry faithfully, in any field that crosses into Rust: each is an
-// Error with code INVALID_CONFIG naming the field, never a silent default (NaN, Infinity and
+// Error with code INVALID_CONFIG (a config) or INVALID_ARGUMENT (an argument) naming the field, never a silent default (NaN, Infinity and
 // 1e309 became null, so memory fell back to 2 GiB), an uncoded TypeError (BigInt, circular) or
 // a RangeError (deep nesting), and a lone surrogate in the prompt names `prompt`. No engine is
 // needed: every one is refused before a job starts.
@@ -13,9 +13,12 @@ const { ContainerRunner } = h;
 
 class CLIRuntime {}
 
-const invalid = (field, problem) => (e) => {
+// The fleet's config (the docker block, the agent) is INVALID_CONFIG; a call's arguments (the
+// options, the prompt, the state directory) are INVALID_ARGUMENT.
+const codeOf = (field) => (/^(docker|agent)\b/.test(field) ? 'INVALID_CONFIG' : 'INVALID_ARGUMENT');
+const invalid = (field, problem, code = codeOf(field)) => (e) => {
   assert.ok(e instanceof Error, String(e));
-  assert.equal(e.code, 'INVALID_CONFIG', e.message);
+  assert.equal(e.code, code, e.message);
   assert.ok(e.message.startsWith(`invalid ${field}: `), e.message);
   if (problem) assert.match(e.message, problem);
   return true;
@@ -200,9 +203,9 @@ test('hostile objects (a throwing getter, toJSON or Proxy trap, a revoked Proxy)
 
 test('list, prune and gc refuse an agent name that is not a string, by name', async () => {
   const r = runner({}, offline);
-  assert.throws(() => r.listContainers(7), invalid('agent', /as a string, got number/));
-  await assert.rejects(r.prune({ name: 'a' }, 1), invalid('agent', /got object/));
-  await assert.rejects(r.prune('a\ud800', 1), invalid('agent', /surrogate/));
+  assert.throws(() => r.listContainers(7), invalid('agent', /as a string, got number/, 'INVALID_ARGUMENT'));
+  await assert.rejects(r.prune({ name: 'a' }, 1), invalid('agent', /got object/, 'INVALID_ARGUMENT'));
+  await assert.rejects(r.prune('a\ud800', 1), invalid('agent', /surrogate/, 'INVALID_ARGUMENT'));
   await assert.rejects(r.gc('agent', 1), invalid('liveAgents', /a list of agent names/));
   await assert.rejects(r.gc(['ok', 5], 1), invalid('liveAgents[1]', /got number/));
 });

@@ -53,7 +53,7 @@ test('a throwing logger does not break the job; a bad one is refused', async () 
   assert.equal(messages.at(-1).type, 'result');
   for (const [options, field] of [[{ logger: {} }, 'options.logger'], [{ logger: 'x' }, 'options.logger'], [{ onPullProgress: 1 }, 'options.onPullProgress']]) {
     assert.throws(() => new ContainerRunner(raw(['true']), fleet.config(), fleet.stateDir, options), (e) => {
-      assert.equal(e.code, 'INVALID_CONFIG');
+      assert.equal(e.code, 'INVALID_ARGUMENT');
       assert.ok(e.message.startsWith(`invalid ${field}: `), e.message);
       return true;
     });

@@ -235,16 +235,16 @@ test('an abandoned session is closed when it is garbage collected', { timeout: 6
   assert.equal(out.state, 'exited', JSON.stringify(out));
 });
 
-test('bad input is refused with INVALID_CONFIG', { timeout: 30_000 }, async () => {
+test('bad input is refused with INVALID_ARGUMENT', { timeout: 30_000 }, async () => {
   const raw = new ContainerRunner({ containerCommand: () => ({ argv: ['true'] }) }, fleet.config(), fleet.stateDir);
-  assert.throws(() => raw.openSession({ agent: fleet.agent('raw') }), (e) => e.code === 'INVALID_CONFIG' && /cannot hold a session/.test(e.message));
+  assert.throws(() => raw.openSession({ agent: fleet.agent('raw') }), (e) => e.code === 'INVALID_ARGUMENT' && /cannot hold a session/.test(e.message));
   const runner = fleet.runner();
-  assert.throws(() => runner.openSession({ agent: fleet.agent('x'), onLifecycleSignal: 3 }), (e) => e.code === 'INVALID_CONFIG');
-  assert.throws(() => runner.openSession({ agent: fleet.agent('y'), prompt: NaN }), (e) => e.code === 'INVALID_CONFIG');
+  assert.throws(() => runner.openSession({ agent: fleet.agent('x'), onLifecycleSignal: 3 }), (e) => e.code === 'INVALID_ARGUMENT');
+  assert.throws(() => runner.openSession({ agent: fleet.agent('y'), prompt: NaN }), (e) => e.code === 'INVALID_ARGUMENT');
   const session = runner.openSession({ agent: fleet.agent('z') });
-  await assert.rejects(session.send(42), (e) => e.code === 'INVALID_CONFIG' && /invalid text/.test(e.message));
-  await assert.rejects(session.send('\uD800'), (e) => e.code === 'INVALID_CONFIG');
-  await assert.rejects(session.stopTask(undefined), (e) => e.code === 'INVALID_CONFIG');
+  await assert.rejects(session.send(42), (e) => e.code === 'INVALID_ARGUMENT' && /invalid text/.test(e.message));
+  await assert.rejects(session.send('\uD800'), (e) => e.code === 'INVALID_ARGUMENT');
+  await assert.rejects(session.stopTask(undefined), (e) => e.code === 'INVALID_ARGUMENT');
   await session.close();
 });
 

@@ -63,7 +63,7 @@ test('warmPool must be a whole number from 0 to 64', () => {
   for (const bad of [65, -1, 1.5, '2', true]) {
     assert.throws(
       () => new ContainerRunner(new CLIRuntime(), fleet.config(), fleet.stateDir, { warmPool: bad }),
-      (e) => e.code === 'INVALID_CONFIG' && e.message.startsWith('invalid options.warmPool: '),
+      (e) => e.code === 'INVALID_ARGUMENT' && e.message.startsWith('invalid options.warmPool: '),
       String(bad),
     );
   }

@@ -14,7 +14,7 @@ use super::Failure;
 /// Runs the command with the arguments after `dial-stdio`.
 pub fn run(args: &[OsString]) -> Result<u8, Failure> {
     let usage = || {
-        Error::invalid(
+        Error::argument(
             "dial-stdio",
             "expected tcp://HOST:PORT --tlscacert CA [--tlscert CERT --tlskey KEY]",
         )

@@ -210,7 +210,7 @@ fn job_env(
             && !key.starts_with(|c: char| c.is_ascii_digit())
             && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "--env",
                 format!("{key:?} is not a variable name; expected KEY=VALUE or KEY, KEY of letters, digits and _"),
             )

@@ -145,12 +145,19 @@ impl<'a> Resolver<'a> {
     /// An address given by the caller: a URL (`unix://`, `tcp://`, `ssh://`; a `tcp://` host
     /// takes its TLS from `DOCKER_TLS_VERIFY` / `DOCKER_CERT_PATH`, as `docker -H` does), or the
     /// name of a docker context.
+    ///
+    /// What is wrong with the address itself (the errors naming `field`) is the caller's
+    /// argument; what is wrong in a context's files or the TLS variables stays config.
     pub fn given(&self, address: &str, field: &str) -> Result<Resolved> {
-        if address.contains("://") {
+        let resolved = if address.contains("://") {
             self.url(address, field, AddressSource::Given)
         } else {
             self.context(address, ContextChoice::Given, field)
-        }
+        };
+        resolved.map_err(|e| match e {
+            Error::InvalidConfig { field: ref f, .. } if f == field => e.into_argument(),
+            other => other,
+        })
     }
 
     fn url(&self, value: &str, field: &str, source: AddressSource) -> Result<Resolved> {

@@ -166,8 +166,16 @@ impl EngineOptions {
     /// from `DOCKER_TLS_VERIFY` / `DOCKER_CERT_PATH` as `docker -H` takes it, or
     /// `ssh://[user@]host[:port][/remote.sock]`) or the name of a docker context.
     pub fn for_address(address: &str) -> crate::Result<EngineOptions> {
+        EngineOptions::for_address_as(address, "engine address")
+    }
+
+    /// [`EngineOptions::for_address`] with the address given as the argument `field` (like
+    /// `options.dockerHost`): an address that is wrong itself is an
+    /// [`crate::Error::InvalidArgument`] naming `field`; a context's broken files, or TLS
+    /// variables, stay [`crate::Error::InvalidConfig`] naming what holds them.
+    pub fn for_address_as(address: &str, field: &str) -> crate::Result<EngineOptions> {
         let env = process_env;
-        let resolved = address::Resolver::new(&env).given(address, "engine address")?;
+        let resolved = address::Resolver::new(&env).given(address, field)?;
         Ok(EngineOptions::resolved(resolved))
     }
 

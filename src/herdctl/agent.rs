@@ -46,11 +46,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::herdctl::invocation::{self, AgentSpec, Invocation, JobInput, McpServer, Strategy};
-use crate::herdctl::mcp::{Bridge, InjectedServer, ToolHandler};
+use crate::herdctl::invocation::{self, AgentSpec, Invocation, McpServer, Strategy};
+use crate::herdctl::mcp::{Bridge, ToolHandler};
 use crate::host::{
     claim_legacy_transcript, link_new_transcripts, mcp_socket_dir, prepare_session_dir,
 };
@@ -61,96 +60,7 @@ use crate::{
     Error, JobSpec, PathMap, Redactor, Result, Runner, SessionLayout,
 };
 
-/// The per-call part of herdctl's `RuntimeExecuteOptions` (its `agent` is [`AgentRequest::agent`],
-/// its `abortController` is the job's [`Canceller`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExecuteOptions {
-    /// The prompt, any size. It travels on the job's stdin.
-    pub prompt: String,
-    /// A session id to resume. Default: none.
-    pub resume: Option<String>,
-    /// Fork the resumed session instead of continuing it. Default: false.
-    pub fork: bool,
-    /// Text appended to the agent's system prompt for this call. Default: none.
-    pub system_prompt_append: Option<String>,
-    /// Ask for partial (streaming) assistant messages. Default: false.
-    pub include_partial_messages: bool,
-    /// MCP servers whose tools run in this process ([`AgentRequest::tool_handler`] runs them);
-    /// the agent reaches them through [`crate::herdctl::mcp`]'s bridge. Default: none.
-    pub injected_mcp_servers: Vec<InjectedServer>,
-}
-
-impl ExecuteOptions {
-    /// Options with this prompt and every default.
-    pub fn new(prompt: impl Into<String>) -> ExecuteOptions {
-        ExecuteOptions {
-            prompt: prompt.into(),
-            ..ExecuteOptions::default()
-        }
-    }
-
-    /// Reads herdctl's camelCase `RuntimeExecuteOptions` (`prompt`, `resume`, `fork`,
-    /// `systemPromptAppend`, `includePartialMessages`; other fields are ignored). `null` and
-    /// absent fields take the default; an empty `resume` means none.
-    ///
-    /// `injectedMcpServers` maps server names to herdctl's `InjectedMcpServerDef` without its
-    /// handlers (`JSON.stringify` drops functions): `{version?, tools: [{name, description?,
-    /// inputSchema?}]}`.
-    pub fn from_json(options: &Value) -> Result<ExecuteOptions> {
-        let Value::Object(o) = options else {
-            return Err(Error::invalid(
-                "execute options",
-                "expected an object with at least \"prompt\"",
-            ));
-        };
-        let injected_mcp_servers = match o.get("injectedMcpServers") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(name, def)| InjectedServer::from_json(name, def))
-                .collect::<Result<_>>()?,
-            Some(_) => {
-                return Err(Error::invalid(
-                    "injectedMcpServers",
-                    "expected an object of MCP servers by name",
-                ))
-            }
-        };
-        let prompt = match o.get("prompt") {
-            Some(Value::String(s)) => s.clone(),
-            _ => {
-                return Err(Error::invalid(
-                    "prompt",
-                    "missing or not a string; expected the prompt text",
-                ))
-            }
-        };
-        Ok(ExecuteOptions {
-            prompt,
-            resume: opt_string(o, "resume")?.filter(|s| !s.is_empty()),
-            fork: opt_bool(o, "fork")?,
-            system_prompt_append: opt_string(o, "systemPromptAppend")?,
-            include_partial_messages: opt_bool(o, "includePartialMessages")?,
-            injected_mcp_servers,
-        })
-    }
-}
-
-fn opt_string(o: &Map<String, Value>, field: &str) -> Result<Option<String>> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Error::invalid(field, "expected a string")),
-    }
-}
-
-fn opt_bool(o: &Map<String, Value>, field: &str) -> Result<bool> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(Error::invalid(field, "expected true or false")),
-    }
-}
+pub use crate::herdctl::invocation::ExecuteOptions;
 
 /// What runs in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,13 +81,13 @@ impl Command {
     /// (the kernel cannot pass one).
     pub fn raw(argv: Vec<String>, stdin: Vec<u8>) -> Result<Command> {
         if argv.first().is_none_or(|p| p.is_empty()) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "containerCommand.argv",
                 "empty; expected the program and its arguments, like [\"node\", \"agent.js\"]",
             ));
         }
         if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 format!("containerCommand.argv[{i}]"),
                 "contains a NUL byte; pass binary data on stdin",
             ));
@@ -211,18 +121,16 @@ pub struct AgentRequest {
 }
 
 impl AgentRequest {
-    /// The runner's job for this request: agent name, workspace, argv and stdin, with `injected`
-    /// (each server's name and its in-container config) among the agent's MCP servers; and the
-    /// env of all those servers (it reaches the agent, so it is redacted from what the agent
-    /// prints). No I/O but reading the current directory when the agent has no working directory.
-    pub(crate) fn job_spec(
+    /// The runner's job for this request, of the agent `spec` (this request's agent, read
+    /// once): agent name, workspace, argv and stdin, with `injected` (each server's name and its
+    /// in-container config) among the agent's MCP servers; and the env of all those servers (it
+    /// reaches the agent, so it is redacted from what the agent prints). No I/O but reading the
+    /// current directory when the agent has no working directory.
+    fn job_spec(
         &self,
+        mut spec: AgentSpec,
         injected: &[(String, McpServer)],
     ) -> Result<(JobSpec, Vec<(String, String)>)> {
-        let mut spec = AgentSpec::deserialize(&self.agent).map_err(|e| {
-            Error::invalid("agent", format!("{e}; expected herdctl's agent object"))
-        })?;
-        let agent = agent_name(&self.agent)?;
         let workspace = match spec.working_directory.as_ref().filter(|v| !v.is_null()) {
             Some(wd) => workspace_root(wd)?,
             None => std::env::current_dir()
@@ -237,18 +145,12 @@ impl AgentRequest {
                 spec.allowed_tools.push(format!("mcp__{name}__*"));
             }
         }
-        let input = || JobInput {
-            prompt: self.options.prompt.clone(),
-            resume: self.options.resume.clone(),
-            fork: self.options.fork,
-            system_prompt_append: self.options.system_prompt_append.clone(),
-            include_partial_messages: self.options.include_partial_messages,
-        };
         let invocation = match &self.command {
-            Command::Runtime(strategy) => invocation::build(*strategy, &spec, &input()),
-            Command::Session(strategy) => invocation::session(*strategy, &spec, &input()),
+            Command::Runtime(strategy) => invocation::build(*strategy, &spec, &self.options),
+            Command::Session(strategy) => invocation::session(*strategy, &spec, &self.options),
             Command::Raw(inv) => inv.clone(),
         };
+        let agent = spec.key().to_string();
         let mut job = JobSpec::new(agent, self.config.clone(), workspace, invocation.argv);
         job.stdin = invocation.stdin;
         job.deadline = self.deadline;
@@ -256,28 +158,28 @@ impl AgentRequest {
         Ok((job, mcp_env))
     }
 
-    /// The bridge of the injected MCP servers, bound; `None` when there are none.
-    pub(crate) fn mcp_bridge(&self, runner: &Runner) -> Result<Option<Bridge>> {
+    /// The bridge of the injected MCP servers of the agent named `agent`, bound; `None` when
+    /// there are none.
+    fn mcp_bridge(&self, runner: &Runner, agent: &str) -> Result<Option<Bridge>> {
         let servers = &self.options.injected_mcp_servers;
         if servers.is_empty() {
             return Ok(None);
         }
         if self.tool_handler.is_none() {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "injectedMcpServers",
                 "given without a handler to run their tools",
             ));
         }
         if let Command::Raw(_) = self.command {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "injectedMcpServers",
                 "a runtime with its own containerCommand cannot be given injected MCP servers; wrap a CLIRuntime or SDKRuntime",
             ));
         }
-        let agent = agent_name(&self.agent)?;
-        let engine = runner.engine_for(&agent)?;
+        let engine = runner.engine_for(agent)?;
         if !engine.options().is_local() {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "injectedMcpServers",
                 format!("the agent's engine {} is on another machine, and injected tools reach its containers through a unix socket of this one; place the agent on a local engine (a unix socket or a loopback address) to use them, or run it without injected tools", engine.host()),
             ));
@@ -285,42 +187,47 @@ impl AgentRequest {
         // Never an agent silently without its tools: its OCI runtime must reach the sockets.
         runner.check_host_sockets(&engine, &self.config)?;
         let state_dir = runner.state_dir().to_string_lossy();
-        let dir = mcp_socket_dir(&state_dir, &agent)?;
+        let dir = mcp_socket_dir(&state_dir, agent)?;
         Bridge::bind(std::path::Path::new(&dir), servers.clone()).map(Some)
     }
 }
 
-/// The message with every container path under a mount rewritten to the host's; a message
-/// that does not parse is left for the consumer's parse to drop.
+/// The message with every container path under a mount rewritten to the host's, as text: each
+/// string value (not a key) that [`translate_json_paths`] would rewrite is replaced where it
+/// stands, and every other byte is kept (the agent's key order, its numbers), so the message is
+/// parsed once, by its consumer, not built and written again here. A message that is not JSON
+/// after all is left for the consumer's parse to drop.
 pub(crate) fn to_host_paths(message: String, paths: &PathMap) -> String {
-    match serde_json::from_str::<Value>(&message) {
-        Ok(mut value) => {
-            if translate_json_paths(&mut value, paths, Direction::ToHost) == 0 {
-                return message;
-            }
-            value.to_string()
+    let bytes = message.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(at) = memchr::memchr(b'"', &bytes[i..]) {
+        let start = i + at;
+        let Some(end) = string_end(bytes, start + 1) else {
+            break;
+        };
+        i = end + 1;
+        // Outside strings a JSON text holds no quote, so this is a whole string: a key when a
+        // colon follows it. A path starts with `/` (or its escape `\/`, `\u002f`).
+        let is_key = bytes.get(skip_blank(bytes, i)) == Some(&b':');
+        if is_key || !matches!(bytes.get(start + 1), Some(b'/' | b'\\')) {
+            continue;
         }
-        Err(_) => message,
+        let Ok(mut value) = serde_json::from_str::<Value>(&message[start..i]) else {
+            continue;
+        };
+        if translate_json_paths(&mut value, paths, Direction::ToHost) > 0 {
+            out.push_str(&message[copied..start]);
+            out.push_str(&value.to_string());
+            copied = i;
+        }
     }
-}
-
-/// The agent's qualified name, else its name.
-fn agent_name(agent: &Value) -> Result<String> {
-    ["qualifiedName", "name"]
-        .iter()
-        .find_map(|k| {
-            agent
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Error::invalid(
-                "agent.name",
-                "missing; expected the agent's name (or qualifiedName) as a string",
-            )
-        })
+    if copied == 0 {
+        return message;
+    }
+    out.push_str(&message[copied..]);
+    out
 }
 
 /// A running agent job that yields SDK messages. Dropping it, or calling
@@ -398,15 +305,22 @@ impl AgentRequest {
     /// MCP servers' bridge, the job spec with their secrets, herdctl's session links. Errors are
     /// redacted with what this process's environment and the config hold secret.
     pub(crate) fn prepare(&mut self, runner: &Runner) -> Result<Prepared> {
-        // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
-        crate::run::isolation::runtime_from_agent(&self.agent, &mut self.config)?;
         let early = || Redactor::from_process_env().with_env(&self.config.env);
-        let bridge = self.mcp_bridge(runner).map_err(|e| e.redact(&early()))?;
+        // The one read of the agent object.
+        let agent = AgentSpec::from_json(&self.agent).map_err(|e| e.redact(&early()))?;
+        // herdctl's resolver drops `docker.runtime`; the agent object still carries it.
+        crate::run::isolation::runtime_from_agent(agent.docker_runtime(), &mut self.config)?;
+        let early = || Redactor::from_process_env().with_env(&self.config.env);
+        let bridge = self
+            .mcp_bridge(runner, agent.key())
+            .map_err(|e| e.redact(&early()))?;
         let injected = bridge
             .as_ref()
             .map(Bridge::agent_configs)
             .unwrap_or_default();
-        let (mut spec, mcp_env) = self.job_spec(&injected).map_err(|e| e.redact(&early()))?;
+        let (mut spec, mcp_env) = self
+            .job_spec(agent, &injected)
+            .map_err(|e| e.redact(&early()))?;
         // The MCP servers' env (tokens, the bridge's secrets) reaches the agent too: the runner
         // redacts it with the job's other secrets, from the job's errors and stderr tail as the
         // job does from its stdout tail.
@@ -436,7 +350,7 @@ impl AgentJob {
     /// and the config hold secret, afterwards with all of the job's secrets.
     pub fn start(runner: &Runner, mut request: AgentRequest) -> Result<AgentJob> {
         if let Command::Session(_) = request.command {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "command",
                 "a session command runs only as a session::AgentSession",
             ));
@@ -901,20 +815,39 @@ impl Transcript {
         redactor: &Redactor,
         held_result: bool,
     ) -> Option<String> {
-        let succeeded = report.outcome.success();
-        if succeeded && self.saw_result {
+        if report.outcome.success() && self.saw_result {
             return None;
         }
-        let (exit_code, oom) = match &report.outcome {
-            Outcome::Exited(code) => (Some(*code), false),
-            Outcome::CommandNotFound { code } => (Some(*code), false),
-            Outcome::Killed { code, oom } => (Some(*code), *oom),
-            Outcome::ContainerDied {
-                exit_code,
-                oom_killed,
-            } => (*exit_code, *oom_killed),
-            _ => (None, false),
-        };
+        let (exit_code, oom) = exit_and_oom(&report.outcome);
+        let message = self.closing_message(report, redactor, held_result);
+        let other: Vec<&str> = self.other.iter().map(String::as_str).collect();
+        let stdout_tail = redactor.redact(&other.join("\n")).into_owned();
+        let mut error = json!({
+            "type": "error",
+            "message": redactor.redact(&message),
+            "outcome": outcome_kind(&report.outcome),
+            "exit_code": exit_code,
+            "oom_killed": oom,
+            "stderr_tail": report.stderr_tail,
+            "stdout_tail": stdout_tail,
+            "container": report.container_name,
+            "container_report": report.summary(),
+        });
+        if let Outcome::Failed(e) = &report.outcome {
+            error["code"] = json!(e.code());
+        }
+        Some(error.to_string())
+    }
+
+    /// The closing error's `message`: how the job ended, its error result's text, a message
+    /// that was not JSON, the end of stderr, the count of other stdout lines (not yet redacted).
+    fn closing_message(
+        &self,
+        report: &JobReport,
+        redactor: &Redactor,
+        held_result: bool,
+    ) -> String {
+        let succeeded = report.outcome.success();
         let broken_result = self
             .broken
             .as_ref()
@@ -962,23 +895,21 @@ impl Transcript {
                 self.other_total
             ));
         }
-        let other: Vec<&str> = self.other.iter().map(String::as_str).collect();
-        let stdout_tail = redactor.redact(&other.join("\n")).into_owned();
-        let mut error = json!({
-            "type": "error",
-            "message": redactor.redact(&message),
-            "outcome": outcome_kind(&report.outcome),
-            "exit_code": exit_code,
-            "oom_killed": oom,
-            "stderr_tail": report.stderr_tail,
-            "stdout_tail": stdout_tail,
-            "container": report.container_name,
-            "container_report": report.summary(),
-        });
-        if let Outcome::Failed(e) = &report.outcome {
-            error["code"] = json!(e.code());
-        }
-        Some(error.to_string())
+        message
+    }
+}
+
+/// The exit code and the OOM flag an outcome knows of.
+fn exit_and_oom(outcome: &Outcome) -> (Option<i64>, bool) {
+    match outcome {
+        Outcome::Exited(code) => (Some(*code), false),
+        Outcome::CommandNotFound { code } => (Some(*code), false),
+        Outcome::Killed { code, oom } => (Some(*code), *oom),
+        Outcome::ContainerDied {
+            exit_code,
+            oom_killed,
+        } => (*exit_code, *oom_killed),
+        _ => (None, false),
     }
 }
 

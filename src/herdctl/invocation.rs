@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::herdctl::mcp::InjectedServer;
+pub use crate::herdctl::mcp::McpServer;
 use crate::{Error, Result};
 
 /// The in-container program of the SDK strategy: reads `{prompt, sdkOptions}` on stdin, runs the
@@ -51,6 +53,42 @@ pub struct AgentSpec {
     pub session: Option<SessionSpec>,
     /// The agent's working directory on the host: a path, or `{root}`.
     pub working_directory: Option<Value>,
+    /// herdctl's agent `docker` block, as given; only its `runtime` is read (herdctl's resolver
+    /// drops it from the docker config). Kept untyped: the resolved docker config is the one
+    /// that is checked.
+    pub docker: Value,
+}
+
+impl AgentSpec {
+    /// Reads herdctl's resolved agent object, once per job: the fields an invocation reads,
+    /// and the name ([`AgentSpec::key`]) its containers and session directory go by, which must
+    /// be there. Errors name the agent (`agent`, `agent.name`): it is the fleet's config.
+    pub fn from_json(agent: &Value) -> Result<AgentSpec> {
+        let spec = AgentSpec::deserialize(agent).map_err(|e| {
+            Error::invalid("agent", format!("{e}; expected herdctl's agent object"))
+        })?;
+        if spec.key().is_empty() {
+            return Err(Error::invalid(
+                "agent.name",
+                "missing; expected the agent's name (or qualifiedName) as a string",
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// The agent's qualified name, else its name: what names its containers and its session
+    /// directory. Empty only for an agent not read by [`AgentSpec::from_json`].
+    pub fn key(&self) -> &str {
+        self.qualified_name
+            .as_deref()
+            .filter(|q| !q.is_empty())
+            .unwrap_or(&self.name)
+    }
+
+    /// The `runtime` of the agent's `docker` block, when it has one.
+    pub fn docker_runtime(&self) -> Option<&Value> {
+        self.docker.get("runtime")
+    }
 }
 
 /// herdctl's agent `session` block, as far as invocations read it.
@@ -61,33 +99,100 @@ pub struct SessionSpec {
     pub max_turns: Option<u32>,
 }
 
-/// One MCP server in herdctl's agent format.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct McpServer {
-    /// An HTTP server's address.
-    pub url: Option<String>,
-    /// A process server's command.
-    pub command: Option<String>,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Its environment (may hold secrets: it travels on stdin, never in argv).
-    pub env: BTreeMap<String, String>,
+/// The per-call part of herdctl's `RuntimeExecuteOptions` (its `agent` is
+/// [`crate::herdctl::agent::AgentRequest::agent`], its `abortController` is the job's
+/// [`crate::Canceller`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecuteOptions {
+    /// The prompt, any size. It travels on the job's stdin.
+    pub prompt: String,
+    /// A session id to resume. Default: none.
+    pub resume: Option<String>,
+    /// Fork the resumed session instead of continuing it. Default: false.
+    pub fork: bool,
+    /// Text appended to the agent's system prompt for this call. Default: none.
+    pub system_prompt_append: Option<String>,
+    /// Ask for partial (streaming) assistant messages. Default: false.
+    pub include_partial_messages: bool,
+    /// MCP servers whose tools run in this process
+    /// ([`crate::herdctl::agent::AgentRequest::tool_handler`] runs them); the agent reaches them
+    /// through [`crate::herdctl::mcp`]'s bridge. Default: none.
+    pub injected_mcp_servers: Vec<InjectedServer>,
 }
 
-/// The per-job part of herdctl's `RuntimeExecuteOptions`.
-#[derive(Debug, Clone, Default)]
-pub struct JobInput {
-    /// The prompt, any size.
-    pub prompt: String,
-    /// A session id to resume.
-    pub resume: Option<String>,
-    /// Fork the resumed session instead of continuing it.
-    pub fork: bool,
-    /// Text appended to the system prompt.
-    pub system_prompt_append: Option<String>,
-    /// Ask for partial (streaming) assistant messages.
-    pub include_partial_messages: bool,
+impl ExecuteOptions {
+    /// Options with this prompt and every default.
+    pub fn new(prompt: impl Into<String>) -> ExecuteOptions {
+        ExecuteOptions {
+            prompt: prompt.into(),
+            ..ExecuteOptions::default()
+        }
+    }
+
+    /// Reads herdctl's camelCase `RuntimeExecuteOptions` (`prompt`, `resume`, `fork`,
+    /// `systemPromptAppend`, `includePartialMessages`; other fields are ignored). `null` and
+    /// absent fields take the default; an empty `resume` means none. Errors are
+    /// [`Error::InvalidArgument`]s naming the option: these are the call's arguments.
+    ///
+    /// `injectedMcpServers` maps server names to herdctl's `InjectedMcpServerDef` without its
+    /// handlers (`JSON.stringify` drops functions): `{version?, tools: [{name, description?,
+    /// inputSchema?}]}`.
+    pub fn from_json(options: &Value) -> Result<ExecuteOptions> {
+        let Value::Object(o) = options else {
+            return Err(Error::argument(
+                "execute options",
+                "expected an object with at least \"prompt\"",
+            ));
+        };
+        let injected_mcp_servers = match o.get("injectedMcpServers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(name, def)| {
+                    InjectedServer::from_json(name, def).map_err(Error::into_argument)
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => {
+                return Err(Error::argument(
+                    "injectedMcpServers",
+                    "expected an object of MCP servers by name",
+                ))
+            }
+        };
+        let prompt = match o.get("prompt") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(Error::argument(
+                    "prompt",
+                    "missing or not a string; expected the prompt text",
+                ))
+            }
+        };
+        Ok(ExecuteOptions {
+            prompt,
+            resume: opt_string(o, "resume")?.filter(|s| !s.is_empty()),
+            fork: opt_bool(o, "fork")?,
+            system_prompt_append: opt_string(o, "systemPromptAppend")?,
+            include_partial_messages: opt_bool(o, "includePartialMessages")?,
+            injected_mcp_servers,
+        })
+    }
+}
+
+fn opt_string(o: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::argument(field, "expected a string")),
+    }
+}
+
+fn opt_bool(o: &Map<String, Value>, field: &str) -> Result<bool> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Error::argument(field, "expected true or false")),
+    }
 }
 
 /// Which of herdctl's runtimes a job wraps.
@@ -105,7 +210,7 @@ impl Strategy {
         match s {
             "cli" => Ok(Strategy::Cli),
             "sdk" => Ok(Strategy::Sdk),
-            other => Err(Error::invalid(
+            other => Err(Error::argument(
                 "runtime",
                 format!("{other:?} is not a supported runtime; expected \"cli\" or \"sdk\""),
             )),
@@ -127,14 +232,14 @@ const DEFAULT_PERMISSION_MODE: &str = "acceptEdits";
 /// Builds the exec for one job of `agent` with the given strategy.
 ///
 /// ```
-/// use herdctl_container::invocation::{build, AgentSpec, JobInput, Strategy};
+/// use herdctl_container::invocation::{build, AgentSpec, ExecuteOptions, Strategy};
 /// let agent = AgentSpec { model: Some("sonnet".into()), ..Default::default() };
-/// let job = JobInput { prompt: "hi".into(), ..Default::default() };
+/// let job = ExecuteOptions { prompt: "hi".into(), ..Default::default() };
 /// let inv = build(Strategy::Cli, &agent, &job);
 /// assert_eq!(inv.argv[..2], ["claude", "-p"]);
 /// assert_eq!(inv.stdin, b"hi");
 /// ```
-pub fn build(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocation {
+pub fn build(strategy: Strategy, agent: &AgentSpec, job: &ExecuteOptions) -> Invocation {
     match strategy {
         Strategy::Cli => cli(agent, job, Shape::OneShot),
         Strategy::Sdk => sdk(agent, job, Shape::OneShot),
@@ -154,12 +259,12 @@ pub fn build(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocatio
 ///   the Agent SDK's `query()` with streaming input.
 ///
 /// ```
-/// use herdctl_container::invocation::{session, AgentSpec, JobInput, Strategy};
-/// let inv = session(Strategy::Cli, &AgentSpec::default(), &JobInput::default());
+/// use herdctl_container::invocation::{session, AgentSpec, ExecuteOptions, Strategy};
+/// let inv = session(Strategy::Cli, &AgentSpec::default(), &ExecuteOptions::default());
 /// assert_eq!(inv.argv[..4], ["claude", "-p", "--input-format", "stream-json"]);
 /// assert!(inv.stdin.is_empty());
 /// ```
-pub fn session(strategy: Strategy, agent: &AgentSpec, job: &JobInput) -> Invocation {
+pub fn session(strategy: Strategy, agent: &AgentSpec, job: &ExecuteOptions) -> Invocation {
     match strategy {
         Strategy::Cli => cli(agent, job, Shape::Session),
         Strategy::Sdk => sdk(agent, job, Shape::Session),
@@ -173,7 +278,41 @@ enum Shape {
     Session,
 }
 
-fn cli(agent: &AgentSpec, job: &JobInput, shape: Shape) -> Invocation {
+fn cli(agent: &AgentSpec, job: &ExecuteOptions, shape: Shape) -> Invocation {
+    let argv = cli_argv(agent, job, shape);
+    // A session's turns, the first included, are messages the session writes.
+    let prompt = match shape {
+        Shape::OneShot => job.prompt.as_bytes(),
+        Shape::Session => b"",
+    };
+    if agent.mcp_servers.is_empty() {
+        return Invocation {
+            argv,
+            stdin: prompt.to_vec(),
+        };
+    }
+    // MCP server env often holds tokens, and argv is visible to `ps` on the host. So the config
+    // travels on stdin ahead of the prompt; a shell copies exactly its length into a private file
+    // and hands claude the path (`dd bs=1` because `head -c` may read past the count on a pipe).
+    let config = json!({ "mcpServers": mcp_servers(agent) }).to_string();
+    let mut wrapped: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        MCP_CONFIG_SHIM.into(),
+        "sh".into(),
+        config.len().to_string(),
+    ];
+    wrapped.extend(argv);
+    let mut stdin = config.into_bytes();
+    stdin.extend_from_slice(prompt);
+    Invocation {
+        argv: wrapped,
+        stdin,
+    }
+}
+
+/// `claude`'s arguments: herdctl's CLI runtime's flags, from the agent and the options.
+fn cli_argv(agent: &AgentSpec, job: &ExecuteOptions, shape: Shape) -> Vec<String> {
     let mut argv: Vec<String> = vec!["claude".into(), "-p".into()];
     if shape == Shape::Session {
         argv.extend(["--input-format".into(), "stream-json".into()]);
@@ -221,41 +360,33 @@ fn cli(agent: &AgentSpec, job: &JobInput, shape: Shape) -> Invocation {
     if job.include_partial_messages {
         argv.push("--include-partial-messages".into());
     }
-    // A session's turns, the first included, are messages the session writes.
-    let prompt = match shape {
-        Shape::OneShot => job.prompt.as_bytes(),
-        Shape::Session => b"",
-    };
-    if agent.mcp_servers.is_empty() {
-        return Invocation {
-            argv,
-            stdin: prompt.to_vec(),
-        };
-    }
-    // MCP server env often holds tokens, and argv is visible to `ps` on the host. So the config
-    // travels on stdin ahead of the prompt; a shell copies exactly its length into a private file
-    // and hands claude the path (`dd bs=1` because `head -c` may read past the count on a pipe).
-    let config = json!({ "mcpServers": mcp_servers(agent) }).to_string();
-    let mut wrapped: Vec<String> = vec![
-        "sh".into(),
-        "-c".into(),
-        MCP_CONFIG_SHIM.into(),
-        "sh".into(),
-        config.len().to_string(),
-    ];
-    wrapped.extend(argv);
-    let mut stdin = config.into_bytes();
-    stdin.extend_from_slice(prompt);
-    Invocation {
-        argv: wrapped,
-        stdin,
-    }
+    argv
 }
 
 /// `sh -c` program: `$1` bytes of stdin are the MCP config; the rest of argv is claude's.
 const MCP_CONFIG_SHIM: &str = r#"umask 077; f=$(mktemp) || exit 125; dd bs=1 count="$1" of="$f" 2>/dev/null; shift; "$@" --mcp-config "$f"; rc=$?; rm -f "$f"; exit $rc"#;
 
-fn sdk(agent: &AgentSpec, job: &JobInput, shape: Shape) -> Invocation {
+fn sdk(agent: &AgentSpec, job: &ExecuteOptions, shape: Shape) -> Invocation {
+    let options = sdk_options(agent, job);
+    let mut argv: Vec<String> = ["node", "--input-type=module", "-e", SDK_RUNNER]
+        .map(String::from)
+        .to_vec();
+    let stdin = match shape {
+        Shape::OneShot => json!({ "prompt": job.prompt, "sdkOptions": options }).to_string(),
+        Shape::Session => {
+            argv.push("session".into());
+            // One line (JSON text holds no raw newline); the stream-json input follows it.
+            format!("{}\n", json!({ "sdkOptions": options }))
+        }
+    };
+    Invocation {
+        argv,
+        stdin: stdin.into_bytes(),
+    }
+}
+
+/// The Agent SDK's `query()` options: herdctl's SDK runtime's, from the agent and the options.
+fn sdk_options(agent: &AgentSpec, job: &ExecuteOptions) -> Map<String, Value> {
     let mut options = Map::new();
     options.insert(
         "permissionMode".into(),
@@ -274,15 +405,7 @@ fn sdk(agent: &AgentSpec, job: &JobInput, shape: Shape) -> Invocation {
     if let Some(tools) = &agent.tools {
         options.insert("tools".into(), json!(tools));
     }
-    let system_prompt = match (&agent.system_prompt, &job.system_prompt_append) {
-        (Some(custom), Some(append)) => json!(format!("{custom}\n\n{append}")),
-        (Some(custom), None) => json!(custom),
-        (None, Some(append)) => {
-            json!({"type": "preset", "preset": "claude_code", "append": append})
-        }
-        (None, None) => json!({"type": "preset", "preset": "claude_code"}),
-    };
-    options.insert("systemPrompt".into(), system_prompt);
+    options.insert("systemPrompt".into(), sdk_system_prompt(agent, job));
     // herdctl's rule: explicit sources win; an agent with a working directory loads the project's
     // settings; a standalone one loads none.
     let sources = match (&agent.setting_sources, &agent.working_directory) {
@@ -312,20 +435,19 @@ fn sdk(agent: &AgentSpec, job: &JobInput, shape: Shape) -> Invocation {
     }
     // The workspace is always mounted here, whatever the host path.
     options.insert("cwd".into(), json!(crate::paths::CONTAINER_WORKSPACE));
-    let mut argv: Vec<String> = ["node", "--input-type=module", "-e", SDK_RUNNER]
-        .map(String::from)
-        .to_vec();
-    let stdin = match shape {
-        Shape::OneShot => json!({ "prompt": job.prompt, "sdkOptions": options }).to_string(),
-        Shape::Session => {
-            argv.push("session".into());
-            // One line (JSON text holds no raw newline); the stream-json input follows it.
-            format!("{}\n", json!({ "sdkOptions": options }))
+    options
+}
+
+/// The SDK's `systemPrompt`: the agent's own with the call's text appended, else Claude Code's
+/// preset with it.
+fn sdk_system_prompt(agent: &AgentSpec, job: &ExecuteOptions) -> Value {
+    match (&agent.system_prompt, &job.system_prompt_append) {
+        (Some(custom), Some(append)) => json!(format!("{custom}\n\n{append}")),
+        (Some(custom), None) => json!(custom),
+        (None, Some(append)) => {
+            json!({"type": "preset", "preset": "claude_code", "append": append})
         }
-    };
-    Invocation {
-        argv,
-        stdin: stdin.into_bytes(),
+        (None, None) => json!({"type": "preset", "preset": "claude_code"}),
     }
 }
 
@@ -369,12 +491,13 @@ mod tests {
             "tools": ["Read"], "setting_sources": ["project", "local"],
             "some_field_herdctl_has": 1
         }));
-        let job = JobInput {
+        let job = ExecuteOptions {
             prompt: "do $1234 `x` \"y\"".into(),
             resume: Some("s1".into()),
             fork: true,
             system_prompt_append: Some("more".into()),
             include_partial_messages: true,
+            ..Default::default()
         };
         let inv = build(Strategy::Cli, &a, &job);
         assert_eq!(
@@ -416,7 +539,7 @@ mod tests {
             "name": "a",
             "mcp_servers": {"gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": "ghp_secret"}}}
         }));
-        let job = JobInput {
+        let job = ExecuteOptions {
             prompt: "hi".into(),
             ..Default::default()
         };
@@ -440,7 +563,7 @@ mod tests {
             "session": {"max_turns": 7},
             "mcp_servers": {"web": {"url": "http://127.0.0.1:1/mcp"}}
         }));
-        let job = JobInput {
+        let job = ExecuteOptions {
             prompt: "p".into(),
             system_prompt_append: Some("extra".into()),
             include_partial_messages: true,
@@ -472,7 +595,7 @@ mod tests {
             "name": "a", "model": "opus",
             "mcp_servers": {"gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": "ghp_secret"}}}
         }));
-        let job = JobInput {
+        let job = ExecuteOptions {
             prompt: "first turn".into(),
             resume: Some("s1".into()),
             fork: true,

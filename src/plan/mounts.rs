@@ -17,13 +17,21 @@ use crate::{Error, Result};
 impl std::str::FromStr for SessionLayout {
     type Err = Error;
 
-    /// `per-agent` or `flat`.
+    /// `per-agent` or `flat`; an error names the argument `sessionLayout`.
     fn from_str(s: &str) -> Result<SessionLayout> {
-        match s {
+        SessionLayout::parse_as(s, "sessionLayout")
+    }
+}
+
+impl SessionLayout {
+    /// `per-agent` or `flat`, given as the argument `field` (an [`Error::InvalidArgument`]
+    /// naming it otherwise).
+    pub fn parse_as(value: &str, field: &str) -> Result<SessionLayout> {
+        match value {
             "per-agent" => Ok(SessionLayout::PerAgent),
             "flat" => Ok(SessionLayout::Flat),
-            other => Err(Error::invalid(
-                "sessionLayout",
+            other => Err(Error::argument(
+                field,
                 format!("{other:?} is not a session layout; expected \"per-agent\" or \"flat\""),
             )),
         }

@@ -291,11 +291,13 @@ pub(crate) fn check_host_sockets(runtime: Option<&str>, engine: &EngineRuntimes)
 /// object with it. Taking it from there keeps that fleet's agents in their sandbox. Only as a
 /// tightening, as for an agent's own config: a sandbox (gVisor, Kata) over a config without one;
 /// any other difference from `config` is refused, never silently settled either way.
+///
+/// `asked` is the agent's `docker.runtime` as given (the caller reads the agent object).
 pub(crate) fn runtime_from_agent(
-    agent: &serde_json::Value,
+    asked: Option<&serde_json::Value>,
     config: &mut DockerConfig,
 ) -> Result<()> {
-    let Some(v) = agent.get("docker").and_then(|d| d.get("runtime")) else {
+    let Some(v) = asked else {
         return Ok(());
     };
     let field = "agent.docker.runtime";

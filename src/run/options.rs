@@ -26,18 +26,55 @@ pub enum PullPolicy {
 impl std::str::FromStr for PullPolicy {
     type Err = Error;
 
-    /// `never`, `if-missing` or `always`.
+    /// `never`, `if-missing` or `always`; an error names the argument `pull`.
     fn from_str(s: &str) -> Result<PullPolicy> {
-        match s {
-            "never" => Ok(PullPolicy::Never),
-            "if-missing" => Ok(PullPolicy::IfMissing),
-            "always" => Ok(PullPolicy::Always),
-            other => Err(Error::invalid(
-                "pull",
-                format!("{other:?} is not a pull policy; expected never, if-missing or always"),
-            )),
+        PullPolicy::parse_as(s, "pull")
+    }
+}
+
+/// The environment variable that sets a pull policy where the caller gives none (herdctl builds
+/// its runners without options, so this is how a herdctl user sets it).
+pub const PULL_ENV: &str = "HERDCTL_CONTAINER_PULL";
+
+impl PullPolicy {
+    /// `never`, `if-missing` or `always`, given as the argument `field` (an
+    /// [`Error::InvalidArgument`] naming it otherwise).
+    pub fn parse_as(value: &str, field: &str) -> Result<PullPolicy> {
+        PullPolicy::parse(value).ok_or_else(|| Error::argument(field, PullPolicy::problem(value)))
+    }
+
+    /// The policy [`PULL_ENV`] holds: `None` when it is empty; an [`Error::InvalidConfig`]
+    /// naming the variable when it holds no policy.
+    pub fn from_env_value(value: &str) -> Result<Option<PullPolicy>> {
+        if value.is_empty() {
+            return Ok(None);
+        }
+        match PullPolicy::parse(value) {
+            Some(p) => Ok(Some(p)),
+            None => Err(Error::invalid(PULL_ENV, PullPolicy::problem(value))),
         }
     }
+
+    fn parse(value: &str) -> Option<PullPolicy> {
+        match value {
+            "never" => Some(PullPolicy::Never),
+            "if-missing" => Some(PullPolicy::IfMissing),
+            "always" => Some(PullPolicy::Always),
+            _ => None,
+        }
+    }
+
+    fn problem(value: &str) -> String {
+        format!("{value:?} is not a pull policy; expected \"never\", \"if-missing\" or \"always\"")
+    }
+}
+
+/// An OCI runtime's name given as the argument `field` (like [`RunnerOptions::runtime`]),
+/// checked as a docker config's `runtime` is: `Ok(None)` for `""`, an
+/// [`Error::InvalidArgument`] naming `field` for a name no engine could list.
+pub fn runtime_argument(name: &str, field: &str) -> Result<Option<String>> {
+    crate::config::runtime_name(field, &serde_json::Value::String(name.into()))
+        .map_err(Error::into_argument)
 }
 
 /// Receives each progress line of an image pull.

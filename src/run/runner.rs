@@ -16,7 +16,7 @@ use crate::run::job::records;
 use crate::run::job::{Job, JobReport};
 use crate::run::lifecycle::Reached;
 use crate::run::options::{
-    allow_from_env, check_pool_size, PullPolicy, RunnerOptions, WARM_POOL_ENV,
+    allow_from_env, check_pool_size, runtime_argument, PullPolicy, RunnerOptions, WARM_POOL_ENV,
 };
 use crate::run::retention::{self, PruneReport};
 use crate::run::shared::Shared;
@@ -81,8 +81,7 @@ impl Runner {
     pub fn new(engine: Engine, mut options: RunnerOptions) -> Result<Runner> {
         options.allow_unsafe_host_config |= allow_from_env(std::env::var_os(ALLOW_UNSAFE_ENV))?;
         if let Some(name) = options.runtime.take() {
-            options.runtime =
-                crate::config::runtime_name("runtime", &serde_json::Value::String(name))?;
+            options.runtime = runtime_argument(&name, "runtime")?;
         }
         let warm_pool = match options.warm_pool {
             Some(n) => check_pool_size("warm_pool", &n.to_string())?,
@@ -241,7 +240,7 @@ impl Runner {
         let every_value = redactor.with_secrets(spec.env_values());
         self.start_job(spec, credentials, redactor.clone(), reached)
             .map_err(|e| match e {
-                Error::InvalidConfig { .. } => e.redact(&redactor),
+                Error::InvalidConfig { .. } | Error::InvalidArgument { .. } => e.redact(&redactor),
                 e => e.redact(&every_value),
             })
     }

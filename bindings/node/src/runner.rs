@@ -18,10 +18,13 @@ use herdctl_container::agent::{AgentJob, AgentRequest, Command, ExecuteOptions};
 use herdctl_container::engine::{log_level_from_env, stderr_logger, EngineOptions, Host, LogLevel};
 use herdctl_container::invocation::Strategy;
 use herdctl_container::mcp::ToolHandler;
-use herdctl_container::{DockerConfig, Engine, PullPolicy, Runner, RunnerOptions, SessionLayout};
+use herdctl_container::{
+    DockerConfig, Engine, Error, PullPolicy, Runner, RunnerOptions, SessionLayout, PULL_ENV,
+};
 use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Result};
 use napi_derive::napi;
+use serde_json::Value;
 
 use crate::buffer::{Buffer, Capacity};
 use crate::errors::{config_secrets, guarded, secrets, throw, Blocking, Secrets};
@@ -32,7 +35,7 @@ use crate::tool_calls::{CloseOnDrop, ToolCalls};
 use herdctl_container::session::{AgentSession, SessionRequest};
 
 /// How a `ContainerRunner` reaches the engine and runs jobs. Every field is optional; a field of
-/// the wrong type, or one not listed here, throws with code `INVALID_CONFIG`.
+/// the wrong type, or one not listed here, throws with code `INVALID_ARGUMENT`.
 #[napi(object)]
 #[derive(Default)]
 pub struct ContainerRunnerOptions {
@@ -187,6 +190,115 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Checks the docker config, the state directory and the options, in that order, and
+    /// builds the runner's state; connects nothing.
+    fn build(
+        config: std::result::Result<&serde_json::Value, &serde_json::Error>,
+        state_dir: &str,
+        options: Option<&str>,
+        logger: Option<Callback<EngineCallEvent>>,
+        on_pull_progress: Option<Callback<PullProgressEvent>>,
+    ) -> herdctl_container::Result<Core> {
+        let value = config.map_err(|e| Error::invalid("docker", format!("not JSON: {e}")))?;
+        let config = herdctl_container::resolve_docker_config(value)?;
+        if state_dir.is_empty() {
+            return Err(Error::argument(
+                "stateDir",
+                "empty; expected herdctl's state directory (.herdctl)",
+            ));
+        }
+        let options = runner_options(options)?;
+        let pull = pull_policy(options.pull.as_deref(), std::env::var(PULL_ENV).ok())?;
+        let deadline = job_deadline(options.job_timeout_ms)?;
+        let mut engine = engine_options(options.docker_host, options.socket_path)?;
+        engine.tls_helper = tls_helper();
+        engine.on_call = call_logger(logger, &config)?;
+        let agent_engines = placed_engines(options.engines.unwrap_or_default(), &engine)?;
+        let session_layout = match &options.session_layout {
+            Some(layout) => SessionLayout::parse_as(layout, "options.sessionLayout")?,
+            None => SessionLayout::PerAgent,
+        };
+        // Checked here, so a bad name throws from the constructor, not the first job.
+        let runtime = match options.runtime {
+            Some(name) => herdctl_container::runtime_argument(&name, "options.runtime")?,
+            None => None,
+        };
+        Ok(Core {
+            engine,
+            agent_engines,
+            pull_progress: on_pull_progress.map(pull_progress),
+            pull,
+            deadline,
+            translate_paths: options.translate_paths.unwrap_or(false),
+            session_layout,
+            allow_unsafe_host_config: options.allow_unsafe_host_config.unwrap_or(false),
+            runtime,
+            warm_pool: options.warm_pool.map(|n| n as usize),
+            state_dir: PathBuf::from(state_dir),
+            secrets: secrets(config.env.clone()),
+            config,
+            runner: Mutex::new(None),
+        })
+    }
+}
+
+/// `options.jobTimeoutMs` as a deadline.
+fn job_deadline(ms: Option<f64>) -> herdctl_container::Result<Option<Duration>> {
+    match ms {
+        None => Ok(None),
+        Some(ms) if ms.is_finite() && ms > 0.0 => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        Some(ms) => Err(Error::argument(
+            "options.jobTimeoutMs",
+            format!("{ms} is not a positive number of milliseconds"),
+        )),
+    }
+}
+
+/// What sees each engine call: the JS `logger`, else stderr when `HERDCTL_CONTAINER_LOG=debug`
+/// (whatever the address came from, the env switch holds), else nothing.
+fn call_logger(
+    logger: Option<Callback<EngineCallEvent>>,
+    config: &DockerConfig,
+) -> herdctl_container::Result<Option<herdctl_container::engine::CallObserver>> {
+    if let Some(logger) = logger {
+        let secrets: Vec<String> = config
+            .env
+            .iter()
+            .filter(|(k, _)| herdctl_container::is_secret_name(k))
+            .map(|(_, v)| v.clone())
+            .collect();
+        return Ok(Some(call_observer(logger, &secrets)));
+    }
+    Ok(match log_level_from_env()? {
+        LogLevel::Debug => Some(stderr_logger(
+            "herdctl-container: ",
+            herdctl_container::Redactor::new(
+                std::env::vars()
+                    .filter(|(k, _)| herdctl_container::is_secret_name(k))
+                    .map(|(_, v)| v),
+            ),
+        )),
+        LogLevel::Info => None,
+    })
+}
+
+/// The engines of `options.engines`, each logged like the runner's own.
+fn placed_engines(
+    engines: HashMap<String, String>,
+    own: &EngineOptions,
+) -> herdctl_container::Result<BTreeMap<String, EngineOptions>> {
+    let mut placed = BTreeMap::new();
+    for (agent, address) in engines {
+        let field = format!("options.engines[{agent:?}]");
+        let mut engine = EngineOptions::for_address_as(&address, &field)?;
+        engine.on_call = own.on_call.clone();
+        engine.tls_helper = own.tls_helper.clone();
+        placed.insert(agent, engine);
+    }
+    Ok(placed)
+}
+
 /// The native half of `ContainerRunner`: a runner over one engine and state directory, with one
 /// agent's docker config. Use `ContainerRunner` from the package instead.
 #[napi]
@@ -212,95 +324,13 @@ impl ContainerRunnerCore {
         on_pull_progress: Option<Callback<PullProgressEvent>>,
     ) -> Result<Self> {
         let parsed = serde_json::from_str::<serde_json::Value>(&config);
-        let built = (|| {
-            let value = parsed.as_ref().map_err(|e| {
-                herdctl_container::Error::invalid("docker", format!("not JSON: {e}"))
-            })?;
-            let config = herdctl_container::resolve_docker_config(value)?;
-            if state_dir.is_empty() {
-                return Err(herdctl_container::Error::invalid(
-                    "stateDir",
-                    "empty; expected herdctl's state directory (.herdctl)",
-                ));
-            }
-            let options = runner_options(options.as_deref())?;
-            let pull = pull_policy(options.pull.as_deref(), std::env::var(PULL_ENV).ok())?;
-            let deadline = match options.job_timeout_ms {
-                None => None,
-                Some(ms) if ms.is_finite() && ms > 0.0 => {
-                    Some(Duration::from_secs_f64(ms / 1000.0))
-                }
-                Some(ms) => {
-                    return Err(herdctl_container::Error::invalid(
-                        "options.jobTimeoutMs",
-                        format!("{ms} is not a positive number of milliseconds"),
-                    ))
-                }
-            };
-            let mut engine = engine_options(options.docker_host, options.socket_path)?;
-            engine.tls_helper = tls_helper();
-            engine.on_call = match logger {
-                Some(logger) => {
-                    let secrets: Vec<String> = config
-                        .env
-                        .iter()
-                        .filter(|(k, _)| herdctl_container::is_secret_name(k))
-                        .map(|(_, v)| v.clone())
-                        .collect();
-                    Some(call_observer(logger, &secrets))
-                }
-                // Whatever the address came from, the env switch holds.
-                None => match log_level_from_env()? {
-                    LogLevel::Debug => Some(stderr_logger(
-                        "herdctl-container: ",
-                        herdctl_container::Redactor::new(
-                            std::env::vars()
-                                .filter(|(k, _)| herdctl_container::is_secret_name(k))
-                                .map(|(_, v)| v),
-                        ),
-                    )),
-                    LogLevel::Info => None,
-                },
-            };
-            // Agents placed on other engines are logged like the runner's own.
-            let mut agent_engines = BTreeMap::new();
-            for (agent, address) in options.engines.unwrap_or_default() {
-                let field = format!("options.engines[{agent:?}]");
-                let mut placed =
-                    EngineOptions::for_address(&address).map_err(|e| as_field(e, &field))?;
-                placed.on_call = engine.on_call.clone();
-                placed.tls_helper = engine.tls_helper.clone();
-                agent_engines.insert(agent, placed);
-            }
-            Ok(Core {
-                engine,
-                agent_engines,
-                pull_progress: on_pull_progress.map(pull_progress),
-                pull,
-                deadline,
-                translate_paths: options.translate_paths.unwrap_or(false),
-                session_layout: match &options.session_layout {
-                    Some(layout) => layout.parse().map_err(|_| {
-                        herdctl_container::Error::invalid(
-                            "options.sessionLayout",
-                            format!("{layout:?} is not a session layout; expected \"per-agent\" or \"flat\""),
-                        )
-                    })?,
-                    None => SessionLayout::PerAgent,
-                },
-                allow_unsafe_host_config: options.allow_unsafe_host_config.unwrap_or(false),
-                // Checked here, so a bad name throws from the constructor, not the first job.
-                runtime: match options.runtime {
-                    Some(name) => runtime_option(name)?,
-                    None => None,
-                },
-                warm_pool: options.warm_pool.map(|n| n as usize),
-                state_dir: PathBuf::from(&state_dir),
-                secrets: secrets(config.env.clone()),
-                config,
-                runner: Mutex::new(None),
-            })
-        })();
+        let built = Core::build(
+            parsed.as_ref(),
+            &state_dir,
+            options.as_deref(),
+            logger,
+            on_pull_progress,
+        );
         let core = built.map_err(|e| {
             let raw = parsed.as_ref().ok().cloned().unwrap_or_default();
             throw(env, e, &*config_secrets(&raw))
@@ -530,25 +560,15 @@ impl ContainerRunnerCore {
     }
 }
 
-/// The environment variable that sets the pull policy when the options do not.
-const PULL_ENV: &str = "HERDCTL_CONTAINER_PULL";
-
 /// The pull policy: the option, else `HERDCTL_CONTAINER_PULL`, else never. A bad value names
-/// where it came from.
+/// where it came from (the core's error: an argument, or the environment's config).
 fn pull_policy(option: Option<&str>, env: Option<String>) -> herdctl_container::Result<PullPolicy> {
-    let (field, value) = match (option, env.as_deref().filter(|v| !v.is_empty())) {
-        (Some(p), _) => ("options.pull", p),
-        (None, Some(p)) => (PULL_ENV, p),
-        (None, None) => return Ok(PullPolicy::Never),
+    let from_env = match (option, env) {
+        (Some(p), _) => return PullPolicy::parse_as(p, "options.pull"),
+        (None, Some(v)) => PullPolicy::from_env_value(&v)?,
+        (None, None) => None,
     };
-    value.parse::<PullPolicy>().map_err(|_| {
-        herdctl_container::Error::invalid(
-            field,
-            format!(
-                "{value:?} is not a pull policy; expected \"never\", \"if-missing\" or \"always\""
-            ),
-        )
-    })
+    Ok(from_env.unwrap_or(PullPolicy::Never))
 }
 
 /// Retires every warm pool of this process (their idle containers are removed), blocking until
@@ -573,136 +593,153 @@ fn keep_count(keep: Option<f64>, default: u32) -> herdctl_container::Result<usiz
         Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= f64::from(u32::MAX) => {
             Ok(n as usize)
         }
-        Some(n) => Err(herdctl_container::Error::invalid(
+        Some(n) => Err(Error::argument(
             "keep",
             format!("{n} is not a count of containers; expected a whole number, 0 or more"),
         )),
     }
 }
 
-/// `options.runtime`, checked as a docker config's `runtime` is (`""` is none).
-fn runtime_option(name: String) -> herdctl_container::Result<Option<String>> {
-    let block = serde_json::json!({ "runtime": name });
-    match herdctl_container::resolve_docker_config(&block) {
-        Ok(config) => Ok(config.runtime),
-        Err(herdctl_container::Error::InvalidConfig { problem, .. }) => Err(
-            herdctl_container::Error::invalid("options.runtime", problem),
-        ),
-        Err(e) => Err(e),
-    }
-}
-
 /// The runner options from their JSON text (`null` or absent: every default). Each field is
-/// checked for its type here, so a wrong one is an `INVALID_CONFIG` error that names it.
+/// checked for its type here, so a wrong one is an `INVALID_ARGUMENT` error that names it.
 fn runner_options(json: Option<&str>) -> herdctl_container::Result<ContainerRunnerOptions> {
-    use serde_json::Value;
-    fn invalid(field: impl Into<String>, problem: impl Into<String>) -> herdctl_container::Error {
-        herdctl_container::Error::invalid(field, problem)
-    }
     let value: Value = match json {
         None => Value::Null,
-        Some(text) => {
-            serde_json::from_str(text).map_err(|e| invalid("options", format!("not JSON: {e}")))?
-        }
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::argument("options", format!("not JSON: {e}")))?,
     };
     let map = match value {
         Value::Null => return Ok(ContainerRunnerOptions::default()),
         Value::Object(map) => map,
-        _ => return Err(invalid("options", "expected an object of runner options")),
+        _ => {
+            return Err(Error::argument(
+                "options",
+                "expected an object of runner options",
+            ))
+        }
     };
-    const KNOWN: [&str; 10] = [
-        "allowUnsafeHostConfig",
-        "runtime",
-        "dockerHost",
-        "socketPath",
-        "engines",
-        "pull",
-        "jobTimeoutMs",
-        "translatePaths",
-        "sessionLayout",
-        "warmPool",
-    ];
-    if let Some(unknown) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(invalid(
+    if let Some(unknown) = map.keys().find(|k| !KNOWN_OPTIONS.contains(&k.as_str())) {
+        return Err(Error::argument(
             format!("options.{unknown}"),
-            format!("unknown option; expected one of {}", KNOWN.join(", ")),
+            format!(
+                "unknown option; expected one of {}",
+                KNOWN_OPTIONS.join(", ")
+            ),
         ));
     }
-    let string = |key: &str| match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(format!("options.{key}"), "expected a string")),
-    };
-    let boolean = |key: &str| match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(invalid(format!("options.{key}"), "expected true or false")),
-    };
+    let option = Options(&map);
     Ok(ContainerRunnerOptions {
-        allow_unsafe_host_config: boolean("allowUnsafeHostConfig")?,
-        runtime: string("runtime")?,
-        docker_host: string("dockerHost")?,
-        socket_path: string("socketPath")?,
-        engines: match map.get("engines") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(engines)) => Some(
-                engines
-                    .iter()
-                    .map(|(agent, address)| match address {
-                        Value::String(a) => Ok((agent.clone(), a.clone())),
-                        _ => Err(invalid(
-                            format!("options.engines[{agent:?}]"),
-                            "expected an engine address or a docker context's name, as a string",
-                        )),
-                    })
-                    .collect::<herdctl_container::Result<_>>()?,
-            ),
+        allow_unsafe_host_config: option.boolean("allowUnsafeHostConfig")?,
+        runtime: option.string("runtime")?,
+        docker_host: option.string("dockerHost")?,
+        socket_path: option.string("socketPath")?,
+        engines: option.engines()?,
+        pull: option.string("pull")?,
+        job_timeout_ms: option.number("jobTimeoutMs", "expected a number of milliseconds")?,
+        translate_paths: option.boolean("translatePaths")?,
+        session_layout: option.string("sessionLayout")?,
+        warm_pool: option.warm_pool()?,
+    })
+}
+
+/// The options a `ContainerRunner` takes (its `logger` and `onPullProgress` stay in JS).
+const KNOWN_OPTIONS: [&str; 10] = [
+    "allowUnsafeHostConfig",
+    "runtime",
+    "dockerHost",
+    "socketPath",
+    "engines",
+    "pull",
+    "jobTimeoutMs",
+    "translatePaths",
+    "sessionLayout",
+    "warmPool",
+];
+
+/// The runner options' object, read field by field; `null` is absent.
+struct Options<'a>(&'a serde_json::Map<String, Value>);
+
+impl Options<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, key: &str) -> herdctl_container::Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::argument(
+                format!("options.{key}"),
+                "expected a string",
+            )),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> herdctl_container::Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(Error::argument(
+                format!("options.{key}"),
+                "expected true or false",
+            )),
+        }
+    }
+
+    /// Any JSON number, as an f64 (its range is the caller's to check).
+    fn number(&self, key: &str, expected: &str) -> herdctl_container::Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(Error::argument(format!("options.{key}"), expected)),
+        }
+    }
+
+    fn engines(&self) -> herdctl_container::Result<Option<HashMap<String, String>>> {
+        let engines = match self.get("engines") {
+            None => return Ok(None),
+            Some(Value::Object(engines)) => engines,
             Some(_) => {
-                return Err(invalid(
+                return Err(Error::argument(
                     "options.engines",
                     "expected an object of agent names and engine addresses",
                 ))
             }
-        },
-        pull: string("pull")?,
-        job_timeout_ms: match map.get("jobTimeoutMs") {
-            None | Some(Value::Null) => None,
-            // Any JSON number reads as an f64; the range is checked by the caller.
-            Some(Value::Number(n)) => n.as_f64(),
+        };
+        let address = |(agent, address): (&String, &Value)| match address {
+            Value::String(a) => Ok((agent.clone(), a.clone())),
+            _ => Err(Error::argument(
+                format!("options.engines[{agent:?}]"),
+                "expected an engine address or a docker context's name, as a string",
+            )),
+        };
+        engines
+            .iter()
+            .map(address)
+            .collect::<herdctl_container::Result<_>>()
+            .map(Some)
+    }
+
+    fn warm_pool(&self) -> herdctl_container::Result<Option<u32>> {
+        let max = herdctl_container::MAX_WARM_POOL;
+        let n = match self.get("warmPool") {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n,
             Some(_) => {
-                return Err(invalid(
-                    "options.jobTimeoutMs",
-                    "expected a number of milliseconds",
-                ))
-            }
-        },
-        translate_paths: boolean("translatePaths")?,
-        session_layout: string("sessionLayout")?,
-        warm_pool: match map.get("warmPool") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(k) if k <= herdctl_container::MAX_WARM_POOL as u64 => Some(k as u32),
-                _ => {
-                    return Err(invalid(
-                        "options.warmPool",
-                        format!(
-                            "{n} is not a warm pool size; expected a whole number from 0 to {}",
-                            herdctl_container::MAX_WARM_POOL
-                        ),
-                    ))
-                }
-            },
-            Some(_) => {
-                return Err(invalid(
+                return Err(Error::argument(
                     "options.warmPool",
-                    format!(
-                        "expected a whole number from 0 to {}",
-                        herdctl_container::MAX_WARM_POOL
-                    ),
+                    format!("expected a whole number from 0 to {max}"),
                 ))
             }
-        },
-    })
+        };
+        match n.as_u64() {
+            Some(k) if k <= max as u64 => Ok(Some(k as u32)),
+            _ => Err(Error::argument(
+                "options.warmPool",
+                format!("{n} is not a warm pool size; expected a whole number from 0 to {max}"),
+            )),
+        }
+    }
 }
 
 /// The herdctl-container CLI through which this addon reaches TLS engines: the addon is built
@@ -729,7 +766,7 @@ fn engine_options(
     socket_path: Option<String>,
 ) -> herdctl_container::Result<EngineOptions> {
     match (socket_path, docker_host) {
-        (Some(_), Some(_)) => Err(herdctl_container::Error::invalid(
+        (Some(_), Some(_)) => Err(Error::argument(
             "options",
             "both dockerHost and socketPath are set; give one",
         )),
@@ -737,21 +774,18 @@ fn engine_options(
             host: Host::Unix(PathBuf::from(path)),
             ..EngineOptions::default()
         }),
-        (None, Some(host)) => {
-            EngineOptions::for_address(&host).map_err(|e| as_field(e, "options.dockerHost"))
-        }
+        (None, Some(host)) => EngineOptions::for_address_as(&host, "options.dockerHost"),
         (None, None) => EngineOptions::from_env(),
     }
 }
 
-/// An invalid-input error of the core, named by the option it came from.
-fn as_field(e: herdctl_container::Error, field: &str) -> herdctl_container::Error {
-    match e {
-        herdctl_container::Error::InvalidConfig { problem, .. } => {
-            herdctl_container::Error::invalid(field, problem)
-        }
-        other => other,
-    }
+/// A JSON text of the request: the agent's (the fleet's config) or the options' (the call's).
+fn agent_json(text: &str) -> herdctl_container::Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::invalid("agent", format!("not JSON: {e}")))
+}
+
+fn argument_json(field: &str, text: &str) -> herdctl_container::Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::argument(field, format!("not JSON: {e}")))
 }
 
 /// The core's session request from the JS parts.
@@ -759,13 +793,9 @@ fn session_request(
     core: &Core,
     request: &OpenSessionRequest,
 ) -> herdctl_container::Result<SessionRequest> {
-    let json = |field: &str, text: &str| {
-        serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| herdctl_container::Error::invalid(field, format!("not JSON: {e}")))
-    };
     let strategy = match request.strategy.as_str() {
         "raw" => {
-            return Err(herdctl_container::Error::invalid(
+            return Err(Error::argument(
                 "runtime",
                 "a runtime with its own containerCommand cannot hold a session; wrap a CLIRuntime or SDKRuntime",
             ))
@@ -774,8 +804,8 @@ fn session_request(
     };
     let mut session = SessionRequest::new(
         core.config.clone(),
-        json("agent", &request.agent)?,
-        ExecuteOptions::from_json(&json("session options", &request.options)?)?,
+        agent_json(&request.agent)?,
+        ExecuteOptions::from_json(&argument_json("session options", &request.options)?)?,
         strategy,
     );
     session.hooks = crate::session::hooks(request.hooks.as_deref())?;
@@ -792,41 +822,38 @@ fn core_request(
     argv: Option<String>,
     stdin: Vec<u8>,
 ) -> herdctl_container::Result<AgentRequest> {
-    let json = |field: &str, text: &str| {
-        serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| herdctl_container::Error::invalid(field, format!("not JSON: {e}")))
-    };
     let command = match strategy {
-        "raw" => {
-            let field = "containerCommand.argv";
-            let expected = "expected an array of strings, like [\"node\", \"agent.js\"]";
-            let argv = match json(field, argv.as_deref().unwrap_or("null"))? {
-                serde_json::Value::Array(items) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        serde_json::Value::String(s) => Ok(s),
-                        _ => Err(herdctl_container::Error::invalid(
-                            format!("{field}[{i}]"),
-                            "expected a string",
-                        )),
-                    })
-                    .collect::<herdctl_container::Result<Vec<String>>>()?,
-                _ => return Err(herdctl_container::Error::invalid(field, expected)),
-            };
-            Command::raw(argv, stdin)?
-        }
+        "raw" => Command::raw(raw_argv(argv.as_deref())?, stdin)?,
         other => Command::Runtime(Strategy::parse(other)?),
     };
     Ok(AgentRequest {
         config: core.config.clone(),
-        agent: json("agent", agent)?,
-        options: ExecuteOptions::from_json(&json("execute options", options)?)?,
+        agent: agent_json(agent)?,
+        options: ExecuteOptions::from_json(&argument_json("execute options", options)?)?,
         command,
         deadline: core.deadline,
         translate_paths: core.translate_paths,
         tool_handler: None,
     })
+}
+
+/// A raw runtime's `containerCommand` argv from its JSON text: an array of strings.
+fn raw_argv(argv: Option<&str>) -> herdctl_container::Result<Vec<String>> {
+    let field = "containerCommand.argv";
+    let Value::Array(items) = argument_json(field, argv.unwrap_or("null"))? else {
+        return Err(Error::argument(
+            field,
+            "expected an array of strings, like [\"node\", \"agent.js\"]",
+        ));
+    };
+    let item = |(i, v): (usize, Value)| match v {
+        Value::String(s) => Ok(s),
+        _ => Err(Error::argument(
+            format!("{field}[{i}]"),
+            "expected a string",
+        )),
+    };
+    items.into_iter().enumerate().map(item).collect()
 }
 
 #[cfg(test)]
@@ -856,5 +883,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("invalid options.pull: \"x\""));
+        // The core's errors, passed through: the option is an argument, the variable config.
+        assert_eq!(
+            pull_policy(Some("x"), None).unwrap_err().code(),
+            "INVALID_ARGUMENT"
+        );
+        assert_eq!(
+            pull_policy(None, env("x")).unwrap_err().code(),
+            "INVALID_CONFIG"
+        );
     }
 }

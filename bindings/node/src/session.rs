@@ -98,7 +98,7 @@ impl Slot {
 
 /// The hooks of an `openSession` request: JSON `[{event, matcher?}]`.
 pub(crate) fn hooks(json: Option<&str>) -> herdctl_container::Result<Vec<HookSpec>> {
-    let invalid = |problem: &str| herdctl_container::Error::invalid("session hooks", problem);
+    let invalid = |problem: &str| herdctl_container::Error::argument("session hooks", problem);
     let Some(text) = json else {
         return Ok(Vec::new());
     };
@@ -307,7 +307,7 @@ mod tests {
             "nope",
         ] {
             let e = hooks(Some(bad)).unwrap_err();
-            assert_eq!(e.code(), "INVALID_CONFIG", "{bad}");
+            assert_eq!(e.code(), "INVALID_ARGUMENT", "{bad}");
             assert!(e.to_string().starts_with("invalid session hooks: "), "{e}");
         }
     }

@@ -32,6 +32,16 @@ fn config() -> DockerConfig {
     resolve_docker_config(&json!({"network": "none", "user": "1000:1000"})).unwrap()
 }
 
+impl AgentRequest {
+    /// The job spec as [`AgentRequest::prepare`] makes it: of the agent read once.
+    fn read_job_spec(
+        &self,
+        injected: &[(String, McpServer)],
+    ) -> Result<(JobSpec, Vec<(String, String)>)> {
+        self.job_spec(AgentSpec::from_json(&self.agent)?, injected)
+    }
+}
+
 fn request(agent: Value, command: Command) -> AgentRequest {
     AgentRequest {
         config: config(),
@@ -407,7 +417,7 @@ fn injected_servers_join_the_agents_servers_and_its_allowed_tools() {
     let agent = json!({"name": "a", "allowed_tools": ["Read"],
                        "mcp_servers": {"web": {"url": "http://127.0.0.1:1/mcp"}}});
     let spec = request(agent.clone(), Command::Runtime(Strategy::Sdk))
-        .job_spec(&injected)
+        .read_job_spec(&injected)
         .unwrap()
         .0;
     let payload: Value = serde_json::from_slice(&spec.stdin).unwrap();
@@ -420,7 +430,7 @@ fn injected_servers_join_the_agents_servers_and_its_allowed_tools() {
     );
 
     let spec = request(json!({"name": "a"}), Command::Runtime(Strategy::Cli))
-        .job_spec(&injected)
+        .read_job_spec(&injected)
         .unwrap()
         .0;
     assert!(
@@ -439,7 +449,7 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
                "working_directory": {"root": "/srv//repo/"}}),
         Command::Runtime(Strategy::Cli),
     );
-    let spec = r.job_spec(&[]).unwrap().0;
+    let spec = r.read_job_spec(&[]).unwrap().0;
     assert_eq!(spec.agent, "fleet.coder");
     assert_eq!(spec.workspace, "/srv/repo");
     assert_eq!(spec.argv[..2], ["claude", "-p"]);
@@ -447,7 +457,7 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
     assert_eq!(spec.stdin, b"hello");
 
     let spec = request(json!({"name": "solo"}), Command::Runtime(Strategy::Sdk))
-        .job_spec(&[])
+        .read_job_spec(&[])
         .unwrap()
         .0;
     assert_eq!(spec.agent, "solo");
@@ -461,7 +471,7 @@ fn the_job_spec_takes_name_workspace_and_invocation_from_the_agent() {
 fn a_raw_command_runs_as_given() {
     let command = Command::raw(vec!["node".into(), "agent.js".into()], b"in".to_vec()).unwrap();
     let spec = request(json!({"name": "a", "working_directory": "/w"}), command)
-        .job_spec(&[])
+        .read_job_spec(&[])
         .unwrap()
         .0;
     assert_eq!(spec.argv, ["node", "agent.js"]);
@@ -471,7 +481,7 @@ fn a_raw_command_runs_as_given() {
 #[test]
 fn bad_agents_and_commands_name_the_field() {
     let e = request(json!({"model": "opus"}), Command::Runtime(Strategy::Cli))
-        .job_spec(&[])
+        .read_job_spec(&[])
         .unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -481,7 +491,7 @@ fn bad_agents_and_commands_name_the_field() {
         json!({"name": "a", "working_directory": "relative/dir"}),
         Command::Runtime(Strategy::Cli),
     )
-    .job_spec(&[])
+    .read_job_spec(&[])
     .unwrap_err();
     assert!(
         e.to_string().starts_with("invalid working_directory: "),
@@ -491,7 +501,7 @@ fn bad_agents_and_commands_name_the_field() {
         json!({"name": "a", "allowed_tools": "Read"}),
         Command::Runtime(Strategy::Cli),
     )
-    .job_spec(&[])
+    .read_job_spec(&[])
     .unwrap_err();
     assert!(
         e.to_string()
@@ -564,4 +574,47 @@ fn the_report_is_spliced_into_the_result_leaving_the_agents_text_alone() {
         with_report("{oops}".to_string(), &report(Outcome::Exited(0), "")),
         "{oops}"
     );
+}
+
+/// Issue 10: a missing prompt is the call's argument, not the fleet's config; a bad agent is
+/// the config.
+#[test]
+fn a_bad_option_is_an_argument_and_a_bad_agent_is_config() {
+    let code = |v: Value| ExecuteOptions::from_json(&v).unwrap_err().code();
+    assert_eq!(code(json!({"resume": "x"})), "INVALID_ARGUMENT");
+    assert_eq!(code(json!("p")), "INVALID_ARGUMENT");
+    assert_eq!(
+        code(json!({"prompt": "p", "injectedMcpServers": {"bad name": {"tools": []}}})),
+        "INVALID_ARGUMENT"
+    );
+    let raw = Command::raw(Vec::new(), Vec::new()).unwrap_err();
+    assert_eq!(raw.code(), "INVALID_ARGUMENT");
+    for agent in [json!({"model": "opus"}), json!({"name": 5})] {
+        let e = request(agent, Command::Runtime(Strategy::Cli))
+            .read_job_spec(&[])
+            .unwrap_err();
+        assert_eq!(e.code(), "INVALID_CONFIG", "{e}");
+    }
+}
+
+/// Issue 10: with translatePaths a message is rewritten as text, not parsed into a value and
+/// written again (which sorted its keys and could change its numbers): only the path strings
+/// change, keys that look like paths stay, and a message that is not JSON is left alone.
+#[test]
+fn paths_are_rewritten_in_the_text_of_the_message() {
+    let map = PathMap::new([("/srv/ws", "/workspace")]);
+    let message = r#"{"type":"assistant","z":1.10,"/workspace/k":"/workspace/a.rs","a":["/workspace", "/etc/x", "\/workspace\/b"],"n":{"p": "/workspace/c d"}}"#;
+    assert_eq!(
+        to_host_paths(message.to_string(), &map),
+        r#"{"type":"assistant","z":1.10,"/workspace/k":"/srv/ws/a.rs","a":["/srv/ws", "/etc/x", "/srv/ws/b"],"n":{"p": "/srv/ws/c d"}}"#
+    );
+    let untouched = r#"{"type":"x","text":"see /workspace","q":"a\"/workspace"}"#;
+    assert_eq!(to_host_paths(untouched.to_string(), &map), untouched);
+    let broken = r#"{"type":"x","p":"/workspace/a"#;
+    assert_eq!(to_host_paths(broken.to_string(), &map), broken);
+    // The same values as a parse and a rewrite of the value give.
+    let mut value: Value = serde_json::from_str(message).unwrap();
+    crate::translate_json_paths(&mut value, &map, Direction::ToHost);
+    let text: Value = serde_json::from_str(&to_host_paths(message.to_string(), &map)).unwrap();
+    assert_eq!(text, value);
 }

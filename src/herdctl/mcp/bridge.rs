@@ -29,8 +29,9 @@ use serde_json::Value;
 
 use super::protocol::{call_result, rpc_error, rpc_result, step, Step};
 use super::reader::{Budget, Line, LineReader, MessageLimits, Reservation};
-use super::{InjectedServer, ToolCall, ToolHandler, CONTAINER_MCP_DIR, SECRET_ENV, STDIO_SHIM};
-use crate::herdctl::invocation::McpServer;
+use super::{
+    InjectedServer, McpServer, ToolCall, ToolHandler, CONTAINER_MCP_DIR, SECRET_ENV, STDIO_SHIM,
+};
 use crate::{translate_json_paths, Direction, Error, PathMap, Result};
 
 /// The longest message the agent may send, in bytes: 4 MiB. A tool call's arguments are written

@@ -35,6 +35,9 @@ mod scan;
 
 pub(crate) use bridge::Bridge;
 
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{Error, Result};
@@ -49,6 +52,21 @@ pub const STDIO_SHIM: &str = r#"const s=require("net").connect(process.argv[1]);
 
 /// The environment variable of the shim that carries its socket's secret.
 pub const SECRET_ENV: &str = "HERDCTL_MCP_SECRET";
+
+/// One MCP server in herdctl's agent format (an agent's `mcp_servers` entry; the bridge gives
+/// each injected server one too).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct McpServer {
+    /// An HTTP server's address.
+    pub url: Option<String>,
+    /// A process server's command.
+    pub command: Option<String>,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its environment (may hold secrets: it travels on stdin, never in argv).
+    pub env: BTreeMap<String, String>,
+}
 
 /// One injected server, as described by herdctl's `InjectedMcpServerDef` without its handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]

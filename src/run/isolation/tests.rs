@@ -274,19 +274,22 @@ fn gvisor_needs_room_for_its_own_threads_in_the_pids_limit() {
 
 #[test]
 fn the_agent_objects_runtime_reaches_a_config_that_lost_it() {
+    let from_agent = |agent: &serde_json::Value, c: &mut DockerConfig| {
+        runtime_from_agent(agent.get("docker").and_then(|d| d.get("runtime")), c)
+    };
     // What herdctl's resolver makes of `overrides.docker: {runtime: runsc}`: a config without it.
     let agent = json!({"name": "a", "docker": {"enabled": true, "runtime": "runsc"}});
     let mut c = config(json!({}));
-    runtime_from_agent(&agent, &mut c).unwrap();
+    from_agent(&agent, &mut c).unwrap();
     assert_eq!(c.runtime.as_deref(), Some("runsc"));
     // The same, or nothing asked: left as it is.
-    runtime_from_agent(&agent, &mut c).unwrap();
+    from_agent(&agent, &mut c).unwrap();
     let mut plain = config(json!({"runtime": "runc"}));
-    runtime_from_agent(&json!({"name": "a", "docker": {}}), &mut plain).unwrap();
-    runtime_from_agent(&json!({"name": "a"}), &mut plain).unwrap();
+    from_agent(&json!({"name": "a", "docker": {}}), &mut plain).unwrap();
+    from_agent(&json!({"name": "a"}), &mut plain).unwrap();
     assert_eq!(plain.runtime.as_deref(), Some("runc"));
     // A sandbox over runc tightens; out of a sandbox, or to another, is refused.
-    runtime_from_agent(&agent, &mut plain).unwrap();
+    from_agent(&agent, &mut plain).unwrap();
     assert_eq!(plain.runtime.as_deref(), Some("runsc"));
     for (asked, have) in [
         ("runc", Some("runsc")),
@@ -294,7 +297,7 @@ fn the_agent_objects_runtime_reaches_a_config_that_lost_it() {
         ("crun", None),
     ] {
         let mut c = config(json!({ "runtime": have }));
-        let e = runtime_from_agent(&json!({"docker": {"runtime": asked}}), &mut c)
+        let e = from_agent(&json!({"docker": {"runtime": asked}}), &mut c)
             .unwrap_err()
             .to_string();
         assert!(
@@ -303,7 +306,7 @@ fn the_agent_objects_runtime_reaches_a_config_that_lost_it() {
         );
         assert_eq!(c.runtime.as_deref(), have);
     }
-    assert!(runtime_from_agent(
+    assert!(from_agent(
         &json!({"docker": {"runtime": "a b"}}),
         &mut config(json!({}))
     )
