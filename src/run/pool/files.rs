@@ -317,7 +317,18 @@ mod tests {
         assert!(since.abs_diff(crate::labels::now_ms()) < 60_000, "{since}");
         // Let go without releasing: a tombstone, free, still not claimable.
         drop(first);
-        match claim_state(state.path(), "herdctl-a-1-x") {
+        // A process another test spawns between our open and this drop holds the open file
+        // (and its lock) from its fork until its exec closes it: wait that out.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let state_now = loop {
+            match claim_state(state.path(), "herdctl-a-1-x") {
+                ClaimState::Held if std::time::Instant::now() < give_up => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                other => break other,
+            }
+        };
+        match state_now {
             ClaimState::Free(mut held) => assert_eq!(held.purpose(), Some(Purpose::Job)),
             other => panic!("{other:?}"),
         }
