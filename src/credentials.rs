@@ -130,28 +130,8 @@ impl Credentials {
 
     /// Reads the Claude credentials file at `path` (`{"claudeAiOauth": {"accessToken": ...}}`).
     pub fn from_file(path: &Path) -> Result<Credentials> {
+        let doc = read_file(path)?;
         let shown = path.display();
-        let text = match fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::invalid(
-                    "credentials",
-                    format!("no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN is set and there is no credentials file at {shown}; set one of them or log in with 'claude'"),
-                ))
-            }
-            Err(e) => return Err(Error::io(format!("read credentials file {shown}"), e)),
-        };
-        // serde_json's syntax errors carry a position, never the text.
-        let doc: Value = serde_json::from_slice(&text).map_err(|e| {
-            Error::invalid(
-                "credentials",
-                format!(
-                    "{shown} is not valid JSON (line {} column {}); log in again with 'claude'",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
         let oauth = doc
             .get("claudeAiOauth")
             .and_then(Value::as_object)
@@ -245,6 +225,32 @@ impl Credentials {
     pub(crate) fn sanitised(&self) -> Option<&Value> {
         self.sanitised.as_ref()
     }
+}
+
+/// The credentials file at `path` as JSON. Its text never reaches an error: serde_json's syntax
+/// errors carry a position only.
+fn read_file(path: &Path) -> Result<Value> {
+    let shown = path.display();
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::invalid(
+                "credentials",
+                format!("no ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN is set and there is no credentials file at {shown}; set one of them or log in with 'claude'"),
+            ))
+        }
+        Err(e) => return Err(Error::io(format!("read credentials file {shown}"), e)),
+    };
+    serde_json::from_slice::<Value>(&text).map_err(|e| {
+        Error::invalid(
+            "credentials",
+            format!(
+                "{shown} is not valid JSON (line {} column {}); log in again with 'claude'",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
 
 impl fmt::Debug for Credentials {

@@ -91,19 +91,14 @@ impl fmt::Display for TimeoutPhase {
 }
 
 impl TimeoutPhase {
-    /// This phase with `r` applied to its text (see [`Error::redact`]).
-    fn map_text(self, r: impl Fn(String) -> String) -> TimeoutPhase {
+    /// The phase's text, for [`Error::redact`].
+    fn text_mut(&mut self) -> &mut String {
         match self {
-            TimeoutPhase::Connect { address } => TimeoutPhase::Connect {
-                address: r(address),
-            },
-            TimeoutPhase::Call { call } => TimeoutPhase::Call { call: r(call) },
-            TimeoutPhase::ExecOutput { exec } => TimeoutPhase::ExecOutput { exec: r(exec) },
-            TimeoutPhase::ExecExitCode { exec } => TimeoutPhase::ExecExitCode { exec: r(exec) },
-            TimeoutPhase::SessionAnswer { request } => TimeoutPhase::SessionAnswer {
-                request: r(request),
-            },
-            TimeoutPhase::PoolWarm { agent } => TimeoutPhase::PoolWarm { agent: r(agent) },
+            TimeoutPhase::Connect { address } => address,
+            TimeoutPhase::Call { call } => call,
+            TimeoutPhase::ExecOutput { exec } | TimeoutPhase::ExecExitCode { exec } => exec,
+            TimeoutPhase::SessionAnswer { request } => request,
+            TimeoutPhase::PoolWarm { agent } => agent,
         }
     }
 }
@@ -324,114 +319,64 @@ impl Error {
     /// The runner and agent jobs pass every error they hand out through this with the job's
     /// secrets. The match names every variant, so a new one cannot be added without deciding
     /// how its text is redacted.
-    pub fn redact(self, redactor: &Redactor) -> Error {
+    pub fn redact(mut self, redactor: &Redactor) -> Error {
         if redactor.is_empty() {
             return self;
         }
-        let r = |s: String| match redactor.redact(&s) {
-            Cow::Borrowed(_) => s,
-            Cow::Owned(o) => o,
-        };
+        let (texts, io) = self.texts_mut();
+        for text in texts {
+            if let Cow::Owned(o) = redactor.redact(text) {
+                *text = o;
+            }
+        }
         // An io::Error's text is the OS's or ours; should it hold a secret, a plain error of the
         // same kind with the redacted text takes its place.
-        let io = |e: io::Error| match redactor.redact(&e.to_string()) {
-            Cow::Borrowed(_) => e,
-            Cow::Owned(o) => io::Error::new(e.kind(), o),
-        };
+        if let Some(e) = io {
+            if let Cow::Owned(o) = redactor.redact(&e.to_string()) {
+                *e = io::Error::new(e.kind(), o);
+            }
+        }
+        self
+    }
+
+    /// Every text this error carries, and its I/O source if it has one. The match names every
+    /// variant, so a new one cannot be added without deciding which of its fields are text.
+    fn texts_mut(&mut self) -> (Vec<&mut String>, Option<&mut io::Error>) {
         match self {
             Error::EngineUnreachable {
                 address,
                 reason,
                 source,
-            } => Error::EngineUnreachable {
-                address: r(address),
-                reason: r(reason),
-                source: source.map(io),
-            },
-            Error::PermissionDenied { path } => Error::PermissionDenied { path: r(path) },
+            } => (vec![address, reason], source.as_mut()),
+            Error::PermissionDenied { path } => (vec![path], None),
             Error::UnsupportedApiVersion {
                 engine_min,
                 engine_max,
                 client_min,
                 client_max,
-            } => Error::UnsupportedApiVersion {
-                engine_min: r(engine_min),
-                engine_max: r(engine_max),
-                client_min: r(client_min),
-                client_max: r(client_max),
-            },
+            } => (vec![engine_min, engine_max, client_min, client_max], None),
             Error::NotFound {
-                call,
-                kind,
-                name,
-                hint,
-            } => Error::NotFound {
-                call: r(call),
-                kind,
-                name: r(name),
-                hint: r(hint),
-            },
-            Error::Conflict { call, message } => Error::Conflict {
-                call: r(call),
-                message: r(message),
-            },
-            Error::Api {
-                call,
-                status,
-                message,
-            } => Error::Api {
-                call: r(call),
-                status,
-                message: r(message),
-            },
-            Error::Timeout { phase, after } => Error::Timeout {
-                phase: phase.map_text(r),
-                after,
-            },
-            Error::Cancelled(what) => Error::Cancelled(r(what)),
-            Error::Protocol { call, detail } => Error::Protocol {
-                call: r(call),
-                detail: r(detail),
-            },
-            Error::InvalidConfig { field, problem } => Error::InvalidConfig {
-                field: r(field),
-                problem: r(problem),
-            },
-            Error::InvalidArgument { field, problem } => Error::InvalidArgument {
-                field: r(field),
-                problem: r(problem),
-            },
-            Error::NotApplied { container, what } => Error::NotApplied {
-                container: r(container),
-                what: r(what),
-            },
+                call, name, hint, ..
+            } => (vec![call, name, hint], None),
+            Error::Conflict { call, message } | Error::Api { call, message, .. } => {
+                (vec![call, message], None)
+            }
+            Error::Timeout { phase, .. } => (vec![phase.text_mut()], None),
+            Error::Cancelled(what) => (vec![what], None),
+            Error::Protocol { call, detail } => (vec![call, detail], None),
+            Error::InvalidConfig { field, problem } | Error::InvalidArgument { field, problem } => {
+                (vec![field, problem], None)
+            }
+            Error::NotApplied { container, what } => (vec![container, what], None),
             Error::ContainerExited {
-                container,
-                exit_code,
-                output,
-            } => Error::ContainerExited {
-                container: r(container),
-                exit_code,
-                output: r(output),
-            },
-            Error::LineTooLong { limit } => Error::LineTooLong { limit },
-            Error::KillFailed { job, detail } => Error::KillFailed {
-                job: r(job),
-                detail: r(detail),
-            },
+                container, output, ..
+            } => (vec![container, output], None),
+            Error::LineTooLong { .. } => (Vec::new(), None),
+            Error::KillFailed { job, detail } => (vec![job, detail], None),
             Error::Session {
-                request,
-                detail,
-                ended,
-            } => Error::Session {
-                request: r(request),
-                detail: r(detail),
-                ended,
-            },
-            Error::Io { context, source } => Error::Io {
-                context: r(context),
-                source: io(source),
-            },
+                request, detail, ..
+            } => (vec![request, detail], None),
+            Error::Io { context, source } => (vec![context], Some(source)),
         }
     }
 

@@ -42,8 +42,8 @@ const LAYERS: &[&str] = &[
     "run/start",
     "run/runner",
     // herdctl's shapes on top.
-    "herdctl/invocation",
     "herdctl/mcp",
+    "herdctl/invocation",
     "herdctl/agent",
     "herdctl/session",
 ];
