@@ -825,7 +825,7 @@ impl Transcript {
         let mut error = json!({
             "type": "error",
             "message": redactor.redact(&message),
-            "outcome": outcome_kind(&report.outcome),
+            "outcome": report.outcome.kind(),
             "exit_code": exit_code,
             "oom_killed": oom,
             "stderr_tail": report.stderr_tail,
@@ -918,19 +918,6 @@ fn exit_and_oom(outcome: &Outcome) -> (Option<i64>, bool) {
 fn is_error_result(result: &Value) -> bool {
     result["is_error"].as_bool() == Some(true)
         || result["subtype"].as_str().is_some_and(|s| s != "success")
-}
-
-/// A stable name of the outcome's kind, for programs reading the error message.
-fn outcome_kind(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Exited(_) => "exited",
-        Outcome::CommandNotFound { .. } => "command_not_found",
-        Outcome::Killed { .. } => "killed",
-        Outcome::ContainerDied { .. } => "container_died",
-        Outcome::Cancelled => "cancelled",
-        Outcome::TimedOut(_) => "timed_out",
-        _ => "failed",
-    }
 }
 
 /// The first `max` bytes of `s`, cut back to a character boundary, with `...` when cut.
