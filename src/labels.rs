@@ -8,6 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `1` on every container this project creates.
@@ -78,18 +79,22 @@ pub(crate) fn container_labels(
 
 /// The name of an ephemeral container: `herdctl-<agent>-<ms>-<8 hex>`.
 ///
-/// The suffix mixes the time, a per-process random seed and a per-process counter, so two jobs
-/// started in the same millisecond never collide, in one process or in two (pids alone would
+/// The suffix is a per-process counter through a bijection keyed by a per-process random seed,
+/// so two jobs started in the same millisecond never collide in one process (the first 2^32
+/// names are all different), and two processes collide only if their seeds do (pids alone would
 /// collide between two processes in different pid namespaces).
 pub(crate) fn ephemeral_name(sanitized_agent: &str, created_ms: u64) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    format!(
-        "herdctl-{sanitized_agent}-{created_ms}-{:08x}",
+    static SEED: OnceLock<u32> = OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
         h.finish() as u32
-    )
+    });
+    // Multiplying by an odd number and adding are bijections on u32.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) as u32;
+    let suffix = n.wrapping_mul(0x9E37_79B9).wrapping_add(seed);
+    format!("herdctl-{sanitized_agent}-{created_ms}-{suffix:08x}")
 }
 
 /// The name of an agent's persistent container for one config: `herdctl-<agent>-persistent-<hash>`.
@@ -115,8 +120,8 @@ mod tests {
 
     #[test]
     fn ephemeral_names_do_not_collide_in_one_millisecond() {
-        let names: HashSet<String> = (0..10_000).map(|_| ephemeral_name("a", 42)).collect();
-        assert_eq!(names.len(), 10_000);
+        let names: HashSet<String> = (0..100_000).map(|_| ephemeral_name("a", 42)).collect();
+        assert_eq!(names.len(), 100_000);
         assert!(names.iter().all(|n| n.starts_with("herdctl-a-42-")));
     }
 
