@@ -53,8 +53,16 @@ pub(crate) fn create_body(
     let (exposed_ports, port_bindings) = ports(config);
     let mut host = runner_host_config(config, mounts)?;
     host.port_bindings = port_bindings;
-    if let Some(passed) = host_config {
-        host = merge_override(&host, passed)?;
+    match (host_config, &config.host_config_override) {
+        (Some(passed), _) => host = merge_override(&host, passed)?,
+        // Never dropped unseen: what the user set either passed the gate or stops the job.
+        (None, Some(_)) => {
+            return Err(Error::invalid(
+                OVERRIDE,
+                "was not passed through the gate (config::gate_override) before the plan",
+            ))
+        }
+        (None, None) => {}
     }
     Ok(ContainerCreate {
         image: config.image.clone(),

@@ -109,3 +109,21 @@ fn a_bad_argv_is_refused_before_any_container() {
     .unwrap_err();
     assert!(e.to_string().contains("exec.cmd"), "{e}");
 }
+
+#[test]
+fn an_override_that_skipped_the_gate_is_refused_not_dropped() {
+    let c = config(serde_json::json!({"host_config": {"ShmSize": 1048576}}));
+    let mounts = mounts(&c);
+    let e = JobPlan::new(&PlanInput {
+        agent: "fleet.a",
+        config: &c,
+        mounts: &mounts,
+        mount_ids: "",
+        owner: None,
+        created_ms: 0,
+        allow: false,
+        host_config: None,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("docker.host_config"), "{e}");
+}
